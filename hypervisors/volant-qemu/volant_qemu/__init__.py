@@ -1,0 +1,1 @@
+"""QEMU hypervisor backend for Volant."""

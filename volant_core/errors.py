@@ -1,0 +1,93 @@
+"""The one exception hierarchy of Volant.
+
+Every error a user can cause or meet derives from :class:`VolantError`. The
+HTTP API maps ``http_status`` to the response status and the CLI maps
+``exit_code`` to its exit status, each in one place, so plugins raise these
+and never build responses themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VolantError(Exception):
+    """Base of all Volant errors: a message for people, a stable code for programs."""
+
+    http_status = 500
+    exit_code = 1
+    code = "internal"
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON error body: ``{"error": {"code", "message", "details"}}``."""
+        details = self.details
+        if details is None and self.field is not None:
+            details = [{"field": self.field, "message": self.message}]
+        return {"error": {"code": self.code, "message": self.message, "details": details}}
+
+
+class ValidationError(VolantError):
+    """Bad input: the message names the field and how to fix it."""
+
+    http_status = 422
+    exit_code = 2
+    code = "invalid"
+
+
+class NotFoundError(VolantError):
+    """The named VM, plugin, deployment or hypervisor does not exist."""
+
+    http_status = 404
+    exit_code = 3
+    code = "not_found"
+
+
+class ConflictError(VolantError):
+    """The request clashes with the current state (exists already, wrong state, disabled)."""
+
+    http_status = 409
+    exit_code = 4
+    code = "conflict"
+
+
+class PluginError(VolantError):
+    """A plugin misbehaved (duplicate registration, broken hook)."""
+
+    http_status = 500
+    code = "plugin_error"
+
+
+class LaunchError(VolantError):
+    """The hypervisor could not start the VM."""
+
+    http_status = 500
+    code = "launch_failed"
+
+
+class AgentError(VolantError):
+    """The guest agent could not be reached or answered badly."""
+
+    http_status = 502
+    exit_code = 5
+    code = "agent_unreachable"
+
+
+class AgentTimeout(AgentError):
+    """The guest agent did not answer in time."""
+
+    http_status = 504
+    code = "agent_timeout"
+
+
+class NotReadyError(VolantError):
+    """The daemon or a dependency is not ready yet."""
+
+    http_status = 503
+    exit_code = 5
+    code = "not_ready"

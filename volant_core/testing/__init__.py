@@ -1,0 +1,1 @@
+"""volant_core.testing."""
