@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from volant_core.launch import DiskSpec, HypervisorDescriptor
+from volant_core.launch import DiskSpec, HypervisorDescriptor, NicSpec
 
 if TYPE_CHECKING:
     from volant_core.vm import VMView
@@ -24,6 +24,8 @@ __all__ = [
     "HostCheckResult",
     "HypervisorDescriptor",
     "LaunchAdditions",
+    "NetworkAttachment",
+    "NetworkMode",
     "NetworkModeDescriptor",
     "RouteDescriptor",
     "SeedBuilderDescriptor",
@@ -40,7 +42,7 @@ class NetworkModeDescriptor:
     """
 
     name: str
-    factory: Callable[[], Any]
+    factory: Callable[[], NetworkMode]
     needs_ip: bool = False
     needs_tap: bool = False
     description: str = ""
@@ -112,3 +114,23 @@ class RouteDescriptor:
     resource: Any
     suffix: str | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """What a network mode gives one VM: NICs for the hypervisor and arguments for the guest kernel."""
+
+    nics: tuple[NicSpec, ...] = ()
+    kernel_args: tuple[str, ...] = ()
+
+
+class NetworkMode(Protocol):
+    """Host side of a network mode, built by :attr:`NetworkModeDescriptor.factory`."""
+
+    def attach(self, vm: VMView) -> NetworkAttachment:
+        """Create the host resources (tap, bridge port ...) for ``vm`` before launch."""
+        ...
+
+    def detach(self, vm: VMView) -> None:
+        """Remove what :meth:`attach` created. Idempotent: missing resources are fine."""
+        ...

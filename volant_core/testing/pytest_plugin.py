@@ -1,1 +1,49 @@
-"""pytest plugin for plugin authors."""
+"""pytest plugin shipped with volant-core for plugin authors (and Volant's own tests).
+
+Enabled automatically through the ``pytest11`` entry point. Fixtures:
+
+* ``volant_guest``: the guest kernel and initramfs, built once per session
+  (cached in ``$VOLANT_TEST_CACHE`` when set);
+* ``volantd``: a real daemon on a loopback port with its own state directory,
+  torn down with every VM it started;
+* ``volantd_with_guest``: the same, booting ``volant_guest``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from volant_core.guest import GuestArtifacts, ensure_guest
+from volant_core.testing.daemon import RunningDaemon, running_daemon
+
+#: Environment variable naming a directory to keep built guest images between test sessions.
+CACHE_ENV = "VOLANT_TEST_CACHE"
+
+
+@pytest.fixture(scope="session")
+def volant_guest(tmp_path_factory: pytest.TempPathFactory) -> GuestArtifacts:
+    """The guest kernel and initramfs (built from Debian packages on first use)."""
+    configured = os.environ.get(CACHE_ENV)
+    cache = Path(configured) if configured else tmp_path_factory.mktemp("guest-cache")
+    return ensure_guest(cache, log=print)
+
+
+@pytest.fixture
+def volantd() -> Iterator[RunningDaemon]:
+    """A running volantd without guest artifacts (for API tests that boot nothing)."""
+    with running_daemon() as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def volantd_with_guest(volant_guest: GuestArtifacts) -> Iterator[RunningDaemon]:
+    """A running volantd whose VMs boot the session's guest image with QEMU; skipped without QEMU."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    with running_daemon(volant_guest) as daemon:
+        yield daemon

@@ -1,0 +1,152 @@
+"""Shared fixtures for the QEMU backend tests: short runtime directories, reaping, guest artifacts."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from volant_qemu.binary import find_binary
+from volant_qemu.instance import QemuInstance
+
+from volant_core.guest.image import BASE_KERNEL_ARGS
+from volant_core.launch import LaunchSpec
+from volant_core.manifest import encode_for_guest, parse_manifest
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids of the processes whose argv contains ``text`` (how a test finds every QEMU of one VM)."""
+    needle = os.fsencode(text)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in argv and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session")
+def processes_mentioning() -> Callable[[str], list[int]]:
+    """``processes_mentioning(text)``: pids of the processes whose argv contains ``text``."""
+    return _processes_mentioning
+
+
+@pytest.fixture(scope="session")
+def qemu_binary() -> str:
+    """The QEMU binary; the test is skipped without one."""
+    binary = find_binary()
+    if binary is None:
+        pytest.skip("qemu-system-x86_64 is not installed")
+    return binary
+
+
+@pytest.fixture
+def vm_dir() -> Iterator[Path]:
+    """A short runtime directory (UNIX socket paths must stay under 108 bytes); every QEMU whose
+    argv names it is killed afterwards, whatever the test did.
+    """
+    base = Path(tempfile.mkdtemp(prefix="vq-"))
+    try:
+        yield base / "vm"
+    finally:
+        for pid in _processes_mentioning(str(base)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def reap() -> Iterator[Callable[[QemuInstance], QemuInstance]]:
+    """Register an instance to kill and reap after the test: ``instance = reap(launcher.launch(spec))``."""
+    instances: list[QemuInstance] = []
+
+    def register(instance: QemuInstance) -> QemuInstance:
+        instances.append(instance)
+        return instance
+
+    yield register
+    for instance in instances:
+        instance.kill()
+        instance.wait(10)
+
+
+@pytest.fixture
+def tcg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force TCG so that no KVM probe boot runs."""
+    monkeypatch.setenv("VOLANT_QEMU_ACCEL", "tcg")
+
+
+@pytest.fixture
+def garbage_kernel(tmp_path: Path) -> Path:
+    """A file QEMU refuses to boot as a kernel."""
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"not a kernel\n" * 1024)
+    return kernel
+
+
+SpecFactory = Callable[..., LaunchSpec]
+
+
+@pytest.fixture
+def make_spec() -> SpecFactory:
+    """Build a small launch spec (1 vCPU, 256 MiB): ``make_spec(vm_dir, kernel, **overrides)``."""
+
+    def build(vm_dir: Path, kernel: Path, **overrides: object) -> LaunchSpec:
+        fields: dict[str, object] = {
+            "name": "test",
+            "vm_dir": vm_dir,
+            "cpu_cores": 1,
+            "memory_mb": 256,
+            "kernel": kernel,
+            "kernel_args": ("console=ttyS0",),
+        }
+        fields.update(overrides)
+        return LaunchSpec(**fields)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def guest(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The guest kernel and initramfs from ``volant_core.guest.ensure_guest`` (built once per session).
+
+    The cache directory is ``$VOLANT_TEST_CACHE`` when set (reused across runs), else a fresh temporary one.
+    """
+    ensure_guest = getattr(importlib.import_module("volant_core.guest"), "ensure_guest", None)
+    if ensure_guest is None:
+        pytest.skip("volant_core.guest.ensure_guest is not available")
+    cached = os.environ.get("VOLANT_TEST_CACHE")
+    cache_dir = Path(cached) if cached else tmp_path_factory.mktemp("guest-cache")
+    return ensure_guest(cache_dir)
+
+
+@pytest.fixture
+def guest_spec(guest: Any, vm_dir: Path, make_spec: SpecFactory) -> LaunchSpec:
+    """A launch spec booting the guest with a Python HTTP workload (1 vCPU, 256 MiB)."""
+    manifest = parse_manifest(
+        {
+            "name": "pyhttp",
+            "version": "1.0.0",
+            "workload": {
+                "type": "http",
+                "base_url": "http://127.0.0.1:8000",
+                "entrypoint": ["/usr/bin/python3.11", "-m", "http.server", "8000", "--bind", "127.0.0.1"],
+            },
+            "health_check": {"endpoint": "/", "timeout_ms": 5000},
+        }
+    )
+    kernel_args = (*BASE_KERNEL_ARGS, f"volant.manifest={encode_for_guest(manifest)}")
+    return make_spec(vm_dir, guest.kernel, initramfs=guest.initramfs, kernel_args=kernel_args)

@@ -1,0 +1,134 @@
+"""Starting QEMU for a launch spec, and finding it again after a daemon restart."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+
+from volant_core.errors import LaunchError
+from volant_core.launch import LaunchSpec
+from volant_qemu.accel import choose_accelerator
+from volant_qemu.binary import require_binary
+from volant_qemu.command import CPU_MODELS, build_command, qmp_argument
+from volant_qemu.instance import REAP_TIMEOUT, QemuInstance
+from volant_qemu.paths import VmPaths
+from volant_qemu.process import AdoptedProcess, ChildProcess, read_cmdline
+from volant_qemu.qmp import QmpClient, QmpError
+
+#: How long QEMU may take to open its QMP socket before the launch counts as failed.
+QMP_READY_TIMEOUT = 15.0
+#: How many bytes of ``qemu.log`` a launch error quotes.
+LOG_TAIL_BYTES = 2000
+#: Poll interval while waiting for the QMP socket.
+READY_POLL_INTERVAL = 0.05
+
+
+class QemuLauncher:
+    """Implements :class:`volant_core.launch.Launcher` with ``qemu-system-x86_64``."""
+
+    def __init__(self, binary: str | None = None, *, ready_timeout: float = QMP_READY_TIMEOUT) -> None:
+        """Use ``binary`` (default: found on first launch) and wait up to ``ready_timeout`` s for QMP."""
+        self._binary = binary
+        self._ready_timeout = ready_timeout
+
+    def launch(self, spec: LaunchSpec) -> QemuInstance:
+        """Start QEMU in its own session and return once its QMP socket answers.
+
+        Raises :class:`LaunchError` (quoting the end of ``qemu.log`` when QEMU
+        itself failed) and leaves no process behind.
+        """
+        binary = self._binary or require_binary()
+        _check_boot_files(spec)
+        paths = VmPaths(spec.vm_dir)
+        paths.check_socket_lengths()
+        spec.vm_dir.mkdir(parents=True, exist_ok=True)
+        accel = choose_accelerator(spec, binary=binary)
+        argv = build_command(spec, accel=accel, binary=binary)
+        try:
+            with paths.qemu_log.open("ab") as qemu_log:
+                log_start = qemu_log.tell()
+                popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=qemu_log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise LaunchError(f"cannot start {binary}: {exc}") from exc
+        process = ChildProcess(popen)
+        try:
+            self._wait_for_qmp(process, paths, log_start)
+        except BaseException:
+            process.kill()
+            process.wait(REAP_TIMEOUT)
+            raise
+        return QemuInstance(process, paths, accel)
+
+    def adopt(self, spec: LaunchSpec, pid: int) -> QemuInstance | None:
+        """The QEMU ``pid`` if it still runs this VM (its argv names ``spec.vm_dir``'s QMP socket
+        and pidfile, and the pidfile holds ``pid``); otherwise None.
+        """
+        paths = VmPaths(spec.vm_dir)
+        process = AdoptedProcess.attach(pid)
+        argv = read_cmdline(pid)
+        if process is None or argv is None or not _runs_vm(argv, paths):
+            return None
+        if paths.pidfile_pid() != pid or not process.alive():
+            return None
+        return QemuInstance(process, paths, _accelerator_of(argv))
+
+    def _wait_for_qmp(self, process: ChildProcess, paths: VmPaths, log_start: int) -> None:
+        deadline = time.monotonic() + self._ready_timeout
+        while True:
+            status = process.wait(READY_POLL_INTERVAL)
+            if status is not None:
+                raise LaunchError(
+                    f"QEMU exited with status {status} while starting; end of {paths.qemu_log}:\n"
+                    f"{_tail(paths, log_start)}",
+                    details={"exit_status": status, "log": str(paths.qemu_log)},
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LaunchError(
+                    f"QEMU did not open its QMP socket {paths.qmp_socket} within {self._ready_timeout:g} s; "
+                    f"end of {paths.qemu_log}:\n{_tail(paths, log_start)}"
+                )
+            if paths.pidfile_pid() != process.pid:
+                # QEMU writes its pidfile (holding its lock) before it opens any socket: until then a
+                # socket in vm_dir may still be a stale one, or another live QEMU's.
+                continue
+            try:
+                QmpClient(paths.qmp_socket, timeout=min(remaining, 2.0)).close()
+            except QmpError:
+                continue
+            return
+
+
+def _check_boot_files(spec: LaunchSpec) -> None:
+    for name, path in (("kernel", spec.kernel), ("initramfs", spec.initramfs)):
+        if path is not None and not path.is_file():
+            raise LaunchError(f"{name} {path} does not exist or is not a file", field=name)
+
+
+def _runs_vm(argv: list[str], paths: VmPaths) -> bool:
+    pairs = set(itertools.pairwise(argv))
+    return ("-pidfile", str(paths.pidfile)) in pairs and ("-qmp", qmp_argument(paths)) in pairs
+
+
+def _accelerator_of(argv: list[str]) -> str:
+    pairs = dict(itertools.pairwise(argv))
+    accel = pairs.get("-accel", "")
+    return accel if accel in CPU_MODELS else "unknown"
+
+
+def _tail(paths: VmPaths, start: int) -> str:
+    """The end of what this launch wrote to ``qemu.log`` (from byte ``start``)."""
+    try:
+        with paths.qemu_log.open("rb") as log:
+            log.seek(max(start, log.seek(0, 2) - LOG_TAIL_BYTES))
+            data = log.read()
+    except OSError as exc:
+        return f"(cannot read: {exc})"
+    return data.decode(errors="replace").strip() or "(empty)"

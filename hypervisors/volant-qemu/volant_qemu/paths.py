@@ -1,0 +1,77 @@
+"""Where one VM's QEMU keeps its sockets, pidfile and logs inside the VM's runtime directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from volant_core.errors import LaunchError
+
+#: Longest path ``bind()`` accepts for a UNIX socket on Linux (``sun_path`` is 108 bytes, NUL included).
+MAX_SOCKET_PATH = 107
+
+
+@dataclass(frozen=True)
+class VmPaths:
+    """The files QEMU creates for one VM, all directly under ``vm_dir``."""
+
+    vm_dir: Path
+
+    @property
+    def console_socket(self) -> Path:
+        """UNIX socket of the serial console (ttyS0)."""
+        return self.vm_dir / "console.sock"
+
+    @property
+    def console_log(self) -> Path:
+        """Everything the guest wrote on its serial console."""
+        return self.vm_dir / "console.log"
+
+    @property
+    def agent_socket(self) -> Path:
+        """UNIX socket behind the ``volant.agent`` virtio-serial port."""
+        return self.vm_dir / "agent.sock"
+
+    @property
+    def qmp_socket(self) -> Path:
+        """UNIX socket of the QEMU Machine Protocol monitor."""
+        return self.vm_dir / "qmp.sock"
+
+    @property
+    def pidfile(self) -> Path:
+        """File in which QEMU writes its own pid once it runs."""
+        return self.vm_dir / "qemu.pid"
+
+    @property
+    def qemu_log(self) -> Path:
+        """QEMU's own stdout and stderr."""
+        return self.vm_dir / "qemu.log"
+
+    @property
+    def sockets(self) -> tuple[Path, ...]:
+        """Every UNIX socket QEMU listens on for this VM."""
+        return (self.console_socket, self.agent_socket, self.qmp_socket)
+
+    def check_socket_lengths(self) -> None:
+        """Raise :class:`LaunchError` when a socket path would not fit in ``sun_path``."""
+        for sock in self.sockets:
+            length = len(os.fsencode(sock))
+            if length > MAX_SOCKET_PATH:
+                raise LaunchError(
+                    f"UNIX socket path {sock} is {length} bytes long; Linux allows at most "
+                    f"{MAX_SOCKET_PATH}. Use a shorter VM runtime directory (VOLANT state dir or VM name).",
+                    details={"path": str(sock), "length": length, "max": MAX_SOCKET_PATH},
+                )
+
+    def pidfile_pid(self) -> int | None:
+        """The pid QEMU wrote in its pidfile, or None when there is none (yet)."""
+        try:
+            return int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def remove_runtime_files(self) -> None:
+        """Delete the sockets and the pidfile (not the logs); missing files are fine."""
+        for path in (*self.sockets, self.pidfile):
+            path.unlink(missing_ok=True)

@@ -1,0 +1,482 @@
+"""Runtime manifests: Go compatibility, normalisation, errors, guest encoding, published schema."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core.errors import ValidationError
+from volant_core.manifest import (
+    CMDLINE_MANIFEST_BUDGET,
+    DEFAULT_CPU_CORES,
+    DEFAULT_MEMORY_MB,
+    Manifest,
+    decode_from_guest,
+    encode_for_guest,
+    json_schema,
+    main,
+    manifest_json,
+    parse_manifest,
+)
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "docs" / "schemas" / "runtime-manifest.schema.json"
+REGENERATE = "uv run python -m volant_core.manifest --schema > docs/schemas/runtime-manifest.schema.json"
+DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+#: Every top-level key of the Go plugin manifest v1 JSON Schema.
+GO_FIELDS = {
+    "$schema",
+    "schema_version",
+    "name",
+    "version",
+    "runtime",
+    "image",
+    "image_digest",
+    "enabled",
+    "openapi",
+    "labels",
+    "resources",
+    "workload",
+    "health_check",
+    "actions",
+    "rootfs",
+    "initramfs",
+    "disks",
+    "cloud_init",
+    "network",
+    "devices",
+}
+
+# Manifests written the way the Go Volant documents them (every field of its schema appears).
+GO_INITRAMFS = {
+    "$schema": "https://raw.githubusercontent.com/volantvm/volant/main/docs/schemas/plugin-manifest-v1.json",
+    "schema_version": "1.0",
+    "name": "caddy",
+    "version": "0.1.0",
+    "runtime": "caddy",
+    "image": "docker.io/library/caddy:2",
+    "image_digest": f"sha256:{DIGEST}",
+    "enabled": True,
+    "openapi": "https://example.org/caddy/openapi.json",
+    "labels": {"tier": "web"},
+    "resources": {"cpu_cores": 1, "memory_mb": 512},
+    "initramfs": {"url": "https://artifacts.example.org/caddy.cpio.gz", "checksum": f"sha256:{DIGEST}"},
+    "workload": {
+        "type": "http",
+        "base_url": "http://127.0.0.1:80",
+        "entrypoint": ["/usr/bin/caddy", "run", "--config", "/etc/caddy/Caddyfile"],
+        "env": {"XDG_DATA_HOME": "/data"},
+        "workdir": "/srv",
+    },
+    "health_check": {"endpoint": "/", "timeout_ms": 10000},
+    "actions": {
+        "reload": {"description": "Reload the configuration", "method": "POST", "path": "/reload"},
+        "status": {"method": "GET", "path": "/status", "timeout_ms": 2000},
+    },
+}
+GO_ROOTFS = {
+    "schema_version": "1.0",
+    "name": "postgres",
+    "version": "16.2",
+    "resources": {"cpu_cores": 2, "memory_mb": 2048},
+    "rootfs": {"url": "file:///var/lib/volant/postgres.qcow2", "checksum": DIGEST, "format": "qcow2"},
+    "disks": [
+        {"name": "data", "source": "/var/lib/volant/pgdata.img", "format": "raw", "readonly": False},
+        {
+            "name": "seed",
+            "source": "https://example.org/seed.img",
+            "checksum": DIGEST,
+            "readonly": True,
+            "target": "vdc",
+        },
+    ],
+    "workload": {
+        "type": "http",
+        "base_url": "http://127.0.0.1:8008",
+        "entrypoint": ["/usr/local/bin/pgrest"],
+    },
+    "cloud_init": {
+        "datasource": "NoCloud",
+        "seed_mode": "vfat",
+        "user_data": {"inline": True, "content": "#cloud-config\nhostname: pg\n"},
+        "meta_data": {"inline": True, "content": "instance-id: pg-1\n"},
+        "network_config": {"inline": False, "path": "/etc/volant/network.yaml"},
+    },
+    "network": {
+        "mode": "bridged",
+        "subnet": "192.168.127.0/24",
+        "gateway": "192.168.127.1",
+        "auto_assign": True,
+    },
+    "devices": {"pci_passthrough": ["0000:01:00.0"], "allowlist": ["10de:*"]},
+}
+GO_VSOCK = {
+    "schema_version": "1.0",
+    "name": "echo",
+    "version": "1.0.0",
+    "runtime": "echo",
+    "resources": {"cpu_cores": 1, "memory_mb": 128},
+    "initramfs": {"url": "/var/lib/volant/echo.cpio.gz"},
+    "workload": {"type": "http", "base_url": "http://127.0.0.1:7000", "entrypoint": ["/bin/echo-server"]},
+    "network": {"mode": "vsock"},
+}
+MINIMAL = {
+    "name": "pyhttp",
+    "version": "1.0.0",
+    "workload": {
+        "type": "http",
+        "base_url": "http://127.0.0.1:8000",
+        "entrypoint": ["python3", "-m", "http.server"],
+    },
+}
+
+
+#: Marker for :func:`with_changes`: remove the key.
+DELETE = object()
+
+
+def with_changes(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``base`` with the dotted ``path`` set to ``value`` (or removed when value is DELETE)."""
+    doc = copy.deepcopy(base)
+    *parents, last = path.split(".")
+    node = doc
+    for key in parents:
+        node = node.setdefault(key, {})
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return doc
+
+
+@pytest.mark.parametrize("doc", [GO_INITRAMFS, GO_ROOTFS, GO_VSOCK], ids=["initramfs", "rootfs", "vsock"])
+def test_go_example_manifests_are_accepted_and_round_trip(doc: dict[str, Any]) -> None:
+    manifest = parse_manifest(doc)
+
+    assert manifest.name == doc["name"]
+    assert parse_manifest(manifest_json(manifest)) == manifest
+    dumped = json.loads(manifest_json(manifest))
+    assert set(doc) <= set(dumped)
+
+
+def test_schema_covers_every_go_field() -> None:
+    assert set(json_schema()["properties"]) == GO_FIELDS
+    assert json_schema()["additionalProperties"] is False
+
+
+def test_schema_key_is_kept() -> None:
+    manifest = parse_manifest(GO_INITRAMFS)
+
+    assert json.loads(manifest_json(manifest))["$schema"] == GO_INITRAMFS["$schema"]
+
+
+def test_normalisation_matches_go() -> None:
+    doc = {
+        "name": "  web ",
+        "version": " 2.0 ",
+        "labels": {"team": " edge ", "volant.plugin": "spoofed", "": "dropped"},
+        "rootfs": {"url": " https://example.org/web.img ", "format": " QCOW2 ", "checksum": DIGEST.upper()},
+        "disks": [{"name": "d", "source": "/d.img", "format": "RAW"}],
+        "workload": {
+            "type": "http",
+            "base_url": " http://127.0.0.1:9000 ",
+            "entrypoint": ["", " /usr/bin/web ", "  ", "--port=9000"],
+            "env": {" MODE ": " prod ", " ": "ignored"},
+        },
+        "actions": {
+            "": {"method": "POST", "path": "/x"},
+            " flush ": {"method": " POST ", "path": " /flush "},
+        },
+        "cloud_init": {"seed_mode": " VFAT "},
+        "network": {"mode": " Bridged "},
+    }
+
+    manifest = parse_manifest(doc)
+
+    assert (manifest.name, manifest.version, manifest.runtime) == ("web", "2.0", "web")
+    assert manifest.labels == {"team": "edge", "volant.plugin": "web", "volant.runtime": "web"}
+    assert manifest.workload.base_url == "http://127.0.0.1:9000"
+    assert manifest.workload.entrypoint == ["/usr/bin/web", "--port=9000"]
+    assert manifest.workload.env == {"MODE": "prod"}
+    assert set(manifest.actions) == {"flush"}
+    assert (manifest.actions["flush"].method, manifest.actions["flush"].path) == ("POST", "/flush")
+    assert manifest.rootfs is not None
+    assert (manifest.rootfs.url, manifest.rootfs.format) == ("https://example.org/web.img", "qcow2")
+    assert manifest.rootfs.checksum == f"sha256:{DIGEST}"
+    assert manifest.disks[0].format == "raw"
+    assert manifest.cloud_init is not None
+    assert (manifest.cloud_init.seed_mode, manifest.cloud_init.datasource) == ("vfat", "NoCloud")
+    assert manifest.network is not None
+    assert manifest.network.mode == "bridged"
+
+
+def test_explicit_runtime_is_kept_and_labelled() -> None:
+    manifest = parse_manifest({**MINIMAL, "runtime": "python"})
+
+    assert manifest.runtime == "python"
+    assert manifest.labels == {"volant.plugin": "pyhttp", "volant.runtime": "python"}
+
+
+def test_defaults_resources_and_builtin_guest_image() -> None:
+    manifest = parse_manifest(MINIMAL)
+
+    assert (manifest.resources.cpu_cores, manifest.resources.memory_mb) == (
+        DEFAULT_CPU_CORES,
+        DEFAULT_MEMORY_MB,
+    )
+    assert manifest.rootfs is None and manifest.initramfs is None
+    assert manifest.enabled is True
+
+
+def test_network_mode_is_any_plugin_name() -> None:
+    manifest = parse_manifest({**MINIMAL, "network": {"mode": "macvtap"}})
+
+    assert manifest.network is not None and manifest.network.mode == "macvtap"
+
+
+def test_manifest_is_immutable() -> None:
+    manifest = parse_manifest(MINIMAL)
+
+    with pytest.raises(Exception, match="frozen"):
+        manifest.name = "other"  # type: ignore[misc]
+
+
+INVALID = [
+    ("missing workload", with_changes(MINIMAL, "workload", DELETE), "workload", "is required"),
+    ("missing name", with_changes(MINIMAL, "name", DELETE), "name", "is required"),
+    ("blank name", with_changes(MINIMAL, "name", "   "), "name", "must not be empty"),
+    (
+        "empty entrypoint",
+        with_changes(MINIMAL, "workload.entrypoint", []),
+        "workload.entrypoint",
+        "must not be empty",
+    ),
+    (
+        "blank entrypoint items",
+        with_changes(MINIMAL, "workload.entrypoint", ["", "  "]),
+        "workload.entrypoint",
+        "must not be empty",
+    ),
+    ("workload type", with_changes(MINIMAL, "workload.type", "exec"), "workload.type", "'http'"),
+    (
+        "both rootfs and initramfs",
+        {**MINIMAL, "rootfs": {"url": "/r.img"}, "initramfs": {"url": "/i.cpio"}},
+        "initramfs",
+        "rootfs and initramfs are mutually exclusive",
+    ),
+    (
+        "bad checksum",
+        {**MINIMAL, "initramfs": {"url": "/i", "checksum": "md5:abc"}},
+        "initramfs.checksum",
+        "sha256",
+    ),
+    (
+        "short checksum",
+        {**MINIMAL, "rootfs": {"url": "/r", "checksum": f"sha256:{DIGEST[:-1]}"}},
+        "rootfs.checksum",
+        "64 hex digits",
+    ),
+    (
+        "disk checksum",
+        {**MINIMAL, "disks": [{"name": "d", "source": "/d", "checksum": "x"}]},
+        "disks[0].checksum",
+        "sha256",
+    ),
+    (
+        "base_url scheme",
+        with_changes(MINIMAL, "workload.base_url", "ftp://h/"),
+        "workload.base_url",
+        "http://",
+    ),
+    (
+        "base_url host",
+        with_changes(MINIMAL, "workload.base_url", "http://"),
+        "workload.base_url",
+        "with a host",
+    ),
+    ("relative rootfs", {**MINIMAL, "rootfs": {"url": "images/r.img"}}, "rootfs.url", "absolute path"),
+    ("rootfs format", {**MINIMAL, "rootfs": {"url": "/r", "format": "vmdk"}}, "rootfs.format", "'raw'"),
+    (
+        "unknown top-level key",
+        {**MINIMAL, "kernel": "/boot/vmlinuz"},
+        "kernel",
+        "unknown field; allowed: $schema",
+    ),
+    (
+        "unknown nested key",
+        with_changes(MINIMAL, "workload.cmd", ["x"]),
+        "workload.cmd",
+        "unknown field; allowed: base_url, entrypoint, env, type, workdir",
+    ),
+    (
+        "unknown key in an action",
+        {**MINIMAL, "actions": {"go": {"method": "POST", "path": "/go", "verb": "x"}}},
+        "actions.go.verb",
+        "allowed: description, method, path, timeout_ms",
+    ),
+    ("network mode type", {**MINIMAL, "network": {"mode": 5}}, "network.mode", "valid string"),
+    ("network mode missing", {**MINIMAL, "network": {}}, "network.mode", "is required"),
+    ("network mode name", {**MINIMAL, "network": {"mode": "my mode"}}, "network.mode", "plugin name"),
+    (
+        "subnet",
+        {**MINIMAL, "network": {"mode": "bridged", "subnet": "10.0.0.1/33"}},
+        "network.subnet",
+        "CIDR",
+    ),
+    (
+        "gateway outside subnet",
+        {**MINIMAL, "network": {"mode": "bridged", "subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}},
+        "network.gateway",
+        "inside subnet 10.0.0.0/24",
+    ),
+    ("cpu as text", {**MINIMAL, "resources": {"cpu_cores": "2"}}, "resources.cpu_cores", "valid integer"),
+    (
+        "zero memory",
+        {**MINIMAL, "resources": {"memory_mb": 0}},
+        "resources.memory_mb",
+        "greater than or equal",
+    ),
+    (
+        "negative timeout",
+        {**MINIMAL, "health_check": {"endpoint": "/", "timeout_ms": -1}},
+        "health_check.timeout_ms",
+        "greater than or equal",
+    ),
+    (
+        "cloud-init content and path",
+        {**MINIMAL, "cloud_init": {"user_data": {"content": "x", "path": "/y"}}},
+        "cloud_init.user_data",
+        "content or path, not both",
+    ),
+    (
+        "duplicate disks",
+        {**MINIMAL, "disks": [{"name": "a", "source": "/a"}, {"name": "a", "source": "/b"}]},
+        "disks",
+        "repeated: a",
+    ),
+    ("env value type", with_changes(MINIMAL, "workload.env", {"A": 1}), "workload.env.A", "valid string"),
+    ("not an object", ["name"], "manifest", "must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(
+    ("doc", "field", "fragment"), [case[1:] for case in INVALID], ids=[c[0] for c in INVALID]
+)
+def test_invalid_manifest_names_the_field(doc: Any, field: str, fragment: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_manifest(doc)
+
+    error = caught.value
+    assert error.field == field
+    assert error.message.startswith(f"{field}: ")
+    assert fragment in error.message
+    assert {"field": field, "message": error.message.split(": ", 1)[1]} in error.details
+
+
+def test_every_error_is_reported() -> None:
+    doc = {**MINIMAL, "version": "", "network": {"mode": 1}, "bogus": True}
+
+    with pytest.raises(ValidationError) as caught:
+        parse_manifest(doc)
+
+    assert [item["field"] for item in caught.value.details] == ["version", "network.mode", "bogus"]
+    assert caught.value.to_dict()["error"]["code"] == "invalid"
+
+
+@pytest.mark.parametrize("text", [b'{"name": ', "[1, 2", ""])
+def test_invalid_json_text(text: bytes | str) -> None:
+    with pytest.raises(ValidationError, match=r"^manifest: not valid JSON"):
+        parse_manifest(text)
+
+
+def test_json_text_and_bytes_are_accepted() -> None:
+    text = json.dumps(GO_VSOCK)
+
+    assert parse_manifest(text) == parse_manifest(text.encode()) == parse_manifest(GO_VSOCK)
+
+
+def test_manifest_json_is_compact_and_omits_unset_values() -> None:
+    data = manifest_json(parse_manifest(MINIMAL))
+
+    assert b" " not in data.replace(b"http.server", b"")
+    assert b"null" not in data
+    assert json.loads(data)["resources"] == {"cpu_cores": DEFAULT_CPU_CORES, "memory_mb": DEFAULT_MEMORY_MB}
+
+
+def big_manifest(min_bytes: int) -> Manifest:
+    """A valid manifest whose JSON is at least ``min_bytes`` long (env values that do not compress away)."""
+    env = {
+        f"VAR_{i:04d}": base64.b64encode(bytes((i * 37 + j) % 256 for j in range(48))).decode()
+        for i in range(400)
+    }
+    manifest = parse_manifest(with_changes(MINIMAL, "workload.env", env))
+    assert len(manifest_json(manifest)) >= min_bytes
+    return manifest
+
+
+@pytest.mark.parametrize(
+    "manifest", [parse_manifest(GO_ROOTFS), big_manifest(16 * 1024)], ids=["rootfs", "16KiB"]
+)
+def test_guest_encoding_round_trips(manifest: Manifest) -> None:
+    encoded = encode_for_guest(manifest)
+
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", encoded), "base64url without padding"
+    assert decode_from_guest(encoded) == json.loads(manifest_json(manifest))
+    assert parse_manifest(decode_from_guest(encoded)) == manifest
+
+
+def test_large_manifest_exceeds_the_cmdline_budget() -> None:
+    assert len(encode_for_guest(big_manifest(16 * 1024))) > CMDLINE_MANIFEST_BUDGET
+
+
+def test_typical_manifest_fits_the_cmdline_budget() -> None:
+    assert len(encode_for_guest(parse_manifest(GO_INITRAMFS))) <= CMDLINE_MANIFEST_BUDGET
+
+
+def test_encoding_is_deterministic() -> None:
+    reordered = dict(reversed(list(GO_INITRAMFS.items())))
+
+    first = encode_for_guest(parse_manifest(GO_INITRAMFS))
+
+    assert encode_for_guest(parse_manifest(GO_INITRAMFS)) == first
+    assert encode_for_guest(parse_manifest(reordered)) == first
+
+
+def test_decode_accepts_legacy_raw_json() -> None:
+    legacy = base64.urlsafe_b64encode(json.dumps(GO_VSOCK).encode()).rstrip(b"=").decode()
+
+    assert decode_from_guest(legacy) == GO_VSOCK
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("not base64!", "not base64url"),
+        (base64.urlsafe_b64encode(b"[1, 2]").decode(), "not a JSON object"),
+        (base64.urlsafe_b64encode(b"plain text").decode(), "not valid JSON"),
+        (base64.urlsafe_b64encode(b"\x1f\x8b\x08\x00truncated").decode(), "corrupt gzip"),
+    ],
+)
+def test_decode_rejects_garbage(value: str, fragment: str) -> None:
+    with pytest.raises(ValidationError, match=fragment) as caught:
+        decode_from_guest(value)
+
+    assert caught.value.field == "volant.manifest"
+
+
+def test_published_schema_is_current() -> None:
+    committed = json.loads(SCHEMA_FILE.read_text()) if SCHEMA_FILE.is_file() else None
+
+    assert committed == json_schema(), f"{SCHEMA_FILE.name} is stale; regenerate it with:\n  {REGENERATE}"
+
+
+def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--schema"]) == 0
+
+    assert json.loads(capsys.readouterr().out) == json_schema()

@@ -1,0 +1,480 @@
+"""The SQLite store, on real database files: migrations, pragmas, constraints, repositories, threads."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import peewee
+import pytest
+
+from volant_core.errors import ConflictError, NotFoundError, ValidationError
+from volant_core.store import Store, VMRecord, open_store
+from volant_core.store.migrate import Migration, applied_versions, discover, migrate
+from volant_core.store.models import MODELS
+
+TABLES = {
+    "schema_migrations",
+    "vms",
+    "vm_configs",
+    "vm_config_history",
+    "plugins",
+    "ip_allocations",
+    "vm_groups",
+    "events",
+}
+ISO_UTC_MICROS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where the test database lives (its directory does not exist yet)."""
+    return tmp_path / "state" / "volant.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    """A freshly migrated store."""
+    store = open_store(db_path)
+    yield store
+    store.close()
+
+
+def new_vm(store: Store, name: str, **overrides: Any) -> VMRecord:
+    """Create a VM with unique defaults derived from ``name``."""
+    index = sum(name.encode()) * 1000 + len(store.vms.list())
+    fields: dict[str, Any] = {
+        "name": name,
+        "status": "pending",
+        "runtime": "pyhttp",
+        "plugin": "pyhttp",
+        "hypervisor": "qemu",
+        "mac_address": f"02:00:{index >> 16 & 0xFF:02x}:{index >> 8 & 0xFF:02x}:{index & 0xFF:02x}:01",
+        "vsock_cid": store.vms.next_vsock_cid(),
+        "cpu_cores": 1,
+        "memory_mb": 256,
+        "runtime_dir": Path("/run/volant/vms") / name,
+    }
+    return store.vms.create(**(fields | overrides))
+
+
+def raw(db_path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on a separate plain sqlite3 connection (what another process would see)."""
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+# --------------------------------------------------------------------------
+# Opening, migrations, pragmas
+# --------------------------------------------------------------------------
+
+
+def test_open_creates_directory_tables_and_records_migrations(store: Store, db_path: Path) -> None:
+    assert db_path.is_file()
+    assert TABLES <= set(store.db.get_tables())
+    rows = raw(db_path, "SELECT version, name, applied_at FROM schema_migrations")
+    assert [(version, name) for version, name, _ in rows] == [(1, "initial")]
+    assert ISO_UTC_MICROS.fullmatch(rows[0][2])
+
+
+def test_reopen_applies_nothing(store: Store, db_path: Path) -> None:
+    before = raw(db_path, "SELECT * FROM schema_migrations")
+    store.close()
+
+    again = open_store(db_path)
+
+    assert migrate(again.db) == []
+    assert raw(db_path, "SELECT * FROM schema_migrations") == before
+    again.close()
+
+
+def test_migrations_are_discovered_in_order() -> None:
+    migrations = discover()
+
+    assert [m.version for m in migrations] == sorted(m.version for m in migrations)
+    assert (migrations[0].version, migrations[0].name) == (1, "initial")
+
+
+def test_failed_migration_leaves_nothing_behind(store: Store) -> None:
+    def broken(db: peewee.Database) -> None:
+        db.execute_sql("CREATE TABLE half_done (id INTEGER)")
+        raise RuntimeError("boom")
+
+    def works(db: peewee.Database) -> None:
+        db.execute_sql("CREATE TABLE later (id INTEGER)")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        migrate(store.db, [Migration(2, "broken", broken), Migration(3, "works", works)])
+
+    assert "half_done" not in store.db.get_tables()
+    assert applied_versions(store.db) == [1]
+    assert migrate(store.db, [Migration(3, "works", works)]) == [3]
+    assert applied_versions(store.db) == [1, 3]
+
+
+def test_models_match_the_migrated_schema(store: Store) -> None:
+    for model in MODELS:
+        columns = {column.name for column in store.db.get_columns(model._meta.table_name)}
+        fields = {field.column_name for field in model._meta.sorted_fields}
+        assert fields == columns, model.__name__
+
+
+@pytest.mark.parametrize(
+    ("pragma", "expected"),
+    [("journal_mode", "wal"), ("foreign_keys", 1), ("busy_timeout", 5000), ("synchronous", 1)],
+)
+def test_pragmas_are_active_in_every_thread(store: Store, pragma: str, expected: object) -> None:
+    seen: list[object] = []
+
+    def read() -> None:
+        seen.append(store.db.execute_sql(f"PRAGMA {pragma}").fetchone()[0])
+        store.close()
+
+    read()
+    worker = threading.Thread(target=read)
+    worker.start()
+    worker.join()
+
+    assert seen == [expected, expected]
+
+
+def test_transaction_takes_the_write_lock_at_once(store: Store, db_path: Path) -> None:
+    other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+    try:
+        with store.transaction():
+            store.events.latest_id()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+def test_transactions_nest_and_roll_back_together(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        new_vm(store, "outer")
+        with store.transaction():
+            new_vm(store, "inner")
+        raise RuntimeError("abort")
+
+    assert store.vms.list() == []
+
+
+def test_inner_failure_rolls_back_only_the_savepoint(store: Store) -> None:
+    with store.transaction():
+        new_vm(store, "kept")
+        with pytest.raises(ConflictError):
+            new_vm(store, "kept")
+
+    assert [vm.name for vm in store.vms.list()] == ["kept"]
+
+
+# --------------------------------------------------------------------------
+# VMs
+# --------------------------------------------------------------------------
+
+
+def test_vm_create_get_list_update_delete(store: Store, db_path: Path) -> None:
+    created = new_vm(store, "web-1", ip_address="10.0.0.5", kernel_cmdline="console=ttyS0")
+
+    assert created.id > 0 and created.status == "pending"
+    assert created.created_at == created.updated_at and created.created_at.utcoffset() is not None
+    assert created.runtime_dir == Path("/run/volant/vms/web-1")
+    assert store.vms.get_by_name("web-1") == created
+    assert ISO_UTC_MICROS.fullmatch(raw(db_path, "SELECT created_at FROM vms")[0][0])
+
+    updated = store.vms.update("web-1", status="running", pid=4242, serial_socket=Path("/run/s.sock"))
+
+    assert (updated.status, updated.pid, updated.serial_socket) == ("running", 4242, Path("/run/s.sock"))
+    assert updated.updated_at > created.updated_at and updated.created_at == created.created_at
+    assert store.vms.update("web-1", pid=None).pid is None
+
+    new_vm(store, "web-2")
+    assert [vm.name for vm in store.vms.list()] == ["web-1", "web-2"]
+
+    store.vms.delete("web-1")
+    with pytest.raises(NotFoundError, match="web-1"):
+        store.vms.get_by_name("web-1")
+
+
+@pytest.mark.parametrize("column", ["name", "mac_address", "vsock_cid", "ip_address"])
+def test_vm_duplicates_conflict(store: Store, column: str) -> None:
+    first = new_vm(store, "a", ip_address="10.0.0.2")
+
+    duplicate: dict[str, Any] = {
+        "name": "b",
+        "mac_address": "02:00:00:00:00:99",
+        "vsock_cid": 99,
+        "ip_address": None,
+    }
+    duplicate[column] = getattr(first, column)
+
+    with pytest.raises(ConflictError) as caught:
+        new_vm(store, **duplicate)
+
+    assert caught.value.field == column
+    assert f"{column} {getattr(first, column)!r} already exists" in caught.value.message
+
+
+def test_vms_without_ip_coexist(store: Store, db_path: Path) -> None:
+    new_vm(store, "vsock-1")
+    new_vm(store, "vsock-2", ip_address="")
+    new_vm(store, "vsock-3")
+    store.vms.update("vsock-3", ip_address="")
+
+    assert [vm.ip_address for vm in store.vms.list()] == [None, None, None]
+    assert raw(db_path, "SELECT COUNT(*) FROM vms WHERE ip_address IS NULL") == [(3,)]
+
+
+def test_vm_checks_refuse_bad_values(store: Store) -> None:
+    with pytest.raises(ValidationError, match="cpu_cores"):
+        new_vm(store, "zero", cpu_cores=0)
+
+
+def test_vm_update_refuses_unknown_columns_and_missing_vms(store: Store) -> None:
+    new_vm(store, "a")
+
+    with pytest.raises(TypeError, match="plugin"):
+        store.vms.update("a", plugin="other")
+    with pytest.raises(NotFoundError):
+        store.vms.update("ghost", status="running")
+    with pytest.raises(NotFoundError):
+        store.vms.delete("ghost")
+
+
+def test_vm_in_unknown_group_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="deployment id 99"):
+        new_vm(store, "orphan", group_id=99)
+
+
+def test_next_vsock_cid_fills_gaps_from_three(store: Store) -> None:
+    assert store.vms.next_vsock_cid() == 3
+    for name in ("a", "b", "c"):
+        new_vm(store, name)
+    store.vms.delete("b")
+
+    assert store.vms.next_vsock_cid() == 4
+    new_vm(store, "d")
+    assert store.vms.next_vsock_cid() == 6
+
+
+# --------------------------------------------------------------------------
+# Configurations
+# --------------------------------------------------------------------------
+
+
+def test_config_versions_increase_with_history(store: Store) -> None:
+    vm = new_vm(store, "a")
+
+    first = store.configs.put(vm.id, {"resources": {"cpu_cores": 1}})
+    second = store.configs.put(vm.id, {"resources": {"cpu_cores": 2}})
+    third = store.configs.put(vm.id, {"resources": {"cpu_cores": 4}})
+
+    assert [first.version, second.version, third.version] == [1, 2, 3]
+    assert store.configs.current(vm.id) == third
+    assert [c.version for c in store.configs.history(vm.id)] == [3, 2, 1]
+    assert [c.version for c in store.configs.history(vm.id, limit=2)] == [3, 2]
+    assert store.configs.get_version(vm.id, 1).config == {"resources": {"cpu_cores": 1}}
+    with pytest.raises(NotFoundError):
+        store.configs.get_version(vm.id, 9)
+
+
+def test_config_of_missing_vm(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="vm id 42"):
+        store.configs.put(42, {})
+    with pytest.raises(NotFoundError):
+        store.configs.current(42)
+
+
+def test_deleting_a_vm_cascades_to_config_history_and_lease(store: Store, db_path: Path) -> None:
+    vm = new_vm(store, "a", ip_address="10.0.0.9")
+    store.configs.put(vm.id, {"v": 1})
+    store.configs.put(vm.id, {"v": 2})
+    store.ips.lease(vm.id, "10.0.0.9")
+    store.events.append("vm.created", {"name": "a"}, vm_name="a")
+
+    store.vms.delete("a")
+
+    with pytest.raises(NotFoundError):
+        store.configs.current(vm.id)
+    assert store.configs.history(vm.id) == []
+    assert store.ips.leased() == []
+    assert raw(db_path, "SELECT COUNT(*) FROM vm_config_history") == [(0,)]
+    assert [event.vm_name for event in store.events.since(0)] == ["a"]
+
+
+# --------------------------------------------------------------------------
+# Plugins
+# --------------------------------------------------------------------------
+
+
+def test_plugin_upsert_get_list_toggle_delete(store: Store) -> None:
+    installed = store.plugins.upsert("pyhttp", "1.0", {"name": "pyhttp", "version": "1.0"})
+    store.plugins.upsert("caddy", "2.0", {"name": "caddy"})
+
+    upgraded = store.plugins.upsert("pyhttp", "1.1", {"name": "pyhttp", "version": "1.1"})
+
+    assert (upgraded.id, upgraded.installed_at) == (installed.id, installed.installed_at)
+    assert (upgraded.version, upgraded.manifest["version"], upgraded.enabled) == ("1.1", "1.1", True)
+    assert upgraded.updated_at > installed.updated_at
+    assert [p.name for p in store.plugins.list()] == ["caddy", "pyhttp"]
+    assert store.plugins.set_enabled("pyhttp", False).enabled is False
+    assert store.plugins.get("pyhttp").enabled is False
+
+    store.plugins.delete("pyhttp")
+
+    with pytest.raises(NotFoundError, match="pyhttp"):
+        store.plugins.get("pyhttp")
+    with pytest.raises(NotFoundError):
+        store.plugins.set_enabled("pyhttp", True)
+
+
+# --------------------------------------------------------------------------
+# IP leases
+# --------------------------------------------------------------------------
+
+
+def test_leases_in_numeric_order_and_release(store: Store) -> None:
+    vms = [new_vm(store, f"vm-{i}") for i in range(4)]
+    for vm, ip in zip(vms, ["10.0.0.100", "10.0.0.9", "10.0.0.11", "10.0.0.10"], strict=True):
+        store.ips.lease(vm.id, ip)
+
+    assert [lease.ip_address for lease in store.ips.leased()] == [
+        "10.0.0.9",
+        "10.0.0.10",
+        "10.0.0.11",
+        "10.0.0.100",
+    ]
+    assert store.ips.release(vms[0].id) == "10.0.0.100"
+    assert store.ips.release(vms[0].id) is None
+    assert len(store.ips.leased()) == 3
+
+
+def test_lease_conflicts(store: Store) -> None:
+    a, b = new_vm(store, "a"), new_vm(store, "b")
+    store.ips.lease(a.id, "10.0.0.2")
+
+    with pytest.raises(ConflictError, match=r"10\.0\.0\.2"):
+        store.ips.lease(b.id, "10.0.0.2")
+    with pytest.raises(ConflictError, match="vm_id"):
+        store.ips.lease(a.id, "10.0.0.3")
+    with pytest.raises(NotFoundError, match="vm id 77"):
+        store.ips.lease(77, "10.0.0.4")
+    with pytest.raises(ValidationError, match="IPv4"):
+        store.ips.lease(b.id, "10.0.0.256")
+
+
+# --------------------------------------------------------------------------
+# Deployments
+# --------------------------------------------------------------------------
+
+
+def test_group_crud(store: Store) -> None:
+    group = store.groups.create("web", {"plugin": "caddy"}, replicas=2)
+
+    assert store.groups.get("web") == group
+    scaled = store.groups.update("web", replicas=5)
+    assert (scaled.replicas, scaled.config) == (5, {"plugin": "caddy"})
+    assert store.groups.update("web", config={"plugin": "nginx"}).config == {"plugin": "nginx"}
+    with pytest.raises(ConflictError, match="'web'"):
+        store.groups.create("web", {}, replicas=1)
+    with pytest.raises(ValidationError):
+        store.groups.update("web", replicas=-1)
+    assert [g.name for g in store.groups.list()] == ["web"]
+
+    store.groups.delete("web")
+
+    with pytest.raises(NotFoundError, match="web"):
+        store.groups.get("web")
+
+
+def test_deleting_a_group_keeps_its_vms(store: Store) -> None:
+    group = store.groups.create("web", {}, replicas=1)
+    new_vm(store, "web-1", group_id=group.id)
+
+    assert [vm.name for vm in store.vms.list(group_id=group.id)] == ["web-1"]
+    store.groups.delete("web")
+
+    assert store.vms.get_by_name("web-1").group_id is None
+
+
+# --------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------
+
+
+def test_event_ids_are_monotonic_and_survive_prune(store: Store) -> None:
+    assert store.events.latest_id() == 0
+    ids = [store.events.append("vm.status", {"n": n}, vm_name="a").id for n in range(10)]
+    assert ids == sorted(ids) and len(set(ids)) == 10
+
+    assert store.events.prune(keep=3) == 7
+
+    assert [e.payload["n"] for e in store.events.since(0)] == [7, 8, 9]
+    assert [e.id for e in store.events.since(ids[7])] == ids[8:]
+    assert store.events.since(ids[1], limit=1)[0].id == ids[7]
+    assert store.events.prune(keep=3) == 0
+
+    store.events.prune(keep=0)
+    assert store.events.since(0) == []
+    assert store.events.latest_id() == ids[-1]
+    assert store.events.append("vm.status", {}).id == ids[-1] + 1
+
+
+def test_prune_refuses_negative_keep(store: Store) -> None:
+    with pytest.raises(ValueError, match="keep"):
+        store.events.prune(keep=-1)
+
+
+# --------------------------------------------------------------------------
+# Threads
+# --------------------------------------------------------------------------
+
+
+def test_concurrent_writers_never_see_database_locked(store: Store) -> None:
+    threads, writes = 8, 50
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        try:
+            barrier.wait()
+            for n in range(writes):
+                name = f"w{worker}-{n}"
+                with store.transaction():
+                    cid = store.vms.next_vsock_cid()
+                    vm = store.vms.create(
+                        name=name,
+                        status="pending",
+                        runtime="r",
+                        plugin="p",
+                        hypervisor="qemu",
+                        mac_address=f"02:00:00:00:{worker:02x}:{n:02x}",
+                        vsock_cid=cid,
+                        cpu_cores=1,
+                        memory_mb=64,
+                        runtime_dir=Path("/run") / name,
+                    )
+                    store.configs.put(vm.id, {"n": n})
+                store.events.append("vm.created", {"n": n}, vm_name=name)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.close()
+
+    workers = [threading.Thread(target=writer, args=(i,)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+
+    assert errors == []
+    vms = store.vms.list()
+    assert len(vms) == threads * writes
+    assert sorted(vm.vsock_cid for vm in vms) == list(range(3, 3 + threads * writes))
+    assert store.events.latest_id() == threads * writes

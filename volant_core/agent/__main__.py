@@ -1,0 +1,150 @@
+"""kestrel's entry point: ``/init`` in the guest (``--pid1``), or a host process serving on a UNIX
+socket (``--listen-unix PATH --manifest-file FILE``). Both run the same :class:`Agent`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from . import system, transports
+from .api import AgentApi
+from .console import say
+from .constants import AGENT_PORT, MANIFEST_FILE, MODULES_LIST, READY_LINE, SERIAL_PORT_NAME
+from .manifest import ManifestResult, load_manifest
+from .reaper import Reaper
+from .workload import Workload
+
+_SERIAL_WAIT_S = 10.0
+
+
+class Agent:
+    """The workload, the API over it, and the shutdown sequence; transports are added by the mode."""
+
+    def __init__(self, found: ManifestResult) -> None:
+        self.reaper = Reaper()
+        self.workload = Workload(found.manifest, self.reaper, found.error)
+        self.api = AgentApi(found.manifest, self.workload, self.request_shutdown)
+        self._stop = threading.Event()
+
+    def request_shutdown(self) -> None:
+        """Ask the main thread to stop the workload and end (power off as PID 1)."""
+        self._stop.set()
+
+    def start(self) -> None:
+        """Reap children, handle SIGTERM/SIGINT as a shutdown request and start the workload."""
+        self.reaper.install()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _signum, _frame: self.request_shutdown())
+        threading.Thread(target=self.workload.run, name="workload", daemon=True).start()
+
+    def wait_for_shutdown(self) -> None:
+        """Block until shutdown is requested, then stop the workload."""
+        self._stop.wait()
+        say("kestrel: shutting down")
+        self.workload.stop()
+
+
+def _attempt(what: str, action: Callable[[], object]) -> None:
+    """Run one boot step; a failure is logged and the boot goes on (PID 1 must not die)."""
+    try:
+        action()
+    except Exception:
+        say(f"kestrel: {what} failed:\n{traceback.format_exc()}")
+
+
+def _serve_serial(agent: Agent) -> None:
+    if transports.wait_for_serial_port(SERIAL_PORT_NAME, _SERIAL_WAIT_S) is None:
+        say(f"kestrel: no virtio-serial port {SERIAL_PORT_NAME} yet; still looking")
+    threading.Thread(
+        target=transports.serve_serial, args=(SERIAL_PORT_NAME, agent.api), name="serial", daemon=True
+    ).start()
+
+
+def _watch_power_buttons(agent: Agent) -> None:
+    buttons = system.power_buttons()
+    if not buttons:
+        say("kestrel: no ACPI power button found")
+    for device in buttons:
+        threading.Thread(
+            target=system.watch_power_button, args=(device, agent.request_shutdown), daemon=True
+        ).start()
+
+
+def run_pid1() -> None:
+    """Boot the guest and serve forever; powers off on shutdown. Never returns."""
+    _attempt("mounting file systems", system.mount_filesystems)
+    _attempt(
+        "loading kernel modules", lambda: say(f"kestrel: {system.load_modules(Path(MODULES_LIST))} modules")
+    )
+    _attempt("bringing up lo", system.loopback_up)
+    cmdline = Path("/proc/cmdline").read_text() if Path("/proc/cmdline").exists() else ""
+    found = load_manifest(cmdline, Path(MANIFEST_FILE))
+    say(
+        f"kestrel: manifest from {found.source}"
+        if found.manifest
+        else f"kestrel: manifest error: {found.error}"
+    )
+    agent = Agent(found)
+    agent.start()
+    _attempt(
+        "listening on TCP",
+        lambda: transports.start_socket_server(socket.AF_INET, ("0.0.0.0", AGENT_PORT), agent.api),
+    )
+    if hasattr(socket, "AF_VSOCK"):
+        address = (socket.VMADDR_CID_ANY, AGENT_PORT)
+        _attempt(
+            "listening on vsock", lambda: transports.start_socket_server(socket.AF_VSOCK, address, agent.api)
+        )
+    _attempt("watching the power button", lambda: _watch_power_buttons(agent))
+    _attempt("opening the agent serial port", lambda: _serve_serial(agent))
+    say(READY_LINE)
+    _attempt("shutting down", agent.wait_for_shutdown)
+    system.power_off()
+
+
+def run_host(socket_path: Path, manifest_file: Path) -> None:
+    """Serve on a UNIX socket as an ordinary process until shut down."""
+    agent = Agent(load_manifest(None, manifest_file))
+    agent.start()
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()
+    server = transports.start_socket_server(socket.AF_UNIX, str(socket_path), agent.api)
+    say(READY_LINE)
+    try:
+        agent.wait_for_shutdown()
+    finally:
+        server.shutdown()
+        with contextlib.suppress(FileNotFoundError):
+            socket_path.unlink()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kestrel", description="Volant guest agent")
+    parser.add_argument("--pid1", action="store_true", help="run as the guest's init (implied when pid is 1)")
+    parser.add_argument("--listen-unix", type=Path, help="host mode: serve on this UNIX socket")
+    parser.add_argument("--manifest-file", type=Path, default=Path(MANIFEST_FILE), help="manifest JSON file")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv`` and run in the chosen mode. As PID 1 this never returns, whatever happens."""
+    args = _parser().parse_args(argv)
+    if not (args.pid1 or os.getpid() == 1):
+        if args.listen_unix is None:
+            _parser().error("host mode needs --listen-unix PATH")
+        run_host(args.listen_unix, args.manifest_file)
+        return
+    _attempt("kestrel", run_pid1)
+    while True:
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The ways requests reach the handler: TCP, UNIX and vsock sockets, and the virtio-serial port."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+import socketserver
+import threading
+import time
+from pathlib import Path
+
+from .console import say
+from .httpio import Handler, serve_stream
+
+_WRITE_TIMEOUT_MS = 30_000
+_NO_HOST_RECHECK_S = 1.0
+_PORT_DISCOVERY_S = 0.05
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    """A threaded stream server for any address family (set ``address_family`` before binding)."""
+
+    daemon_threads = True
+
+
+def start_socket_server(family: int, address: object, handler: Handler) -> socketserver.BaseServer:
+    """Serve ``handler`` on a stream socket of ``family`` bound to ``address``, in a daemon thread."""
+
+    class Connection(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            with contextlib.suppress(OSError):
+                serve_stream(self.request, handler)
+
+    server_class = type(
+        "Server",
+        (_ThreadingServer,),
+        {"address_family": family, "allow_reuse_address": family != socket.AF_UNIX},
+    )
+    server = server_class(address, Connection)
+    threading.Thread(target=server.serve_forever, name=f"serve-{family}", daemon=True).start()
+    return server
+
+
+def find_serial_port(name: str, sysfs: Path = Path("/sys/class/virtio-ports")) -> Path | None:
+    """The ``/dev`` node of the virtio-serial port called ``name``, if it exists yet."""
+    for entry in sorted(sysfs.glob("*")):
+        with contextlib.suppress(OSError):
+            if (entry / "name").read_text().strip() == name and Path("/dev", entry.name).exists():
+                return Path("/dev", entry.name)
+    return None
+
+
+class SerialStream:
+    """A virtio-serial port as a stream; one host connection after another.
+
+    The port is opened once and never closed (closing discards queued data). While no host is
+    connected the port reports POLLHUP and reads return EOF; :meth:`wait_for_host` waits that out,
+    and :meth:`recv` returns ``b""`` when the host goes away, ending the current connection.
+    """
+
+    def __init__(self, device: Path) -> None:
+        self.fd = os.open(device, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+        self._edges = select.epoll()
+        self._edges.register(self.fd, select.EPOLLIN | select.EPOLLET)
+
+    def _events(self, timeout_ms: int | None) -> int:
+        return next((ev for _fd, ev in self._poll.poll(timeout_ms)), 0)
+
+    def wait_for_host(self) -> None:
+        """Return once a host is connected (or data is waiting).
+
+        poll() reports POLLHUP at once for as long as no host is connected, so the wait is on an
+        edge-triggered epoll instead, which the driver wakes when the host opens the port.
+        """
+        while True:
+            events = self._events(0)
+            if events & select.POLLIN or not events & select.POLLHUP:
+                return
+            self._edges.poll(_NO_HOST_RECHECK_S)
+
+    def recv(self, size: int) -> bytes:
+        """Up to ``size`` bytes; ``b""`` once the host has disconnected."""
+        while True:
+            events = self._events(None)
+            if events & select.POLLIN:
+                try:
+                    return os.read(self.fd, size)
+                except BlockingIOError:
+                    continue
+            if events & (select.POLLHUP | select.POLLERR):
+                return b""
+
+    def sendall(self, data: bytes) -> None:
+        """Write ``data``; :class:`ConnectionError` if the host leaves or stops reading."""
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise ConnectionError(f"serial port write failed: {exc}") from exc
+            writer = select.poll()
+            writer.register(self.fd, select.POLLOUT)
+            events = next((ev for _fd, ev in writer.poll(_WRITE_TIMEOUT_MS)), 0)
+            if not events & select.POLLOUT:
+                raise ConnectionError(errno.EPIPE, "host left the serial port")
+
+
+def wait_for_serial_port(name: str, timeout: float | None) -> Path | None:
+    """The ``/dev`` node of port ``name`` once the driver has created it; None after ``timeout`` seconds."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while (device := find_serial_port(name)) is None:
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        time.sleep(_PORT_DISCOVERY_S)
+    return device
+
+
+def serve_serial(name: str, handler: Handler) -> None:
+    """Wait for the virtio-serial port ``name`` and serve ``handler`` on it forever (blocking)."""
+    device = wait_for_serial_port(name, None)
+    assert device is not None
+    port = SerialStream(device)
+    say(f"kestrel: serving on {device} ({name})")
+    while True:
+        port.wait_for_host()
+        try:
+            serve_stream(port, handler)
+        except OSError as exc:
+            say(f"kestrel: serial connection dropped: {exc}")

@@ -1,0 +1,181 @@
+"""The workload: start it from the manifest, keep its recent output, gate on its health check,
+stop it. Its state is what ``/v1/health`` reports."""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .console import say
+from .constants import WORKLOAD_READY_LINE
+from .reaper import ChildExit, Reaper
+
+SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_HEALTH_TIMEOUT_MS = 60_000
+_PROBE_INTERVAL_S = 0.1
+_PROBE_TIMEOUT_S = 2.0
+_LOG_LINES = 1000
+_LOG_LINE_MAX = 4096
+
+
+@dataclass(frozen=True)
+class Status:
+    """The agent's view of the workload: ``starting``, ``ok``, ``unhealthy`` or ``error``."""
+
+    status: str
+    reason: str | None = None
+
+
+class LogRing:
+    """The most recent lines of workload output."""
+
+    def __init__(self, size: int = _LOG_LINES) -> None:
+        self._lines: collections.deque[str] = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def append(self, line: str) -> None:
+        """Keep ``line`` (truncated), dropping the oldest line when full."""
+        with self._lock:
+            self._lines.append(line[:_LOG_LINE_MAX])
+
+    def tail(self, count: int | None = None) -> list[str]:
+        """The last ``count`` lines (all kept lines if None)."""
+        with self._lock:
+            lines = list(self._lines)
+        return lines if count is None else lines[-count:] if count > 0 else []
+
+
+def probe(url: str, timeout: float) -> int | None:
+    """The status of ``GET url``, or None if it could not be fetched."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout)
+    try:
+        connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+        return connection.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+class Workload:
+    """Runs ``manifest["workload"]`` once and tracks its health; see :meth:`run`."""
+
+    def __init__(self, manifest: dict[str, Any] | None, reaper: Reaper, manifest_error: str | None) -> None:
+        self.spec: dict[str, Any] = dict((manifest or {}).get("workload") or {})
+        self.health_check: dict[str, Any] | None = (manifest or {}).get("health_check")
+        self.logs = LogRing()
+        self._reaper = reaper
+        self._child: ChildExit | None = None
+        self._stopping = threading.Event()
+        self._status = Status("error", manifest_error) if manifest is None else Status("starting")
+
+    @property
+    def status(self) -> Status:
+        """The current status."""
+        return self._status
+
+    @property
+    def pid(self) -> int | None:
+        """The workload's pid once started."""
+        return self._child.pid if self._child else None
+
+    @property
+    def base_url(self) -> str | None:
+        """Where the workload serves HTTP, if it does."""
+        return self.spec.get("base_url") or None
+
+    def _set(self, status: str, reason: str | None = None) -> None:
+        self._status = Status(status, reason)
+        say(f"kestrel: workload {status}: {reason}" if reason else WORKLOAD_READY_LINE)
+
+    def _environment(self) -> dict[str, str]:
+        env = {"PATH": SANE_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
+        env.update({str(k): str(v) for k, v in (self.spec.get("env") or {}).items()})
+        return env
+
+    def _pump(self, stream: Any) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip("\n")
+            self.logs.append(line)
+            say(line)
+
+    def _start(self) -> ChildExit | None:
+        argv = [str(a) for a in self.spec.get("entrypoint") or []]
+        if not argv:
+            self._set("error", "manifest has no workload.entrypoint")
+            return None
+        if (self.health_check or {}).get("endpoint") and not self.base_url:
+            self._set("error", "manifest has a health_check but no workload.base_url")
+            return None
+        try:
+            process, child = self._reaper.spawn(
+                argv,
+                cwd=self.spec.get("workdir") or "/",
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._set("error", f"cannot start {argv[0]}: {exc}")
+            return None
+        self._child = child
+        say(f"kestrel: workload started (pid {child.pid}): {' '.join(argv)}")
+        threading.Thread(target=self._pump, args=(process.stdout,), name="workload-log", daemon=True).start()
+        return child
+
+    def _await_health(self, child: ChildExit) -> bool:
+        check = self.health_check or {}
+        endpoint = check.get("endpoint")
+        if not endpoint:
+            return not child.exited
+        timeout_ms = check.get("timeout_ms") or DEFAULT_HEALTH_TIMEOUT_MS
+        url = (self.base_url or "").rstrip("/") + "/" + str(endpoint).lstrip("/")
+        deadline = time.monotonic() + timeout_ms / 1000
+        while not child.exited and not self._stopping.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._set("unhealthy", f"health check {url} did not pass within {timeout_ms} ms")
+                return False
+            status = probe(url, min(_PROBE_TIMEOUT_S, remaining))
+            if status is not None and 200 <= status < 300:
+                return True
+            child.wait(_PROBE_INTERVAL_S)
+        return False
+
+    def run(self) -> None:
+        """Start the workload, wait for its health check, then watch it until it exits (blocking)."""
+        if self._status.status == "error":
+            return
+        child = self._start()
+        if child is None:
+            return
+        if self._await_health(child):
+            self._set("ok")
+        child.wait()
+        if not self._stopping.is_set():
+            self._set("unhealthy", f"workload exited with status {child.returncode}")
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM the workload's process group, SIGKILL it after ``grace_s`` seconds."""
+        self._stopping.set()
+        child = self._child
+        if child is None or child.exited:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(child.pid, sig)
+            except ProcessLookupError:
+                return
+            if child.wait(grace_s):
+                return

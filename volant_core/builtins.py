@@ -1,0 +1,62 @@
+"""The core's own hook implementations, registered first under the name ``core``.
+
+They are the defaults a bare ``pip install volant-core`` works with: the
+``none`` network mode (no NIC; the agent is reached over the hypervisor's own
+channel), local and HTTP boot sources, and lowest-free-address IP allocation,
+registered ``trylast`` so any plugin can take over.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from volant_core import artifacts, hookimpl
+from volant_core.descriptors import (
+    BootSourceDescriptor,
+    NetworkAttachment,
+    NetworkModeDescriptor,
+)
+from volant_core.vm import VMView
+
+
+class NoNetwork:
+    """The ``none`` network mode: the VM gets no NIC and holds nothing on the host."""
+
+    def attach(self, vm: VMView) -> NetworkAttachment:
+        """Nothing to create."""
+        return NetworkAttachment()
+
+    def detach(self, vm: VMView) -> None:
+        """Nothing to remove."""
+
+
+@hookimpl
+def volant_network_modes() -> list[NetworkModeDescriptor]:
+    """Register the ``none`` network mode."""
+    return [
+        NetworkModeDescriptor(
+            name="none", factory=NoNetwork,
+            description="no network interface; the agent is reached over the hypervisor's channel",
+        )
+    ]
+
+
+@hookimpl
+def volant_boot_sources() -> list[BootSourceDescriptor]:
+    """Register local files (``/abs/path``, ``file://``) and HTTP(S) downloads."""
+    return [
+        BootSourceDescriptor("file", ("", "file"), artifacts.fetch_file, "local path on the host"),
+        BootSourceDescriptor("http", ("http", "https"), artifacts.fetch_http, "HTTP(S) download"),
+    ]
+
+
+@hookimpl(trylast=True)
+def volant_allocate_ip(
+    vm_name: str, subnet: ipaddress.IPv4Network, taken: frozenset[str], reserved: frozenset[str]
+) -> str | None:
+    """The lowest address of ``subnet`` that is neither taken nor reserved, in numeric order."""
+    for address in subnet.hosts():
+        text = str(address)
+        if text not in taken and text not in reserved:
+            return text
+    return None

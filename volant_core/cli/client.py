@@ -1,0 +1,81 @@
+"""volar's HTTP client: JSON over HTTP to volantd, errors turned into one readable line."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from volant_core.errors import ConflictError, NotFoundError, ValidationError, VolantError
+
+#: HTTP status -> the error class whose exit code volar uses.
+_STATUS_ERRORS: dict[int, type[VolantError]] = {
+    400: ValidationError, 413: ValidationError, 422: ValidationError, 404: NotFoundError, 409: ConflictError,
+}
+
+
+class ApiError(click.ClickException):
+    """A failed API call, printed as ``Error: <message>`` with the documented exit code."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An API answer."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON (None when empty)."""
+        return json.loads(self.body) if self.body else None
+
+
+class ApiClient:
+    """Talks to one volantd."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 60.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, payload: Any = None, *, raw: bytes | None = None) -> Reply:
+        """Send a request; raise :class:`ApiError` for a non-2xx answer or an unreachable daemon."""
+        body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+        request = urllib.request.Request(self.base_url + path, data=body, method=method)
+        if body is not None:
+            request.add_header("Content-Type", "application/json")
+        if self.api_key:
+            request.add_header("X-Volant-API-Key", self.api_key)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return Reply(response.status, dict(response.headers), response.read())
+        except urllib.error.HTTPError as err:
+            raise self._error(err.code, err.read()) from None
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise ApiError(
+                f"cannot reach volantd at {self.base_url}: {reason} (is it running? start it with `volantd`)", 1
+            ) from None
+
+    def json(self, method: str, path: str, payload: Any = None) -> Any:
+        """``call`` and return the parsed JSON body."""
+        return self.call(method, path, payload).json()
+
+    @staticmethod
+    def _error(status: int, body: bytes) -> ApiError:
+        try:
+            error = json.loads(body)["error"]
+            message = error["message"]
+        except (ValueError, KeyError, TypeError):
+            message = body.decode(errors="replace").strip() or f"HTTP {status}"
+        exit_code = _STATUS_ERRORS[status].exit_code if status in _STATUS_ERRORS else 1
+        return ApiError(f"{message} (HTTP {status})", exit_code)

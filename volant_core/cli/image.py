@@ -1,0 +1,34 @@
+"""``volar image``: the guest image (kernel + initramfs) every VM boots by default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from volant_core.guest import ensure_guest
+from volant_core.settings import load_settings
+
+
+@click.group("image")
+def image() -> None:
+    """Build the guest image.
+
+    Example: volar image build
+    """
+
+
+@image.command("build")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="where to build (default: the daemon's cache, <state>/cache/guest)")
+def build(cache_dir: Path | None) -> None:
+    """Build (or reuse) the kernel and initramfs from Debian packages and kestrel.
+
+    Runs on this host, not through the API; volantd finds the result in its cache.
+
+    Example: volar image build
+    """
+    target = cache_dir or load_settings().cache_dir / "guest"
+    artifacts = ensure_guest(target, log=lambda line: click.echo(f"  {line}", err=True))
+    click.echo(f"kernel     {artifacts.kernel}")
+    click.echo(f"initramfs  {artifacts.initramfs}")

@@ -1,0 +1,42 @@
+"""``volar``: the command-line client of volantd."""
+
+from __future__ import annotations
+
+import click
+
+from volant_core import __version__
+from volant_core.cli.client import ApiClient
+from volant_core.cli.image import image
+from volant_core.cli.runtimes import plugins
+from volant_core.cli.system import system
+from volant_core.cli.vms import vms
+from volant_core.plugins import load_plugins
+
+
+@click.group()
+@click.version_option(__version__, prog_name="volar")
+@click.option("--api", envvar=["VOLANT_API", "VOLANT_API_BASE"], default="http://127.0.0.1:7777",
+              show_default=True, help="volantd URL (env VOLANT_API)")
+@click.option("--api-key", envvar="VOLANT_API_KEY", help="API key sent on every request (env VOLANT_API_KEY)")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="seconds per API request")
+@click.pass_context
+def cli(ctx: click.Context, api: str, api_key: str | None, timeout: float) -> None:
+    """Drive Volant microVMs.
+
+    \b
+    Example:
+      volar plugins install examples/hello-http/manifest.json
+      volar vms create demo --plugin hello-http
+      volar vms agent demo /v1/
+    """
+    ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
+
+
+for _group in (vms, plugins, system, image):
+    cli.add_command(_group)
+
+
+def main() -> None:
+    """Entry point of the ``volar`` console script (plugins may add commands)."""
+    load_plugins().hook.volant_register_commands(cli=cli)
+    cli()

@@ -1,0 +1,91 @@
+"""Lifecycle events: stored with a monotonic id, then fanned out to listeners.
+
+Every state change of a VM is published here exactly once. The event is
+written to the ``events`` table first (so a client can resume from its id),
+then handed to the ``volant_event`` hook and to in-process subscribers (the
+SSE stream), each of which gets a bounded queue.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    """Event types; the ``VM_*`` names are those of the Go original."""
+
+    VM_CREATED = "VM_CREATED"
+    VM_STARTING = "VM_STARTING"
+    VM_RUNNING = "VM_RUNNING"
+    VM_STOPPING = "VM_STOPPING"
+    VM_STOPPED = "VM_STOPPED"
+    VM_CRASHED = "VM_CRASHED"
+    VM_DELETED = "VM_DELETED"
+    VM_LOG = "VM_LOG"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One published event. ``id`` is assigned by the store and only ever grows."""
+
+    type: str
+    name: str | None
+    status: str | None = None
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, as sent on the SSE stream."""
+        return asdict(self)
+
+
+class EventBus:
+    """Stores each event through ``persist`` (which returns its id), then notifies listeners."""
+
+    def __init__(self, persist: Callable[[Event], int], notify: Callable[[Event], None]) -> None:
+        self._persist = persist
+        self._notify = notify
+        self._lock = threading.Lock()
+        self._subscribers: set[queue.Queue[Event | None]] = set()
+
+    def publish(self, event: Event) -> Event:
+        """Store ``event``, give it its id and deliver it; returns the stored event."""
+        with self._lock:
+            stored = Event(**{**asdict(event), "id": self._persist(event)})
+            for sub in list(self._subscribers):
+                try:
+                    sub.put_nowait(stored)
+                except queue.Full:
+                    self._subscribers.discard(sub)
+                    _offer_end(sub)
+        self._notify(stored)
+        return stored
+
+    def subscribe(self, maxsize: int = 256) -> queue.Queue[Event | None]:
+        """A queue receiving every event published from now on; ``None`` means "you fell behind"."""
+        sub: queue.Queue[Event | None] = queue.Queue(maxsize=maxsize)
+        with self._lock:
+            self._subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: queue.Queue[Event | None]) -> None:
+        """Stop delivering to ``sub``."""
+        with self._lock:
+            self._subscribers.discard(sub)
+
+
+def _offer_end(sub: queue.Queue[Event | None]) -> None:
+    """Make room for the end marker in a full queue so its reader learns it fell behind."""
+    try:
+        sub.get_nowait()
+        sub.put_nowait(None)
+    except (queue.Empty, queue.Full):
+        pass

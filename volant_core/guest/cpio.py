@@ -1,0 +1,125 @@
+"""A pure-Python writer for the newc ("070701") cpio format the Linux initramfs loader reads.
+
+Archives are reproducible: every entry has uid/gid 0, mtime 0 and an inode number given by its
+position, so the same entries always give the same bytes. Linux unpacks several archives
+concatenated into one initramfs file in order, later entries overriding earlier ones, which is how
+a small per-VM layer (see :func:`file_layer`) is put over the base image.
+"""
+
+from __future__ import annotations
+
+import gzip
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+EntryKind = Literal["file", "dir", "symlink", "chardev"]
+
+_MAGIC = b"070701"
+_TRAILER = "TRAILER!!!"
+_KIND_BITS: dict[str, int] = {
+    "file": stat.S_IFREG,
+    "dir": stat.S_IFDIR,
+    "symlink": stat.S_IFLNK,
+    "chardev": stat.S_IFCHR,
+}
+
+
+@dataclass(frozen=True)
+class CpioEntry:
+    """One archive member.
+
+    ``path`` is relative to the archive root (a leading ``/`` is dropped), ``mode`` holds the
+    permission bits only; the file type comes from ``kind``. ``data`` is a file's content,
+    ``target`` a symlink's target and ``rdev`` a character device's (major, minor).
+    """
+
+    path: str
+    mode: int = 0o644
+    kind: EntryKind = "file"
+    data: bytes = b""
+    target: str = ""
+    rdev: tuple[int, int] = (0, 0)
+
+    @classmethod
+    def file(cls, path: str, data: bytes, mode: int = 0o644) -> CpioEntry:
+        """A regular file."""
+        return cls(path, mode, "file", data=data)
+
+    @classmethod
+    def directory(cls, path: str, mode: int = 0o755) -> CpioEntry:
+        """A directory."""
+        return cls(path, mode, "dir")
+
+    @classmethod
+    def symlink(cls, path: str, target: str) -> CpioEntry:
+        """A symbolic link to ``target``."""
+        return cls(path, 0o777, "symlink", target=target)
+
+    @classmethod
+    def chardev(cls, path: str, major: int, minor: int, mode: int = 0o600) -> CpioEntry:
+        """A character device node (for example ``dev/console``, 5:1)."""
+        return cls(path, mode, "chardev", rdev=(major, minor))
+
+    @property
+    def name(self) -> str:
+        """The member name as stored: no leading slash, ``.`` for the root."""
+        return self.path.strip("/") or "."
+
+    @property
+    def payload(self) -> bytes:
+        """The bytes stored after the header: file content or symlink target."""
+        if self.kind == "file":
+            return self.data
+        if self.kind == "symlink":
+            return self.target.encode()
+        return b""
+
+
+def _pad(length: int) -> bytes:
+    return b"\0" * (-length % 4)
+
+
+def _member(ino: int, name: str, mode: int, payload: bytes, rdev: tuple[int, int], nlink: int) -> bytes:
+    encoded = name.encode() + b"\0"
+    fields = (ino, mode, 0, 0, nlink, 0, len(payload), 0, 0, rdev[0], rdev[1], len(encoded), 0)
+    header = _MAGIC + b"".join(b"%08X" % value for value in fields)
+    head = header + encoded
+    return head + _pad(len(head)) + payload + _pad(len(payload))
+
+
+def newc_archive(entries: Iterable[CpioEntry]) -> bytes:
+    """Serialise ``entries``, in the order given, into an uncompressed newc archive with its trailer."""
+    parts: list[bytes] = []
+    for ino, entry in enumerate(entries, start=1):
+        mode = _KIND_BITS[entry.kind] | (entry.mode & 0o7777)
+        nlink = 2 if entry.kind == "dir" else 1
+        parts.append(_member(ino, entry.name, mode, entry.payload, entry.rdev, nlink))
+    parts.append(_member(0, _TRAILER, 0, b"", (0, 0), 1))
+    return b"".join(parts)
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """Gzip ``data`` reproducibly (no timestamp in the header)."""
+    return gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def parent_dirs(paths: Iterable[str]) -> list[str]:
+    """Every ancestor directory of ``paths`` (without the root), parents before children."""
+    found: set[str] = set()
+    for path in paths:
+        parts = path.strip("/").split("/")[:-1]
+        found.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return sorted(found, key=lambda d: (d.count("/"), d))
+
+
+def file_layer(files: Mapping[str, bytes], *, compress: bool = True) -> bytes:
+    """An archive holding ``files`` (path -> content, mode 0644) and their parent directories.
+
+    Meant to be appended to a base initramfs, e.g. ``{"volant/manifest.json": ...}``.
+    """
+    entries = [CpioEntry.directory(d) for d in parent_dirs(files)]
+    entries += [CpioEntry.file(path, files[path]) for path in sorted(files)]
+    archive = newc_archive(entries)
+    return gzip_bytes(archive) if compress else archive

@@ -1,0 +1,102 @@
+"""What a guest boots: kernel, the layered initramfs and the kernel command line.
+
+The base image is the one ``volantd`` is configured with (``VOLANT_KERNEL`` /
+``VOLANT_INITRAMFS``) or, by default, the one :func:`volant_core.guest.ensure_guest`
+builds. A runtime's own ``initramfs`` is fetched through the boot sources and
+appended to the base; the manifest rides on the kernel command line when it is
+small, else in one more appended layer at ``/volant/manifest.json``.
+"""
+
+from __future__ import annotations
+
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from volant_core.descriptors import BootSourceDescriptor
+from volant_core.errors import ValidationError
+from volant_core.guest import BASE_KERNEL_ARGS, ensure_guest, file_layer
+from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Manifest, encode_for_guest, manifest_json
+from volant_core.registry import Registry
+from volant_core.settings import Settings
+
+#: Guest path kestrel reads the manifest from when it is not on the command line.
+MANIFEST_LAYER_PATH = "/volant/manifest.json"
+
+
+@dataclass(frozen=True)
+class BootPlan:
+    """Boot media of one launch."""
+
+    kernel: Path
+    initramfs: Path
+    kernel_args: tuple[str, ...]
+
+
+class BootMedia:
+    """Resolves the base image once and prepares each VM's boot media in its own directory."""
+
+    def __init__(
+        self, settings: Settings, sources: Registry[BootSourceDescriptor], log: Callable[[str], None]
+    ) -> None:
+        self._settings = settings
+        self._sources = sources
+        self._log = log
+        self._lock = threading.Lock()
+        self._base: tuple[Path, Path] | None = None
+
+    def base_image(self) -> tuple[Path, Path]:
+        """``(kernel, initramfs)`` every guest starts from; built on first use when not configured."""
+        with self._lock:
+            if self._base is None:
+                kernel, initramfs = self._settings.kernel, self._settings.initramfs
+                if kernel is None or initramfs is None:
+                    built = ensure_guest(self._settings.cache_dir / "guest", log=self._log)
+                    kernel, initramfs = kernel or built.kernel, initramfs or built.initramfs
+                self._base = (kernel, initramfs)
+            return self._base
+
+    def fetch(self, url: str, checksum: str | None, *, field: str) -> Path:
+        """Fetch and verify an artifact through the boot source registered for its URL scheme."""
+        scheme = urllib.parse.urlparse(url).scheme
+        for source in self._sources:
+            if scheme in source.schemes:
+                return source.fetch(url, checksum, self._settings.cache_dir / "artifacts")
+        raise ValidationError(
+            f"{field}: no boot source handles {scheme or 'plain path'!r} URLs; installed sources: "
+            + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
+            field=field,
+        )
+
+    def prepare(self, name: str, vm_dir: Path, manifest: Manifest, extra_args: str) -> BootPlan:
+        """Write ``vm_dir/initramfs.img`` when layers are needed and compose the command line."""
+        if manifest.rootfs is not None:
+            raise ValidationError(
+                "manifest.rootfs: booting from a root filesystem is not supported yet; "
+                "ship the workload as an initramfs (or none, for the built-in image)",
+                field="manifest.rootfs",
+            )
+        kernel, base = self.base_image()
+        layers: list[Path] = []
+        if manifest.initramfs is not None:
+            layers.append(self.fetch(manifest.initramfs.url, manifest.initramfs.checksum, field="manifest.initramfs.url"))
+        args = [*BASE_KERNEL_ARGS, f"volant.name={name}", f"volant.runtime={manifest.runtime}"]
+        encoded = encode_for_guest(manifest)
+        manifest_layer = None
+        if len(encoded) <= CMDLINE_MANIFEST_BUDGET:
+            args.append(f"volant.manifest={encoded}")
+        else:
+            manifest_layer = file_layer({MANIFEST_LAYER_PATH: manifest_json(manifest)})
+        args.extend(extra_args.split())
+        if not layers and manifest_layer is None:
+            return BootPlan(kernel, base, tuple(args))
+        vm_dir.mkdir(parents=True, exist_ok=True)
+        composed = vm_dir / "initramfs.img"
+        with composed.open("wb") as out:
+            for part in (base, *layers):
+                out.write(part.read_bytes())
+            if manifest_layer is not None:
+                out.write(manifest_layer)
+        return BootPlan(kernel, composed, tuple(args))

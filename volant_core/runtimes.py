@@ -1,0 +1,151 @@
+"""The runtime catalog: manifests installed through the API and manifests shipped in pip packages.
+
+Both kinds appear in one list, each with its source. Installed manifests live
+in the ``plugins`` table (the Go original's name) and can be enabled, disabled
+and removed; packaged ones come from the ``volant_runtime_manifests`` hook and
+follow their package (uninstall or ``VOLANT_DISABLE_PLUGINS`` removes them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from volant_core.errors import ConflictError, NotFoundError, ValidationError
+from volant_core.manifest import Manifest, manifest_json, parse_manifest
+from volant_core.plugins import PluginHost
+from volant_core.store import Store
+
+#: ``source`` of a manifest installed through the API.
+SOURCE_INSTALLED = "installed"
+
+
+@dataclass(frozen=True)
+class RuntimeEntry:
+    """One runtime manifest and where it comes from."""
+
+    manifest: Manifest
+    enabled: bool
+    source: str
+
+    @property
+    def name(self) -> str:
+        """The runtime's name (its key in the catalog)."""
+        return self.manifest.name
+
+    def manifest_dict(self) -> dict[str, Any]:
+        """The normalized manifest as a JSON object."""
+        return json.loads(manifest_json(self.manifest))
+
+    def summary(self) -> dict[str, Any]:
+        """Name, version, runtime, enabled flag and source."""
+        return {
+            "name": self.name,
+            "version": self.manifest.version,
+            "runtime": self.manifest.runtime,
+            "enabled": self.enabled,
+            "source": self.source,
+        }
+
+
+def _load_shipped(item: Any) -> Manifest:
+    if isinstance(item, Manifest):
+        return item
+    if isinstance(item, Path):
+        return parse_manifest(item.read_bytes())
+    return parse_manifest(item)
+
+
+class RuntimeCatalog:
+    """Looks up, installs and removes runtime manifests."""
+
+    def __init__(
+        self, store: Store, shipped: Iterable[tuple[str, Any]], host: PluginHost,
+        in_use: Callable[[str], list[str]],
+    ) -> None:
+        self._store = store
+        self._in_use = in_use
+        self._shipped: dict[str, RuntimeEntry] = {}
+        for owner, item in shipped:
+            try:
+                manifest = _load_shipped(item)
+            except (ValidationError, OSError) as err:
+                host.fail(owner, f"volant_runtime_manifests returned an invalid manifest: {err}")
+                continue
+            info = host.plugins[owner]
+            self._shipped[manifest.name] = RuntimeEntry(manifest, True, f"package:{info.distribution}")
+
+    def list(self) -> list[RuntimeEntry]:
+        """Every runtime, sorted by name."""
+        entries = dict(self._shipped)
+        for record in self._store.plugins.list():
+            entries[record.name] = self._installed(record.manifest, record.enabled)
+        return [entries[name] for name in sorted(entries)]
+
+    def get(self, name: str) -> RuntimeEntry:
+        """The runtime called ``name`` (enabled or not)."""
+        if name in self._shipped:
+            return self._shipped[name]
+        try:
+            record = self._store.plugins.get(name)
+        except NotFoundError:
+            known = ", ".join(e.name for e in self.list()) or "none installed"
+            raise NotFoundError(
+                f"unknown runtime plugin {name!r}; installed: {known} (install one with `volar plugins install FILE`)",
+                field="plugin",
+            ) from None
+        return self._installed(record.manifest, record.enabled)
+
+    def get_enabled(self, name: str) -> RuntimeEntry:
+        """The runtime called ``name``; ConflictError when it is disabled."""
+        entry = self.get(name)
+        if not entry.enabled:
+            raise ConflictError(
+                f"runtime plugin {name!r} is disabled; enable it with `volar plugins enable {name}`",
+                field="plugin",
+            )
+        return entry
+
+    def install(self, document: Any) -> RuntimeEntry:
+        """Validate and store a manifest (replacing an installed one of the same name); it is enabled."""
+        manifest = parse_manifest(document)
+        if manifest.name in self._shipped:
+            raise ConflictError(
+                f"runtime {manifest.name!r} ships in {self._shipped[manifest.name].source}; pick another name",
+                field="name",
+            )
+        record = self._store.plugins.upsert(
+            manifest.name, manifest.version, json.loads(manifest_json(manifest)), enabled=True
+        )
+        return self._installed(record.manifest, True)
+
+    def set_enabled(self, name: str, enabled: bool) -> RuntimeEntry:
+        """Enable or disable an installed runtime."""
+        self._refuse_shipped(name, "enabled or disabled")
+        record = self._store.plugins.set_enabled(name, enabled)
+        return self._installed(record.manifest, record.enabled)
+
+    def remove(self, name: str) -> None:
+        """Remove an installed runtime; ConflictError while VMs use it."""
+        self._refuse_shipped(name, "removed")
+        users = self._in_use(name)
+        if users:
+            raise ConflictError(
+                f"runtime plugin {name!r} is used by VMs {', '.join(users)}; delete them first", field="plugin"
+            )
+        self._store.plugins.delete(name)
+
+    def _refuse_shipped(self, name: str, what: str) -> None:
+        if name in self._shipped:
+            raise ConflictError(
+                f"runtime {name!r} ships in {self._shipped[name].source} and cannot be {what} here; "
+                "uninstall the package or list it in VOLANT_DISABLE_PLUGINS",
+                field="plugin",
+            )
+
+    @staticmethod
+    def _installed(document: dict[str, Any], enabled: bool) -> RuntimeEntry:
+        return RuntimeEntry(parse_manifest(document), enabled, SOURCE_INSTALLED)

@@ -1,0 +1,140 @@
+"""The ``vms`` table: one row per VM and the host resources it holds; vsock CID allocation."""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+from typing import Any
+
+from volant_core.errors import NotFoundError
+from volant_core.store.integrity import integrity_errors
+from volant_core.store.models import VM, utcnow
+from volant_core.store.records import VMRecord
+from volant_core.store.repository import Repository
+
+#: Smallest vsock context ID a guest may get (0-2 are reserved by the host).
+FIRST_GUEST_CID = 3
+
+#: Columns :meth:`VMRepository.update` may change (name and timestamps are not among them).
+UPDATABLE = frozenset(
+    {
+        "status",
+        "status_reason",
+        "pid",
+        "runtime",
+        "hypervisor",
+        "accelerator",
+        "ip_address",
+        "mac_address",
+        "vsock_cid",
+        "cpu_cores",
+        "memory_mb",
+        "kernel_cmdline",
+        "serial_socket",
+        "console_socket",
+        "runtime_dir",
+        "group_id",
+    }
+)
+
+
+class VMRepository(Repository):
+    """Create, read, update and delete VM rows.
+
+    An empty ``ip_address`` is stored as NULL: a VM without an address has
+    none, so any number of them coexist under the UNIQUE constraint.
+    """
+
+    def create(
+        self,
+        *,
+        name: str,
+        status: str,
+        runtime: str,
+        plugin: str,
+        hypervisor: str,
+        mac_address: str,
+        vsock_cid: int,
+        cpu_cores: int,
+        memory_mb: int,
+        runtime_dir: Path,
+        kernel_cmdline: str = "",
+        ip_address: str | None = None,
+        accelerator: str | None = None,
+        status_reason: str | None = None,
+        pid: int | None = None,
+        serial_socket: Path | None = None,
+        console_socket: Path | None = None,
+        group_id: int | None = None,
+    ) -> VMRecord:
+        """Insert a VM; :class:`ConflictError` when its name, IP, MAC or CID is taken."""
+        now = utcnow()
+        values: dict[str, Any] = {
+            "name": name,
+            "status": status,
+            "status_reason": status_reason,
+            "pid": pid,
+            "runtime": runtime,
+            "plugin": plugin,
+            "hypervisor": hypervisor,
+            "accelerator": accelerator,
+            "ip_address": ip_address or None,
+            "mac_address": mac_address,
+            "vsock_cid": vsock_cid,
+            "cpu_cores": cpu_cores,
+            "memory_mb": memory_mb,
+            "kernel_cmdline": kernel_cmdline,
+            "serial_socket": serial_socket,
+            "console_socket": console_socket,
+            "runtime_dir": runtime_dir,
+            "group_id": group_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        missing_group = f"deployment id {group_id} does not exist"
+        with self._atomic(), integrity_errors("vm", values, missing=missing_group):
+            VM.insert(**values).execute(self._db)
+            return self.get_by_name(name)
+
+    def get_by_name(self, name: str) -> VMRecord:
+        """The VM called ``name``; :class:`NotFoundError` if there is none."""
+        return VMRecord(**self._one(VM.select().where(VM.name == name), f"vm {name!r} not found"))
+
+    def list(self, *, group_id: int | None = None) -> builtins.list[VMRecord]:
+        """All VMs, or the members of one deployment, oldest first."""
+        query = VM.select().order_by(VM.created_at, VM.id)
+        if group_id is not None:
+            query = query.where(VM.group_id == group_id)
+        return [VMRecord(**row) for row in self._rows(query)]
+
+    def update(self, name: str, **changes: Any) -> VMRecord:
+        """Set the given columns (see :data:`UPDATABLE`) of VM ``name``; return the updated row."""
+        unknown = set(changes) - UPDATABLE
+        if unknown:
+            raise TypeError(f"VM columns that cannot be updated: {', '.join(sorted(unknown))}")
+        if "ip_address" in changes:
+            changes["ip_address"] = changes["ip_address"] or None
+        missing_group = f"deployment id {changes.get('group_id')} does not exist"
+        with self._atomic(), integrity_errors("vm", changes, missing=missing_group):
+            updated = VM.update(**changes, updated_at=utcnow()).where(VM.name == name).execute(self._db)
+            if not updated:
+                raise NotFoundError(f"vm {name!r} not found")
+            return self.get_by_name(name)
+
+    def delete(self, name: str) -> None:
+        """Delete VM ``name``; its configuration, history and IP lease go with it."""
+        if not VM.delete().where(VM.name == name).execute(self._db):
+            raise NotFoundError(f"vm {name!r} not found")
+
+    def next_vsock_cid(self) -> int:
+        """The smallest vsock CID >= 3 no VM holds.
+
+        Call it in the transaction that inserts the VM, so no other writer
+        takes the same CID in between.
+        """
+        cid = FIRST_GUEST_CID
+        for (used,) in VM.select(VM.vsock_cid).order_by(VM.vsock_cid).tuples().execute(self._db):
+            if used != cid:
+                break
+            cid += 1
+        return cid

@@ -1,0 +1,93 @@
+"""A real volantd for tests: in-process, on a loopback port, with its own short state directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from volant_core.daemon import Daemon, build_daemon
+from volant_core.guest import GuestArtifacts
+from volant_core.settings import load_settings
+from volant_core.testing.processes import kill_mentioning
+
+
+@dataclass(frozen=True)
+class Response:
+    """An HTTP answer from the test daemon."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON (None when empty)."""
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass
+class RunningDaemon:
+    """A started daemon and a tiny HTTP client for it."""
+
+    daemon: Daemon
+    url: str
+    state_dir: Path
+
+    def request(self, method: str, path: str, payload: Any = None, *, raw: bytes | None = None,
+                headers: dict[str, str] | None = None, timeout: float = 60) -> Response:
+        """Send one request over real HTTP; non-2xx answers are returned, not raised."""
+        body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        if body is not None and raw is None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return Response(resp.status, dict(resp.headers), resp.read())
+        except urllib.error.HTTPError as err:
+            return Response(err.code, dict(err.headers), err.read())
+
+    def wait_for_status(self, name: str, wanted: set[str], timeout: float = 120) -> dict[str, Any]:
+        """Poll ``GET /api/v1/vms/{name}`` until its status is in ``wanted``; the VM resource."""
+        deadline = time.monotonic() + timeout
+        while True:
+            vm = self.request("GET", f"/api/v1/vms/{name}").json()
+            if vm.get("status") in wanted:
+                return vm
+            if time.monotonic() > deadline:
+                raise AssertionError(f"vm {name} is {vm.get('status')} after {timeout}s, wanted {wanted}: {vm}")
+            time.sleep(0.2)
+
+
+@contextmanager
+def running_daemon(guest: GuestArtifacts | None = None, **settings: Any) -> Iterator[RunningDaemon]:
+    """Start volantd on 127.0.0.1 (a free port) with state in a fresh short directory.
+
+    On exit every VM is deleted, the server stops, any process still naming the
+    state directory is killed and the directory is removed.
+    """
+    state = Path(tempfile.mkdtemp(prefix="volant-"))
+    values: dict[str, Any] = {"state_dir": state, "api_listen": "127.0.0.1:0", **settings}
+    if guest is not None:
+        values.setdefault("kernel", guest.kernel)
+        values.setdefault("initramfs", guest.initramfs)
+    daemon = build_daemon(load_settings({}, **values))
+    daemon.start()
+    host, port = daemon.server.address
+    try:
+        yield RunningDaemon(daemon, f"http://{host}:{port}", state)
+    finally:
+        try:
+            for vm in daemon.orchestrator.list_vms():
+                daemon.orchestrator.delete_vm(vm.name)
+        finally:
+            daemon.stop()
+            kill_mentioning(str(state))
+            shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,35 @@
+"""Finding and reaping the processes a test caused, by what their command line mentions."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of the live processes whose argv contains ``text`` (not this process)."""
+    needle = os.fsencode(text)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if needle in argv and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def kill_mentioning(text: str) -> list[int]:
+    """SIGKILL every process :func:`processes_mentioning` finds; return their pids."""
+    pids = processes_mentioning(text)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids

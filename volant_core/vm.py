@@ -1,0 +1,79 @@
+"""The VM as the rest of Volant sees it: states, name rules and a read-only view."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from volant_core.errors import ValidationError
+
+
+class VMStatus(StrEnum):
+    """Lifecycle states: ``pending -> starting -> running -> stopping -> stopped``, and ``crashed``."""
+
+    PENDING = "pending"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+#: States in which a VMM process may exist.
+ACTIVE_STATES = frozenset({VMStatus.STARTING, VMStatus.RUNNING, VMStatus.STOPPING})
+
+#: A VM name is a DNS label: it becomes a hostname, a directory and part of socket paths.
+NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME_RULE = "1-63 characters of lower-case letters, digits and '-', starting and ending with a letter or digit"
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid VM or deployment name, or None when it is."""
+    if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
+        return None
+    shown = name if isinstance(name, str) and len(name) <= 70 else f"{str(name)[:60]}..."
+    return f"{shown!r} is not a valid name; use {NAME_RULE}"
+
+
+def check_name(name: str, *, field: str = "name") -> str:
+    """Return ``name`` if valid, else raise ValidationError naming ``field``."""
+    if problem := name_problem(name):
+        raise ValidationError(f"{field}: {problem}", field=field)
+    return name
+
+
+@dataclass(frozen=True)
+class VMView:
+    """A read-only snapshot of one VM, handed to hooks and serialised by the API."""
+
+    name: str
+    status: VMStatus
+    runtime: str
+    plugin: str
+    hypervisor: str
+    network_mode: str
+    cpu_cores: int
+    memory_mb: int
+    mac_address: str
+    vsock_cid: int
+    runtime_dir: Path
+    kernel_cmdline: str = ""
+    ip_address: str | None = None
+    pid: int | None = None
+    accelerator: str | None = None
+    status_reason: str | None = None
+    console_socket: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the API's VM resource)."""
+        data = asdict(self)
+        data["status"] = str(self.status)
+        data["runtime_dir"] = str(self.runtime_dir)
+        data.pop("config")
+        return data
