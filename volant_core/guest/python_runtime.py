@@ -67,12 +67,18 @@ def stdlib_files() -> list[Path]:
     )
 
 
+def _elves(kept: list[Path]) -> list[Path]:
+    """The interpreter and the kept extension modules: what the dynamic loader will load from."""
+    return [PYTHON, *(STDLIB / r for r in kept if r.suffix == ".so")]
+
+
 def inputs_digest() -> str:
     """A content hash of everything :func:`runtime_entries` reads from the host."""
-    digest = hashlib.sha256(PYTHON.read_bytes())
-    for relative in stdlib_files():
-        digest.update(str(relative).encode() + b"\0")
-        digest.update(hashlib.sha256((STDLIB / relative).read_bytes()).digest())
+    kept = stdlib_files()
+    digest = hashlib.sha256()
+    for path in [*(STDLIB / r for r in kept), PYTHON, *_shared_libraries(_elves(kept))]:
+        digest.update(str(path).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
 
 
@@ -138,8 +144,7 @@ def runtime_entries(work_dir: Path) -> Iterator[CpioEntry]:
     compile_tree(work_dir, guest_lib)
     yield CpioEntry.file(usr_merged(PYTHON), PYTHON.read_bytes(), 0o755)
     yield CpioEntry.symlink("usr/bin/python3", PYTHON.name)
-    extensions = [STDLIB / r for r in kept if r.suffix == ".so"]
-    for library in _shared_libraries([PYTHON, *extensions]):
+    for library in _shared_libraries(_elves(kept)):
         yield CpioEntry.file(usr_merged(library), library.resolve().read_bytes(), 0o755)
     for relative in kept:
         if relative.suffix == ".so":

@@ -63,7 +63,10 @@ class BootMedia:
         scheme = urllib.parse.urlparse(url).scheme
         for source in self._sources:
             if scheme in source.schemes:
-                return source.fetch(url, checksum, self._settings.cache_dir / "artifacts")
+                try:
+                    return source.fetch(url, checksum, self._settings.cache_dir / "artifacts")
+                except ValidationError as err:
+                    raise ValidationError(f"{field}: {err.message}", field=field) from None
         raise ValidationError(
             f"{field}: no boot source handles {scheme or 'plain path'!r} URLs; installed sources: "
             + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
@@ -78,10 +81,11 @@ class BootMedia:
                 "ship the workload as an initramfs (or none, for the built-in image)",
                 field="manifest.rootfs",
             )
-        kernel, base = self.base_image()
         layers: list[Path] = []
         if manifest.initramfs is not None:
-            layers.append(self.fetch(manifest.initramfs.url, manifest.initramfs.checksum, field="manifest.initramfs.url"))
+            url, checksum = manifest.initramfs.url, manifest.initramfs.checksum
+            layers.append(self.fetch(url, checksum, field="manifest.initramfs.url"))
+        kernel, base = self.base_image()
         args = [*BASE_KERNEL_ARGS, f"volant.name={name}", f"volant.runtime={manifest.runtime}"]
         encoded = encode_for_guest(manifest)
         manifest_layer = None

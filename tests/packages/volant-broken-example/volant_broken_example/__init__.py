@@ -1,0 +1,1 @@
+"""Test fixture package: its plugin module cannot be imported (see ``plugin``)."""

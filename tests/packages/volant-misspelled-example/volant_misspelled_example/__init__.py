@@ -1,0 +1,1 @@
+"""Test fixture package: its plugin implements a misspelled hook (see ``plugin``)."""

@@ -1,0 +1,290 @@
+"""Plugin discovery as users meet it: real virtual environments, real installs, real processes.
+
+Each venv gets volant-core as a wheel built from this checkout (never the
+editable development install), then plugin distributions are installed and
+uninstalled with ``uv pip`` and ``volantd`` is run from the venv's own
+``bin``. The fixture plugins that fail on purpose live in ``tests/packages/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core.testing.processes import kill_mentioning, processes_mentioning
+
+_found_uv = shutil.which("uv")
+if _found_uv is None:
+    pytest.skip("uv is not installed (https://docs.astral.sh/uv/): cannot build test venvs",
+                allow_module_level=True)
+#: The uv executable that builds every venv of this module.
+UV: str = _found_uv
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = Path(__file__).resolve().parent / "packages"
+QEMU_PACKAGE = REPO / "hypervisors" / "volant-qemu"
+
+#: The plugins of ``tests/packages``: entry-point name -> (source tree, words of the expected error).
+BROKEN_PLUGINS = {
+    "broken": (PACKAGES / "volant-broken-example", "ImportError: volant-broken-example fails to import"),
+    "misspelled": (PACKAGES / "volant-misspelled-example", "unknown hook 'volant_hypervisor'"),
+}
+#: Seconds a started daemon has to answer ``/healthz``, then to exit after SIGTERM.
+DAEMON_DEADLINE = 30.0
+#: Variables of the test run that must not leak into the venv's processes.
+LEAKY_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+
+#: Run in a venv's Python: load plugins as volantd does and report what got imported.
+PROBE = """
+import json, sys
+from volant_core.plugins import load_plugins
+from volant_core.registry import build_registries
+host = load_plugins()
+registries = build_registries(host)
+print(json.dumps({
+    "plugins": {name: info.status for name, info in host.plugins.items()},
+    "hypervisors": registries.hypervisors.names(),
+    "imported": sorted(m for m in sys.modules if m.split(".")[0] == "volant_qemu"),
+}))
+"""
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test run's environment without ``VOLANT_*`` settings or venv/path leaks, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOLANT_") and k not in LEAKY_VARIABLES}
+    env.update(extra)
+    return env
+
+
+def uv(*args: str) -> None:
+    """Run ``uv ARGS``, from uv's cache alone when it can, else reaching the package index."""
+    for network in (("--offline",), ()):
+        done = subprocess.run([UV, *args, *network], env=clean_env(), capture_output=True, text=True,
+                              timeout=300, check=False)
+        if done.returncode == 0:
+            return
+    raise AssertionError(f"uv {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+
+@dataclass(frozen=True)
+class Venv:
+    """A virtual environment built for one test module."""
+
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        """The venv's interpreter."""
+        return self.root / "bin" / "python"
+
+    @property
+    def volantd(self) -> Path:
+        """The ``volantd`` console script installed in the venv."""
+        return self.root / "bin" / "volantd"
+
+    def install(self, *requirements: Path) -> None:
+        """``uv pip install`` distributions, resolving dependencies as a user's install would."""
+        uv("pip", "install", "--no-sources", "--python", str(self.python), *map(str, requirements))
+
+    def uninstall(self, *names: str) -> None:
+        """``uv pip uninstall`` distributions by name."""
+        uv("pip", "uninstall", "--python", str(self.python), *names)
+
+    def list_plugins(self, **env: str) -> dict[str, dict[str, str]]:
+        """Run ``volantd --list-plugins`` (which must exit 0) and parse its table by plugin name."""
+        done = subprocess.run([str(self.volantd), "--list-plugins"], env=clean_env(**env),
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, f"volantd --list-plugins exited {done.returncode}:\n{done.stderr}"
+        return parse_table(done.stdout)
+
+    def probe(self, **env: str) -> dict[str, Any]:
+        """Run :data:`PROBE` in the venv and return what it printed."""
+        done = subprocess.run([str(self.python), "-c", PROBE], env=clean_env(**env),
+                              capture_output=True, text=True, timeout=60, check=True)
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+
+def project_metadata(source: Path) -> tuple[str, str]:
+    """The ``[project]`` name and version of a source tree, as the installed distribution reports them."""
+    project = tomllib.loads((source / "pyproject.toml").read_text())["project"]
+    return str(project["name"]), str(project["version"])
+
+
+def parse_table(text: str) -> dict[str, dict[str, str]]:
+    """Rows of an aligned table (headers start each column) keyed by their first column."""
+    header, *lines = text.splitlines()
+    names = header.split()
+    starts = [header.index(name) for name in names]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    rows = [{name: line[start:end].strip() for name, (start, end) in zip(names, bounds, strict=True)}
+            for line in lines]
+    return {row[names[0]]: row for row in rows}
+
+
+def make_venv(directory: Path, wheel: Path, *plugins: Path) -> Venv:
+    """A venv on this test run's interpreter with volant-core (from ``wheel``) and ``plugins``."""
+    uv("venv", "--quiet", "--python", sys.executable, str(directory))
+    venv = Venv(directory)
+    venv.install(wheel, *plugins)
+    return venv
+
+
+@pytest.fixture(scope="module")
+def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """volant-core built from this checkout as a wheel (hatchling), once per module."""
+    out = tmp_path_factory.mktemp("wheel")
+    uv("build", "--quiet", "--wheel", "--out-dir", str(out), str(REPO))
+    (wheel,) = out.glob("volant_core-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def core_venv(tmp_path_factory: pytest.TempPathFactory, core_wheel: Path) -> Venv:
+    """A venv holding volant-core and no plugin; tests that add one must remove it again."""
+    return make_venv(tmp_path_factory.mktemp("core-venv") / "venv", core_wheel)
+
+
+@pytest.fixture(scope="module")
+def plugins_venv(tmp_path_factory: pytest.TempPathFactory, core_wheel: Path) -> Venv:
+    """A venv holding volant-core, volant-qemu and both broken fixture plugins."""
+    return make_venv(tmp_path_factory.mktemp("plugins-venv") / "venv", core_wheel,
+                     QEMU_PACKAGE, *(source for source, _ in BROKEN_PLUGINS.values()))
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at the moment of asking, on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    """``GET url``: the status and the decoded JSON body."""
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Poll ``url/healthz`` until it answers 200; fail early if the daemon exits."""
+    deadline = time.monotonic() + DAEMON_DEADLINE
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"volantd exited {proc.returncode} before serving:\n{log.read_text()}")
+        try:
+            status, body = get_json(f"{url}/healthz")
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+            continue
+        assert (status, body) == (200, {"status": "ok"})
+        return
+    raise AssertionError(f"volantd did not answer /healthz within {DAEMON_DEADLINE}s:\n{log.read_text()}")
+
+
+@pytest.fixture
+def daemon_state_dir() -> Iterator[Path]:
+    """A short state directory (socket paths must stay short); removed, with any process naming it."""
+    state = Path(tempfile.mkdtemp(prefix="volant-pkg-"))
+    try:
+        yield state
+    finally:
+        kill_mentioning(str(state))
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_core_alone_has_only_the_core_plugin(core_venv: Venv) -> None:
+    """A bare install of volant-core lists its built-in plugin and nothing else."""
+    plugins = core_venv.list_plugins()
+    assert set(plugins) == {"core"}
+    assert plugins["core"]["STATUS"] == "loaded"
+    assert plugins["core"]["DISTRIBUTION"] == "volant-core"
+
+
+def test_installing_a_plugin_makes_it_appear_and_uninstalling_removes_it(core_venv: Venv) -> None:
+    """volant-qemu is found as soon as it is installed and forgotten once uninstalled."""
+    distribution, version = project_metadata(QEMU_PACKAGE)
+    core_venv.install(QEMU_PACKAGE)
+    try:
+        plugins = core_venv.list_plugins()
+        assert plugins["qemu"]["STATUS"] == "loaded", plugins["qemu"]
+        assert (plugins["qemu"]["DISTRIBUTION"], plugins["qemu"]["VERSION"]) == (distribution, version)
+        assert plugins["qemu"]["ERROR"] == ""
+    finally:
+        core_venv.uninstall("volant-qemu")
+    assert set(core_venv.list_plugins()) == {"core"}
+
+
+def test_broken_plugins_are_listed_as_failed(plugins_venv: Venv) -> None:
+    """A plugin that cannot import and one with a misspelled hook are reported, and nothing else breaks."""
+    plugins = plugins_venv.list_plugins()
+    for name, (source, error) in BROKEN_PLUGINS.items():
+        row = plugins[name]
+        assert (row["STATUS"], row["DISTRIBUTION"], row["VERSION"]) == ("failed", *project_metadata(source))
+        assert error in row["ERROR"]
+    assert plugins["qemu"]["STATUS"] == "loaded"
+    assert plugins["core"]["STATUS"] == "loaded"
+
+
+def test_daemon_serves_and_reports_broken_plugins(plugins_venv: Venv, daemon_state_dir: Path,
+                                                  tmp_path: Path) -> None:
+    """The real volantd starts despite broken plugins, reports them over the API and exits 0 on SIGTERM."""
+    url = f"http://127.0.0.1:{free_port()}"
+    log = tmp_path / "volantd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(plugins_venv.volantd), "--listen", url.removeprefix("http://"),
+             "--state-dir", str(daemon_state_dir)],
+            env=clean_env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        wait_until_healthy(proc, url, log)
+        status, body = get_json(f"{url}/api/v1/system/plugins")
+        assert status == 200
+        reported = {p["name"]: p for p in body["plugins"]}
+        for name, (source, error) in BROKEN_PLUGINS.items():
+            plugin = reported[name]
+            assert (plugin["status"], plugin["distribution"], plugin["version"]) == (
+                "failed", *project_metadata(source))
+            assert error in plugin["error"]
+        assert reported["qemu"]["status"] == "loaded"
+        assert get_json(f"{url}/healthz") == (200, {"status": "ok"})
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=DAEMON_DEADLINE) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert processes_mentioning(str(daemon_state_dir)) == []
+
+
+def test_disabled_plugin_is_listed_but_never_imported(plugins_venv: Venv) -> None:
+    """``VOLANT_DISABLE_PLUGINS=qemu`` shows qemu as disabled and keeps its package out of the process."""
+    assert plugins_venv.list_plugins(VOLANT_DISABLE_PLUGINS="qemu")["qemu"]["STATUS"] == "disabled"
+
+    enabled = plugins_venv.probe()
+    assert enabled["plugins"]["qemu"] == "loaded"
+    assert "volant_qemu" in enabled["imported"]  # so the probe would see an import
+
+    disabled = plugins_venv.probe(VOLANT_DISABLE_PLUGINS="qemu")
+    assert disabled["plugins"]["qemu"] == "disabled"
+    assert disabled["imported"] == []
+    assert "qemu" not in disabled["hypervisors"]
+
