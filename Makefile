@@ -1,0 +1,30 @@
+# Two commands for a fresh machine:  make demo  and  make test.
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+# Built guest images are kept here between test runs (ignored by git).
+export VOLANT_TEST_CACHE ?= $(CURDIR)/.cache/guest
+
+.PHONY: bootstrap guest demo demo-stop test test-fast lint
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+guest: bootstrap
+	$(VENV)/bin/volar image build
+
+demo: guest
+	@scripts/demo.sh
+
+demo-stop:
+	@pidfile="$$($(VENV)/bin/python -c 'from volant_core.settings import load_settings; print(load_settings().state_dir)')/volantd.pid"; \
+	if [ -f "$$pidfile" ]; then kill "$$(cat $$pidfile)" && rm -f "$$pidfile" && echo "volantd stopped"; else echo "volantd not started by make demo"; fi
+
+test: bootstrap
+	$(VENV)/bin/python -m pytest
+
+test-fast: bootstrap
+	$(VENV)/bin/python -m pytest -m "not e2e"
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy volant_core hypervisors/volant-qemu/volant_qemu

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what Volant needs on a fresh Debian 12 host: Debian packages (QEMU, lz4 for the guest
+# kernel, Debian's python3.11 for the guest userland), uv, and the project's locked environment.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+# The guest image is built from Debian packages fetched with `apt-get download`: it needs package lists.
+if [ ${#missing[@]} -gt 0 ] || ! compgen -G "/var/lib/apt/lists/*_Packages*" >/dev/null; then
+    echo "bootstrap: apt-get update" >&2
+    $SUDO apt-get update -qq
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]}" >&2
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+    echo "bootstrap: installing uv" >&2
+    python3 -m pip install --quiet --disable-pip-version-check uv
+fi
+# Never let uv download an interpreter: the host's Python 3.11 is the one we test on.
+UV_PYTHON_DOWNLOADS=never uv sync --quiet --all-packages --locked
