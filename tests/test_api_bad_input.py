@@ -51,7 +51,9 @@ def test_invalid_vm_names_are_refused(volantd: RunningDaemon, hello_manifest: di
 
 def test_unknown_hypervisor_lists_the_registered_ones(volantd: RunningDaemon, hello_manifest: dict) -> None:
     volantd.request("POST", "/api/v1/plugins", hello_manifest)
-    response = volantd.request("POST", "/api/v1/vms", {"name": "a", "plugin": "hello-http", "hypervisor": "xen"})
+    response = volantd.request(
+        "POST", "/api/v1/vms", {"name": "a", "plugin": "hello-http", "hypervisor": "xen"}
+    )
     assert response.status == 404
     assert _field(response) == "hypervisor"
     assert "choose one of: qemu" in response.json()["error"]["message"]
@@ -90,8 +92,11 @@ def test_unknown_fields_and_missing_vm(volantd: RunningDaemon) -> None:
     response = volantd.request("POST", "/api/v1/vms", {"name": "a", "plugin": "p", "cpus": 2})
     assert response.status == 422
     assert _field(response) == "cpus"
-    for method, path in [("GET", "/api/v1/vms/ghost"), ("DELETE", "/api/v1/vms/ghost"),
-                         ("POST", "/api/v1/vms/ghost/stop")]:
+    for method, path in [
+        ("GET", "/api/v1/vms/ghost"),
+        ("DELETE", "/api/v1/vms/ghost"),
+        ("POST", "/api/v1/vms/ghost/stop"),
+    ]:
         answer = volantd.request(method, path)
         assert answer.status == 404, (method, path)
         assert answer.json()["error"]["code"] == "not_found"

@@ -35,7 +35,8 @@ def volant_network_modes() -> list[NetworkModeDescriptor]:
     """Register the ``none`` network mode."""
     return [
         NetworkModeDescriptor(
-            name="none", factory=NoNetwork,
+            name="none",
+            factory=NoNetwork,
             description="no network interface; the agent is reached over the hypervisor's channel",
         )
     ]

@@ -75,7 +75,7 @@ class SeedBuilderDescriptor:
     """Builds a configuration disk for the guest (e.g. a cloud-init NoCloud seed)."""
 
     name: str
-    build: Callable[["VMView", Path], DiskSpec | None]
+    build: Callable[[VMView, Path], DiskSpec | None]
     description: str = ""
 
 

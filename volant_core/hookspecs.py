@@ -98,7 +98,7 @@ def volant_runtime_manifests() -> list[Any]:
     """Ship runtime manifests inside a pip package.
 
     Return a list of manifests: :class:`~volant_core.manifest.Manifest`
-    objects, dicts, or paths to JSON files. They appear next to the manifests
+    objects, dicts, or :class:`pathlib.Path` objects naming JSON files. They appear next to the manifests
     installed through the API, marked with their source package.
     """
 

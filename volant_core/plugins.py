@@ -12,7 +12,7 @@ without importing them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,11 +72,26 @@ class PluginHost:
         """Mark a registered plugin as failed (e.g. a registration hook raised) and unregister it."""
         info = self.plugins[name]
         self.plugins[name] = PluginInfo(
-            info.name, info.distribution, info.version, info.module, "failed", error, info.hooks
+            info.name, info.distribution, info.version, info.module, "failed", error
         )
         plugin = self.manager.get_plugin(name)
         if plugin is not None:
             self.manager.unregister(plugin)
+
+    def call_each(self, hook_name: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
+        """Call one hook plugin by plugin, yielding ``(plugin name, result)``.
+
+        A plugin whose implementation raises is marked failed (and
+        unregistered) instead of breaking the call for the others.
+        """
+        for impl in getattr(self.hook, hook_name).get_hookimpls():  # registration order: the core first
+            owner = self.plugin_name(impl.plugin)
+            try:
+                result = impl.function(*(kwargs[name] for name in impl.argnames))
+            except Exception as err:  # a broken plugin must not take the daemon down
+                self.fail(owner, f"{hook_name} raised {type(err).__name__}: {err}")
+                continue
+            yield owner, result
 
     def plugin_name(self, plugin: object) -> str:
         """The registered name of a plugin object."""
@@ -99,9 +114,7 @@ class _EntryPointManager(ExtensionManager):  # type: ignore[misc]
 
     def __init__(self, skip: frozenset[str], on_failure: Any) -> None:
         self._skip = skip
-        super().__init__(
-            ENTRY_POINT_GROUP, invoke_on_load=False, on_load_failure_callback=on_failure
-        )
+        super().__init__(ENTRY_POINT_GROUP, invoke_on_load=False, on_load_failure_callback=on_failure)
 
     def list_entry_points(self) -> list[Any]:
         """Every entry point of the group except the skipped names, in a stable order."""
@@ -123,7 +136,9 @@ def _spec_errors(manager: pluggy.PluginManager, plugin: object) -> list[str]:
         if caller.spec is None:
             for impl in caller.get_hookimpls():
                 if impl.plugin is plugin and not impl.optionalhook:
-                    errors.append(f"unknown hook {caller.name!r}: no such Volant hook (see volant_core.hookspecs)")
+                    errors.append(
+                        f"unknown hook {caller.name!r}: no such Volant hook (see volant_core.hookspecs)"
+                    )
     return errors
 
 
@@ -146,7 +161,11 @@ def load_plugins(
 
     manager.register(builtins, name=CORE_PLUGIN_NAME)
     host.plugins[CORE_PLUGIN_NAME] = PluginInfo(
-        CORE_PLUGIN_NAME, "volant-core", _core_version(), builtins.__name__, "loaded",
+        CORE_PLUGIN_NAME,
+        "volant-core",
+        _core_version(),
+        builtins.__name__,
+        "loaded",
         hooks=_hook_names(manager, builtins),
     )
 
@@ -173,7 +192,11 @@ def _register(host: PluginHost, name: str, plugin: object, dist: str, version: s
     """Register one plugin, recording instead of raising when it does not fit the hook specs."""
     if name in host.plugins:
         host.plugins[f"{name}@{dist}"] = PluginInfo(
-            name, dist, version, module, "failed",
+            name,
+            dist,
+            version,
+            module,
+            "failed",
             f"plugin name {name!r} is already used by {host.plugins[name].distribution}",
         )
         return

@@ -59,6 +59,11 @@ class Registry(Generic[T]):
         """Name of the plugin that registered ``name``."""
         return self._owners[name]
 
+    def drop_owner(self, owner: str) -> None:
+        """Forget everything ``owner`` registered (it failed after registering some of it)."""
+        for name in [n for n, o in self._owners.items() if o == owner]:
+            del self._items[name], self._owners[name]
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._items)
@@ -86,22 +91,9 @@ class Registries:
     runtime_manifests: list[tuple[str, Any]]
 
 
-def _collect(host: PluginHost, hook_name: str) -> Iterator[tuple[str, list[Any]]]:
-    """Call one registration hook plugin by plugin, yielding ``(plugin_name, results)``."""
-    caller = getattr(host.hook, hook_name)
-    for impl in caller.get_hookimpls():  # registration order: the core first
-        owner = host.plugin_name(impl.plugin)
-        try:
-            results = impl.function() or []
-        except Exception as err:  # a broken plugin must not take the daemon down
-            host.fail(owner, f"{hook_name} raised {type(err).__name__}: {err}")
-            continue
-        yield owner, list(results)
-
-
 def _fill(host: PluginHost, registry: Registry[Any], hook_name: str) -> Registry[Any]:
-    for owner, items in _collect(host, hook_name):
-        for item in items:
+    for owner, items in host.call_each(hook_name):
+        for item in items or []:
             error = registry.add(item.name, item, owner)
             if error:
                 host.fail(owner, error)
@@ -109,8 +101,11 @@ def _fill(host: PluginHost, registry: Registry[Any], hook_name: str) -> Registry
 
 
 def build_registries(host: PluginHost) -> Registries:
-    """Call every registration hook and index the results by name."""
-    return Registries(
+    """Call every registration hook and index the results by name.
+
+    A plugin that fails at any hook keeps nothing it registered at the others.
+    """
+    registries = Registries(
         hypervisors=_fill(host, Registry("hypervisor"), "volant_hypervisors"),
         network_modes=_fill(host, Registry("network mode"), "volant_network_modes"),
         boot_sources=_fill(host, Registry("boot source"), "volant_boot_sources"),
@@ -118,6 +113,21 @@ def build_registries(host: PluginHost) -> Registries:
         seed_builders=_fill(host, Registry("seed builder"), "volant_seed_builders"),
         host_checks=_fill(host, Registry("host check"), "volant_host_checks"),
         runtime_manifests=[
-            (owner, item) for owner, items in _collect(host, "volant_runtime_manifests") for item in items
+            (owner, item)
+            for owner, items in host.call_each("volant_runtime_manifests")
+            for item in items or []
         ],
     )
+    failed = {name for name, info in host.plugins.items() if info.status == "failed"}
+    for registry in (
+        registries.hypervisors,
+        registries.network_modes,
+        registries.boot_sources,
+        registries.device_drivers,
+        registries.seed_builders,
+        registries.host_checks,
+    ):
+        for owner in failed:
+            registry.drop_owner(owner)
+    registries.runtime_manifests = [(o, m) for o, m in registries.runtime_manifests if o not in failed]
+    return registries

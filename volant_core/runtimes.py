@@ -63,7 +63,10 @@ class RuntimeCatalog:
     """Looks up, installs and removes runtime manifests."""
 
     def __init__(
-        self, store: Store, shipped: Iterable[tuple[str, Any]], host: PluginHost,
+        self,
+        store: Store,
+        shipped: Iterable[tuple[str, Any]],
+        host: PluginHost,
         in_use: Callable[[str], list[str]],
     ) -> None:
         self._store = store
@@ -94,7 +97,8 @@ class RuntimeCatalog:
         except NotFoundError:
             known = ", ".join(e.name for e in self.list()) or "none installed"
             raise NotFoundError(
-                f"unknown runtime plugin {name!r}; installed: {known} (install one with `volar plugins install FILE`)",
+                f"unknown runtime plugin {name!r}; installed: {known} "
+                "(install one with `volar plugins install FILE`)",
                 field="plugin",
             ) from None
         return self._installed(record.manifest, record.enabled)
@@ -114,7 +118,8 @@ class RuntimeCatalog:
         manifest = parse_manifest(document)
         if manifest.name in self._shipped:
             raise ConflictError(
-                f"runtime {manifest.name!r} ships in {self._shipped[manifest.name].source}; pick another name",
+                f"runtime {manifest.name!r} ships in {self._shipped[manifest.name].source}; "
+                "pick another name",
                 field="name",
             )
         record = self._store.plugins.upsert(
@@ -134,7 +139,8 @@ class RuntimeCatalog:
         users = self._in_use(name)
         if users:
             raise ConflictError(
-                f"runtime plugin {name!r} is used by VMs {', '.join(users)}; delete them first", field="plugin"
+                f"runtime plugin {name!r} is used by VMs {', '.join(users)}; delete them first",
+                field="plugin",
             )
         self._store.plugins.delete(name)
 

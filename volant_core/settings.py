@@ -101,8 +101,12 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     values.update({k: v for k, v in overrides.items() if v is not None})
     state = Path(str(values.get("state_dir") or default_state_dir())).expanduser()
     values["state_dir"] = state
-    defaults = {"db_path": state / "state.db", "runtime_dir": state / "run",
-                "log_dir": state / "logs", "cache_dir": state / "cache"}
+    defaults = {
+        "db_path": state / "state.db",
+        "runtime_dir": state / "run",
+        "log_dir": state / "logs",
+        "cache_dir": state / "cache",
+    }
     for field, default in defaults.items():
         values[field] = Path(str(values.get(field) or default)).expanduser()
     try:

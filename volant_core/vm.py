@@ -27,7 +27,9 @@ ACTIVE_STATES = frozenset({VMStatus.STARTING, VMStatus.RUNNING, VMStatus.STOPPIN
 
 #: A VM name is a DNS label: it becomes a hostname, a directory and part of socket paths.
 NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-NAME_RULE = "1-63 characters of lower-case letters, digits and '-', starting and ending with a letter or digit"
+NAME_RULE = (
+    "1-63 characters of lower-case letters, digits and '-', starting and ending with a letter or digit"
+)
 
 
 def name_problem(name: object) -> str | None:

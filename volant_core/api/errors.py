@@ -34,8 +34,8 @@ def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTT
     resp.status = ex.status
     code = (ex.title or "error").lower().replace(" ", "_")
     resp.media = error_body(code, ex.description or ex.title or "error")
-    for name, value in (ex.headers or {}).items():
-        resp.set_header(name, value)
+    if ex.headers:
+        resp.set_headers(ex.headers)
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict) -> None:

@@ -17,7 +17,9 @@ class CreateVMRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description=f"VM name: {NAME_RULE}", examples=["web-1"])
-    plugin: str = Field(min_length=1, description="Runtime manifest (plugin) to boot", examples=["hello-http"])
+    plugin: str = Field(
+        min_length=1, description="Runtime manifest (plugin) to boot", examples=["hello-http"]
+    )
     runtime: str | None = Field(default=None, description="Must equal the manifest's runtime when given")
     cpu_cores: int | None = Field(default=None, ge=1, le=64)
     memory_mb: int | None = Field(default=None, ge=128, le=1024 * 1024)

@@ -10,11 +10,23 @@ from volant_core.orchestrator import Orchestrator
 from volant_core.vm import check_name
 
 #: Request headers never forwarded to the guest agent (hop-by-hop, or ours).
-_DROPPED_HEADERS = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", "content-length", "accept-encoding",
-    "x-volant-api-key", "authorization",
-})
+_DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "accept-encoding",
+        "x-volant-api-key",
+        "authorization",
+    }
+)
 
 
 class VMCollection:

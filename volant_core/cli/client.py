@@ -14,7 +14,11 @@ from volant_core.errors import ConflictError, NotFoundError, ValidationError, Vo
 
 #: HTTP status -> the error class whose exit code volar uses.
 _STATUS_ERRORS: dict[int, type[VolantError]] = {
-    400: ValidationError, 413: ValidationError, 422: ValidationError, 404: NotFoundError, 409: ConflictError,
+    400: ValidationError,
+    413: ValidationError,
+    422: ValidationError,
+    404: NotFoundError,
+    409: ConflictError,
 }
 
 
@@ -23,7 +27,7 @@ class ApiError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,21 @@ class ApiClient:
         self.api_key = api_key
         self.timeout = timeout
 
-    def call(self, method: str, path: str, payload: Any = None, *, raw: bytes | None = None) -> Reply:
-        """Send a request; raise :class:`ApiError` for a non-2xx answer or an unreachable daemon."""
+    def send(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """Send a request and return the answer whatever its status; ApiError if volantd is unreachable."""
         body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
-        request = urllib.request.Request(self.base_url + path, data=body, method=method)
-        if body is not None:
+        request = urllib.request.Request(
+            self.base_url + path, data=body, method=method, headers=headers or {}
+        )
+        if body is not None and raw is None:
             request.add_header("Content-Type", "application/json")
         if self.api_key:
             request.add_header("X-Volant-API-Key", self.api_key)
@@ -59,12 +73,18 @@ class ApiClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return Reply(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as err:
-            raise self._error(err.code, err.read()) from None
+            return Reply(err.code, dict(err.headers), err.read())
         except (urllib.error.URLError, OSError) as err:
             reason = getattr(err, "reason", err)
-            raise ApiError(
-                f"cannot reach volantd at {self.base_url}: {reason} (is it running? start it with `volantd`)", 1
-            ) from None
+            hint = "is it running? start it with `volantd`"
+            raise ApiError(f"cannot reach volantd at {self.base_url}: {reason} ({hint})", 1) from None
+
+    def call(self, method: str, path: str, payload: Any = None, *, raw: bytes | None = None) -> Reply:
+        """:meth:`send`, raising :class:`ApiError` for a non-2xx answer."""
+        reply = self.send(method, path, payload, raw=raw)
+        if reply.status >= 400:
+            raise self._error(reply.status, reply.body)
+        return reply
 
     def json(self, method: str, path: str, payload: Any = None) -> Any:
         """``call`` and return the parsed JSON body."""

@@ -19,8 +19,11 @@ def image() -> None:
 
 
 @image.command("build")
-@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              help="where to build (default: the daemon's cache, <state>/cache/guest)")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="where to build (default: the daemon's cache, <state>/cache/guest)",
+)
 def build(cache_dir: Path | None) -> None:
     """Build (or reuse) the kernel and initramfs from Debian packages and kestrel.
 

@@ -10,7 +10,11 @@ import click
 
 #: The ``-o/--output`` option shared by listing commands.
 output_option = click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
     help="table for people, json for scripts",
 )
 
@@ -22,7 +26,9 @@ def emit_json(data: Any) -> None:
 
 def emit_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
     """An aligned table: ``columns`` is ``(HEADER, key)`` pairs."""
-    cells = [[h for h, _ in columns]] + [["" if r.get(k) is None else str(r.get(k)) for _, k in columns] for r in rows]
+    cells = [[h for h, _ in columns]] + [
+        ["" if r.get(k) is None else str(r.get(k)) for _, k in columns] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     for row in cells:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

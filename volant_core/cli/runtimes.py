@@ -11,8 +11,13 @@ from volant_core.cli.client import ApiClient
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_json, output_option
 
-RUNTIME_COLUMNS = [("NAME", "name"), ("VERSION", "version"), ("RUNTIME", "runtime"), ("ENABLED", "enabled"),
-                   ("SOURCE", "source")]
+RUNTIME_COLUMNS = [
+    ("NAME", "name"),
+    ("VERSION", "version"),
+    ("RUNTIME", "runtime"),
+    ("ENABLED", "enabled"),
+    ("SOURCE", "source"),
+]
 
 
 @click.group("plugins")
@@ -85,7 +90,9 @@ def _toggle(enabled: bool) -> click.Command:
         client.json("POST", f"/api/v1/plugins/{name}/enabled", {"enabled": enabled})
         click.echo(f"{name} {verb}d")
 
-    command.__doc__ = f"{verb.capitalize()} a runtime for new VMs.\n\nExample: volar plugins {verb} hello-http"
+    command.__doc__ = (
+        f"{verb.capitalize()} a runtime for new VMs.\n\nExample: volar plugins {verb} hello-http"
+    )
     return click.command(verb)(command)
 
 

@@ -8,8 +8,13 @@ from volant_core.cli.client import ApiClient
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, output_option
 
-PLUGIN_COLUMNS = [("NAME", "name"), ("STATUS", "status"), ("DISTRIBUTION", "distribution"),
-                  ("VERSION", "version"), ("ERROR", "error")]
+PLUGIN_COLUMNS = [
+    ("NAME", "name"),
+    ("STATUS", "status"),
+    ("DISTRIBUTION", "distribution"),
+    ("VERSION", "version"),
+    ("ERROR", "error"),
+]
 
 
 @click.group("system")

@@ -11,8 +11,15 @@ from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_fields, output_option
 
 VM_COLUMNS = [
-    ("NAME", "name"), ("STATUS", "status"), ("RUNTIME", "runtime"), ("HYPERVISOR", "hypervisor"),
-    ("ACCEL", "accelerator"), ("PID", "pid"), ("IP", "ip_address"), ("CPU", "cpu_cores"), ("MEM", "memory_mb"),
+    ("NAME", "name"),
+    ("STATUS", "status"),
+    ("RUNTIME", "runtime"),
+    ("HYPERVISOR", "hypervisor"),
+    ("ACCEL", "accelerator"),
+    ("PID", "pid"),
+    ("IP", "ip_address"),
+    ("CPU", "cpu_cores"),
+    ("MEM", "memory_mb"),
 ]
 
 
@@ -69,7 +76,9 @@ def wait_until_settled(client: ApiClient, name: str, timeout: float) -> dict:
 @click.option("--plugin", required=True, help="runtime manifest (plugin) to boot")
 @click.option("--runtime", help="runtime; must match the plugin's")
 @click.option("--cpu", "cpu_cores", type=click.IntRange(1, 64), help="vCPUs (default: the manifest's)")
-@click.option("--memory", "memory_mb", type=click.IntRange(128), help="memory in MiB (default: the manifest's)")
+@click.option(
+    "--memory", "memory_mb", type=click.IntRange(128), help="memory in MiB (default: the manifest's)"
+)
 @click.option("--kernel-cmdline", help="extra kernel arguments")
 @click.option("--hypervisor", help="hypervisor plugin (default: the daemon's)")
 @click.option("--network", "network_mode", help="network mode (default: the manifest's or the daemon's)")
@@ -77,7 +86,9 @@ def wait_until_settled(client: ApiClient, name: str, timeout: float) -> dict:
 @click.option("--wait-timeout", type=float, default=180.0, show_default=True, help="seconds to wait")
 @output_option
 @pass_client
-def create_vm(client: ApiClient, name: str, wait: bool, wait_timeout: float, output: str, **fields: object) -> None:
+def create_vm(
+    client: ApiClient, name: str, wait: bool, wait_timeout: float, output: str, **fields: object
+) -> None:
     """Create a VM and boot it.
 
     Example: volar vms create web-1 --plugin hello-http --memory 512
@@ -100,8 +111,11 @@ def _action(verb: str, help_text: str) -> click.Command:
     return click.command(verb)(command)
 
 
-for _verb, _help in (("start", "Boot a stopped or crashed VM."), ("stop", "Power a VM off."),
-                     ("restart", "Stop, then start a VM.")):
+for _verb, _help in (
+    ("start", "Boot a stopped or crashed VM."),
+    ("stop", "Power a VM off."),
+    ("restart", "Stop, then start a VM."),
+):
     vms.add_command(_action(_verb, _help))
 
 
@@ -128,6 +142,9 @@ def agent_request(client: ApiClient, name: str, path: str, method: str, data: st
 
     Example: volar vms agent web-1 /v1/   (the workload's answer to GET /)
     """
-    reply = client.call(method.upper(), f"/api/v1/vms/{name}/agent/{path.lstrip('/')}",
-                        raw=data.encode() if data is not None else None)
+    reply = client.call(
+        method.upper(),
+        f"/api/v1/vms/{name}/agent/{path.lstrip('/')}",
+        raw=data.encode() if data is not None else None,
+    )
     click.echo(reply.body.decode(errors="replace"))

@@ -15,8 +15,13 @@ from volant_core.plugins import load_plugins
 
 @click.group()
 @click.version_option(__version__, prog_name="volar")
-@click.option("--api", envvar=["VOLANT_API", "VOLANT_API_BASE"], default="http://127.0.0.1:7777",
-              show_default=True, help="volantd URL (env VOLANT_API)")
+@click.option(
+    "--api",
+    envvar=["VOLANT_API", "VOLANT_API_BASE"],
+    default="http://127.0.0.1:7777",
+    show_default=True,
+    help="volantd URL (env VOLANT_API)",
+)
 @click.option("--api-key", envvar="VOLANT_API_KEY", help="API key sent on every request (env VOLANT_API_KEY)")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="seconds per API request")
 @click.pass_context
@@ -37,6 +42,14 @@ for _group in (vms, plugins, system, image):
 
 
 def main() -> None:
-    """Entry point of the ``volar`` console script (plugins may add commands)."""
-    load_plugins().hook.volant_register_commands(cli=cli)
+    """Entry point of the ``volar`` console script (plugins may add commands).
+
+    A plugin whose ``volant_register_commands`` raises is reported on stderr and skipped.
+    """
+    host = load_plugins()
+    for _ in host.call_each("volant_register_commands", cli=cli):
+        pass
+    for info in host.plugins.values():
+        if info.error and "volant_register_commands" in info.error:
+            click.echo(f"warning: plugin {info.name} ({info.distribution}): {info.error}", err=True)
     cli()

@@ -51,8 +51,13 @@ class Orchestrator:
     """VM lifecycle on top of the store, the plugin registries and the hypervisor."""
 
     def __init__(
-        self, settings: Settings, store: Store, host: PluginHost, registries: Registries,
-        catalog: RuntimeCatalog, events: EventBus,
+        self,
+        settings: Settings,
+        store: Store,
+        host: PluginHost,
+        registries: Registries,
+        catalog: RuntimeCatalog,
+        events: EventBus,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -60,7 +65,9 @@ class Orchestrator:
         self.registries = registries
         self.catalog = catalog
         self.events = events
-        self.boot_media = BootMedia(settings, registries.boot_sources, lambda line: log.info("guest image: %s", line))
+        self.boot_media = BootMedia(
+            settings, registries.boot_sources, lambda line: log.info("guest image: %s", line)
+        )
         self._locks = NamedLocks()
         self._handles: dict[str, _Handle] = {}
         self._launchers: dict[str, Launcher] = {}
@@ -105,7 +112,7 @@ class Orchestrator:
         mode_name = request.network_mode or (manifest.network.mode if manifest.network else None)
         mode_name = mode_name or self.settings.network_mode
         mode = self.registries.network_modes.get(mode_name, field="network_mode")
-        config = {
+        config: dict[str, Any] = {
             "plugin": entry.name,
             "runtime": manifest.runtime,
             "hypervisor": hypervisor,
@@ -123,11 +130,17 @@ class Orchestrator:
             with self.store.transaction():
                 ip = self._lease_address(name) if mode.needs_ip else None
                 record = self.store.vms.create(
-                    name=name, status=VMStatus.PENDING, runtime=manifest.runtime, plugin=entry.name,
-                    hypervisor=hypervisor, mac_address=mac_address(name),
+                    name=name,
+                    status=VMStatus.PENDING,
+                    runtime=manifest.runtime,
+                    plugin=entry.name,
+                    hypervisor=hypervisor,
+                    mac_address=mac_address(name),
                     vsock_cid=self.store.vms.next_vsock_cid(),
-                    cpu_cores=config["resources"]["cpu_cores"], memory_mb=config["resources"]["memory_mb"],
-                    runtime_dir=self.settings.runtime_dir / name, kernel_cmdline=config["kernel_cmdline"],
+                    cpu_cores=config["resources"]["cpu_cores"],
+                    memory_mb=config["resources"]["memory_mb"],
+                    runtime_dir=self.settings.runtime_dir / name,
+                    kernel_cmdline=config["kernel_cmdline"],
                     ip_address=ip,
                 )
                 self.store.configs.put(record.id, config)
@@ -145,7 +158,9 @@ class Orchestrator:
         """Ask the ``volant_allocate_ip`` hook for a free address of the subnet (inside the transaction)."""
         subnet = self.settings.subnet
         taken = frozenset(lease.ip_address for lease in self.store.ips.leased())
-        reserved = frozenset({str(subnet.network_address), str(subnet.broadcast_address), str(self.settings.host_ip)})
+        reserved = frozenset(
+            {str(subnet.network_address), str(subnet.broadcast_address), str(self.settings.host_ip)}
+        )
         ip = self.host.hook.volant_allocate_ip(vm_name=name, subnet=subnet, taken=taken, reserved=reserved)
         if ip is None:
             raise ConflictError(f"no free IP address left in {subnet}; delete a VM or widen VOLANT_SUBNET")
@@ -204,8 +219,11 @@ class Orchestrator:
                 if instance is None:
                     self._mode_of(record).detach(self._view(record))
                     self._set_status(
-                        record.name, VMStatus.CRASHED, EventType.VM_CRASHED,
-                        "the VMM was gone when volantd started", pid=None,
+                        record.name,
+                        VMStatus.CRASHED,
+                        EventType.VM_CRASHED,
+                        "the VMM was gone when volantd started",
+                        pid=None,
                     )
                     continue
                 self._watch(record.name, instance)
@@ -224,9 +242,14 @@ class Orchestrator:
         attachment = mode.attach(view)
         try:
             spec = LaunchSpec(
-                name=name, vm_dir=record.runtime_dir, cpu_cores=record.cpu_cores, memory_mb=record.memory_mb,
-                kernel=plan.kernel, initramfs=plan.initramfs,
-                kernel_args=plan.kernel_args + attachment.kernel_args, nics=attachment.nics,
+                name=name,
+                vm_dir=record.runtime_dir,
+                cpu_cores=record.cpu_cores,
+                memory_mb=record.memory_mb,
+                kernel=plan.kernel,
+                initramfs=plan.initramfs,
+                kernel_args=plan.kernel_args + attachment.kernel_args,
+                nics=attachment.nics,
                 vsock_cid=record.vsock_cid,
             )
             spec = self._with_additions(view, spec)
@@ -235,8 +258,11 @@ class Orchestrator:
             mode.detach(view)
             raise
         self.store.vms.update(
-            name, pid=instance.pid, accelerator=instance.accelerator,
-            console_socket=instance.console_socket, kernel_cmdline=record.kernel_cmdline,
+            name,
+            pid=instance.pid,
+            accelerator=instance.accelerator,
+            console_socket=instance.console_socket,
+            kernel_cmdline=record.kernel_cmdline,
         )
         self._watch(name, instance)
         self.host.hook.volant_vm_launched(vm=self.get_vm(name), instance=instance)
@@ -249,8 +275,11 @@ class Orchestrator:
             if not isinstance(add, LaunchAdditions):
                 raise PluginError(f"volant_prepare_launch must return LaunchAdditions or None, got {add!r}")
             spec = replace(
-                spec, kernel_args=spec.kernel_args + add.kernel_args, disks=spec.disks + add.disks,
-                devices=spec.devices + add.devices, extra_args=spec.extra_args + add.extra_args,
+                spec,
+                kernel_args=spec.kernel_args + add.kernel_args,
+                disks=spec.disks + add.disks,
+                devices=spec.devices + add.devices,
+                extra_args=spec.extra_args + add.extra_args,
             )
         return spec
 
@@ -271,7 +300,9 @@ class Orchestrator:
         else:
             with self._locks(name):
                 if self._handles.get(name) is handle and not handle.stopping:
-                    self._set_status(name, VMStatus.RUNNING, EventType.VM_RUNNING, "agent healthy", agent=health)
+                    self._set_status(
+                        name, VMStatus.RUNNING, EventType.VM_RUNNING, "agent healthy", agent=health
+                    )
         status = handle.instance.wait()
         with self._locks(name):
             if self._handles.get(name) is not handle or handle.stopping:
@@ -281,7 +312,9 @@ class Orchestrator:
             self._mode_of(record).detach(self._view(record))
             if handle.failure or status != 0:
                 reason = handle.failure or f"VMM exited with status {status}"
-                self._set_status(name, VMStatus.CRASHED, EventType.VM_CRASHED, reason, pid=None, exit_status=status)
+                self._set_status(
+                    name, VMStatus.CRASHED, EventType.VM_CRASHED, reason, pid=None, exit_status=status
+                )
             else:
                 self._set_status(name, VMStatus.STOPPED, EventType.VM_STOPPED, "guest powered off", pid=None)
             self.host.hook.volant_vm_stopped(vm=self.get_vm(name), exit_status=status)
@@ -315,16 +348,23 @@ class Orchestrator:
         self._emit(EventType.VM_DELETED, record, message)
         self.host.hook.volant_vm_deleted(vm=view)
 
-    def _set_status(self, name: str, status: VMStatus, event: EventType, message: str, **changes: Any) -> None:
+    def _set_status(
+        self, name: str, status: VMStatus, event: EventType, message: str, **changes: Any
+    ) -> None:
         extra = {k: changes.pop(k) for k in ("agent", "exit_status") if k in changes}
         record = self.store.vms.update(name, status=status, status_reason=_reason(status, message), **changes)
         self._emit(event, record, message, **extra)
 
     def _emit(self, event: EventType, record: VMRecord, message: str, **data: Any) -> None:
-        self.events.publish(Event(
-            type=event, name=record.name, status=record.status, message=message,
-            data={"pid": record.pid, "ip_address": record.ip_address, **data},
-        ))
+        self.events.publish(
+            Event(
+                type=event,
+                name=record.name,
+                status=record.status,
+                message=message,
+                data={"pid": record.pid, "ip_address": record.ip_address, **data},
+            )
+        )
 
     def _launcher(self, name: str, *, field: str | None = None) -> Launcher:
         with self._factory_lock:
@@ -332,7 +372,9 @@ class Orchestrator:
                 descriptor = self.registries.hypervisors.get(name, field=field)
                 problem = descriptor.available() if descriptor.available else None
                 if problem:
-                    raise ConflictError(f"hypervisor {name!r} cannot run on this host: {problem}", field=field)
+                    raise ConflictError(
+                        f"hypervisor {name!r} cannot run on this host: {problem}", field=field
+                    )
                 self._launchers[name] = descriptor.factory()
             return self._launchers[name]
 
@@ -346,30 +388,54 @@ class Orchestrator:
     def _adopt_spec(self, record: VMRecord) -> LaunchSpec:
         kernel, _ = self.boot_media.base_image()
         return LaunchSpec(
-            name=record.name, vm_dir=record.runtime_dir, cpu_cores=record.cpu_cores,
-            memory_mb=record.memory_mb, kernel=kernel,
+            name=record.name,
+            vm_dir=record.runtime_dir,
+            cpu_cores=record.cpu_cores,
+            memory_mb=record.memory_mb,
+            kernel=kernel,
         )
 
     def _view(self, record: VMRecord) -> VMView:
         config = self.store.configs.current(record.id).config
         return VMView(
-            name=record.name, status=VMStatus(record.status), runtime=record.runtime, plugin=record.plugin,
-            hypervisor=record.hypervisor, network_mode=config["network"]["mode"], cpu_cores=record.cpu_cores,
-            memory_mb=record.memory_mb, mac_address=record.mac_address, vsock_cid=record.vsock_cid,
-            runtime_dir=record.runtime_dir, kernel_cmdline=record.kernel_cmdline, ip_address=record.ip_address,
-            pid=record.pid, accelerator=record.accelerator, status_reason=record.status_reason,
+            name=record.name,
+            status=VMStatus(record.status),
+            runtime=record.runtime,
+            plugin=record.plugin,
+            hypervisor=record.hypervisor,
+            network_mode=config["network"]["mode"],
+            cpu_cores=record.cpu_cores,
+            memory_mb=record.memory_mb,
+            mac_address=record.mac_address,
+            vsock_cid=record.vsock_cid,
+            runtime_dir=record.runtime_dir,
+            kernel_cmdline=record.kernel_cmdline,
+            ip_address=record.ip_address,
+            pid=record.pid,
+            accelerator=record.accelerator,
+            status_reason=record.status_reason,
             console_socket=str(record.console_socket) if record.console_socket else None,
-            created_at=record.created_at.isoformat(), updated_at=record.updated_at.isoformat(), config=config,
+            created_at=record.created_at.isoformat(),
+            updated_at=record.updated_at.isoformat(),
+            config=config,
         )
 
     def _draft_view(self, name: str, config: dict[str, Any]) -> VMView:
         """The view ``volant_vm_validate`` sees before anything is written."""
         return VMView(
-            name=name, status=VMStatus.PENDING, runtime=config["runtime"], plugin=config["plugin"],
-            hypervisor=config["hypervisor"], network_mode=config["network"]["mode"],
-            cpu_cores=config["resources"]["cpu_cores"], memory_mb=config["resources"]["memory_mb"],
-            mac_address=mac_address(name), vsock_cid=0, runtime_dir=self.settings.runtime_dir / name,
-            kernel_cmdline=config["kernel_cmdline"], config=config,
+            name=name,
+            status=VMStatus.PENDING,
+            runtime=config["runtime"],
+            plugin=config["plugin"],
+            hypervisor=config["hypervisor"],
+            network_mode=config["network"]["mode"],
+            cpu_cores=config["resources"]["cpu_cores"],
+            memory_mb=config["resources"]["memory_mb"],
+            mac_address=mac_address(name),
+            vsock_cid=0,
+            runtime_dir=self.settings.runtime_dir / name,
+            kernel_cmdline=config["kernel_cmdline"],
+            config=config,
         )
 
 

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from volant_core.cli.client import ApiClient, Reply
 from volant_core.daemon import Daemon, build_daemon
 from volant_core.guest import GuestArtifacts
 from volant_core.settings import load_settings
 from volant_core.testing.processes import kill_mentioning
-
-
-@dataclass(frozen=True)
-class Response:
-    """An HTTP answer from the test daemon."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        """The body as JSON (None when empty)."""
-        return json.loads(self.body) if self.body else None
 
 
 @dataclass
@@ -41,18 +26,18 @@ class RunningDaemon:
     url: str
     state_dir: Path
 
-    def request(self, method: str, path: str, payload: Any = None, *, raw: bytes | None = None,
-                headers: dict[str, str] | None = None, timeout: float = 60) -> Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60,
+    ) -> Reply:
         """Send one request over real HTTP; non-2xx answers are returned, not raised."""
-        body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
-        if body is not None and raw is None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return Response(resp.status, dict(resp.headers), resp.read())
-        except urllib.error.HTTPError as err:
-            return Response(err.code, dict(err.headers), err.read())
+        return ApiClient(self.url, timeout=timeout).send(method, path, payload, raw=raw, headers=headers)
 
     def wait_for_status(self, name: str, wanted: set[str], timeout: float = 120) -> dict[str, Any]:
         """Poll ``GET /api/v1/vms/{name}`` until its status is in ``wanted``; the VM resource."""
@@ -62,7 +47,9 @@ class RunningDaemon:
             if vm.get("status") in wanted:
                 return vm
             if time.monotonic() > deadline:
-                raise AssertionError(f"vm {name} is {vm.get('status')} after {timeout}s, wanted {wanted}: {vm}")
+                raise AssertionError(
+                    f"vm {name} is {vm.get('status')} after {timeout}s, not in {wanted}: {vm}"
+                )
             time.sleep(0.2)
 
 
