@@ -5,18 +5,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 API="${VOLANT_API:-http://127.0.0.1:7777}"
-STATE="$($BIN/python -c 'from volant_core.settings import load_settings; print(load_settings().state_dir)')"
-mkdir -p "$STATE"
+{ read -r STATE; read -r LOGS; } < <($BIN/python -c \
+    'from volant_core.settings import load_settings; s = load_settings(); print(s.state_dir); print(s.log_dir)')
+mkdir -p "$STATE" "$LOGS"
 
 if ! curl -fsS "$API/healthz" >/dev/null 2>&1; then
-    echo "==> starting volantd (log: $STATE/volantd.log)"
-    nohup "$BIN/volantd" >>"$STATE/volantd.log" 2>&1 &
+    echo "==> starting volantd (log: $LOGS/volantd.log)"
+    nohup "$BIN/volantd" >>"$LOGS/volantd.log" 2>&1 &
     echo $! >"$STATE/volantd.pid"
     for _ in $(seq 1 100); do
         curl -fsS "$API/healthz" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    curl -fsS "$API/healthz" >/dev/null || { tail -20 "$STATE/volantd.log"; exit 1; }
+    curl -fsS "$API/healthz" >/dev/null || { tail -20 "$LOGS/volantd.log"; exit 1; }
 fi
 
 echo "==> installing the example runtime"
