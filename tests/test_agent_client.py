@@ -2,100 +2,42 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from volant_core.agent_client import AgentClient, AgentResponse
+from volant_core.channels import UnixSocketChannel
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.manifest import manifest_json, parse_manifest
+from volant_core.testing.kestrel import KestrelHost, free_port
 
 START_TIMEOUT = 30.0
 
 
-@dataclass
-class UnixChannel:
-    """An agent channel to a UNIX socket that counts its connections."""
+class CountingChannel(UnixSocketChannel):
+    """The core's UNIX socket channel, counting the connections it opened."""
 
-    path: Path
-    exclusive: bool = True
-    connects: int = 0
+    def __init__(self, path: Path, *, exclusive: bool) -> None:
+        super().__init__(path, exclusive=exclusive)
+        self.connects = 0
 
     def connect(self, timeout: float) -> socket.socket:
-        """A socket connected to ``path``."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(str(self.path))
-        except OSError:
-            sock.close()
-            raise
+        """A socket connected to ``path``, counted."""
+        sock = super().connect(timeout)
         self.connects += 1
         return sock
 
-    def describe(self) -> str:
-        """``unix:<path>``."""
-        return f"unix:{self.path}"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Kestrel:
-    """A kestrel in host mode: ``argv`` started with its log in ``log``; every process it ran is reaped."""
-
-    socket_path: Path
-    argv: list[str]
-    log: Path
-    processes: list[subprocess.Popen[bytes]]
-
-    def start(self) -> None:
-        """Start a kestrel process."""
-        with self.log.open("ab") as log:
-            self.processes.append(
-                subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            )
-
-    def restart(self) -> None:
-        """Stop the running kestrel (and its workload) and start a new one on the same socket."""
-        for process in self.processes:
-            stop_process(process)
-        self.start()
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group, SIGKILL it if it lingers, and reap."""
-    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    process.wait(10)
-
 
 @pytest.fixture
-def kestrel(tmp_path: Path) -> Iterator[Kestrel]:
-    """A started kestrel whose workload is ``python -m http.server``; restartable with ``.start()``."""
+def kestrel(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> KestrelHost:
+    """A started kestrel whose workload is ``python -m http.server``; restartable with ``.restart()``."""
     port = free_port()
     manifest = parse_manifest(
         {
@@ -110,29 +52,18 @@ def kestrel(tmp_path: Path) -> Iterator[Kestrel]:
             "health_check": {"endpoint": "/", "timeout_ms": 2000},
         }
     )
-    manifest_file = tmp_path / "manifest.json"
-    manifest_file.write_bytes(manifest_json(manifest))
-    socket_path = tmp_path / "agent.sock"
-    argv = [sys.executable, "-m", "volant_core.agent", "--listen-unix", str(socket_path)]
-    argv += ["--manifest-file", str(manifest_file)]
-    server = Kestrel(socket_path, argv, tmp_path / "kestrel.log", [])
-    try:
-        server.start()
-        yield server
-    finally:
-        for process in server.processes:
-            stop_process(process)
+    return volant_kestrel(manifest_json(manifest))
 
 
-def healthy_client(kestrel: Kestrel, *, exclusive: bool = True) -> tuple[AgentClient, UnixChannel]:
+def healthy_client(kestrel: KestrelHost, *, exclusive: bool = True) -> tuple[AgentClient, CountingChannel]:
     """A client whose kestrel answered its health check."""
-    channel = UnixChannel(kestrel.socket_path, exclusive=exclusive)
+    channel = CountingChannel(kestrel.socket_path, exclusive=exclusive)
     client = AgentClient(channel)
     client.wait_healthy(START_TIMEOUT, alive=lambda: True)
     return client, channel
 
 
-def test_health_and_manifest(kestrel: Kestrel) -> None:
+def test_health_and_manifest(kestrel: KestrelHost) -> None:
     client, _ = healthy_client(kestrel)
     health = client.get("/v1/health")
     assert health.status == 200
@@ -143,12 +74,12 @@ def test_health_and_manifest(kestrel: Kestrel) -> None:
     assert manifest.json()["name"] == "pyhttp"
 
 
-def test_wait_healthy_returns_the_health_body(kestrel: Kestrel) -> None:
-    client = AgentClient(UnixChannel(kestrel.socket_path))
+def test_wait_healthy_returns_the_health_body(kestrel: KestrelHost) -> None:
+    client = AgentClient(UnixSocketChannel(kestrel.socket_path, exclusive=True))
     assert client.wait_healthy(START_TIMEOUT, alive=lambda: True)["status"] == "ok"
 
 
-def test_keep_alive_reuses_one_connection(kestrel: Kestrel) -> None:
+def test_keep_alive_reuses_one_connection(kestrel: KestrelHost) -> None:
     client, channel = healthy_client(kestrel)
     before = channel.connects
     for _ in range(5):
@@ -156,7 +87,7 @@ def test_keep_alive_reuses_one_connection(kestrel: Kestrel) -> None:
     assert channel.connects == before
 
 
-def test_exclusive_channel_serialises_requests(kestrel: Kestrel) -> None:
+def test_exclusive_channel_serialises_requests(kestrel: KestrelHost) -> None:
     client, channel = healthy_client(kestrel)
     with ThreadPoolExecutor(max_workers=6) as pool:
         statuses = list(pool.map(lambda _: client.get("/v1/manifest").status, range(24)))
@@ -164,7 +95,7 @@ def test_exclusive_channel_serialises_requests(kestrel: Kestrel) -> None:
     assert channel.connects == 1
 
 
-def test_shared_channel_allows_parallel_connections(kestrel: Kestrel) -> None:
+def test_shared_channel_allows_parallel_connections(kestrel: KestrelHost) -> None:
     client, channel = healthy_client(kestrel, exclusive=False)
     barrier = threading.Barrier(3)
 
@@ -181,14 +112,14 @@ def test_shared_channel_allows_parallel_connections(kestrel: Kestrel) -> None:
     assert channel.connects == connects  # the parallel connections were kept for reuse
 
 
-def test_error_status_keeps_the_connection(kestrel: Kestrel) -> None:
+def test_error_status_keeps_the_connection(kestrel: KestrelHost) -> None:
     client, _ = healthy_client(kestrel)
     response = client.request("GET", "/not-v1/anything", timeout=10)
     assert response.status == 404
     assert client.get("/v1/health").status == 200  # the connection survived the error answer
 
 
-def test_reconnects_after_the_agent_restarted(kestrel: Kestrel) -> None:
+def test_reconnects_after_the_agent_restarted(kestrel: KestrelHost) -> None:
     client, channel = healthy_client(kestrel)
     connects = channel.connects
     kestrel.restart()  # the kept-alive connection goes stale
@@ -198,7 +129,7 @@ def test_reconnects_after_the_agent_restarted(kestrel: Kestrel) -> None:
 
 
 def test_missing_socket_is_an_agent_error(tmp_path: Path) -> None:
-    client = AgentClient(UnixChannel(tmp_path / "absent.sock"))
+    client = AgentClient(UnixSocketChannel(tmp_path / "absent.sock", exclusive=True))
     with pytest.raises(AgentError) as caught:
         client.get("/v1/health", timeout=2)
     assert not isinstance(caught.value, AgentTimeout)
@@ -210,7 +141,7 @@ def test_silent_agent_times_out(tmp_path: Path) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))
         server.listen(1)  # accepts connections (backlog) and never answers
-        client = AgentClient(UnixChannel(path))
+        client = AgentClient(UnixSocketChannel(path, exclusive=True))
         started = time.monotonic()
         with pytest.raises(AgentTimeout, match=r"no answer within 0\.5 s"):
             client.get("/v1/health", timeout=0.5)
@@ -218,14 +149,14 @@ def test_silent_agent_times_out(tmp_path: Path) -> None:
 
 
 def test_wait_healthy_stops_when_the_vmm_died(tmp_path: Path) -> None:
-    client = AgentClient(UnixChannel(tmp_path / "absent.sock"))
+    client = AgentClient(UnixSocketChannel(tmp_path / "absent.sock", exclusive=True))
     with pytest.raises(AgentError, match="exited before its agent became healthy") as caught:
         client.wait_healthy(30, alive=lambda: False)
     assert not isinstance(caught.value, AgentTimeout)
 
 
 def test_wait_healthy_deadline(tmp_path: Path) -> None:
-    client = AgentClient(UnixChannel(tmp_path / "absent.sock"))
+    client = AgentClient(UnixSocketChannel(tmp_path / "absent.sock", exclusive=True))
     with pytest.raises(AgentTimeout, match=r"not healthy within 0\.6 s"):
         client.wait_healthy(0.6, alive=lambda: True)
 

@@ -1,22 +1,74 @@
-"""One real boot: QEMU (TCG) runs the built kernel and initramfs; kestrel serves a 16 KiB manifest
-delivered as an initramfs layer and powers off on the ACPI power button."""
+"""One real boot through the QEMU plugin (TCG): the built kernel and initramfs; kestrel serves a
+16 KiB manifest delivered as an initramfs layer and powers off on the ACPI power button."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
-import socket
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from guest_http import AgentConnection
-from guest_qemu import BootedGuest
+from volant_qemu.accel import ACCEL_ENV
+from volant_qemu.binary import find_binary, missing_binary_reason
+from volant_qemu.instance import REAP_TIMEOUT, QemuInstance
+from volant_qemu.launcher import QemuLauncher
 
 from volant_core.agent.constants import MANIFEST_FILE, READY_LINE, WORKLOAD_READY_LINE
-from volant_core.guest import file_layer
+from volant_core.agent_client import AgentClient
+from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts, file_layer
+from volant_core.launch import LaunchSpec
 
 BOOT_TIMEOUT = 120.0
 POWEROFF_TIMEOUT = 30.0
+
+
+@pytest.fixture
+def vm_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short VM directory (UNIX socket paths must stay under 108 bytes), removed after the test.
+
+    QEMU must be installed; it is forced to TCG.
+    """
+    if find_binary() is None:
+        pytest.skip(missing_binary_reason() or "QEMU is not installed")
+    monkeypatch.setenv(ACCEL_ENV, "tcg")
+    base = Path(tempfile.mkdtemp(prefix="vg-"))
+    try:
+        yield base / "vm"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def booted(guest: GuestArtifacts, vm_dir: Path, layer: bytes) -> Iterator[QemuInstance]:
+    """QEMU booting the base initramfs with ``layer`` appended; killed and reaped on exit, pass or fail."""
+    vm_dir.mkdir(parents=True)
+    initramfs = vm_dir / "initramfs"
+    initramfs.write_bytes(guest.initramfs.read_bytes() + layer)
+    spec = LaunchSpec(
+        name="guest-boot",
+        vm_dir=vm_dir,
+        cpu_cores=1,
+        memory_mb=384,
+        kernel=guest.kernel,
+        initramfs=initramfs,
+        kernel_args=BASE_KERNEL_ARGS,
+    )
+    instance = QemuLauncher().launch(spec)
+    try:
+        yield instance
+    finally:
+        instance.kill()
+        instance.wait(REAP_TIMEOUT)
+
+
+def console(instance: QemuInstance) -> str:
+    """Everything the guest printed on its serial console so far."""
+    log = instance.console_log
+    return log.read_text(errors="replace") if log is not None and log.exists() else ""
 
 
 def big_manifest() -> dict[str, object]:
@@ -37,41 +89,37 @@ def big_manifest() -> dict[str, object]:
     return manifest
 
 
-def assert_survives_reconnects(guest: BootedGuest, workload_pid: int) -> None:
+def assert_survives_reconnects(instance: QemuInstance, workload_pid: int) -> None:
     """The serial channel serves a new host after the previous one left, even mid-request."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as dropped:
-        dropped.connect(str(guest.agent_socket))
+    with instance.agent_channel.connect(BOOT_TIMEOUT) as dropped:
         dropped.sendall(b"GET /v1/hea")
     for _ in range(3):
-        agent = AgentConnection(str(guest.agent_socket), timeout=BOOT_TIMEOUT)
+        agent = AgentClient(instance.agent_channel)
         try:
-            assert agent.wait_health("ok", BOOT_TIMEOUT)["workload_pid"] == workload_pid
+            assert agent.wait_healthy(BOOT_TIMEOUT, alive=instance.alive)["workload_pid"] == workload_pid
         finally:
             agent.close()
 
 
 @pytest.mark.e2e
-def test_boot_serve_manifest_and_power_off(boot_guest: Callable[..., BootedGuest]) -> None:
+def test_boot_serve_manifest_and_power_off(volant_guest: GuestArtifacts, vm_dir: Path) -> None:
     manifest = big_manifest()
     document = json.dumps(manifest).encode()
-    guest = boot_guest(file_layer({MANIFEST_FILE: document}))
-    agent = AgentConnection(str(guest.agent_socket), timeout=BOOT_TIMEOUT)
-    try:
-        health = agent.wait_health("ok", BOOT_TIMEOUT)
-        assert isinstance(health["workload_pid"], int)
-        assert agent.request("GET", "/v1/manifest").json() == manifest
-        proxied = agent.request("GET", "/v1/manifest.json")
-        assert (proxied.status, proxied.body) == (200, document)
-    finally:
-        agent.close()
-    assert_survives_reconnects(guest, health["workload_pid"])
-    console = guest.console()
-    assert READY_LINE in console and WORKLOAD_READY_LINE in console
+    with booted(volant_guest, vm_dir, file_layer({MANIFEST_FILE: document})) as instance:
+        agent = AgentClient(instance.agent_channel)
+        try:
+            health = agent.wait_healthy(BOOT_TIMEOUT, alive=instance.alive)
+            assert health["status"] == "ok" and isinstance(health["workload_pid"], int)
+            assert agent.get("/v1/manifest").json() == manifest
+            proxied = agent.get("/v1/manifest.json")
+            assert (proxied.status, proxied.body) == (200, document)
+        finally:
+            agent.close()  # a serial port carries one host connection at a time
+        assert_survives_reconnects(instance, health["workload_pid"])
+        output = console(instance)
+        assert READY_LINE in output and WORKLOAD_READY_LINE in output
 
-    qmp = guest.qmp()
-    try:
-        qmp.command("system_powerdown")
-    finally:
-        qmp.close()
-    assert guest.wait_exit(POWEROFF_TIMEOUT) == 0, guest.console()[-3000:]
-    assert "kestrel: power button pressed" in guest.console()
+        with instance.qmp() as qmp:
+            qmp.execute("system_powerdown")
+        assert instance.wait(POWEROFF_TIMEOUT) == 0, console(instance)[-3000:]
+        assert "kestrel: power button pressed" in console(instance)

@@ -6,20 +6,28 @@ Enabled automatically through the ``pytest11`` entry point. Fixtures:
   (cached in ``$VOLANT_TEST_CACHE`` when set);
 * ``volantd``: a real daemon on a loopback port with its own state directory,
   torn down with every VM it started;
-* ``volantd_with_guest``: the same, booting ``volant_guest``.
+* ``volantd_with_guest``: the same, booting ``volant_guest``;
+* ``volant_kestrel``: starts kestrel as a host process on a UNIX socket,
+  ``volant_kestrel(manifest, **options)`` (see
+  :func:`volant_core.testing.kestrel.kestrel_host`), stopped and reaped at
+  teardown.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from volant_core.guest import GuestArtifacts, ensure_guest
 from volant_core.testing.daemon import RunningDaemon, running_daemon
+from volant_core.testing.kestrel import KestrelHost, kestrel_host
 
 #: Environment variable naming a directory to keep built guest images between test sessions.
 CACHE_ENV = "VOLANT_TEST_CACHE"
@@ -47,3 +55,20 @@ def volantd_with_guest(volant_guest: GuestArtifacts) -> Iterator[RunningDaemon]:
         pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
     with running_daemon(volant_guest) as daemon:
         yield daemon
+
+
+@pytest.fixture
+def volant_kestrel(tmp_path: Path) -> Iterator[Callable[..., KestrelHost]]:
+    """``volant_kestrel(manifest, **options)``: a started kestrel in host mode (``options`` as for
+    :func:`~volant_core.testing.kestrel.kestrel_host`), each in its own directory under ``tmp_path``;
+    every one is stopped and reaped at teardown.
+    """
+    numbers = itertools.count()
+    with contextlib.ExitStack() as running:
+
+        def start(manifest: Mapping[str, Any] | bytes | None, **options: Any) -> KestrelHost:
+            directory = tmp_path / f"kestrel-{next(numbers)}"
+            directory.mkdir()
+            return running.enter_context(kestrel_host(manifest, directory, **options))
+
+        yield start

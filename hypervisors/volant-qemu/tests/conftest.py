@@ -1,45 +1,23 @@
-"""Shared fixtures for the QEMU backend tests: short runtime directories, reaping, guest artifacts."""
+"""Shared fixtures for the QEMU backend tests: short runtime directories, reaping, launch specs.
+
+The guest artifacts come from the core's ``volant_guest`` fixture (volant_core.testing).
+"""
 
 from __future__ import annotations
 
-import importlib
-import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from volant_qemu.binary import find_binary
 from volant_qemu.instance import QemuInstance
 
-from volant_core.guest.image import BASE_KERNEL_ARGS
+from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts
 from volant_core.launch import LaunchSpec
 from volant_core.manifest import encode_for_guest, parse_manifest
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Pids of the processes whose argv contains ``text`` (how a test finds every QEMU of one VM)."""
-    needle = os.fsencode(text)
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in argv and int(entry.name) != os.getpid():
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.fixture(scope="session")
-def processes_mentioning() -> Callable[[str], list[int]]:
-    """``processes_mentioning(text)``: pids of the processes whose argv contains ``text``."""
-    return _processes_mentioning
+from volant_core.testing.processes import kill_mentioning
 
 
 @pytest.fixture(scope="session")
@@ -60,11 +38,7 @@ def vm_dir() -> Iterator[Path]:
     try:
         yield base / "vm"
     finally:
-        for pid in _processes_mentioning(str(base)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_mentioning(str(base))
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -119,22 +93,8 @@ def make_spec() -> SpecFactory:
     return build
 
 
-@pytest.fixture(scope="session")
-def guest(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The guest kernel and initramfs from ``volant_core.guest.ensure_guest`` (built once per session).
-
-    The cache directory is ``$VOLANT_TEST_CACHE`` when set (reused across runs), else a fresh temporary one.
-    """
-    ensure_guest = getattr(importlib.import_module("volant_core.guest"), "ensure_guest", None)
-    if ensure_guest is None:
-        pytest.skip("volant_core.guest.ensure_guest is not available")
-    cached = os.environ.get("VOLANT_TEST_CACHE")
-    cache_dir = Path(cached) if cached else tmp_path_factory.mktemp("guest-cache")
-    return ensure_guest(cache_dir)
-
-
 @pytest.fixture
-def guest_spec(guest: Any, vm_dir: Path, make_spec: SpecFactory) -> LaunchSpec:
+def guest_spec(volant_guest: GuestArtifacts, vm_dir: Path, make_spec: SpecFactory) -> LaunchSpec:
     """A launch spec booting the guest with a Python HTTP workload (1 vCPU, 256 MiB)."""
     manifest = parse_manifest(
         {
@@ -149,4 +109,4 @@ def guest_spec(guest: Any, vm_dir: Path, make_spec: SpecFactory) -> LaunchSpec:
         }
     )
     kernel_args = (*BASE_KERNEL_ARGS, f"volant.manifest={encode_for_guest(manifest)}")
-    return make_spec(vm_dir, guest.kernel, initramfs=guest.initramfs, kernel_args=kernel_args)
+    return make_spec(vm_dir, volant_guest.kernel, initramfs=volant_guest.initramfs, kernel_args=kernel_args)

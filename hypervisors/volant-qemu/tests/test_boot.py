@@ -16,11 +16,11 @@ from volant_qemu.paths import VmPaths
 from volant_core.agent_client import AgentClient
 from volant_core.errors import AgentError, LaunchError
 from volant_core.launch import Instance, LaunchSpec
+from volant_core.testing.processes import processes_mentioning
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("qemu_binary")]
 
 Reap = Callable[[QemuInstance], QemuInstance]
-Pids = Callable[[str], list[int]]
 #: Seconds a guest may take to answer healthy under TCG (GUEST.md: ~6 s alone, ~14 s for two at once).
 BOOT_TIMEOUT = 90.0
 #: Seconds a guest may take to power off after the ACPI power button.
@@ -38,7 +38,7 @@ def boot_healthy(spec: LaunchSpec, reap: Reap) -> tuple[QemuInstance, dict[str, 
     return instance, health
 
 
-def test_boot_and_clean_poweroff(guest_spec: LaunchSpec, reap: Reap, processes_mentioning: Pids) -> None:
+def test_boot_and_clean_poweroff(guest_spec: LaunchSpec, reap: Reap) -> None:
     instance, health = boot_healthy(guest_spec, reap)
     assert isinstance(instance, Instance)
     assert health["status"] == "ok"

@@ -10,14 +10,14 @@ from volant_qemu.launcher import QemuLauncher
 
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
+from volant_core.testing.processes import processes_mentioning
 
 pytestmark = pytest.mark.usefixtures("qemu_binary", "tcg")
 
 SpecFactory = Callable[..., LaunchSpec]
-Pids = Callable[[str], list[int]]
 
 
-def test_missing_kernel(vm_dir: Path, make_spec: SpecFactory, processes_mentioning: Pids) -> None:
+def test_missing_kernel(vm_dir: Path, make_spec: SpecFactory) -> None:
     with pytest.raises(LaunchError, match=r"kernel .* does not exist"):
         QemuLauncher().launch(make_spec(vm_dir, vm_dir.parent / "absent-vmlinux"))
     assert processes_mentioning(str(vm_dir)) == []
@@ -29,9 +29,7 @@ def test_missing_initramfs(vm_dir: Path, make_spec: SpecFactory, garbage_kernel:
         QemuLauncher().launch(spec)
 
 
-def test_qemu_refusing_the_kernel(
-    vm_dir: Path, make_spec: SpecFactory, garbage_kernel: Path, processes_mentioning: Pids
-) -> None:
+def test_qemu_refusing_the_kernel(vm_dir: Path, make_spec: SpecFactory, garbage_kernel: Path) -> None:
     with pytest.raises(LaunchError, match="QEMU exited with status 1") as caught:
         QemuLauncher().launch(make_spec(vm_dir, garbage_kernel))
     assert "qemu.log" in caught.value.message
@@ -39,9 +37,7 @@ def test_qemu_refusing_the_kernel(
     assert processes_mentioning(str(vm_dir)) == []
 
 
-def test_bad_extra_argument(
-    vm_dir: Path, make_spec: SpecFactory, garbage_kernel: Path, processes_mentioning: Pids
-) -> None:
+def test_bad_extra_argument(vm_dir: Path, make_spec: SpecFactory, garbage_kernel: Path) -> None:
     spec = make_spec(vm_dir, garbage_kernel, extra_args=("-no-such-option",))
     with pytest.raises(LaunchError, match="no-such-option"):
         QemuLauncher().launch(spec)

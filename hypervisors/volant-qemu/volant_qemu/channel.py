@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
 from pathlib import Path
 
+from volant_core.channels import UnixSocketChannel
 
-@dataclass
-class VirtioSerialChannel:
+
+class VirtioSerialChannel(UnixSocketChannel):
     """Implements :class:`volant_core.launch.AgentChannel` over QEMU's chardev socket.
 
     A serial port carries one byte stream: callers must serialise requests,
-    hence ``exclusive``.
+    hence always ``exclusive``.
     """
 
-    path: Path
-    exclusive: bool = True
-
-    def connect(self, timeout: float) -> socket.socket:
-        """Return a socket connected to the port's host end, or raise ``OSError``."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(timeout)
-            sock.connect(str(self.path))
-        except OSError:
-            sock.close()
-            raise
-        return sock
+    def __init__(self, path: Path) -> None:
+        """The channel to the host end of the port, the chardev socket at ``path``."""
+        super().__init__(path, exclusive=True)
 
     def describe(self) -> str:
         """``virtio-serial:<socket path>``."""

@@ -1,0 +1,157 @@
+"""kestrel as an ordinary host process serving on a UNIX socket, for tests.
+
+:func:`kestrel_host` writes a manifest file, runs ``python -m volant_core.agent
+--listen-unix SOCKET --manifest-file FILE`` in its own session and, on exit,
+stops it and reaps it, whatever the test did. The workload kestrel starts is
+the manifest's, run on the host: :func:`free_port` finds it a port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from volant_core.channels import UnixSocketChannel
+
+#: The agent package run by default (``python -m``).
+AGENT_MODULE = "volant_core.agent"
+#: Seconds kestrel gets to stop its workload and exit after SIGTERM, and to disappear after SIGKILL.
+STOP_GRACE = 15.0
+#: Default wait for the socket to accept connections.
+LISTEN_TIMEOUT = 30.0
+#: How much of ``kestrel.log`` an error quotes.
+LOG_TAIL_CHARS = 3000
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (for a host workload's ``base_url``)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class KestrelHost:
+    """A running kestrel in host mode: its ``process``, ``socket_path`` and ``log``.
+
+    The process leads its own process group; :meth:`stop` signals the group.
+    """
+
+    def __init__(
+        self, argv: list[str], *, socket_path: Path, log: Path, env: Mapping[str, str] | None
+    ) -> None:
+        """Start ``argv`` (serving on ``socket_path``) with ``env`` (None: inherited), its output
+        appended to ``log``.
+        """
+        self.argv = argv
+        self.socket_path = socket_path
+        self.log = log
+        self.env = env
+        self.process = self._spawn()
+
+    @property
+    def channel(self) -> UnixSocketChannel:
+        """An agent channel to the socket (not exclusive: kestrel serves connections in parallel)."""
+        return UnixSocketChannel(self.socket_path, exclusive=False)
+
+    def wait_listening(self, timeout: float = LISTEN_TIMEOUT) -> None:
+        """Return once the socket accepts connections.
+
+        Raises ``RuntimeError`` when kestrel exits first and ``TimeoutError`` after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.channel.connect(timeout=1.0).close()
+                return
+            except OSError:
+                pass
+            status = self.process.poll()
+            if status is not None:
+                raise RuntimeError(
+                    f"kestrel exited with status {status}; end of {self.log}:\n{self.log_tail()}"
+                )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"kestrel did not listen on {self.socket_path} within {timeout:g} s")
+            time.sleep(0.05)
+
+    def stop(self, grace: float = STOP_GRACE) -> int:
+        """SIGTERM kestrel's process group (kestrel stops its workload, then exits), SIGKILL it after
+        ``grace`` seconds; reap it and return its exit status. A no-op when it already exited.
+        """
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(grace)
+        return self.process.wait(grace)
+
+    def restart(self) -> None:
+        """Stop kestrel (and so its workload) and start it again on the same socket and manifest."""
+        self.stop()
+        self.process = self._spawn()
+
+    def log_tail(self) -> str:
+        """The end of everything kestrel and its workload printed."""
+        return self.log.read_text(errors="replace")[-LOG_TAIL_CHARS:] if self.log.exists() else ""
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as out:
+            return subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+
+@contextlib.contextmanager
+def kestrel_host(
+    manifest: Mapping[str, Any] | bytes | None,
+    directory: Path,
+    *,
+    python: str | os.PathLike[str] = sys.executable,
+    module: str = AGENT_MODULE,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[KestrelHost]:
+    """Run kestrel in host mode on ``manifest`` for the duration of the ``with`` block.
+
+    ``manifest`` is written to ``directory/manifest.json``: a mapping as JSON,
+    bytes as they are; with None no file is written (kestrel then reports a
+    manifest error). kestrel's output goes to ``directory/kestrel.log``. The
+    socket lives in a fresh short temporary directory (UNIX socket paths must
+    stay under 108 bytes), removed on exit. ``python`` and ``module`` choose
+    the interpreter and the agent package (say, a copy under another name);
+    ``env`` replaces the environment (None: inherited).
+    """
+    manifest_file = directory / "manifest.json"
+    if isinstance(manifest, bytes):
+        manifest_file.write_bytes(manifest)
+    elif manifest is not None:
+        manifest_file.write_text(json.dumps(manifest))
+    socket_dir = Path(tempfile.mkdtemp(prefix="kestrel-"))
+    socket_path = socket_dir / "agent.sock"
+    argv = [os.fspath(python), "-m", module, "--listen-unix", str(socket_path)]
+    argv += ["--manifest-file", str(manifest_file)]
+    try:
+        host = KestrelHost(argv, socket_path=socket_path, log=directory / "kestrel.log", env=env)
+        try:
+            yield host
+        finally:
+            host.stop()
+    finally:
+        shutil.rmtree(socket_dir, ignore_errors=True)
