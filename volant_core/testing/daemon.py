@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 from volant_core.cli.client import ApiClient, Reply
 from volant_core.daemon import Daemon, build_daemon
 from volant_core.guest import GuestArtifacts
+from volant_core.plugins import load_plugins
 from volant_core.settings import load_settings
 from volant_core.testing.processes import kill_mentioning
 
@@ -54,8 +55,13 @@ class RunningDaemon:
 
 
 @contextmanager
-def running_daemon(guest: GuestArtifacts | None = None, **settings: Any) -> Iterator[RunningDaemon]:
+def running_daemon(
+    guest: GuestArtifacts | None = None, *, plugins: Iterable[tuple[str, object]] = (), **settings: Any
+) -> Iterator[RunningDaemon]:
     """Start volantd on 127.0.0.1 (a free port) with state in a fresh short directory.
+
+    ``plugins`` registers extra in-process plugins as ``(name, module_or_object)``
+    after the installed ones (test hypervisors, hook recorders).
 
     On exit every VM is deleted, the server stops, any process still naming the
     state directory is killed and the directory is removed.
@@ -65,7 +71,7 @@ def running_daemon(guest: GuestArtifacts | None = None, **settings: Any) -> Iter
     if guest is not None:
         values.setdefault("kernel", guest.kernel)
         values.setdefault("initramfs", guest.initramfs)
-    daemon = build_daemon(load_settings({}, **values))
+    daemon = build_daemon(load_settings({}, **values), plugins=load_plugins(extra=plugins))
     daemon.start()
     host, port = daemon.server.address
     try:
