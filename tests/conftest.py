@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from volant_core import hookimpl
+from volant_core.builtins import NoNetwork
+from volant_core.descriptors import NetworkModeDescriptor
+from volant_core.testing.processes import kill_mentioning
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,3 +23,49 @@ REPO = Path(__file__).resolve().parents[1]
 def hello_manifest() -> dict[str, Any]:
     """The example runtime shipped in examples/hello-http (a small HTTP server in the guest)."""
     return json.loads((REPO / "examples" / "hello-http" / "manifest.json").read_text())
+
+
+@pytest.fixture
+def host_manifest(hello_manifest: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """hello-http made fit for many copies on one host (the ``test-host-process`` backend).
+
+    On a host every VM's workload shares the loopback interface, so the same
+    server binds port 0 instead of 8000 and the manifest drops its health check
+    (kestrel then reports the workload ready once it started). ``base_url``
+    still names port 8000: requests proxied to the workload do not reach it.
+    The entrypoint ends with an argument unique to the test, which finds its
+    workload processes (``processes_mentioning(manifest["workload"]["entrypoint"][-1])``); any
+    still running at teardown are killed.
+    """
+    manifest = copy.deepcopy(hello_manifest)
+    workload = manifest["workload"]
+    code = workload["entrypoint"][-1]
+    assert '("127.0.0.1", 8000)' in code, "examples/hello-http changed: adapt this fixture"
+    workload["entrypoint"][-1] = code.replace('("127.0.0.1", 8000)', '("127.0.0.1", 0)')
+    workload["entrypoint"].append(f"volant-test-workload-{uuid.uuid4().hex}")
+    del manifest["health_check"]
+    manifest["name"] = manifest["runtime"] = "hello-host"
+    yield manifest
+    kill_mentioning(workload["entrypoint"][-1])
+
+
+class LeasedIpMode:
+    """A plugin registering the network mode :attr:`mode`: an IP lease, nothing on the host."""
+
+    mode = "test-leased-ip"
+
+    @property
+    def registration(self) -> tuple[str, object]:
+        """``(plugin name, plugin)`` for ``running_daemon(plugins=[...])``."""
+        return ("test-leased-ip-mode", self)
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """Register the mode (attach and detach do nothing)."""
+        return [NetworkModeDescriptor(self.mode, factory=NoNetwork, needs_ip=True)]
+
+
+@pytest.fixture
+def leased_ip_mode() -> LeasedIpMode:
+    """A network-mode plugin whose VMs lease an IP address (:class:`LeasedIpMode`)."""
+    return LeasedIpMode()

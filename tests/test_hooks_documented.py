@@ -44,8 +44,9 @@ def _specs() -> dict[str, Spec]:
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     specs = {
-        caller.name: Spec(caller.spec.function, tuple(caller.spec.argnames),
-                          bool(caller.spec.opts.get("firstresult")))
+        caller.name: Spec(
+            caller.spec.function, tuple(caller.spec.argnames), bool(caller.spec.opts.get("firstresult"))
+        )
         for caller in vars(manager.hook).values()
         if isinstance(caller, pluggy.HookCaller) and caller.spec is not None
     }
@@ -70,7 +71,7 @@ def _sections() -> dict[str, str]:
     sections = {}
     for heading, following in zip(starts, [*starts[1:], None], strict=True):
         if match := HOOK_HEADING.match(heading.group()):
-            sections[match["name"]] = text[heading.end(): following.start() if following else None]
+            sections[match["name"]] = text[heading.end() : following.start() if following else None]
     return sections
 
 

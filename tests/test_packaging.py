@@ -31,8 +31,9 @@ from volant_core.testing.processes import kill_mentioning, processes_mentioning
 
 _found_uv = shutil.which("uv")
 if _found_uv is None:
-    pytest.skip("uv is not installed (https://docs.astral.sh/uv/): cannot build test venvs",
-                allow_module_level=True)
+    pytest.skip(
+        "uv is not installed (https://docs.astral.sh/uv/): cannot build test venvs", allow_module_level=True
+    )
 #: The uv executable that builds every venv of this module.
 UV: str = _found_uv
 
@@ -75,8 +76,9 @@ def clean_env(**extra: str) -> dict[str, str]:
 def uv(*args: str) -> None:
     """Run ``uv ARGS``, from uv's cache alone when it can, else reaching the package index."""
     for network in (("--offline",), ()):
-        done = subprocess.run([UV, *args, *network], env=clean_env(), capture_output=True, text=True,
-                              timeout=300, check=False)
+        done = subprocess.run(
+            [UV, *args, *network], env=clean_env(), capture_output=True, text=True, timeout=300, check=False
+        )
         if done.returncode == 0:
             return
     raise AssertionError(f"uv {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
@@ -108,15 +110,27 @@ class Venv:
 
     def list_plugins(self, **env: str) -> dict[str, dict[str, str]]:
         """Run ``volantd --list-plugins`` (which must exit 0) and parse its table by plugin name."""
-        done = subprocess.run([str(self.volantd), "--list-plugins"], env=clean_env(**env),
-                              capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [str(self.volantd), "--list-plugins"],
+            env=clean_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert done.returncode == 0, f"volantd --list-plugins exited {done.returncode}:\n{done.stderr}"
         return parse_table(done.stdout)
 
     def probe(self, **env: str) -> dict[str, Any]:
         """Run :data:`PROBE` in the venv and return what it printed."""
-        done = subprocess.run([str(self.python), "-c", PROBE], env=clean_env(**env),
-                              capture_output=True, text=True, timeout=60, check=True)
+        done = subprocess.run(
+            [str(self.python), "-c", PROBE],
+            env=clean_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
@@ -133,8 +147,10 @@ def parse_table(text: str) -> dict[str, dict[str, str]]:
     names = header.split()
     starts = [header.index(name) for name in names]
     bounds = list(zip(starts, [*starts[1:], None], strict=True))
-    rows = [{name: line[start:end].strip() for name, (start, end) in zip(names, bounds, strict=True)}
-            for line in lines]
+    rows = [
+        {name: line[start:end].strip() for name, (start, end) in zip(names, bounds, strict=True)}
+        for line in lines
+    ]
     return {row[names[0]]: row for row in rows}
 
 
@@ -164,8 +180,12 @@ def core_venv(tmp_path_factory: pytest.TempPathFactory, core_wheel: Path) -> Ven
 @pytest.fixture(scope="module")
 def plugins_venv(tmp_path_factory: pytest.TempPathFactory, core_wheel: Path) -> Venv:
     """A venv holding volant-core, volant-qemu and both broken fixture plugins."""
-    return make_venv(tmp_path_factory.mktemp("plugins-venv") / "venv", core_wheel,
-                     QEMU_PACKAGE, *(source for source, _ in BROKEN_PLUGINS.values()))
+    return make_venv(
+        tmp_path_factory.mktemp("plugins-venv") / "venv",
+        core_wheel,
+        QEMU_PACKAGE,
+        *(source for source, _ in BROKEN_PLUGINS.values()),
+    )
 
 
 def free_port() -> int:
@@ -242,16 +262,25 @@ def test_broken_plugins_are_listed_as_failed(plugins_venv: Venv) -> None:
     assert plugins["core"]["STATUS"] == "loaded"
 
 
-def test_daemon_serves_and_reports_broken_plugins(plugins_venv: Venv, daemon_state_dir: Path,
-                                                  tmp_path: Path) -> None:
+def test_daemon_serves_and_reports_broken_plugins(
+    plugins_venv: Venv, daemon_state_dir: Path, tmp_path: Path
+) -> None:
     """The real volantd starts despite broken plugins, reports them over the API and exits 0 on SIGTERM."""
     url = f"http://127.0.0.1:{free_port()}"
     log = tmp_path / "volantd.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(plugins_venv.volantd), "--listen", url.removeprefix("http://"),
-             "--state-dir", str(daemon_state_dir)],
-            env=clean_env(), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                str(plugins_venv.volantd),
+                "--listen",
+                url.removeprefix("http://"),
+                "--state-dir",
+                str(daemon_state_dir),
+            ],
+            env=clean_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     try:
         wait_until_healthy(proc, url, log)
@@ -261,7 +290,9 @@ def test_daemon_serves_and_reports_broken_plugins(plugins_venv: Venv, daemon_sta
         for name, (source, error) in BROKEN_PLUGINS.items():
             plugin = reported[name]
             assert (plugin["status"], plugin["distribution"], plugin["version"]) == (
-                "failed", *project_metadata(source))
+                "failed",
+                *project_metadata(source),
+            )
             assert error in plugin["error"]
         assert reported["qemu"]["status"] == "loaded"
         assert get_json(f"{url}/healthz") == (200, {"status": "ok"})
@@ -287,4 +318,3 @@ def test_disabled_plugin_is_listed_but_never_imported(plugins_venv: Venv) -> Non
     assert disabled["plugins"]["qemu"] == "disabled"
     assert disabled["imported"] == []
     assert "qemu" not in disabled["hypervisors"]
-

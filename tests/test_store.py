@@ -14,6 +14,7 @@ import pytest
 
 from volant_core.errors import ConflictError, NotFoundError, ValidationError
 from volant_core.store import Store, VMRecord, open_store
+from volant_core.store.database import connect
 from volant_core.store.migrate import Migration, applied_versions, discover, migrate
 from volant_core.store.models import MODELS
 
@@ -77,7 +78,7 @@ def test_open_creates_directory_tables_and_records_migrations(store: Store, db_p
     assert db_path.is_file()
     assert TABLES <= set(store.db.get_tables())
     rows = raw(db_path, "SELECT version, name, applied_at FROM schema_migrations")
-    assert [(version, name) for version, name, _ in rows] == [(1, "initial")]
+    assert [(version, name) for version, name, _ in rows] == [(m.version, m.name) for m in discover()]
     assert ISO_UTC_MICROS.fullmatch(rows[0][2])
 
 
@@ -107,13 +108,17 @@ def test_failed_migration_leaves_nothing_behind(store: Store) -> None:
     def works(db: peewee.Database) -> None:
         db.execute_sql("CREATE TABLE later (id INTEGER)")
 
+    released = applied_versions(store.db)
+    broken_version, works_version = released[-1] + 1, released[-1] + 2
     with pytest.raises(RuntimeError, match="boom"):
-        migrate(store.db, [Migration(2, "broken", broken), Migration(3, "works", works)])
+        migrate(
+            store.db, [Migration(broken_version, "broken", broken), Migration(works_version, "works", works)]
+        )
 
     assert "half_done" not in store.db.get_tables()
-    assert applied_versions(store.db) == [1]
-    assert migrate(store.db, [Migration(3, "works", works)]) == [3]
-    assert applied_versions(store.db) == [1, 3]
+    assert applied_versions(store.db) == released
+    assert migrate(store.db, [Migration(works_version, "works", works)]) == [works_version]
+    assert applied_versions(store.db) == [*released, works_version]
 
 
 def test_models_match_the_migrated_schema(store: Store) -> None:
@@ -121,6 +126,25 @@ def test_models_match_the_migrated_schema(store: Store) -> None:
         columns = {column.name for column in store.db.get_columns(model._meta.table_name)}
         fields = {field.column_name for field in model._meta.sorted_fields}
         assert fields == columns, model.__name__
+
+
+def test_applied_config_migration_fills_in_each_vms_current_version(db_path: Path) -> None:
+    now = "2025-01-01T00:00:00.000000+00:00"
+    store = Store(connect(db_path), db_path)
+    migrate(store.db, [m for m in discover() if m.version == 1])
+    store.db.execute_sql(
+        "INSERT INTO vms (name, status, runtime, plugin, hypervisor, mac_address, vsock_cid, cpu_cores,"
+        " memory_mb, runtime_dir, created_at, updated_at) VALUES"
+        " ('old', 'running', 'r', 'p', 'qemu', '02:00:00:00:00:01', 3, 1, 256, '/run/x', ?, ?)",
+        (now, now),
+    )
+    store.db.execute_sql("INSERT INTO vm_configs VALUES (1, '{}', 4, ?)", (now,))
+
+    migrate(store.db)
+
+    assert store.vms.get_by_name("old").config_version == 4
+    assert store.vms.update("old", config_version=5).config_version == 5
+    store.close()
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,10 @@ and never build responses themselves.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pydantic
 
 
 class VolantError(Exception):
@@ -38,6 +41,21 @@ class ValidationError(VolantError):
     http_status = 422
     exit_code = 2
     code = "invalid"
+
+    @classmethod
+    def from_pydantic(cls, err: pydantic.ValidationError, prefix: str = "") -> ValidationError:
+        """The error for a failed pydantic validation: the message names the first field
+        (``prefix`` + its dotted path), ``details`` lists every ``{"field", "message"}``.
+        """
+        details = []
+        for item in err.errors():
+            path = ".".join(str(p) for p in item["loc"]) or "body"
+            details.append({"field": f"{prefix}{path}", "message": item["msg"]})
+        first = details[0]
+        message = f"{first['field']}: {first['message']}"
+        if len(details) > 1:
+            message += f" (and {len(details) - 1} more)"
+        return cls(message, field=first["field"], details=details)
 
 
 class NotFoundError(VolantError):

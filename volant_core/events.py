@@ -18,7 +18,7 @@ from typing import Any
 
 
 class EventType(StrEnum):
-    """Event types; the ``VM_*`` names are those of the Go original."""
+    """Event types; all but ``VM_CONFIG_CHANGED`` (ours) are those of the Go original."""
 
     VM_CREATED = "VM_CREATED"
     VM_STARTING = "VM_STARTING"
@@ -28,6 +28,11 @@ class EventType(StrEnum):
     VM_CRASHED = "VM_CRASHED"
     VM_DELETED = "VM_DELETED"
     VM_LOG = "VM_LOG"
+    VM_CONFIG_CHANGED = "VM_CONFIG_CHANGED"
+    DEPLOYMENT_CREATED = "DEPLOYMENT_CREATED"
+    DEPLOYMENT_UPDATED = "DEPLOYMENT_UPDATED"
+    DEPLOYMENT_RECONCILED = "DEPLOYMENT_RECONCILED"
+    DEPLOYMENT_DELETED = "DEPLOYMENT_DELETED"
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,8 @@ def volant_host_checks() -> list[HostCheck]:
 def volant_vm_validate(vm: VMView) -> None:
     """Check a VM's resolved configuration before anything is allocated.
 
+    Called at create and before every new configuration version is stored
+    (PATCH, rollback), with the VM as that configuration would boot it.
     Raise :class:`~volant_core.errors.ValidationError` naming the field to
     refuse it; the API answers 422 and nothing is written.
     """

@@ -133,7 +133,10 @@ class Launcher(Protocol):
         ...
 
     def adopt(self, spec: LaunchSpec, pid: int) -> Instance | None:
-        """Reattach to a VMM started by an earlier volantd, or None if it is gone or not ours."""
+        """Reattach to a VMM started by an earlier volantd, or None if it is gone or not ours.
+
+        When the VMM is gone, remove what it left in ``spec.vm_dir`` (sockets, pidfile).
+        """
         ...
 
 

@@ -47,6 +47,8 @@ class Settings(BaseModel):
     api_key: str | None = None
     boot_timeout: float = Field(default=120.0, gt=0)
     stop_timeout: float = Field(default=30.0, gt=0)
+    health_interval: float = Field(default=5.0, gt=0)
+    health_failures: int = Field(default=3, ge=1)
 
     @field_validator("api_listen")
     @classmethod
@@ -82,6 +84,8 @@ ENVIRONMENT = {
     "VOLANT_API_KEY": "api_key",
     "VOLANT_BOOT_TIMEOUT": "boot_timeout",
     "VOLANT_STOP_TIMEOUT": "stop_timeout",
+    "VOLANT_HEALTH_INTERVAL": "health_interval",
+    "VOLANT_HEALTH_FAILURES": "health_failures",
 }
 
 

@@ -49,7 +49,13 @@ def check_name(name: str, *, field: str = "name") -> str:
 
 @dataclass(frozen=True)
 class VMView:
-    """A read-only snapshot of one VM, handed to hooks and serialised by the API."""
+    """A read-only snapshot of one VM, handed to hooks and serialised by the API.
+
+    ``runtime``, ``hypervisor``, ``network_mode``, ``cpu_cores``, ``memory_mb``
+    and ``kernel_cmdline`` are what the VM last booted with; ``config`` is its
+    current configuration, version ``config_version``. ``restart_pending`` is
+    True while the VMM runs a configuration that a later change made stale.
+    """
 
     name: str
     status: VMStatus
@@ -70,6 +76,8 @@ class VMView:
     console_socket: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    config_version: int = 0
+    restart_pending: bool = False
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

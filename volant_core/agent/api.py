@@ -48,7 +48,7 @@ class AgentApi:
         }
 
     def _health(self, _request: Request) -> Response:
-        state = self._workload.status
+        state = self._workload.live_status()
         body = {
             "status": state.status,
             "reason": state.reason,

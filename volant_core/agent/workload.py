@@ -76,6 +76,7 @@ class Workload:
         self._reaper = reaper
         self._child: ChildExit | None = None
         self._stopping = threading.Event()
+        self._spawning = threading.Lock()  # held by _start and stop: no workload starts after a stop
         self._status = Status("error", manifest_error) if manifest is None else Status("starting")
 
     @property
@@ -116,31 +117,47 @@ class Workload:
         if (self.health_check or {}).get("endpoint") and not self.base_url:
             self._set("error", "manifest has a health_check but no workload.base_url")
             return None
-        try:
-            process, child = self._reaper.spawn(
-                argv,
-                cwd=self.spec.get("workdir") or "/",
-                env=self._environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            self._set("error", f"cannot start {argv[0]}: {exc}")
-            return None
-        self._child = child
+        with self._spawning:
+            if self._stopping.is_set():
+                return None
+            try:
+                process, child = self._reaper.spawn(
+                    argv,
+                    cwd=self.spec.get("workdir") or "/",
+                    env=self._environment(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                self._set("error", f"cannot start {argv[0]}: {exc}")
+                return None
+            self._child = child
         say(f"kestrel: workload started (pid {child.pid}): {' '.join(argv)}")
         threading.Thread(target=self._pump, args=(process.stdout,), name="workload-log", daemon=True).start()
         return child
 
+    def _health_url(self) -> str | None:
+        endpoint = (self.health_check or {}).get("endpoint")
+        return (self.base_url or "").rstrip("/") + "/" + str(endpoint).lstrip("/") if endpoint else None
+
+    def live_status(self) -> Status:
+        """The status, with a healthy workload's health check run again now (the host polls this)."""
+        state = self._status
+        url = self._health_url()
+        if state.status != "ok" or url is None:
+            return state
+        code = probe(url, _PROBE_TIMEOUT_S)
+        if code is not None and 200 <= code < 300:
+            return state
+        return Status("unhealthy", f"health check {url} answered {code or 'nothing'}")
+
     def _await_health(self, child: ChildExit) -> bool:
-        check = self.health_check or {}
-        endpoint = check.get("endpoint")
-        if not endpoint:
+        url = self._health_url()
+        if url is None:
             return not child.exited
-        timeout_ms = check.get("timeout_ms") or DEFAULT_HEALTH_TIMEOUT_MS
-        url = (self.base_url or "").rstrip("/") + "/" + str(endpoint).lstrip("/")
+        timeout_ms = (self.health_check or {}).get("timeout_ms") or DEFAULT_HEALTH_TIMEOUT_MS
         deadline = time.monotonic() + timeout_ms / 1000
         while not child.exited and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
@@ -168,8 +185,9 @@ class Workload:
 
     def stop(self, grace_s: float = 10.0) -> None:
         """SIGTERM the workload's process group, SIGKILL it after ``grace_s`` seconds."""
-        self._stopping.set()
-        child = self._child
+        with self._spawning:
+            self._stopping.set()
+            child = self._child
         if child is None or child.exited:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import falcon
 
 from volant_core.api import errors
+from volant_core.api.configs import VMConfigResource
 from volant_core.api.runtimes import RuntimeCollection, RuntimeItem
 from volant_core.api.system import Health, SystemPlugins
 from volant_core.api.vms import AgentProxy, VMCollection, VMItem
@@ -54,6 +55,10 @@ def create_app(deps: ApiDeps) -> falcon.App:
     app.add_route("/api/v1/vms/{name}", vm_item)
     for action in ("start", "stop", "restart"):
         app.add_route(f"/api/v1/vms/{{name}}/{action}", vm_item, suffix=action)
+    vm_config = VMConfigResource(deps.orchestrator)
+    app.add_route("/api/v1/vms/{name}/config", vm_config)
+    for view in ("history", "rollback"):
+        app.add_route(f"/api/v1/vms/{{name}}/config/{view}", vm_config, suffix=view)
     app.add_route("/api/v1/vms/{name}/agent/{path:path}", AgentProxy(deps.orchestrator))
     app.add_route("/api/v1/plugins", RuntimeCollection(deps.catalog))
     app.add_route("/api/v1/plugins/{plugin}", runtime_item)

@@ -25,23 +25,10 @@ def read_json(req: falcon.Request) -> Any:
         raise ValidationError(f"request body: not valid JSON ({err})", field="body") from None
 
 
-def field_errors(err: PydanticValidationError, prefix: str = "") -> ValidationError:
-    """Turn a pydantic error into a ValidationError whose message names the first field."""
-    details = []
-    for item in err.errors():
-        path = ".".join(str(p) for p in item["loc"]) or "body"
-        details.append({"field": f"{prefix}{path}", "message": item["msg"]})
-    first = details[0]
-    message = f"{first['field']}: {first['message']}"
-    if len(details) > 1:
-        message += f" (and {len(details) - 1} more)"
-    return ValidationError(message, field=first["field"], details=details)
-
-
 def parse_body(req: falcon.Request, model: type[M]) -> M:
     """Validate the JSON body against ``model``."""
     data = read_json(req)
     try:
         return model.model_validate(data)
     except PydanticValidationError as err:
-        raise field_errors(err) from None
+        raise ValidationError.from_pydantic(err) from None

@@ -1,4 +1,5 @@
-"""A pure-Python writer for the newc ("070701") cpio format the Linux initramfs loader reads.
+"""A pure-Python writer (and a small reader) for the newc ("070701") cpio format the Linux initramfs
+loader reads.
 
 Archives are reproducible: every entry has uid/gid 0, mtime 0 and an inode number given by its
 position, so the same entries always give the same bytes. Linux unpacks several archives
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import stat
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -18,6 +20,8 @@ EntryKind = Literal["file", "dir", "symlink", "chardev"]
 
 _MAGIC = b"070701"
 _TRAILER = "TRAILER!!!"
+_GZIP_MAGIC = b"\x1f\x8b"
+_HEADER_LENGTH = len(_MAGIC) + 13 * 8  # magic, then 13 fields of 8 hex digits
 _KIND_BITS: dict[str, int] = {
     "file": stat.S_IFREG,
     "dir": stat.S_IFDIR,
@@ -123,3 +127,64 @@ def file_layer(files: Mapping[str, bytes], *, compress: bool = True) -> bytes:
     entries += [CpioEntry.file(path, files[path]) for path in sorted(files)]
     archive = newc_archive(entries)
     return gzip_bytes(archive) if compress else archive
+
+
+def initramfs_files(data: bytes) -> dict[str, bytes]:
+    """The regular files of an initramfs as Linux unpacks it: path (``/``-rooted) -> content.
+
+    ``data`` is any concatenation of newc archives, gzip-compressed or not,
+    with NUL padding between them; a later archive's file replaces an earlier
+    one of the same path (the way a per-VM layer overrides the base image).
+    Raises ``ValueError`` on anything else (another compression, a corrupt header).
+    """
+    files: dict[str, bytes] = {}
+    _unpack(data, files)
+    return files
+
+
+def _unpack(data: bytes, files: dict[str, bytes]) -> None:
+    position = 0
+    while position < len(data):
+        if data[position] == 0:
+            position += 1
+        elif data.startswith(_GZIP_MAGIC, position):
+            stream = zlib.decompressobj(wbits=31)
+            try:
+                inner = stream.decompress(data[position:])
+            except zlib.error as exc:
+                raise ValueError(f"corrupt gzip data at byte {position}: {exc}") from None
+            if not stream.eof:
+                raise ValueError(f"truncated gzip data at byte {position}")
+            _unpack(inner, files)
+            position = len(data) - len(stream.unused_data)
+        elif data.startswith(_MAGIC, position):
+            position = _read_archive(data, position, files)
+        else:
+            raise ValueError(f"not a newc archive or gzip stream at byte {position}")
+
+
+def _read_archive(data: bytes, start: int, files: dict[str, bytes]) -> int:
+    """Read one archive starting at ``start`` into ``files``; return the offset after its trailer.
+
+    Names and contents are padded to 4 bytes from the start of the archive.
+    """
+    position = start
+    while True:
+        header = data[position : position + _HEADER_LENGTH]
+        if len(header) < _HEADER_LENGTH or not header.startswith(_MAGIC):
+            raise ValueError(f"bad newc header at byte {position}")
+        try:
+            fields = [int(header[i : i + 8], 16) for i in range(len(_MAGIC), _HEADER_LENGTH, 8)]
+        except ValueError:
+            raise ValueError(f"bad newc header at byte {position}") from None
+        mode, size, name_size = fields[1], fields[6], fields[11]
+        name_start = position + _HEADER_LENGTH
+        name = data[name_start : name_start + name_size].rstrip(b"\0").decode(errors="surrogateescape")
+        body = name_start + name_size + (-(name_start + name_size - start) % 4)
+        if body + size > len(data):
+            raise ValueError(f"newc member {name!r} runs past the end of the data")
+        position = body + size + (-(body + size - start) % 4)
+        if name == _TRAILER:
+            return position
+        if stat.S_ISREG(mode):
+            files["/" + name.strip("/")] = data[body : body + size]

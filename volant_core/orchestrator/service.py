@@ -15,26 +15,46 @@ import logging
 import shutil
 import threading
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from volant_core.agent_client import AgentClient
-from volant_core.api.models import CreateVMRequest
 from volant_core.descriptors import LaunchAdditions, NetworkMode
-from volant_core.errors import AgentError, ConflictError, PluginError, ValidationError, VolantError
+from volant_core.errors import (
+    AgentError,
+    ConflictError,
+    NotFoundError,
+    PluginError,
+    VolantError,
+)
 from volant_core.events import Event, EventBus, EventType
 from volant_core.launch import Instance, Launcher, LaunchSpec
-from volant_core.manifest import parse_manifest
+from volant_core.manifest import Network
+from volant_core.orchestrator import health
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.locks import NamedLocks
+from volant_core.orchestrator.restart import RestartPolicy
+from volant_core.orchestrator.vmconfig import (
+    ConfigPatch,
+    VMConfig,
+    apply_patch,
+    needs_restart,
+    validate_config,
+)
 from volant_core.plugins import PluginHost
 from volant_core.registry import Registries
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
-from volant_core.store import Store, VMRecord
+from volant_core.store import ConfigRecord, Store, VMRecord
 from volant_core.vm import ACTIVE_STATES, VMStatus, VMView
 
+if TYPE_CHECKING:
+    from volant_core.api.models import CreateVMRequest
+
 log = logging.getLogger(__name__)
+
+#: A VM healthy for this long (seconds) has its count of automatic restarts reset.
+STABLE_AFTER_S = 60.0
 
 
 @dataclass
@@ -70,6 +90,7 @@ class Orchestrator:
         )
         self._locks = NamedLocks()
         self._handles: dict[str, _Handle] = {}
+        self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
         self._launchers: dict[str, Launcher] = {}
         self._modes: dict[str, NetworkMode] = {}
         self._factory_lock = threading.Lock()
@@ -99,51 +120,34 @@ class Orchestrator:
 
     def create_vm(self, request: CreateVMRequest) -> VMView:
         """Record a VM and start booting it; everything is undone if any step fails."""
-        entry = self.catalog.get_enabled(request.plugin)
-        manifest = entry.manifest
-        if request.runtime and request.runtime != manifest.runtime:
-            raise ValidationError(
-                f"runtime: {request.runtime!r} does not match plugin {entry.name!r}, whose runtime is "
-                f"{manifest.runtime!r}; omit it or pass the plugin's runtime",
-                field="runtime",
-            )
-        hypervisor = request.hypervisor or self.settings.hypervisor
-        self._launcher(hypervisor, field="hypervisor")
-        mode_name = request.network_mode or (manifest.network.mode if manifest.network else None)
-        mode_name = mode_name or self.settings.network_mode
-        mode = self.registries.network_modes.get(mode_name, field="network_mode")
-        config: dict[str, Any] = {
-            "plugin": entry.name,
-            "runtime": manifest.runtime,
-            "hypervisor": hypervisor,
-            "network": {"mode": mode_name},
-            "resources": {
-                "cpu_cores": request.cpu_cores or manifest.resources.cpu_cores,
-                "memory_mb": request.memory_mb or manifest.resources.memory_mb,
-            },
-            "kernel_cmdline": request.kernel_cmdline or "",
-            "manifest": entry.manifest_dict(),
-        }
+        entry = self.catalog.get_enabled(request.plugin_name())
+        config = apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), request.overrides())
+        if request.config is not None:
+            config = apply_patch(config, request.config)
+        config = self._resolved(config)
         name = request.name
         with self._locks(name):
-            self.host.hook.volant_vm_validate(vm=self._draft_view(name, config))
+            if name in {vm.name for vm in self.store.vms.list()}:  # else the UNIQUE error may name the MAC
+                raise ConflictError(f"vm {name!r} already exists; delete it first", field="name")
+            self._validate(name, config, None)
             with self.store.transaction():
-                ip = self._lease_address(name) if mode.needs_ip else None
+                needs_ip = self.registries.network_modes.get(self._network(config).mode).needs_ip
+                ip = self._lease_address(name) if needs_ip else None
                 record = self.store.vms.create(
                     name=name,
                     status=VMStatus.PENDING,
-                    runtime=manifest.runtime,
+                    runtime=config.runtime,
                     plugin=entry.name,
-                    hypervisor=hypervisor,
+                    hypervisor=self._hypervisor(config),
                     mac_address=mac_address(name),
                     vsock_cid=self.store.vms.next_vsock_cid(),
-                    cpu_cores=config["resources"]["cpu_cores"],
-                    memory_mb=config["resources"]["memory_mb"],
+                    cpu_cores=config.resources.cpu_cores,
+                    memory_mb=config.resources.memory_mb,
                     runtime_dir=self.settings.runtime_dir / name,
-                    kernel_cmdline=config["kernel_cmdline"],
+                    kernel_cmdline=config.kernel_cmdline,
                     ip_address=ip,
                 )
-                self.store.configs.put(record.id, config)
+                self.store.configs.put(record.id, config.to_json())
                 if ip is not None:
                     self.store.ips.lease(record.id, ip)
             self._emit(EventType.VM_CREATED, record, "vm record created")
@@ -168,6 +172,66 @@ class Orchestrator:
             raise PluginError(f"volant_allocate_ip returned {ip}, which is not free in {subnet}")
         return ip
 
+    # ---------------------------------------------------------- configuration
+
+    def get_config(self, name: str) -> ConfigRecord:
+        """The current configuration version of VM ``name``."""
+        with self._locks(name):
+            return self.store.configs.current(self.store.vms.get_by_name(name).id)
+
+    def config_history(self, name: str, limit: int | None = None) -> list[ConfigRecord]:
+        """The configuration versions of VM ``name``, newest first, at most ``limit`` (None: all)."""
+        with self._locks(name):
+            return self.store.configs.history(self.store.vms.get_by_name(name).id, limit)
+
+    def patch_config(self, name: str, patch: ConfigPatch) -> ConfigRecord:
+        """Merge ``patch`` into the current configuration and store the result as the next version.
+
+        The VM is not restarted: it shows ``restart_pending`` until its next start applies it.
+        """
+        with self._locks(name):
+            record = self.store.vms.get_by_name(name)
+            current = VMConfig.model_validate(self.store.configs.current(record.id).config)
+            return self._store_config(record, apply_patch(current, patch), "configuration changed")
+
+    def rollback_config(self, name: str, version: int) -> ConfigRecord:
+        """Store configuration ``version`` again as the next version (the history is never rewritten)."""
+        with self._locks(name):
+            record = self.store.vms.get_by_name(name)
+            try:
+                earlier = self.store.configs.get_version(record.id, version)
+            except NotFoundError:
+                raise NotFoundError(
+                    f"version: vm {name!r} has no configuration version {version}; "
+                    f"see GET /api/v1/vms/{name}/config/history",
+                    field="version",
+                ) from None
+            message = f"configuration rolled back to version {version}"
+            return self._store_config(record, validate_config(earlier.config), message)
+
+    def _store_config(self, record: VMRecord, config: VMConfig, message: str) -> ConfigRecord:
+        """Store ``config`` as the VM's next version unless it equals the current one (lock held)."""
+        config = self._resolved(config)
+        self._validate(record.name, config, record)
+        current = self.store.configs.current(record.id)
+        document = config.to_json()
+        if document == current.config:
+            return current
+        stored = self.store.configs.put(record.id, document)
+        pending = self._view(record).restart_pending
+        self._emit(
+            EventType.VM_CONFIG_CHANGED, record, message, version=stored.version, restart_pending=pending
+        )
+        return stored
+
+    def _validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
+        """Refuse ``config`` when its hypervisor or network mode is not installed, or a
+        ``volant_vm_validate`` implementation rejects it.
+        """
+        self._launcher(self._hypervisor(config), field="hypervisor")
+        self.registries.network_modes.get(self._network(config).mode, field="network.mode")
+        self.host.hook.volant_vm_validate(vm=self._draft_view(name, config, record))
+
     # --------------------------------------------------------- start and stop
 
     def start_vm(self, name: str) -> VMView:
@@ -176,6 +240,7 @@ class Orchestrator:
             record = self.store.vms.get_by_name(name)
             if name in self._handles or record.status in ACTIVE_STATES:
                 raise ConflictError(f"vm {name!r} is {record.status} already; stop it first")
+            self._restarts.pop(name, None)
             try:
                 self._boot(name)
             except VolantError as err:
@@ -209,7 +274,9 @@ class Orchestrator:
     # ---------------------------------------------------------------- recover
 
     def recover(self) -> None:
-        """After a daemon start: re-adopt VMMs that still run, mark the others crashed."""
+        """After a daemon start: re-adopt VMMs that still run; mark the others crashed, release what
+        they held and restart them if their policy says so.
+        """
         for record in self.store.vms.list():
             if record.status not in ACTIVE_STATES:
                 continue
@@ -225,27 +292,35 @@ class Orchestrator:
                         "the VMM was gone when volantd started",
                         pid=None,
                     )
+                    self._schedule_restart(record.name)
                     continue
                 self._watch(record.name, instance)
 
     # ----------------------------------------------------------------- internals
 
     def _boot(self, name: str) -> None:
-        """Launch the VMM of ``name`` (lock held); the supervisor thread takes it from there."""
-        record = self.store.vms.get_by_name(name)
+        """Launch the VMM of ``name`` from its current configuration (lock held); the supervisor
+        thread takes it from there.
+        """
+        stored = self.store.configs.current(self.store.vms.get_by_name(name).id)
+        config = VMConfig.model_validate(stored.config)
+        launcher = self._launcher(self._hypervisor(config))
+        record = self._apply_config(name, config, stored.version)
         view = self._view(record)
-        manifest = parse_manifest(view.config["manifest"])
-        launcher = self._launcher(record.hypervisor)
         mode = self._mode_of(record)
         self._set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
-        plan = self.boot_media.prepare(name, record.runtime_dir, manifest, record.kernel_cmdline)
+        manifest = config.boot_manifest()
+        plan = self.boot_media.prepare(name, record.runtime_dir, manifest, config.kernel_cmdline)
+        if config.kernel_override is not None:
+            kernel = self.boot_media.fetch(config.kernel_override, None, field="kernel_override")
+            plan = replace(plan, kernel=kernel)
         attachment = mode.attach(view)
         try:
             spec = LaunchSpec(
                 name=name,
                 vm_dir=record.runtime_dir,
-                cpu_cores=record.cpu_cores,
-                memory_mb=record.memory_mb,
+                cpu_cores=config.resources.cpu_cores,
+                memory_mb=config.resources.memory_mb,
                 kernel=plan.kernel,
                 initramfs=plan.initramfs,
                 kernel_args=plan.kernel_args + attachment.kernel_args,
@@ -262,10 +337,35 @@ class Orchestrator:
             pid=instance.pid,
             accelerator=instance.accelerator,
             console_socket=instance.console_socket,
-            kernel_cmdline=record.kernel_cmdline,
         )
         self._watch(name, instance)
         self.host.hook.volant_vm_launched(vm=self.get_vm(name), instance=instance)
+
+    def _apply_config(self, name: str, config: VMConfig, version: int) -> VMRecord:
+        """Make the VM row describe the configuration about to boot, leasing or releasing the VM's
+        address when its network mode changed whether it needs one.
+        """
+        with self.store.transaction():
+            record = self.store.vms.get_by_name(name)
+            mode = self.registries.network_modes.get(self._network(config).mode, field="network.mode")
+            needs_ip = mode.needs_ip
+            ip = record.ip_address
+            if needs_ip and ip is None:
+                ip = self._lease_address(name)
+                self.store.ips.lease(record.id, ip)
+            elif not needs_ip and ip is not None:
+                self.store.ips.release(record.id)
+                ip = None
+            return self.store.vms.update(
+                name,
+                runtime=config.runtime,
+                hypervisor=self._hypervisor(config),
+                cpu_cores=config.resources.cpu_cores,
+                memory_mb=config.resources.memory_mb,
+                kernel_cmdline=config.kernel_cmdline,
+                ip_address=ip,
+                config_version=version,
+            )
 
     def _with_additions(self, view: VMView, spec: LaunchSpec) -> LaunchSpec:
         """Merge what ``volant_prepare_launch`` implementations add."""
@@ -289,28 +389,55 @@ class Orchestrator:
         threading.Thread(target=self._supervise, args=(name, handle), name=f"vm-{name}", daemon=True).start()
 
     def _supervise(self, name: str, handle: _Handle) -> None:
-        """Wait for the agent (-> running), then for the VMM to exit (-> stopped or crashed)."""
+        """Wait for the agent (-> running), watch its health, then handle the VMM's exit."""
+        status = None
+        if self._await_agent(name, handle):
+            verdict = health.watch(
+                handle.instance,
+                handle.client,
+                interval=self.settings.health_interval,
+                failures_allowed=self.settings.health_failures,
+                stable_after=STABLE_AFTER_S,
+                on_stable=lambda: self._restarts.pop(name, None),
+            )
+            status = verdict.exit_status
+            if verdict.reason:
+                self._fail(name, handle, f"workload stopped answering: {verdict.reason}")
+        if status is None:
+            status = handle.instance.wait()
+        self._vmm_exited(name, handle, status)
+
+    def _await_agent(self, name: str, handle: _Handle) -> bool:
+        """Wait until kestrel is healthy and mark the VM running; False if it never got there."""
         try:
-            health = handle.client.wait_healthy(self.settings.boot_timeout, alive=handle.instance.alive)
+            answer = handle.client.wait_healthy(self.settings.boot_timeout, alive=handle.instance.alive)
         except AgentError as err:
-            with self._locks(name):
-                if self._handles.get(name) is handle and not handle.stopping:
-                    handle.failure = f"guest agent never became healthy: {err.message}"
-                    handle.instance.kill()
-        else:
-            with self._locks(name):
-                if self._handles.get(name) is handle and not handle.stopping:
-                    self._set_status(
-                        name, VMStatus.RUNNING, EventType.VM_RUNNING, "agent healthy", agent=health
-                    )
-        status = handle.instance.wait()
+            self._fail(name, handle, f"guest agent never became healthy: {err.message}")
+            return False
+        with self._locks(name):
+            if self._handles.get(name) is not handle or handle.stopping:
+                return False
+            if self.store.vms.get_by_name(name).status != VMStatus.RUNNING:  # adopted VMs already are
+                self._set_status(name, VMStatus.RUNNING, EventType.VM_RUNNING, "agent healthy", agent=answer)
+        return True
+
+    def _fail(self, name: str, handle: _Handle, reason: str) -> None:
+        """Kill a VMM whose guest is not healthy; its exit is then reported as a crash with ``reason``."""
+        with self._locks(name):
+            if self._handles.get(name) is handle and not handle.stopping:
+                handle.failure = reason
+                handle.instance.kill()
+
+    def _vmm_exited(self, name: str, handle: _Handle, status: int | None) -> None:
+        """Record the end of a VMM nobody asked to stop: ``stopped`` after a poweroff, else ``crashed``."""
         with self._locks(name):
             if self._handles.get(name) is not handle or handle.stopping:
                 return
             del self._handles[name]
             record = self.store.vms.get_by_name(name)
             self._mode_of(record).detach(self._view(record))
-            if handle.failure or status != 0:
+            crashed = bool(handle.failure) or status != 0
+            if crashed:
                 reason = handle.failure or f"VMM exited with status {status}"
                 self._set_status(
                     name, VMStatus.CRASHED, EventType.VM_CRASHED, reason, pid=None, exit_status=status
@@ -318,8 +445,46 @@ class Orchestrator:
             else:
                 self._set_status(name, VMStatus.STOPPED, EventType.VM_STOPPED, "guest powered off", pid=None)
             self.host.hook.volant_vm_stopped(vm=self.get_vm(name), exit_status=status)
+            if crashed:
+                self._schedule_restart(name)
+
+    def _schedule_restart(self, name: str) -> None:
+        """Restart a crashed VM later if its policy says so (lock held)."""
+        record = self.store.vms.get_by_name(name)
+        policy = RestartPolicy.from_config(self.store.configs.current(record.id).config)
+        attempt = self._restarts.get(name, 0)
+        delay = policy.delay(attempt)
+        if delay is None:
+            return
+        self._restarts[name] = attempt + 1
+        timer = threading.Timer(delay, self._restart_crashed, args=(name, attempt + 1))
+        timer.daemon = True
+        timer.start()
+
+    def _restart_crashed(self, name: str, attempt: int) -> None:
+        """Boot a VM that is still crashed (nobody started, stopped or deleted it meanwhile)."""
+        with self._locks(name):
+            try:
+                record = self.store.vms.get_by_name(name)
+            except NotFoundError:
+                return
+            if (
+                record.status != VMStatus.CRASHED
+                or name in self._handles
+                or self._restarts.get(name) != attempt
+            ):
+                return
+            log.info("restarting crashed vm %s (attempt %d)", name, attempt)
+            try:
+                self._boot(name)
+            except VolantError as err:
+                self._set_status(
+                    name, VMStatus.CRASHED, EventType.VM_CRASHED, f"restart failed: {err.message}"
+                )
+                self._schedule_restart(name)
 
     def _stop_locked(self, name: str) -> None:
+        self._restarts.pop(name, None)  # an explicit stop ends any pending automatic restart
         handle = self._handles.get(name)
         record = self.store.vms.get_by_name(name)
         if handle is None:
@@ -331,7 +496,9 @@ class Orchestrator:
         status = handle.instance.stop(self.settings.stop_timeout)
         self._handles.pop(name, None)
         self._mode_of(record).detach(self._view(record))
-        self._set_status(name, VMStatus.STOPPED, EventType.VM_STOPPED, "vm stopped", pid=None)
+        self._set_status(
+            name, VMStatus.STOPPED, EventType.VM_STOPPED, "vm stopped", pid=None, exit_status=status
+        )
         self.host.hook.volant_vm_stopped(vm=self.get_vm(name), exit_status=status)
 
     def _discard(self, name: str, message: str) -> None:
@@ -379,7 +546,8 @@ class Orchestrator:
             return self._launchers[name]
 
     def _mode_of(self, record: VMRecord) -> NetworkMode:
-        mode_name = self.store.configs.current(record.id).config["network"]["mode"]
+        """The network mode the VM was last booted with."""
+        mode_name = self._view(record).network_mode
         with self._factory_lock:
             if mode_name not in self._modes:
                 self._modes[mode_name] = self.registries.network_modes.get(mode_name).factory()
@@ -395,15 +563,35 @@ class Orchestrator:
             kernel=kernel,
         )
 
+    def _applied(self, record: VMRecord, current: ConfigRecord) -> ConfigRecord:
+        """The configuration the VMM was last booted with (``current`` before the first boot)."""
+        if record.config_version in (None, current.version):
+            return current
+        return self.store.configs.get_version(record.id, record.config_version)
+
+    def _hypervisor(self, config: VMConfig) -> str:
+        """The hypervisor ``config`` names, else the daemon's default."""
+        return config.hypervisor or self.settings.hypervisor
+
+    def _network(self, config: VMConfig) -> Network:
+        """The network ``config`` sets, else the manifest's, else the daemon's default mode."""
+        return config.network or config.manifest.network or Network(mode=self.settings.network_mode)
+
+    def _resolved(self, config: VMConfig) -> VMConfig:
+        """``config`` with its hypervisor and network filled in (what is stored)."""
+        resolved = {"hypervisor": self._hypervisor(config), "network": self._network(config)}
+        return config.model_copy(update=resolved)
+
     def _view(self, record: VMRecord) -> VMView:
-        config = self.store.configs.current(record.id).config
+        current = self.store.configs.current(record.id)
+        applied = self._applied(record, current)
         return VMView(
             name=record.name,
             status=VMStatus(record.status),
             runtime=record.runtime,
             plugin=record.plugin,
             hypervisor=record.hypervisor,
-            network_mode=config["network"]["mode"],
+            network_mode=self._network(VMConfig.model_validate(applied.config)).mode,
             cpu_cores=record.cpu_cores,
             memory_mb=record.memory_mb,
             mac_address=record.mac_address,
@@ -417,25 +605,34 @@ class Orchestrator:
             console_socket=str(record.console_socket) if record.console_socket else None,
             created_at=record.created_at.isoformat(),
             updated_at=record.updated_at.isoformat(),
-            config=config,
+            config_version=current.version,
+            restart_pending=record.status in ACTIVE_STATES and needs_restart(applied.config, current.config),
+            config=current.config,
         )
 
-    def _draft_view(self, name: str, config: dict[str, Any]) -> VMView:
-        """The view ``volant_vm_validate`` sees before anything is written."""
+    def _draft_view(self, name: str, config: VMConfig, record: VMRecord | None) -> VMView:
+        """The view ``volant_vm_validate`` sees: the VM (a new one when ``record`` is None) as
+        ``config`` would boot it, before anything is written.
+        """
+        booted: dict[str, Any] = {
+            "runtime": config.runtime,
+            "plugin": config.plugin,
+            "hypervisor": self._hypervisor(config),
+            "network_mode": self._network(config).mode,
+            "cpu_cores": config.resources.cpu_cores,
+            "memory_mb": config.resources.memory_mb,
+            "kernel_cmdline": config.kernel_cmdline,
+            "config": config.to_json(),
+        }
+        if record is not None:
+            return replace(self._view(record), **booted)
         return VMView(
             name=name,
             status=VMStatus.PENDING,
-            runtime=config["runtime"],
-            plugin=config["plugin"],
-            hypervisor=config["hypervisor"],
-            network_mode=config["network"]["mode"],
-            cpu_cores=config["resources"]["cpu_cores"],
-            memory_mb=config["resources"]["memory_mb"],
             mac_address=mac_address(name),
             vsock_cid=0,
             runtime_dir=self.settings.runtime_dir / name,
-            kernel_cmdline=config["kernel_cmdline"],
-            config=config,
+            **booted,
         )
 
 

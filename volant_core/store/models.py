@@ -111,6 +111,7 @@ class VM(peewee.Model):
     console_socket = PathField(null=True)
     runtime_dir = PathField()
     group_id = peewee.IntegerField(null=True)
+    config_version = peewee.IntegerField(null=True)
     created_at = TimestampField()
     updated_at = TimestampField()
 

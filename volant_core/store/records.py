@@ -15,7 +15,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class VMRecord:
-    """A VM row. ``ip_address`` is None for a VM without an address (never "")."""
+    """A VM row. ``ip_address`` is None for a VM without an address (never "").
+
+    ``config_version`` is the configuration version the VMM was last booted
+    with (None before the first boot).
+    """
 
     id: int
     name: str
@@ -36,6 +40,7 @@ class VMRecord:
     console_socket: Path | None
     runtime_dir: Path
     group_id: int | None
+    config_version: int | None
     created_at: datetime
     updated_at: datetime
 

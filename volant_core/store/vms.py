@@ -34,6 +34,7 @@ UPDATABLE = frozenset(
         "console_socket",
         "runtime_dir",
         "group_id",
+        "config_version",
     }
 )
 

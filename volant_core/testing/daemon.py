@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from volant_core.cli.client import ApiClient, Reply
+from volant_core.cli.client import ApiClient, ApiError, Reply
 from volant_core.daemon import Daemon, build_daemon
 from volant_core.guest import GuestArtifacts
 from volant_core.plugins import load_plugins
@@ -42,16 +45,21 @@ class RunningDaemon:
 
     def wait_for_status(self, name: str, wanted: set[str], timeout: float = 120) -> dict[str, Any]:
         """Poll ``GET /api/v1/vms/{name}`` until its status is in ``wanted``; the VM resource."""
-        deadline = time.monotonic() + timeout
-        while True:
-            vm = self.request("GET", f"/api/v1/vms/{name}").json()
-            if vm.get("status") in wanted:
-                return vm
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"vm {name} is {vm.get('status')} after {timeout}s, not in {wanted}: {vm}"
-                )
-            time.sleep(0.2)
+        return wait_for_vm_status(ApiClient(self.url), name, wanted, timeout)
+
+
+def wait_for_vm_status(
+    client: ApiClient, name: str, wanted: set[str], timeout: float = 120
+) -> dict[str, Any]:
+    """Poll a VM through ``client`` until its status is in ``wanted``; return the VM resource."""
+    deadline = time.monotonic() + timeout
+    while True:
+        vm = client.send("GET", f"/api/v1/vms/{name}").json()
+        if vm.get("status") in wanted:
+            return vm
+        if time.monotonic() > deadline:
+            raise AssertionError(f"vm {name} is {vm.get('status')} after {timeout}s, not in {wanted}: {vm}")
+        time.sleep(0.2)
 
 
 @contextmanager
@@ -84,3 +92,56 @@ def running_daemon(
             daemon.stop()
             kill_mentioning(str(state))
             shutil.rmtree(state, ignore_errors=True)
+
+
+@contextmanager
+def volantd_process(
+    state_dir: Path, port: int, env: dict[str, str] | None = None
+) -> Iterator[RunningProcess]:
+    """Run the real ``volantd`` executable (this interpreter's venv) as a child process.
+
+    Waits until ``/healthz`` answers. On exit the process is killed if it still runs;
+    VMs it started are left to the caller (they outlive volantd by design).
+    """
+    binary = Path(sys.executable).with_name("volantd")
+    log = (state_dir / "volantd.log").open("ab")
+    argv = [str(binary), "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir)]
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    running = RunningProcess(process, f"http://127.0.0.1:{port}", state_dir)
+    try:
+        running.wait_ready()
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+        log.close()
+
+
+@dataclass
+class RunningProcess:
+    """A volantd child process and its URL."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    state_dir: Path
+
+    def client(self, timeout: float = 60) -> ApiClient:
+        """An API client for this daemon."""
+        return ApiClient(self.url, timeout=timeout)
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Poll ``/healthz`` until it answers; fail early if the process died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                log = (self.state_dir / "volantd.log").read_text(errors="replace")[-2000:]
+                raise AssertionError(f"volantd exited with {self.process.returncode}:\n{log}")
+            try:
+                if self.client(timeout=2).send("GET", "/healthz").status == 200:
+                    return
+            except ApiError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"volantd did not answer within {timeout}s")
+            time.sleep(0.1)

@@ -34,6 +34,40 @@ LISTEN_TIMEOUT = 30.0
 LOG_TAIL_CHARS = 3000
 
 
+def kestrel_argv(
+    socket_path: Path,
+    manifest_file: Path,
+    *,
+    python: str | os.PathLike[str] = sys.executable,
+    module: str = AGENT_MODULE,
+) -> list[str]:
+    """The command running kestrel in host mode on ``socket_path`` with the manifest in ``manifest_file``."""
+    return [
+        os.fspath(python),
+        "-m",
+        module,
+        "--listen-unix",
+        str(socket_path),
+        "--manifest-file",
+        str(manifest_file),
+    ]
+
+
+def spawn_kestrel(
+    argv: list[str], log: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in its own session (it leads its process group), output appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (for a host workload's ``base_url``)."""
     with socket.socket() as probe:
@@ -108,15 +142,7 @@ class KestrelHost:
         return self.log.read_text(errors="replace")[-LOG_TAIL_CHARS:] if self.log.exists() else ""
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        with self.log.open("ab") as out:
-            return subprocess.Popen(
-                self.argv,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        return spawn_kestrel(self.argv, self.log, self.env)
 
 
 @contextlib.contextmanager
@@ -145,8 +171,7 @@ def kestrel_host(
         manifest_file.write_text(json.dumps(manifest))
     socket_dir = Path(tempfile.mkdtemp(prefix="kestrel-"))
     socket_path = socket_dir / "agent.sock"
-    argv = [os.fspath(python), "-m", module, "--listen-unix", str(socket_path)]
-    argv += ["--manifest-file", str(manifest_file)]
+    argv = kestrel_argv(socket_path, manifest_file, python=python, module=module)
     try:
         host = KestrelHost(argv, socket_path=socket_path, log=directory / "kestrel.log", env=env)
         try:

@@ -33,3 +33,24 @@ def kill_mentioning(text: str) -> list[int]:
         except ProcessLookupError:
             pass
     return pids
+
+
+def descendants(pid: int) -> list[int]:
+    """Pids of the live children of ``pid``, their children and so on (parents before children)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    pending = list(children.get(pid, ()))
+    while pending:
+        child = pending.pop(0)
+        found.append(child)
+        pending.extend(children.get(child, ()))
+    return found

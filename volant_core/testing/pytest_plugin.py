@@ -7,6 +7,9 @@ Enabled automatically through the ``pytest11`` entry point. Fixtures:
 * ``volantd``: a real daemon on a loopback port with its own state directory,
   torn down with every VM it started;
 * ``volantd_with_guest``: the same, booting ``volant_guest``;
+* ``volantd_host_process``: the same, whose VMs run on the TEST hypervisor
+  ``test-host-process`` (kestrel and the workload as host processes, no VM;
+  see :mod:`volant_core.testing.hostvm`);
 * ``volant_kestrel``: starts kestrel as a host process on a UNIX socket,
   ``volant_kestrel(manifest, **options)`` (see
   :func:`volant_core.testing.kestrel.kestrel_host`), stopped and reaped at
@@ -27,6 +30,7 @@ import pytest
 
 from volant_core.guest import GuestArtifacts, ensure_guest
 from volant_core.testing.daemon import RunningDaemon, running_daemon
+from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.kestrel import KestrelHost, kestrel_host
 
 #: Environment variable naming a directory to keep built guest images between test sessions.
@@ -54,6 +58,15 @@ def volantd_with_guest(volant_guest: GuestArtifacts) -> Iterator[RunningDaemon]:
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
     with running_daemon(volant_guest) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def volantd_host_process() -> Iterator[RunningDaemon]:
+    """A running volantd whose VMs run on the TEST backend ``test-host-process``: real kestrel,
+    real workload, real agent socket, but host processes instead of guests (no QEMU, no image).
+    """
+    with host_process_daemon() as daemon:
         yield daemon
 
 

@@ -7,9 +7,9 @@ import threading
 from pathlib import Path
 
 from volant_core.launch import AgentChannel
+from volant_core.processes import VmmProcess
 from volant_qemu.channel import VirtioSerialChannel
 from volant_qemu.paths import VmPaths
-from volant_qemu.process import VmmProcess
 from volant_qemu.qmp import QmpClient, QmpError
 
 log = logging.getLogger(__name__)

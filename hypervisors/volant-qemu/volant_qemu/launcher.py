@@ -8,12 +8,12 @@ import time
 
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
+from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
 from volant_qemu.accel import choose_accelerator
 from volant_qemu.binary import require_binary
 from volant_qemu.command import CPU_MODELS, build_command, qmp_argument
 from volant_qemu.instance import REAP_TIMEOUT, QemuInstance
 from volant_qemu.paths import VmPaths
-from volant_qemu.process import AdoptedProcess, ChildProcess, read_cmdline
 from volant_qemu.qmp import QmpClient, QmpError
 
 #: How long QEMU may take to open its QMP socket before the launch counts as failed.
@@ -71,13 +71,15 @@ class QemuLauncher:
         and pidfile, and the pidfile holds ``pid``); otherwise None.
         """
         paths = VmPaths(spec.vm_dir)
-        process = AdoptedProcess.attach(pid)
-        argv = read_cmdline(pid)
-        if process is None or argv is None or not _runs_vm(argv, paths):
-            return None
-        if paths.pidfile_pid() != pid or not process.alive():
-            return None
-        return QemuInstance(process, paths, _accelerator_of(argv))
+        if _owns_vm(pid, paths):
+            process = AdoptedProcess.attach(pid)
+            argv = read_cmdline(pid)
+            if process is not None and argv is not None:
+                return QemuInstance(process, paths, _accelerator_of(argv))
+        owner = paths.pidfile_pid()
+        if owner is None or not _owns_vm(owner, paths):
+            paths.remove_runtime_files()  # what a dead QEMU left: sockets, pidfile
+        return None
 
     def _wait_for_qmp(self, process: ChildProcess, paths: VmPaths, log_start: int) -> None:
         deadline = time.monotonic() + self._ready_timeout
@@ -115,6 +117,18 @@ def _check_boot_files(spec: LaunchSpec) -> None:
 def _runs_vm(argv: list[str], paths: VmPaths) -> bool:
     pairs = set(itertools.pairwise(argv))
     return ("-pidfile", str(paths.pidfile)) in pairs and ("-qmp", qmp_argument(paths)) in pairs
+
+
+def _owns_vm(pid: int, paths: VmPaths) -> bool:
+    """Whether ``pid`` is a live QEMU of this VM: its argv names the VM's pidfile and QMP socket,
+    and the pidfile holds ``pid``.
+    """
+    process = AdoptedProcess.attach(pid)
+    argv = read_cmdline(pid)
+    return (
+        process is not None and process.alive() and argv is not None and _runs_vm(argv, paths)
+        and paths.pidfile_pid() == pid
+    )
 
 
 def _accelerator_of(argv: list[str]) -> str:

@@ -1,4 +1,8 @@
-"""The QEMU process behind an instance: our own child, or one adopted from an earlier daemon."""
+"""The process behind a hypervisor instance: our own child, or one adopted from an earlier daemon.
+
+Shared by hypervisor plugins (QEMU, the test host-process backend) so that each
+waits for, polls and kills its VMM the same way, pid reuse included.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ ADOPTED_POLL_INTERVAL = 0.1
 
 
 class VmmProcess(Protocol):
-    """What an instance needs from its VMM process."""
+    """What an instance needs from its VMM process (:class:`ChildProcess` or :class:`AdoptedProcess`)."""
 
     pid: int
 
@@ -31,10 +35,10 @@ class VmmProcess(Protocol):
 
 
 class ChildProcess:
-    """A QEMU we started: its real exit status is known (negative for a signal)."""
+    """A VMM we started: its real exit status is known (negative for a signal)."""
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        """Wrap the ``Popen`` that started QEMU."""
+        """Wrap the ``Popen`` that started the VMM."""
         self._popen = popen
         self.pid = popen.pid
 
@@ -55,7 +59,7 @@ class ChildProcess:
 
 
 class AdoptedProcess:
-    """A QEMU started by an earlier daemon: watched through ``/proc``, reported as 0 once gone.
+    """A VMM started by an earlier daemon: watched through ``/proc``, reported as 0 once gone.
 
     The process start time read at adoption guards against pid reuse.
     """

@@ -1,0 +1,184 @@
+"""Per-VM identities: MAC addresses, vsock CIDs, tap names and IP leases (the ``volant_allocate_ip`` hook)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+import pytest
+
+from volant_core import builtins, hookimpl
+from volant_core.orchestrator.identity import IFNAME_MAX, mac_address, tap_name
+from volant_core.plugins import load_plugins
+from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import host_process_daemon
+from volant_core.vm import NAME_PATTERN
+
+SUBNET = ipaddress.IPv4Network("10.77.0.0/29")  # hosts .1 to .6
+HOST_IP = ipaddress.IPv4Address("10.77.0.3")
+RESERVED = frozenset({"10.77.0.0", "10.77.0.7", "10.77.0.3"})
+
+
+# ------------------------------------------------------------------ MAC addresses
+
+
+@pytest.mark.parametrize("name", ["a", "web-1", "web1", "x" * 63])
+def test_mac_is_a_deterministic_locally_administered_unicast_address(name: str) -> None:
+    mac = mac_address(name)
+    assert re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac)
+    first = int(mac[:2], 16)
+    assert first & 0b10 and not first & 0b01  # locally administered, unicast
+    assert mac_address(name) == mac
+
+
+def test_mac_differs_by_name_and_by_attempt() -> None:
+    names = [f"vm-{i}" for i in range(2000)] + ["web-1", "web1"]
+    assert len({mac_address(n) for n in names}) == len(names)
+    assert len({mac_address("web-1", attempt) for attempt in range(10)}) == 10
+
+
+# ---------------------------------------------------------------------- tap names
+
+
+def test_tap_names_of_similar_names_differ() -> None:
+    assert tap_name("web-1") != tap_name("web1")
+    assert tap_name("a" * 62 + "b") != tap_name("a" * 62 + "c")  # differ only past any truncation
+
+
+def test_tap_names_fit_ifnamsiz_and_are_deterministic() -> None:
+    for name in ["a", "web-1", "x" * 63]:
+        assert NAME_PATTERN.fullmatch(name)
+        tap = tap_name(name)
+        assert len(tap) <= IFNAME_MAX == 15
+        assert re.fullmatch(r"[a-z0-9]+", tap), tap  # no '/', ':', '.' or spaces
+        assert tap_name(name) == tap
+
+
+def test_tap_names_do_not_collide() -> None:
+    names = [f"vm-{i}" for i in range(20000)]
+    assert len({tap_name(n) for n in names}) == len(names)
+
+
+# ------------------------------------------------------------- IP allocation hook
+
+
+def test_default_allocation_is_numeric_not_lexicographic() -> None:
+    subnet = ipaddress.IPv4Network("10.1.0.0/24")
+    taken = frozenset(f"10.1.0.{i}" for i in range(2, 11))
+    reserved = frozenset({"10.1.0.0", "10.1.0.255", "10.1.0.1"})
+    # Free: .11 to .254. As strings "10.1.0.100" sorts first; in numeric order .11 comes first.
+    assert builtins.volant_allocate_ip("vm", subnet, taken, reserved) == "10.1.0.11"
+    assert builtins.volant_allocate_ip("vm", subnet, taken - {"10.1.0.9"}, reserved) == "10.1.0.9"
+
+
+def test_default_allocation_skips_reserved_and_reports_exhaustion() -> None:
+    free = [str(a) for a in SUBNET.hosts() if str(a) not in RESERVED]
+    assert free == ["10.77.0.1", "10.77.0.2", "10.77.0.4", "10.77.0.5", "10.77.0.6"]
+    assert builtins.volant_allocate_ip("vm", SUBNET, frozenset(free[:2]), RESERVED) == "10.77.0.4"
+    assert builtins.volant_allocate_ip("vm", SUBNET, frozenset(free), RESERVED) is None
+
+
+class HighestFree:
+    """An IPAM plugin: the highest free address instead of the lowest."""
+
+    @hookimpl
+    def volant_allocate_ip(
+        self, subnet: ipaddress.IPv4Network, taken: frozenset[str], reserved: frozenset[str]
+    ) -> str | None:
+        """The highest address neither taken nor reserved."""
+        free = [str(a) for a in subnet.hosts() if str(a) not in taken | reserved]
+        return free[-1] if free else None
+
+
+class Abstains:
+    """An IPAM plugin that lets the next implementation decide."""
+
+    @hookimpl
+    def volant_allocate_ip(self, vm_name: str) -> str | None:
+        """Always None."""
+        return None
+
+
+def test_a_plugin_answer_takes_precedence_over_the_core_default() -> None:
+    host = load_plugins(disabled=(), extra=[("abstains", Abstains()), ("highest", HighestFree())])
+    answer = host.hook.volant_allocate_ip(vm_name="vm", subnet=SUBNET, taken=frozenset(), reserved=RESERVED)
+    assert answer == "10.77.0.6"
+
+
+def test_the_core_default_answers_when_plugins_abstain() -> None:
+    host = load_plugins(disabled=(), extra=[("abstains", Abstains())])
+    answer = host.hook.volant_allocate_ip(vm_name="vm", subnet=SUBNET, taken=frozenset(), reserved=RESERVED)
+    assert answer == "10.77.0.1"
+
+
+# ------------------------------------------------------ through the API, with real VMs
+
+
+def _create(api: RunningDaemon, name: str, **fields: Any) -> Any:
+    return api.request("POST", "/api/v1/vms", {"name": name, "plugin": "hello-host", **fields})
+
+
+def _ip(api: RunningDaemon, name: str) -> str | None:
+    return api.daemon.store.vms.get_by_name(name).ip_address
+
+
+def test_leases_follow_numeric_order_and_vms_without_ip_coexist(
+    host_manifest: dict[str, Any], leased_ip_mode: Any
+) -> None:
+    settings = {"network_mode": leased_ip_mode.mode, "subnet": SUBNET, "host_ip": HOST_IP}
+    with host_process_daemon(plugins=[leased_ip_mode.registration], **settings) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        for name in "abcde":
+            assert _create(api, name).status == 201
+        assert [_ip(api, n) for n in "abcde"] == [
+            "10.77.0.1",
+            "10.77.0.2",
+            "10.77.0.4",
+            "10.77.0.5",
+            "10.77.0.6",
+        ]
+
+        full = _create(api, "f")
+        assert full.status == 409 and "no free IP address" in full.json()["error"]["message"]
+        assert [vm.name for vm in api.daemon.store.vms.list()] == list("abcde")
+
+        assert api.request("DELETE", "/api/v1/vms/b").status == 204
+        assert _create(api, "g").status == 201
+        assert _ip(api, "g") == "10.77.0.2"
+
+        for name in ("n1", "n2", "n3"):
+            assert _create(api, name, network_mode="none").status == 201
+            assert _ip(api, name) is None
+        leases = api.daemon.store.ips.leased()
+        assert [lease.ip_address for lease in leases] == [
+            "10.77.0.1",
+            "10.77.0.2",
+            "10.77.0.4",
+            "10.77.0.5",
+            "10.77.0.6",
+        ]
+        ids = {vm.id: vm.name for vm in api.daemon.store.vms.list()}
+        assert sorted(ids[lease.vm_id] for lease in leases) == list("acdeg")
+
+
+def test_an_ipam_plugin_decides_through_the_api(host_manifest: dict[str, Any], leased_ip_mode: Any) -> None:
+    settings = {"network_mode": leased_ip_mode.mode, "subnet": SUBNET, "host_ip": HOST_IP}
+    plugins = [leased_ip_mode.registration, ("highest", HighestFree())]
+    with host_process_daemon(plugins=plugins, **settings) as api:
+        api.request("POST", "/api/v1/plugins", host_manifest)
+        assert _create(api, "a").status == 201 and _create(api, "b").status == 201
+        assert (_ip(api, "a"), _ip(api, "b")) == ("10.77.0.6", "10.77.0.5")
+
+
+def test_vsock_cids_start_at_three_are_unique_and_reused(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon() as api:
+        api.request("POST", "/api/v1/plugins", host_manifest)
+        for name in ("a", "b", "c"):
+            vm = _create(api, name).json()
+            assert vm["mac_address"] == mac_address(name)
+        cids = {vm.name: vm.vsock_cid for vm in api.daemon.store.vms.list()}
+        assert cids == {"a": 3, "b": 4, "c": 5}
+        assert api.request("DELETE", "/api/v1/vms/b").status == 204
+        assert _create(api, "d").json()["vsock_cid"] == 4
+        assert _create(api, "e").json()["vsock_cid"] == 6
