@@ -16,7 +16,8 @@ from volant_core.agent_client import AgentClient, AgentResponse
 from volant_core.channels import UnixSocketChannel
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.manifest import manifest_json, parse_manifest
-from volant_core.testing.kestrel import KestrelHost, free_port
+from volant_core.testing.kestrel import KestrelHost
+from volant_core.testing.waiting import free_port
 
 START_TIMEOUT = 30.0
 

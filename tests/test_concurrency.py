@@ -11,8 +11,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +22,7 @@ from volant_core.cli.client import Reply
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.processes import processes_mentioning
+from volant_core.testing.waiting import eventually
 
 NAMES = [f"vm-{i}" for i in range(10)]
 CALLS = 50
@@ -49,15 +49,6 @@ class AllocationRecorder:
         with self._lock:
             self.calls.append((taken, reserved, answer))
         return answer
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout}s: {what}")
-        time.sleep(0.05)
 
 
 def run_concurrently(api: RunningDaemon, calls: list[tuple[str, str]]) -> list[tuple[str, str, Reply]]:
@@ -106,8 +97,8 @@ def check_all_gone(api: RunningDaemon, workload_marker: str) -> None:
     assert store.vms.list() == []
     assert store.ips.leased() == []
     assert list(api.daemon.settings.runtime_dir.iterdir()) == []
-    wait_until(lambda: not processes_mentioning(str(api.state_dir)), "kestrel processes left")
-    wait_until(lambda: not processes_mentioning(workload_marker), "workload processes left")
+    eventually(lambda: not processes_mentioning(str(api.state_dir)), "no kestrel process left")
+    eventually(lambda: not processes_mentioning(workload_marker), "no workload process left")
 
 
 def check_lowest_free(recorder: AllocationRecorder, rows: list[Any]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,7 @@ from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, encode_for_guest, pars
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import HostProcessInstance, HostProcessLauncher, boot_manifest
 from volant_core.testing.processes import processes_mentioning
-
-
-def _wait_gone(text: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while processes_mentioning(text):
-        assert time.monotonic() < deadline, (
-            f"processes mentioning {text} still run: {processes_mentioning(text)}"
-        )
-        time.sleep(0.05)
+from volant_core.testing.waiting import eventually
 
 
 def _spec(vm_dir: Path, *, kernel_args: tuple[str, ...] = (), initramfs: Path | None = None) -> LaunchSpec:
@@ -120,7 +111,8 @@ def test_stop_shuts_kestrel_and_its_workload_down(launched: Any, host_manifest: 
     assert instance.stop(10) == 0
     assert instance.stop(10) == 0  # idempotent
     assert not instance.alive()
-    _wait_gone(host_manifest["workload"]["entrypoint"][-1])
+    marker = host_manifest["workload"]["entrypoint"][-1]
+    eventually(lambda: not processes_mentioning(marker), f"no process mentioning {marker}", timeout=10)
     assert processes_mentioning(str(spec.vm_dir)) == []
 
 
@@ -129,7 +121,8 @@ def test_kill_takes_the_workload_with_it(launched: Any, host_manifest: dict[str,
     instance.kill()
     assert instance.wait(10) == -9
     instance.kill()  # idempotent
-    _wait_gone(host_manifest["workload"]["entrypoint"][-1])
+    marker = host_manifest["workload"]["entrypoint"][-1]
+    eventually(lambda: not processes_mentioning(marker), f"no process mentioning {marker}", timeout=10)
 
 
 def test_adopt_finds_only_its_own_kestrel(launched: Any, tmp_path: Path) -> None:

@@ -12,14 +12,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import tomllib
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +23,9 @@ from typing import Any
 
 import pytest
 
+from volant_core.testing.daemon import volantd_process
 from volant_core.testing.processes import kill_mentioning, processes_mentioning
+from volant_core.testing.waiting import free_port
 
 _found_uv = shutil.which("uv")
 if _found_uv is None:
@@ -188,36 +186,6 @@ def plugins_venv(tmp_path_factory: pytest.TempPathFactory, core_wheel: Path) -> 
     )
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on at the moment of asking, on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def get_json(url: str) -> tuple[int, Any]:
-    """``GET url``: the status and the decoded JSON body."""
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return resp.status, json.loads(resp.read())
-
-
-def wait_until_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    """Poll ``url/healthz`` until it answers 200; fail early if the daemon exits."""
-    deadline = time.monotonic() + DAEMON_DEADLINE
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"volantd exited {proc.returncode} before serving:\n{log.read_text()}")
-        try:
-            status, body = get_json(f"{url}/healthz")
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-            continue
-        assert (status, body) == (200, {"status": "ok"})
-        return
-    raise AssertionError(f"volantd did not answer /healthz within {DAEMON_DEADLINE}s:\n{log.read_text()}")
-
-
 @pytest.fixture
 def daemon_state_dir() -> Iterator[Path]:
     """A short state directory (socket paths must stay short); removed, with any process naming it."""
@@ -262,31 +230,13 @@ def test_broken_plugins_are_listed_as_failed(plugins_venv: Venv) -> None:
     assert plugins["core"]["STATUS"] == "loaded"
 
 
-def test_daemon_serves_and_reports_broken_plugins(
-    plugins_venv: Venv, daemon_state_dir: Path, tmp_path: Path
-) -> None:
+def test_daemon_serves_and_reports_broken_plugins(plugins_venv: Venv, daemon_state_dir: Path) -> None:
     """The real volantd starts despite broken plugins, reports them over the API and exits 0 on SIGTERM."""
-    url = f"http://127.0.0.1:{free_port()}"
-    log = tmp_path / "volantd.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                str(plugins_venv.volantd),
-                "--listen",
-                url.removeprefix("http://"),
-                "--state-dir",
-                str(daemon_state_dir),
-            ],
-            env=clean_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        wait_until_healthy(proc, url, log)
-        status, body = get_json(f"{url}/api/v1/system/plugins")
-        assert status == 200
-        reported = {p["name"]: p for p in body["plugins"]}
+    with volantd_process(
+        daemon_state_dir, free_port(), env=clean_env(), binary=plugins_venv.volantd
+    ) as daemon:
+        api = daemon.client(timeout=10)
+        reported = {p["name"]: p for p in api.json("GET", "/api/v1/system/plugins")["plugins"]}
         for name, (source, error) in BROKEN_PLUGINS.items():
             plugin = reported[name]
             assert (plugin["status"], plugin["distribution"], plugin["version"]) == (
@@ -295,14 +245,10 @@ def test_daemon_serves_and_reports_broken_plugins(
             )
             assert error in plugin["error"]
         assert reported["qemu"]["status"] == "loaded"
-        assert get_json(f"{url}/healthz") == (200, {"status": "ok"})
+        assert api.json("GET", "/healthz") == {"status": "ok"}
 
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=DAEMON_DEADLINE) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        daemon.process.send_signal(signal.SIGTERM)
+        assert daemon.process.wait(timeout=DAEMON_DEADLINE) == 0
     assert processes_mentioning(str(daemon_state_dir)) == []
 
 

@@ -10,6 +10,7 @@ from volant_core.api.app import ApiDeps, create_app
 from volant_core.api.server import ApiServer
 from volant_core.events import Event, EventBus
 from volant_core.orchestrator import Orchestrator
+from volant_core.orchestrator.deployments import Deployments
 from volant_core.plugins import PluginHost, load_plugins
 from volant_core.registry import Registries, build_registries
 from volant_core.runtimes import RuntimeCatalog
@@ -29,11 +30,13 @@ class Daemon:
     registries: Registries
     catalog: RuntimeCatalog
     orchestrator: Orchestrator
+    deployments: Deployments
     server: ApiServer
 
     def start(self) -> None:
-        """Re-adopt surviving VMs, then serve the API."""
+        """Re-adopt surviving VMs, start reconciling deployments, then serve the API."""
         self.orchestrator.recover()
+        self.deployments.start()
         self.server.start()
         host, port = self.server.address
         log.info("volantd listening on http://%s:%d", host, port)
@@ -41,16 +44,21 @@ class Daemon:
     def stop(self) -> None:
         """Stop serving; running VMs keep running."""
         self.server.stop()
+        self.deployments.stop()
         self.orchestrator.shutdown()
         self.store.close()
 
 
-def _notify_plugins(host: PluginHost, event: Event) -> None:
-    """Hand ``event`` to the ``volant_event`` hook; a listener's bug never breaks the lifecycle."""
-    try:
-        host.hook.volant_event(event=event)
-    except Exception:
-        log.exception("a volant_event implementation failed on %s", event.type)
+#: The events table is trimmed to ``events_keep`` rows once every this many events.
+PRUNE_EVENTS_EVERY = 100
+
+
+def _persist_event(store: Store, keep: int, event: Event) -> int:
+    """Store ``event`` and return its id; now and then drop all but the newest ``keep`` events."""
+    record = store.events.append(event.type, event.to_dict(), vm_name=event.name)
+    if record.id % PRUNE_EVENTS_EVERY == 0:
+        store.events.prune(keep)
+    return record.id
 
 
 def build_daemon(settings: Settings, *, plugins: PluginHost | None = None) -> Daemon:
@@ -65,11 +73,13 @@ def build_daemon(settings: Settings, *, plugins: PluginHost | None = None) -> Da
         return [vm.name for vm in store.vms.list() if vm.plugin == runtime]
 
     catalog = RuntimeCatalog(store, registries.runtime_manifests, host, in_use)
-    bus = EventBus(
-        persist=lambda e: store.events.append(e.type, e.to_dict(), vm_name=e.name).id,
-        notify=functools.partial(_notify_plugins, host),
-    )
+    bus = EventBus(persist=functools.partial(_persist_event, store, settings.events_keep))
     orchestrator = Orchestrator(settings, store, host, registries, catalog, bus)
-    app = create_app(ApiDeps(orchestrator=orchestrator, catalog=catalog, plugins=host))
+    deployments = Deployments(store, bus, orchestrator, interval=settings.reconcile_interval)
+    bus.add_listener(deployments.on_event)
+    bus.add_listener(lambda event: host.hook.volant_event(event=event))
+    app = create_app(
+        ApiDeps(orchestrator=orchestrator, catalog=catalog, plugins=host, deployments=deployments)
+    )
     server = ApiServer(app, *settings.listen_address)
-    return Daemon(settings, store, host, registries, catalog, orchestrator, server)
+    return Daemon(settings, store, host, registries, catalog, orchestrator, deployments, server)

@@ -8,6 +8,7 @@ SSE stream), each of which gets a bounded queue.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+log = logging.getLogger(__name__)
 
 class EventType(StrEnum):
     """Event types; all but ``VM_CONFIG_CHANGED`` (ours) are those of the Go original."""
@@ -53,13 +55,21 @@ class Event:
 
 
 class EventBus:
-    """Stores each event through ``persist`` (which returns its id), then notifies listeners."""
+    """Stores each event through ``persist`` (which returns its id), then notifies listeners.
 
-    def __init__(self, persist: Callable[[Event], int], notify: Callable[[Event], None]) -> None:
+    Listeners are called in the publishing thread, in the order they were added; one
+    that raises is logged and the others still run.
+    """
+
+    def __init__(self, persist: Callable[[Event], int]) -> None:
         self._persist = persist
-        self._notify = notify
+        self._listeners: list[Callable[[Event], object]] = []
         self._lock = threading.Lock()
         self._subscribers: set[queue.Queue[Event | None]] = set()
+
+    def add_listener(self, listener: Callable[[Event], object]) -> None:
+        """Call ``listener(event)`` for every event published from now on (it must not block)."""
+        self._listeners.append(listener)
 
     def publish(self, event: Event) -> Event:
         """Store ``event``, give it its id and deliver it; returns the stored event."""
@@ -71,7 +81,11 @@ class EventBus:
                 except queue.Full:
                     self._subscribers.discard(sub)
                     _offer_end(sub)
-        self._notify(stored)
+        for listener in list(self._listeners):
+            try:
+                listener(stored)
+            except Exception:  # a listener's bug never breaks the lifecycle that emitted the event
+                log.exception("event listener %r failed on %s", listener, stored.type)
         return stored
 
     def subscribe(self, maxsize: int = 256) -> queue.Queue[Event | None]:

@@ -49,6 +49,8 @@ class Settings(BaseModel):
     stop_timeout: float = Field(default=30.0, gt=0)
     health_interval: float = Field(default=5.0, gt=0)
     health_failures: int = Field(default=3, ge=1)
+    reconcile_interval: float = Field(default=5.0, gt=0)
+    events_keep: int = Field(default=10_000, ge=100)
 
     @field_validator("api_listen")
     @classmethod
@@ -86,6 +88,8 @@ ENVIRONMENT = {
     "VOLANT_STOP_TIMEOUT": "stop_timeout",
     "VOLANT_HEALTH_INTERVAL": "health_interval",
     "VOLANT_HEALTH_FAILURES": "health_failures",
+    "VOLANT_RECONCILE_INTERVAL": "reconcile_interval",
+    "VOLANT_EVENTS_KEEP": "events_keep",
 }
 
 

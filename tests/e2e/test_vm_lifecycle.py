@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from volant_core.testing.daemon import RunningDaemon, running_daemon
-from volant_core.testing.processes import processes_mentioning
+from volant_core.testing.processes import pid_alive, processes_mentioning
+from volant_core.testing.waiting import eventually
 
 pytestmark = pytest.mark.e2e
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _wait_gone(pid: int, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _event_types(daemon: RunningDaemon, name: str) -> list[str]:
@@ -57,7 +40,7 @@ def test_lifecycle_through_the_api(volantd_with_guest: RunningDaemon, hello_mani
 
     assert vm["accelerator"] in {"tcg", "kvm"}
     pid = vm["pid"]
-    assert _alive(pid) and b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert pid_alive(pid) and b"qemu-system" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
     answer = api.request("GET", "/api/v1/vms/life/agent/v1/")
     assert answer.status == 200
@@ -66,7 +49,7 @@ def test_lifecycle_through_the_api(volantd_with_guest: RunningDaemon, hello_mani
     stopped = api.request("POST", "/api/v1/vms/life/stop")
     assert stopped.status == 200 and stopped.json()["status"] == "stopped"
     assert stopped.json()["pid"] is None
-    assert _wait_gone(pid), "QEMU still runs after stop"
+    eventually(lambda: not pid_alive(pid), "QEMU gone after stop", timeout=10)
     assert api.request("GET", "/api/v1/vms/life/agent/v1/health").status == 409
 
     restarted = api.request("POST", "/api/v1/vms/life/start")
@@ -74,12 +57,12 @@ def test_lifecycle_through_the_api(volantd_with_guest: RunningDaemon, hello_mani
     vm = api.wait_for_status("life", {"running", "crashed"})
     assert vm["status"] == "running", vm
     new_pid = vm["pid"]
-    assert new_pid != pid and _alive(new_pid)
+    assert new_pid != pid and pid_alive(new_pid)
 
     runtime_dir = Path(vm["runtime_dir"])
     assert api.request("DELETE", "/api/v1/vms/life").status == 204
     assert api.request("GET", "/api/v1/vms/life").status == 404
-    assert _wait_gone(new_pid), "QEMU still runs after delete"
+    eventually(lambda: not pid_alive(new_pid), "QEMU gone after delete", timeout=10)
     assert processes_mentioning(str(runtime_dir)) == []
     assert not runtime_dir.exists()
     store = api.daemon.store

@@ -20,7 +20,8 @@ import pytest
 import volant_core.agent
 from volant_core.agent_client import AgentClient
 from volant_core.guest.python_runtime import PYTHON
-from volant_core.testing.kestrel import KestrelHost, free_port
+from volant_core.testing.kestrel import KestrelHost
+from volant_core.testing.waiting import free_port
 
 WORKLOAD_APP = Path(__file__).with_name("workload_app.py")
 START_TIMEOUT = 30.0

@@ -13,10 +13,12 @@ import falcon
 
 from volant_core.api import errors
 from volant_core.api.configs import VMConfigResource
+from volant_core.api.deployments import DeploymentCollection, DeploymentItem
 from volant_core.api.runtimes import RuntimeCollection, RuntimeItem
 from volant_core.api.system import Health, SystemPlugins
 from volant_core.api.vms import AgentProxy, VMCollection, VMItem
 from volant_core.orchestrator import Orchestrator
+from volant_core.orchestrator.deployments import Deployments
 from volant_core.plugins import PluginHost
 from volant_core.runtimes import RuntimeCatalog
 
@@ -31,6 +33,7 @@ class ApiDeps:
     orchestrator: Orchestrator
     catalog: RuntimeCatalog
     plugins: PluginHost
+    deployments: Deployments
 
 
 class _BodyLimit:
@@ -60,6 +63,8 @@ def create_app(deps: ApiDeps) -> falcon.App:
     for view in ("history", "rollback"):
         app.add_route(f"/api/v1/vms/{{name}}/config/{view}", vm_config, suffix=view)
     app.add_route("/api/v1/vms/{name}/agent/{path:path}", AgentProxy(deps.orchestrator))
+    app.add_route("/api/v1/deployments", DeploymentCollection(deps.deployments))
+    app.add_route("/api/v1/deployments/{name}", DeploymentItem(deps.deployments))
     app.add_route("/api/v1/plugins", RuntimeCollection(deps.catalog))
     app.add_route("/api/v1/plugins/{plugin}", runtime_item)
     app.add_route("/api/v1/plugins/{plugin}/manifest", runtime_item, suffix="manifest")

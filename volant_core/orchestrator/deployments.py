@@ -19,9 +19,9 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from volant_core.errors import NotFoundError, ValidationError, VolantError
 from volant_core.events import Event, EventBus, EventType
@@ -71,24 +71,26 @@ class DeploymentView:
         }
 
 
-class MemberOps:
+class Members(Protocol):
     """What the deployment controller needs from the orchestrator."""
 
-    def __init__(
-        self,
-        create: Callable[[str, Mapping[str, Any], int, str], object],
-        delete: Callable[[str], None],
-        validate: Callable[[Mapping[str, Any]], dict[str, Any]],
-    ) -> None:
-        self.create = create
-        self.delete = delete
-        self.validate = validate
+    def validate_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a member configuration; return its stored form."""
+        ...
+
+    def create_member(self, name: str, template: Mapping[str, Any], group_id: int) -> object:
+        """Create and boot member ``name``."""
+        ...
+
+    def delete_vm(self, name: str) -> None:
+        """Stop and remove a member."""
+        ...
 
 
 class Deployments:
     """Deployment CRUD plus the reconcile loop."""
 
-    def __init__(self, store: Store, events: EventBus, members: MemberOps, *,
+    def __init__(self, store: Store, events: EventBus, members: Members, *,
                  interval: float = RECONCILE_INTERVAL_S) -> None:
         self._store = store
         self._events = events
@@ -104,7 +106,7 @@ class Deployments:
     def create(self, name: str, replicas: int, config: Mapping[str, Any]) -> DeploymentView:
         """Record a deployment and wake the loop to create its members."""
         self._check_name(name, replicas)
-        normalized = self._members.validate(config)
+        normalized = self._members.validate_template(config)
         record = self._store.groups.create(name, normalized, replicas)
         self._emit(EventType.DEPLOYMENT_CREATED, record, f"deployment created with {replicas} replicas")
         self.wake()
@@ -123,7 +125,7 @@ class Deployments:
         """Change the replica count and/or the configuration (rolled out member by member)."""
         if replicas is not None:
             self._check_name(name, replicas)
-        normalized = self._members.validate(config) if config is not None else None
+        normalized = self._members.validate_template(config) if config is not None else None
         record = self._store.groups.update(name, config=normalized, replicas=replicas)
         changes = []
         if replicas is not None:
@@ -222,16 +224,17 @@ class Deployments:
     def _replace(self, group: GroupRecord, member: VMRecord, revision: str, why: str) -> None:
         index = member_index(group.name, member.name)
         assert index is not None
+        self._emit(EventType.DEPLOYMENT_RECONCILED, group, f"{why}: {member.name}")
         self._delete_member(member.name)
         self._create_member(group, index, revision)
-        self._emit(EventType.DEPLOYMENT_RECONCILED, group, f"{why}: {member.name}")
 
     def _create_member(self, group: GroupRecord, index: int, revision: str) -> None:
-        self._members.create(f"{group.name}-{index}", group.config, group.id, revision)
+        metadata = {**(group.config.get("metadata") or {}), REVISION_KEY: revision}
+        self._members.create_member(f"{group.name}-{index}", {**group.config, "metadata": metadata}, group.id)
 
     def _delete_member(self, name: str) -> None:
         try:
-            self._members.delete(name)
+            self._members.delete_vm(name)
         except NotFoundError:
             pass
 

@@ -14,8 +14,9 @@ import ipaddress
 import logging
 import shutil
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from volant_core.agent_client import AgentClient
 from volant_core.descriptors import LaunchAdditions, NetworkMode
@@ -24,6 +25,7 @@ from volant_core.errors import (
     ConflictError,
     NotFoundError,
     PluginError,
+    ValidationError,
     VolantError,
 )
 from volant_core.events import Event, EventBus, EventType
@@ -33,12 +35,13 @@ from volant_core.orchestrator import health
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.locks import NamedLocks
-from volant_core.orchestrator.restart import RestartPolicy
+from volant_core.orchestrator.requests import CreateVMRequest
 from volant_core.orchestrator.vmconfig import (
     ConfigPatch,
     VMConfig,
     apply_patch,
     needs_restart,
+    parse_patch,
     validate_config,
 )
 from volant_core.plugins import PluginHost
@@ -47,9 +50,6 @@ from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
 from volant_core.store import ConfigRecord, Store, VMRecord
 from volant_core.vm import ACTIVE_STATES, VMStatus, VMView
-
-if TYPE_CHECKING:
-    from volant_core.api.models import CreateVMRequest
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,11 @@ class Orchestrator:
 
     # ---------------------------------------------------------------- create
 
-    def create_vm(self, request: CreateVMRequest) -> VMView:
-        """Record a VM and start booting it; everything is undone if any step fails."""
+    def create_vm(self, request: CreateVMRequest, *, group_id: int | None = None) -> VMView:
+        """Record a VM and start booting it; everything is undone if any step fails.
+
+        ``group_id`` makes it a member of that deployment.
+        """
         entry = self.catalog.get_enabled(request.plugin_name())
         config = apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), request.overrides())
         if request.config is not None:
@@ -127,7 +130,7 @@ class Orchestrator:
         config = self._resolved(config)
         name = request.name
         with self._locks(name):
-            if name in {vm.name for vm in self.store.vms.list()}:  # else the UNIQUE error may name the MAC
+            if self._exists(name):  # checked first: the UNIQUE error could name the MAC instead
                 raise ConflictError(f"vm {name!r} already exists; delete it first", field="name")
             self._validate(name, config, None)
             with self.store.transaction():
@@ -146,6 +149,7 @@ class Orchestrator:
                     runtime_dir=self.settings.runtime_dir / name,
                     kernel_cmdline=config.kernel_cmdline,
                     ip_address=ip,
+                    group_id=group_id,
                 )
                 self.store.configs.put(record.id, config.to_json())
                 if ip is not None:
@@ -157,6 +161,30 @@ class Orchestrator:
                 self._discard(name, f"create failed: {err}")
                 raise
             return self.get_vm(name)
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.store.vms.get_by_name(name)
+        except NotFoundError:
+            return False
+        return True
+
+    # ------------------------------------------------------------ deployment members
+
+    def validate_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a deployment's member configuration (a config patch naming its plugin); the stored form."""
+        patch = parse_patch(template)
+        if not patch.plugin:
+            raise ValidationError(
+                "config.plugin: required; name the runtime manifest to run", field="config.plugin"
+            )
+        entry = self.catalog.get(patch.plugin)
+        self._resolved(apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), patch))
+        return patch.model_dump(mode="json", exclude_unset=True)
+
+    def create_member(self, name: str, template: Mapping[str, Any], group_id: int) -> VMView:
+        """Create VM ``name`` from a deployment's member configuration."""
+        return self.create_vm(CreateVMRequest(name=name, config=parse_patch(template)), group_id=group_id)
 
     def _lease_address(self, name: str) -> str:
         """Ask the ``volant_allocate_ip`` hook for a free address of the subnet (inside the transaction)."""
@@ -451,7 +479,7 @@ class Orchestrator:
     def _schedule_restart(self, name: str) -> None:
         """Restart a crashed VM later if its policy says so (lock held)."""
         record = self.store.vms.get_by_name(name)
-        policy = RestartPolicy.from_config(self.store.configs.current(record.id).config)
+        policy = validate_config(self.store.configs.current(record.id).config).restart_policy
         attempt = self._restarts.get(name, 0)
         delay = policy.delay(attempt)
         if delay is None:

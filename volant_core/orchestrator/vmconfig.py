@@ -103,6 +103,10 @@ class ApiEndpoint(_Model):
     """TCP port."""
 
 
+#: Longest wait between two automatic restarts (seconds).
+MAX_BACKOFF_S = 60.0
+
+
 class RestartPolicyConfig(_Model):
     """What the supervisor does when the VM crashes on its own."""
 
@@ -112,6 +116,16 @@ class RestartPolicyConfig(_Model):
     """Most consecutive automatic restarts."""
     backoff_s: BackoffSeconds = 1.0
     """Wait before the first restart (seconds); it doubles with every attempt."""
+
+    def delay(self, attempt: int) -> float | None:
+        """Seconds to wait before automatic restart number ``attempt`` (0-based), or None for none.
+
+        ``max_restarts`` counts consecutive restarts: the supervisor starts counting
+        again once a VM ran healthily for a while, or on an explicit start.
+        """
+        if self.mode != "on-failure" or attempt >= self.max_restarts:
+            return None
+        return min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
 
 
 class Expose(_Model):

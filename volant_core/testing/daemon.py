@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,17 +96,25 @@ def running_daemon(
 
 @contextmanager
 def volantd_process(
-    state_dir: Path, port: int, env: dict[str, str] | None = None
+    state_dir: Path, port: int, *, env: Mapping[str, str] | None = None, binary: Path | None = None
 ) -> Iterator[RunningProcess]:
-    """Run the real ``volantd`` executable (this interpreter's venv) as a child process.
+    """Run the real ``volantd`` executable as a child process on 127.0.0.1:``port``.
 
-    Waits until ``/healthz`` answers. On exit the process is killed if it still runs;
-    VMs it started are left to the caller (they outlive volantd by design).
+    ``binary`` defaults to the one beside this interpreter; ``env`` (the whole
+    environment) to this process's. Waits until ``/healthz`` answers; its output
+    goes to ``state_dir/volantd.log``. On exit the daemon is killed if it still
+    runs; VMs it started are left to the caller (they outlive volantd by design).
     """
-    binary = Path(sys.executable).with_name("volantd")
-    log = (state_dir / "volantd.log").open("ab")
-    argv = [str(binary), "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir)]
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    executable = binary or Path(sys.executable).with_name("volantd")
+    argv = [str(executable), "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir)]
+    with (state_dir / "volantd.log").open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(os.environ if env is None else env),
+        )
     running = RunningProcess(process, f"http://127.0.0.1:{port}", state_dir)
     try:
         running.wait_ready()
@@ -115,7 +123,6 @@ def volantd_process(
         if process.poll() is None:
             process.kill()
         process.wait(30)
-        log.close()
 
 
 @dataclass

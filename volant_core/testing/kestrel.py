@@ -3,7 +3,7 @@
 :func:`kestrel_host` writes a manifest file, runs ``python -m volant_core.agent
 --listen-unix SOCKET --manifest-file FILE`` in its own session and, on exit,
 stops it and reaps it, whatever the test did. The workload kestrel starts is
-the manifest's, run on the host: :func:`free_port` finds it a port.
+the manifest's, run on the host: :func:`volant_core.testing.waiting.free_port` finds it a port.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,13 +65,6 @@ def spawn_kestrel(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (for a host workload's ``base_url``)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class KestrelHost:

@@ -7,6 +7,15 @@ import signal
 from pathlib import Path
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Pids of the live processes whose argv contains ``text`` (not this process)."""
     needle = os.fsencode(text)
@@ -16,10 +25,9 @@ def processes_mentioning(text: str) -> list[int]:
             continue
         try:
             argv = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if needle in argv and state != "Z":
+        if needle in argv and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 

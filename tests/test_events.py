@@ -1,0 +1,18 @@
+"""The event log: ids only grow, and the table stays bounded."""
+
+from __future__ import annotations
+
+from volant_core.daemon import PRUNE_EVENTS_EVERY
+from volant_core.events import Event
+from volant_core.testing.daemon import running_daemon
+
+
+def test_event_ids_grow_and_old_events_are_pruned() -> None:
+    with running_daemon(events_keep=100) as api:
+        bus = api.daemon.orchestrator.events
+        ids = [bus.publish(Event(type="VM_LOG", name="x", message=str(i))).id for i in range(350)]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        kept = api.daemon.store.events.since(0)
+        assert 100 <= len(kept) < 100 + PRUNE_EVENTS_EVERY
+        assert kept[-1].id == ids[-1]
+        assert api.daemon.store.events.latest_id() == ids[-1]

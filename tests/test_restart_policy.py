@@ -1,0 +1,52 @@
+"""Restart policy ``on-failure``: a crashed VM boots again by itself, up to ``max_restarts`` times."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from volant_core.testing.hostvm import host_process_daemon
+from volant_core.testing.waiting import eventually
+
+
+def _vm(api: Any, name: str) -> dict[str, Any]:
+    return api.request("GET", f"/api/v1/vms/{name}").json()
+
+
+def test_on_failure_restarts_until_the_limit(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon() as api:
+        api.request("POST", "/api/v1/plugins", host_manifest)
+        policy = {"mode": "on-failure", "max_restarts": 1, "backoff_s": 0.2}
+        body = {"name": "phoenix", "plugin": "hello-host", "config": {"restart_policy": policy}}
+        assert api.request("POST", "/api/v1/vms", body).status == 201
+        first = api.wait_for_status("phoenix", {"running"}, timeout=30)
+
+        os.kill(first["pid"], signal.SIGKILL)
+        again = eventually(
+            lambda: (vm := _vm(api, "phoenix"))["status"] == "running" and vm["pid"] != first["pid"] and vm,
+            "phoenix restarted",
+        )
+        types = [e.type for e in api.daemon.store.events.since(0) if e.vm_name == "phoenix"]
+        assert types[-3:] == ["VM_CRASHED", "VM_STARTING", "VM_RUNNING"]
+
+        # The one allowed restart is used up: the next crash stays a crash.
+        os.kill(again["pid"], signal.SIGKILL)
+        crashed = api.wait_for_status("phoenix", {"crashed"}, timeout=10)
+        assert crashed["pid"] is None
+        time.sleep(1.0)  # four times the backoff a second restart would have waited: it stays down
+        assert _vm(api, "phoenix")["status"] == "crashed"
+        types = [e.type for e in api.daemon.store.events.since(0) if e.vm_name == "phoenix"]
+        assert types[-1] == "VM_CRASHED" and types.count("VM_STARTING") == 2
+
+
+def test_never_is_the_default(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon() as api:
+        api.request("POST", "/api/v1/plugins", host_manifest)
+        api.request("POST", "/api/v1/vms", {"name": "once", "plugin": "hello-host"})
+        vm = api.wait_for_status("once", {"running"}, timeout=30)
+        os.kill(vm["pid"], signal.SIGKILL)
+        api.wait_for_status("once", {"crashed"}, timeout=10)
+        config = api.request("GET", "/api/v1/vms/once/config").json()["config"]
+        assert config["restart_policy"]["mode"] == "never"
