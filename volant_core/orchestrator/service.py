@@ -29,9 +29,9 @@ from volant_core.errors import (
     VolantError,
 )
 from volant_core.events import Event, EventBus, EventType
-from volant_core.launch import Instance, Launcher, LaunchSpec
-from volant_core.manifest import Network
+from volant_core.launch import Instance, LaunchSpec
 from volant_core.orchestrator import health
+from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.locks import NamedLocks
@@ -91,9 +91,7 @@ class Orchestrator:
         self._locks = NamedLocks()
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
-        self._launchers: dict[str, Launcher] = {}
-        self._modes: dict[str, NetworkMode] = {}
-        self._factory_lock = threading.Lock()
+        self.backends = Backends(settings, registries)
 
     # ------------------------------------------------------------------ reads
 
@@ -127,21 +125,21 @@ class Orchestrator:
         config = apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), request.overrides())
         if request.config is not None:
             config = apply_patch(config, request.config)
-        config = self._resolved(config)
+        config = self.backends.resolved(config)
         name = request.name
         with self._locks(name):
             if self._exists(name):  # checked first: the UNIQUE error could name the MAC instead
                 raise ConflictError(f"vm {name!r} already exists; delete it first", field="name")
             self._validate(name, config, None)
             with self.store.transaction():
-                needs_ip = self.registries.network_modes.get(self._network(config).mode).needs_ip
+                needs_ip = self.backends.mode(self.backends.network_of(config).mode).needs_ip
                 ip = self._lease_address(name) if needs_ip else None
                 record = self.store.vms.create(
                     name=name,
                     status=VMStatus.PENDING,
                     runtime=config.runtime,
                     plugin=entry.name,
-                    hypervisor=self._hypervisor(config),
+                    hypervisor=self.backends.hypervisor_of(config),
                     mac_address=mac_address(name),
                     vsock_cid=self.store.vms.next_vsock_cid(),
                     cpu_cores=config.resources.cpu_cores,
@@ -179,7 +177,7 @@ class Orchestrator:
                 "config.plugin: required; name the runtime manifest to run", field="config.plugin"
             )
         entry = self.catalog.get(patch.plugin)
-        self._resolved(apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), patch))
+        self.backends.resolved(apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), patch))
         return patch.model_dump(mode="json", exclude_unset=True)
 
     def create_member(self, name: str, template: Mapping[str, Any], group_id: int) -> VMView:
@@ -239,7 +237,7 @@ class Orchestrator:
 
     def _store_config(self, record: VMRecord, config: VMConfig, message: str) -> ConfigRecord:
         """Store ``config`` as the VM's next version unless it equals the current one (lock held)."""
-        config = self._resolved(config)
+        config = self.backends.resolved(config)
         self._validate(record.name, config, record)
         current = self.store.configs.current(record.id)
         document = config.to_json()
@@ -256,8 +254,8 @@ class Orchestrator:
         """Refuse ``config`` when its hypervisor or network mode is not installed, or a
         ``volant_vm_validate`` implementation rejects it.
         """
-        self._launcher(self._hypervisor(config), field="hypervisor")
-        self.registries.network_modes.get(self._network(config).mode, field="network.mode")
+        self.backends.launcher(self.backends.hypervisor_of(config), field="hypervisor")
+        self.backends.mode(self.backends.network_of(config).mode, field="network.mode")
         self.host.hook.volant_vm_validate(vm=self._draft_view(name, config, record))
 
     # --------------------------------------------------------- start and stop
@@ -309,10 +307,10 @@ class Orchestrator:
             if record.status not in ACTIVE_STATES:
                 continue
             with self._locks(record.name):
-                launcher = self._launcher(record.hypervisor)
+                launcher = self.backends.launcher(record.hypervisor)
                 instance = launcher.adopt(self._adopt_spec(record), record.pid) if record.pid else None
                 if instance is None:
-                    self._mode_of(record).detach(self._view(record))
+                    self._network_mode(record).detach(self._view(record))
                     self._set_status(
                         record.name,
                         VMStatus.CRASHED,
@@ -332,10 +330,10 @@ class Orchestrator:
         """
         stored = self.store.configs.current(self.store.vms.get_by_name(name).id)
         config = VMConfig.model_validate(stored.config)
-        launcher = self._launcher(self._hypervisor(config))
+        launcher = self.backends.launcher(self.backends.hypervisor_of(config))
         record = self._apply_config(name, config, stored.version)
         view = self._view(record)
-        mode = self._mode_of(record)
+        mode = self._network_mode(record)
         self._set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
         manifest = config.boot_manifest()
         plan = self.boot_media.prepare(name, record.runtime_dir, manifest, config.kernel_cmdline)
@@ -375,7 +373,7 @@ class Orchestrator:
         """
         with self.store.transaction():
             record = self.store.vms.get_by_name(name)
-            mode = self.registries.network_modes.get(self._network(config).mode, field="network.mode")
+            mode = self.backends.mode(self.backends.network_of(config).mode, field="network.mode")
             needs_ip = mode.needs_ip
             ip = record.ip_address
             if needs_ip and ip is None:
@@ -387,7 +385,7 @@ class Orchestrator:
             return self.store.vms.update(
                 name,
                 runtime=config.runtime,
-                hypervisor=self._hypervisor(config),
+                hypervisor=self.backends.hypervisor_of(config),
                 cpu_cores=config.resources.cpu_cores,
                 memory_mb=config.resources.memory_mb,
                 kernel_cmdline=config.kernel_cmdline,
@@ -463,7 +461,7 @@ class Orchestrator:
                 return
             del self._handles[name]
             record = self.store.vms.get_by_name(name)
-            self._mode_of(record).detach(self._view(record))
+            self._network_mode(record).detach(self._view(record))
             crashed = bool(handle.failure) or status != 0
             if crashed:
                 reason = handle.failure or f"VMM exited with status {status}"
@@ -523,7 +521,7 @@ class Orchestrator:
         self._set_status(name, VMStatus.STOPPING, EventType.VM_STOPPING, "powering off")
         status = handle.instance.stop(self.settings.stop_timeout)
         self._handles.pop(name, None)
-        self._mode_of(record).detach(self._view(record))
+        self._network_mode(record).detach(self._view(record))
         self._set_status(
             name, VMStatus.STOPPED, EventType.VM_STOPPED, "vm stopped", pid=None, exit_status=status
         )
@@ -537,7 +535,7 @@ class Orchestrator:
             handle.instance.kill()
         record = self.store.vms.get_by_name(name)
         view = self._view(record)
-        self._mode_of(record).detach(view)
+        self._network_mode(record).detach(view)
         shutil.rmtree(record.runtime_dir, ignore_errors=True)
         self.store.vms.delete(name)
         self._emit(EventType.VM_DELETED, record, message)
@@ -561,25 +559,9 @@ class Orchestrator:
             )
         )
 
-    def _launcher(self, name: str, *, field: str | None = None) -> Launcher:
-        with self._factory_lock:
-            if name not in self._launchers:
-                descriptor = self.registries.hypervisors.get(name, field=field)
-                problem = descriptor.available() if descriptor.available else None
-                if problem:
-                    raise ConflictError(
-                        f"hypervisor {name!r} cannot run on this host: {problem}", field=field
-                    )
-                self._launchers[name] = descriptor.factory()
-            return self._launchers[name]
-
-    def _mode_of(self, record: VMRecord) -> NetworkMode:
+    def _network_mode(self, record: VMRecord) -> NetworkMode:
         """The network mode the VM was last booted with."""
-        mode_name = self._view(record).network_mode
-        with self._factory_lock:
-            if mode_name not in self._modes:
-                self._modes[mode_name] = self.registries.network_modes.get(mode_name).factory()
-            return self._modes[mode_name]
+        return self.backends.network_mode(self._view(record).network_mode)
 
     def _adopt_spec(self, record: VMRecord) -> LaunchSpec:
         kernel, _ = self.boot_media.base_image()
@@ -597,19 +579,6 @@ class Orchestrator:
             return current
         return self.store.configs.get_version(record.id, record.config_version)
 
-    def _hypervisor(self, config: VMConfig) -> str:
-        """The hypervisor ``config`` names, else the daemon's default."""
-        return config.hypervisor or self.settings.hypervisor
-
-    def _network(self, config: VMConfig) -> Network:
-        """The network ``config`` sets, else the manifest's, else the daemon's default mode."""
-        return config.network or config.manifest.network or Network(mode=self.settings.network_mode)
-
-    def _resolved(self, config: VMConfig) -> VMConfig:
-        """``config`` with its hypervisor and network filled in (what is stored)."""
-        resolved = {"hypervisor": self._hypervisor(config), "network": self._network(config)}
-        return config.model_copy(update=resolved)
-
     def _view(self, record: VMRecord) -> VMView:
         current = self.store.configs.current(record.id)
         applied = self._applied(record, current)
@@ -619,7 +588,7 @@ class Orchestrator:
             runtime=record.runtime,
             plugin=record.plugin,
             hypervisor=record.hypervisor,
-            network_mode=self._network(VMConfig.model_validate(applied.config)).mode,
+            network_mode=self.backends.network_of(VMConfig.model_validate(applied.config)).mode,
             cpu_cores=record.cpu_cores,
             memory_mb=record.memory_mb,
             mac_address=record.mac_address,
@@ -645,8 +614,8 @@ class Orchestrator:
         booted: dict[str, Any] = {
             "runtime": config.runtime,
             "plugin": config.plugin,
-            "hypervisor": self._hypervisor(config),
-            "network_mode": self._network(config).mode,
+            "hypervisor": self.backends.hypervisor_of(config),
+            "network_mode": self.backends.network_of(config).mode,
             "cpu_cores": config.resources.cpu_cores,
             "memory_mb": config.resources.memory_mb,
             "kernel_cmdline": config.kernel_cmdline,
