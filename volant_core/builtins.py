@@ -9,13 +9,18 @@ registered ``trylast`` so any plugin can take over.
 from __future__ import annotations
 
 import ipaddress
+import os
+import shutil
 
 from volant_core import artifacts, hookimpl
 from volant_core.descriptors import (
     BootSourceDescriptor,
+    HostCheck,
+    HostCheckResult,
     NetworkAttachment,
     NetworkModeDescriptor,
 )
+from volant_core.settings import load_settings
 from volant_core.vm import VMView
 
 
@@ -61,3 +66,31 @@ def volant_allocate_ip(
         if text not in taken and text not in reserved:
             return text
     return None
+
+
+def _check_state_dir() -> HostCheckResult:
+    state = load_settings().state_dir
+    existing = next((p for p in (state, *state.parents) if p.exists()), None)
+    if existing is not None and os.access(existing, os.W_OK):
+        return HostCheckResult("pass", f"{state} is writable")
+    return HostCheckResult("fail", f"cannot write {state}", "set VOLANT_STATE_DIR to a writable directory")
+
+
+def _check_image_tools() -> HostCheckResult:
+    missing = [tool for tool in GUEST_BUILD_TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return HostCheckResult("pass", "apt-get, dpkg-deb, lz4 and python3.11 found")
+    return HostCheckResult(
+        "warn", f"missing {', '.join(missing)}: `volar image build` cannot build the guest image",
+        "apt-get install lz4 python3.11 (or set VOLANT_KERNEL and VOLANT_INITRAMFS)",
+    )
+
+
+#: Programs the guest image builder runs.
+GUEST_BUILD_TOOLS = ("apt-get", "dpkg-deb", "lz4", "python3.11")
+
+
+@hookimpl
+def volant_host_checks() -> list[HostCheck]:
+    """The core's checks: a writable state directory and the guest image build tools."""
+    return [HostCheck("state-dir", _check_state_dir), HostCheck("guest-image-tools", _check_image_tools)]

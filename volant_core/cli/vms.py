@@ -7,6 +7,7 @@ import time
 import click
 
 from volant_core.cli.client import ApiClient, ApiError
+from volant_core.cli.configs import config
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_fields, output_option
 
@@ -148,3 +149,6 @@ def agent_request(client: ApiClient, name: str, path: str, method: str, data: st
         raw=data.encode() if data is not None else None,
     )
     click.echo(reply.body.decode(errors="replace"))
+
+
+vms.add_command(config)

@@ -6,6 +6,8 @@ import click
 
 from volant_core import __version__
 from volant_core.cli.client import ApiClient
+from volant_core.cli.deployments import deployments
+from volant_core.cli.doctor import doctor
 from volant_core.cli.image import image
 from volant_core.cli.runtimes import plugins
 from volant_core.cli.system import system
@@ -37,7 +39,7 @@ def cli(ctx: click.Context, api: str, api_key: str | None, timeout: float) -> No
     ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
 
 
-for _group in (vms, plugins, system, image):
+for _group in (vms, deployments, plugins, system, image, doctor):
     cli.add_command(_group)
 
 

@@ -1,0 +1,94 @@
+"""volar's deployment, config and doctor commands, run as the real executable against a live daemon."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import host_process_daemon
+from volant_core.testing.waiting import eventually
+
+VOLAR = Path(sys.executable).with_name("volar")
+
+
+@pytest.fixture
+def api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
+    """A daemon on the host-process backend with the runtime ``hello-host`` installed."""
+    with host_process_daemon(reconcile_interval=0.5, stop_timeout=5) as daemon:
+        assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        yield daemon
+
+
+def volar(api: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run volar against ``api``."""
+    return subprocess.run(
+        [str(VOLAR), "--api", api.url, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_deployment_commands(api: RunningDaemon) -> None:
+    created = volar(
+        api, "deployments", "create", "web", "--plugin", "hello-host", "--replicas", "2", "-o", "json"
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["replicas"] == 2
+
+    def ready() -> bool:
+        listed = volar(api, "deployments", "list", "-o", "json")
+        return json.loads(listed.stdout)[0]["ready_replicas"] == 2
+
+    eventually(ready, "2 ready members")
+    table = volar(api, "deployments", "list").stdout.splitlines()
+    assert table[0].split() == ["NAME", "DESIRED", "READY"] and table[1].split() == ["web", "2", "2"]
+
+    scaled = volar(api, "deployments", "scale", "web", "1")
+    assert scaled.returncode == 0 and scaled.stdout.startswith("web: 1 desired")
+    eventually(
+        lambda: (
+            [m["name"] for m in api.request("GET", "/api/v1/deployments/web").json()["members"]] == ["web-1"]
+        ),
+        "scaled to 1",
+    )
+    members = json.loads(volar(api, "deployments", "get", "web", "-o", "json").stdout)["members"]
+    assert [m["name"] for m in members] == ["web-1"]
+
+    assert volar(api, "deployments", "delete", "web").returncode == 0
+    missing = volar(api, "deployments", "get", "web")
+    assert missing.returncode == 3 and "not found" in missing.stderr
+
+
+def test_config_commands(api: RunningDaemon, tmp_path: Path) -> None:
+    assert volar(api, "vms", "create", "cfg", "--plugin", "hello-host").returncode == 0
+    assert json.loads(volar(api, "vms", "config", "get", "cfg").stdout)["version"] == 1
+
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps({"resources": {"memory_mb": 256}}))
+    changed = volar(api, "vms", "config", "set", "cfg", "--file", str(patch))
+    assert changed.returncode == 0, changed.stderr
+    assert changed.stdout.strip() == "cfg: configuration version 2 (restart the VM to apply it)"
+
+    history = json.loads(volar(api, "vms", "config", "history", "cfg", "-o", "json").stdout)
+    assert [h["version"] for h in history] == [2, 1]
+    rolled = volar(api, "vms", "config", "rollback", "cfg", "1")
+    assert rolled.stdout.strip() == "cfg: configuration version 3 (copy of version 1)"
+    current = json.loads(volar(api, "vms", "config", "get", "cfg").stdout)
+    assert current["config"]["resources"]["memory_mb"] == history[1]["config"]["resources"]["memory_mb"]
+
+    patch.write_text(json.dumps({"plugin": "other"}))
+    refused = volar(api, "vms", "config", "set", "cfg", "--file", str(patch))
+    assert refused.returncode == 2 and "plugin" in refused.stderr
+
+
+def test_doctor_reports_every_check() -> None:
+    result = subprocess.run([str(VOLAR), "doctor", "-o", "json"], capture_output=True, text=True, timeout=60)
+    rows = {row["check"]: row for row in json.loads(result.stdout)}
+    assert {"state-dir", "guest-image-tools", "qemu-binary", "qemu-accelerator"} <= set(rows)
+    assert all(row["status"] in {"pass", "warn", "fail"} for row in rows.values())
+    assert result.returncode == (1 if any(r["status"] == "fail" for r in rows.values()) else 0)
