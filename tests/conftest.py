@@ -19,10 +19,20 @@ from volant_core.testing.processes import kill_mentioning
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _hello() -> dict[str, Any]:
+    return json.loads((REPO / "examples" / "hello-http" / "manifest.json").read_text())
+
+
 @pytest.fixture
 def hello_manifest() -> dict[str, Any]:
     """The example runtime shipped in examples/hello-http (a small HTTP server in the guest)."""
-    return json.loads((REPO / "examples" / "hello-http" / "manifest.json").read_text())
+    return _hello()
+
+
+@pytest.fixture(scope="module")
+def hello_manifest_module() -> dict[str, Any]:
+    """:func:`hello_manifest` for module-scoped fixtures."""
+    return _hello()
 
 
 @pytest.fixture

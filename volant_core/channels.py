@@ -1,4 +1,4 @@
-"""Agent channels the core ships: a UNIX stream socket that leads to kestrel.
+"""Agent channels the core ships: a UNIX stream socket, or TCP, that leads to kestrel.
 
 Hypervisor plugins whose agent channel is a UNIX socket on the host (QEMU's
 virtio-serial chardev, kestrel running as a host process) reuse
@@ -43,3 +43,24 @@ class UnixSocketChannel:
     def describe(self) -> str:
         """``unix:<socket path>``."""
         return f"unix:{self.path}"
+
+
+class TcpChannel:
+    """kestrel over TCP (``host:port``): a guest NIC's address, or a port the hypervisor forwards.
+
+    Not exclusive: every request may use a connection of its own.
+    """
+
+    exclusive = False
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+
+    def connect(self, timeout: float) -> socket.socket:
+        """A connected TCP socket to kestrel; OSError when nothing answers."""
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    def describe(self) -> str:
+        """``tcp:<host>:<port>``."""
+        return f"tcp:{self.host}:{self.port}"

@@ -42,7 +42,8 @@ class Daemon:
         log.info("volantd listening on http://%s:%d", host, port)
 
     def stop(self) -> None:
-        """Stop serving; running VMs keep running."""
+        """End the event streams, stop serving; running VMs keep running."""
+        self.orchestrator.events.close()
         self.server.stop()
         self.deployments.stop()
         self.orchestrator.shutdown()
@@ -79,7 +80,13 @@ def build_daemon(settings: Settings, *, plugins: PluginHost | None = None) -> Da
     bus.add_listener(deployments.on_event)
     bus.add_listener(lambda event: host.hook.volant_event(event=event))
     app = create_app(
-        ApiDeps(orchestrator=orchestrator, catalog=catalog, plugins=host, deployments=deployments)
+        ApiDeps(
+            orchestrator=orchestrator,
+            catalog=catalog,
+            plugins=host,
+            deployments=deployments,
+            settings=settings,
+        )
     )
     server = ApiServer(app, *settings.listen_address)
     return Daemon(settings, store, host, registries, catalog, orchestrator, deployments, server)

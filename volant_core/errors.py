@@ -58,6 +58,22 @@ class ValidationError(VolantError):
         return cls(message, field=first["field"], details=details)
 
 
+class UnauthorizedError(VolantError):
+    """The request carries no API key, or the wrong one (``VOLANT_API_KEY``)."""
+
+    http_status = 401
+    exit_code = 6
+    code = "unauthorized"
+
+
+class ForbiddenError(VolantError):
+    """The client's address is not allowed (``VOLANT_API_ALLOW_CIDR``)."""
+
+    http_status = 403
+    exit_code = 7
+    code = "forbidden"
+
+
 class NotFoundError(VolantError):
     """The named VM, plugin, deployment or hypervisor does not exist."""
 

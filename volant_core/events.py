@@ -66,6 +66,18 @@ class EventBus:
         self._listeners: list[Callable[[Event], object]] = []
         self._lock = threading.Lock()
         self._subscribers: set[queue.Queue[Event | None]] = set()
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (a subscriber's final ``None`` then means "the daemon stops")."""
+        return self._closed
+
+    @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open."""
+        with self._lock:
+            return len(self._subscribers)
 
     def add_listener(self, listener: Callable[[Event], object]) -> None:
         """Call ``listener(event)`` for every event published from now on (it must not block)."""
@@ -89,10 +101,16 @@ class EventBus:
         return stored
 
     def subscribe(self, maxsize: int = 256) -> queue.Queue[Event | None]:
-        """A queue receiving every event published from now on; ``None`` means "you fell behind"."""
+        """A queue receiving every event published from now on, ending with ``None`` when its
+        reader fell ``maxsize`` events behind or the bus closed. Those not yet taken are then
+        dropped, so every event after the last one taken is still only in the store.
+        """
         sub: queue.Queue[Event | None] = queue.Queue(maxsize=maxsize)
         with self._lock:
-            self._subscribers.add(sub)
+            if self._closed:
+                sub.put_nowait(None)
+            else:
+                self._subscribers.add(sub)
         return sub
 
     def unsubscribe(self, sub: queue.Queue[Event | None]) -> None:
@@ -100,11 +118,21 @@ class EventBus:
         with self._lock:
             self._subscribers.discard(sub)
 
+    def close(self) -> None:
+        """End every subscription, now and to come (the daemon stops); publishing still works."""
+        with self._lock:
+            self._closed = True
+            ended, self._subscribers = self._subscribers, set()
+        for sub in ended:
+            _offer_end(sub)
+
 
 def _offer_end(sub: queue.Queue[Event | None]) -> None:
-    """Make room for the end marker in a full queue so its reader learns it fell behind."""
-    try:
-        sub.get_nowait()
-        sub.put_nowait(None)
-    except (queue.Empty, queue.Full):
-        pass
+    """Replace what ``sub`` holds by the end marker (its reader gets it next).
+
+    Clearing at once, not one item at a time, keeps what the reader took a prefix of what was
+    delivered: the last event it took tells it where to resume from.
+    """
+    with sub.mutex:
+        sub.queue.clear()
+    sub.put_nowait(None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from volant_core.errors import ValidationError
+
+#: An IPv4 or IPv6 network, as in ``VOLANT_API_ALLOW_CIDR``.
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def default_state_dir() -> Path:
@@ -45,12 +49,18 @@ class Settings(BaseModel):
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.127.0/24")
     host_ip: ipaddress.IPv4Address = ipaddress.IPv4Address("192.168.127.1")
     api_key: str | None = None
+    api_key_file: Path | None = None
+    api_allow_cidr: tuple[IPNetwork, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    cors_origins: tuple[str, ...] = ()
     boot_timeout: float = Field(default=120.0, gt=0)
     stop_timeout: float = Field(default=30.0, gt=0)
     health_interval: float = Field(default=5.0, gt=0)
     health_failures: int = Field(default=3, ge=1)
     reconcile_interval: float = Field(default=5.0, gt=0)
     events_keep: int = Field(default=10_000, ge=100)
+    sse_heartbeat: float = Field(default=15.0, gt=0)
+    sse_queue: int = Field(default=256, ge=1)
 
     @field_validator("api_listen")
     @classmethod
@@ -60,11 +70,64 @@ class Settings(BaseModel):
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:7777")
         return value
 
+    @field_validator("api_key")
+    @classmethod
+    def _key_fits_a_header(cls, value: str | None) -> str | None:
+        if value is not None and not (value.isascii() and value.isprintable() and " " not in value):
+            raise ValueError("must be printable ASCII without spaces (it travels in an HTTP header)")
+        return value
+
+    @field_validator("api_allow_cidr", "trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> tuple[IPNetwork, ...]:
+        networks = []
+        for item in _comma_list(value):
+            try:
+                networks.append(ipaddress.ip_network(str(item)))
+            except ValueError as err:
+                raise ValueError(f"{item!s} is not a CIDR such as 10.0.0.0/8 or fd00::/8 ({err})") from None
+        return tuple(networks)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> tuple[str, ...]:
+        origins = tuple(str(item).lower().rstrip("/") for item in _comma_list(value))
+        for origin in origins:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin} is not an origin such as https://console.example.com, or *")
+        return origins
+
     @property
     def listen_address(self) -> tuple[str, int]:
         """``api_listen`` split into host and port."""
         host, _, port = self.api_listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+#: A browser origin: scheme, host and optional port, no path.
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+")
+
+
+def _comma_list(value: object) -> list[object]:
+    """The items of a comma-separated string (or of a sequence); ValueError when there are none."""
+    if isinstance(value, str):
+        items: list[object] = [part.strip() for part in value.split(",") if part.strip()]
+    else:
+        items = list(value) if isinstance(value, list | tuple) else [value]
+    if not items:
+        raise ValueError("empty list; leave the variable unset instead")
+    return items
+
+
+def _read_key_file(path: Path) -> str:
+    """The API key stored in ``path`` (surrounding whitespace stripped)."""
+    try:
+        key = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    if not key:
+        raise ValueError(f"{path} is empty")
+    return key
 
 
 #: Environment variable -> settings field. Several Go names map to one field.
@@ -84,12 +147,18 @@ ENVIRONMENT = {
     "VOLANT_SUBNET": "subnet",
     "VOLANT_HOST_IP": "host_ip",
     "VOLANT_API_KEY": "api_key",
+    "VOLANT_API_KEY_FILE": "api_key_file",
+    "VOLANT_API_ALLOW_CIDR": "api_allow_cidr",
+    "VOLANT_TRUSTED_PROXIES": "trusted_proxies",
+    "VOLANT_CORS_ORIGINS": "cors_origins",
     "VOLANT_BOOT_TIMEOUT": "boot_timeout",
     "VOLANT_STOP_TIMEOUT": "stop_timeout",
     "VOLANT_HEALTH_INTERVAL": "health_interval",
     "VOLANT_HEALTH_FAILURES": "health_failures",
     "VOLANT_RECONCILE_INTERVAL": "reconcile_interval",
     "VOLANT_EVENTS_KEEP": "events_keep",
+    "VOLANT_SSE_HEARTBEAT": "sse_heartbeat",
+    "VOLANT_SSE_QUEUE": "sse_queue",
 }
 
 
@@ -117,6 +186,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     }
     for field, default in defaults.items():
         values[field] = Path(str(values.get(field) or default)).expanduser()
+    if values.get("api_key_file"):
+        source = sources.get("api_key_file", "--api-key-file")
+        if values.get("api_key"):
+            other = sources.get("api_key", "--api-key")
+            raise ValidationError(f"{source}: {other} is set too; use one of them", field="api_key_file")
+        try:
+            values["api_key"] = _read_key_file(Path(str(values["api_key_file"])).expanduser())
+        except ValueError as err:
+            raise ValidationError(f"{source}: {err}", field="api_key_file") from None
+        sources["api_key"] = source
     try:
         return Settings.model_validate(values)
     except PydanticValidationError as err:

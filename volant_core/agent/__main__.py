@@ -16,8 +16,17 @@ from pathlib import Path
 from . import system, transports
 from .api import AgentApi
 from .console import say
-from .constants import AGENT_PORT, MANIFEST_FILE, MODULES_LIST, READY_LINE, SERIAL_PORT_NAME
-from .manifest import ManifestResult, load_manifest
+from .constants import (
+    AGENT_PORT,
+    CMDLINE_GATEWAY_KEY,
+    CMDLINE_IP_KEY,
+    GUEST_NIC,
+    MANIFEST_FILE,
+    MODULES_LIST,
+    READY_LINE,
+    SERIAL_PORT_NAME,
+)
+from .manifest import ManifestResult, cmdline_value, load_manifest
 from .reaper import Reaper
 from .workload import Workload
 
@@ -77,6 +86,14 @@ def _watch_power_buttons(agent: Agent) -> None:
         ).start()
 
 
+def _configure_network(cmdline: str) -> None:
+    """Configure the guest NIC when a network mode put ``volant.ip=`` on the command line."""
+    address = cmdline_value(cmdline, CMDLINE_IP_KEY)
+    if address:
+        system.configure_nic(address, cmdline_value(cmdline, CMDLINE_GATEWAY_KEY))
+        say(f"kestrel: {GUEST_NIC} is {address}")
+
+
 def run_pid1() -> None:
     """Boot the guest and serve forever; powers off on shutdown. Never returns."""
     _attempt("mounting file systems", system.mount_filesystems)
@@ -85,6 +102,7 @@ def run_pid1() -> None:
     )
     _attempt("bringing up lo", system.loopback_up)
     cmdline = Path("/proc/cmdline").read_text() if Path("/proc/cmdline").exists() else ""
+    _attempt(f"configuring {GUEST_NIC}", lambda: _configure_network(cmdline))
     found = load_manifest(cmdline, Path(MANIFEST_FILE))
     say(
         f"kestrel: manifest from {found.source}"

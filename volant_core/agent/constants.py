@@ -16,3 +16,11 @@ MODULES_LIST = "/usr/lib/kestrel/modules.load"
 READY_LINE = "kestrel: ready"
 #: Console line printed once the workload passed its health check.
 WORKLOAD_READY_LINE = "kestrel: workload healthy"
+#: Kernel command line key: the guest NIC's address as ``<ip>/<prefix>`` (network modes set it).
+CMDLINE_IP_KEY = "volant.ip"
+#: Kernel command line key: the default gateway of the guest NIC.
+CMDLINE_GATEWAY_KEY = "volant.gw"
+#: The guest NIC kestrel configures from ``volant.ip``.
+GUEST_NIC = "eth0"
+#: The busybox binary in the guest image.
+BUSYBOX = "/usr/bin/busybox"

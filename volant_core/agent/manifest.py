@@ -59,9 +59,9 @@ def decode_cmdline_value(value: str) -> dict[str, Any]:
     return parse_json_object(raw)
 
 
-def cmdline_value(cmdline: str) -> str | None:
-    """The value of ``volant.manifest=`` on a kernel command line, if present."""
-    prefix = CMDLINE_MANIFEST_KEY + "="
+def cmdline_value(cmdline: str, key: str = CMDLINE_MANIFEST_KEY) -> str | None:
+    """The value of ``<key>=`` on a kernel command line (``volant.manifest`` by default), if present."""
+    prefix = key + "="
     for word in cmdline.split():
         if word.startswith(prefix):
             return word[len(prefix) :]

@@ -14,13 +14,19 @@ import falcon
 from volant_core.api import errors
 from volant_core.api.configs import VMConfigResource
 from volant_core.api.deployments import DeploymentCollection, DeploymentItem
+from volant_core.api.events import EventStream
+from volant_core.api.openapi.generator import DOCUMENT_PATH, OpenApiDocument
+from volant_core.api.openapi.routes import RoutedApp, mount_plugin_routes
 from volant_core.api.runtimes import RuntimeCollection, RuntimeItem
+from volant_core.api.security import security_middleware
 from volant_core.api.system import Health, SystemPlugins
 from volant_core.api.vms import AgentProxy, VMCollection, VMItem
+from volant_core.api.workload import VMAction, VMLogs, VMOpenAPI
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.deployments import Deployments
 from volant_core.plugins import PluginHost
 from volant_core.runtimes import RuntimeCatalog
+from volant_core.settings import Settings
 
 #: Largest request body accepted (bytes); bigger ones get 413.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -34,6 +40,7 @@ class ApiDeps:
     catalog: RuntimeCatalog
     plugins: PluginHost
     deployments: Deployments
+    settings: Settings
 
 
 class _BodyLimit:
@@ -46,9 +53,9 @@ class _BodyLimit:
             )
 
 
-def create_app(deps: ApiDeps) -> falcon.App:
-    """Build the WSGI application for ``deps``."""
-    app = falcon.App(middleware=[_BodyLimit()])
+def create_app(deps: ApiDeps) -> RoutedApp:
+    """Build the WSGI application for ``deps``: the core routes, ``/openapi``, then plugin routes."""
+    app = RoutedApp(middleware=[*security_middleware(deps.settings), _BodyLimit()])
     errors.install(app)
     vm_item = VMItem(deps.orchestrator)
     runtime_item = RuntimeItem(deps.catalog)
@@ -63,10 +70,22 @@ def create_app(deps: ApiDeps) -> falcon.App:
     for view in ("history", "rollback"):
         app.add_route(f"/api/v1/vms/{{name}}/config/{view}", vm_config, suffix=view)
     app.add_route("/api/v1/vms/{name}/agent/{path:path}", AgentProxy(deps.orchestrator))
+    app.add_route("/api/v1/vms/{name}/actions/{action}", VMAction(deps.orchestrator))
+    app.add_route("/api/v1/vms/{name}/openapi", VMOpenAPI(deps.orchestrator))
+    app.add_route("/api/v1/vms/{name}/logs", VMLogs(deps.orchestrator))
     app.add_route("/api/v1/deployments", DeploymentCollection(deps.deployments))
     app.add_route("/api/v1/deployments/{name}", DeploymentItem(deps.deployments))
+    events = EventStream(
+        deps.orchestrator.events,
+        deps.orchestrator.store.events,
+        heartbeat=deps.settings.sse_heartbeat,
+        queue_size=deps.settings.sse_queue,
+    )
+    app.add_route("/api/v1/events/vms", events)
     app.add_route("/api/v1/plugins", RuntimeCollection(deps.catalog))
     app.add_route("/api/v1/plugins/{plugin}", runtime_item)
     app.add_route("/api/v1/plugins/{plugin}/manifest", runtime_item, suffix="manifest")
     app.add_route("/api/v1/plugins/{plugin}/enabled", runtime_item, suffix="enabled")
+    app.add_route(DOCUMENT_PATH, OpenApiDocument(app))
+    mount_plugin_routes(app, deps.plugins)
     return app

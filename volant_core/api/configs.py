@@ -6,9 +6,10 @@ from typing import Any
 
 import falcon
 
-from volant_core.api.bodies import parse_body
-from volant_core.api.models import RollbackRequest
-from volant_core.errors import ValidationError
+from volant_core.api.bodies import parse_body, query_count
+from volant_core.api.models import MAX_HISTORY_LIMIT, HistoryLimit, ResourceName, RollbackRequest
+from volant_core.api.openapi.operations import operation
+from volant_core.api.responses import ConfigVersion
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.vmconfig import ConfigPatch
 from volant_core.store import ConfigRecord
@@ -21,13 +22,8 @@ def versioned(record: ConfigRecord) -> dict[str, Any]:
 
 
 def history_limit(req: falcon.Request) -> int | None:
-    """The ``limit`` query parameter: a count >= 0, 0 or absent meaning all."""
-    raw = req.get_param("limit")
-    if raw is None:
-        return None
-    if not raw.isdigit():
-        raise ValidationError(f"limit: {raw!r} is not a whole number >= 0 (0 means all)", field="limit")
-    return int(raw) or None
+    """The ``limit`` query parameter: a count from 0 to :data:`MAX_HISTORY_LIMIT`, 0 or absent meaning all."""
+    return query_count(req, "limit", default=0, maximum=MAX_HISTORY_LIMIT) or None
 
 
 class VMConfigResource:
@@ -40,22 +36,26 @@ class VMConfigResource:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+    @operation(response=ConfigVersion, errors=(404, 422))
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:
         """The current configuration version."""
         resp.media = versioned(self.orchestrator.get_config(check_name(name)))
 
-    def on_patch(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+    @operation(body=ConfigPatch, response=ConfigVersion, errors=(404, 409))
+    def on_patch(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:
         """Merge the body into the configuration; answers the new version."""
         check_name(name)
         patch = parse_body(req, ConfigPatch)
         resp.media = versioned(self.orchestrator.patch_config(name, patch))
 
-    def on_get_history(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+    @operation(response=list[ConfigVersion], query={"limit": HistoryLimit}, errors=(404,))
+    def on_get_history(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:
         """Every configuration version, newest first (``?limit=N`` for the newest N)."""
         records = self.orchestrator.config_history(check_name(name), history_limit(req))
         resp.media = [versioned(record) for record in records]
 
-    def on_post_rollback(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+    @operation(body=RollbackRequest, response=ConfigVersion, errors=(404, 409))
+    def on_post_rollback(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:
         """Make the body's ``version`` current again, stored as a new version; answers that version."""
         check_name(name)
         body = parse_body(req, RollbackRequest)

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from volant_core.orchestrator.requests import CreateVMRequest
+from volant_core.vm import NAME_PATTERN, NAME_RULE
 
 __all__ = [
     "CreateDeploymentRequest",
     "CreateVMRequest",
+    "HistoryLimit",
+    "ResourceName",
     "RollbackRequest",
+    "RuntimeName",
     "SetEnabledRequest",
     "UpdateDeploymentRequest",
+]
+
+#: A VM or deployment name in a path (the OpenAPI schema of ``{name}``; ``check_name`` enforces it).
+ResourceName = Annotated[
+    str, Field(pattern=NAME_PATTERN.pattern, description=f"VM or deployment name: {NAME_RULE}")
+]
+#: A runtime manifest name in a path (``{plugin}``).
+RuntimeName = Annotated[str, Field(min_length=1, description="Runtime manifest (plugin) name")]
+#: Largest configuration version: versions are SQLite integers (64-bit, signed).
+MAX_VERSION = 2**63 - 1
+#: Largest ``?limit=`` of a configuration history (SQLite integers are 64-bit; no history is this long).
+MAX_HISTORY_LIMIT = 1_000_000
+#: ``?limit=`` of a configuration history: the newest N versions, 0 for all.
+HistoryLimit = Annotated[
+    int, Field(ge=0, le=MAX_HISTORY_LIMIT, description="Newest N versions only; 0 or absent for all")
 ]
 
 
@@ -22,7 +41,9 @@ class RollbackRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1, strict=True, description="Version to restore (see config/history)")
+    version: int = Field(
+        ge=1, le=MAX_VERSION, strict=True, description="Version to restore (see config/history)"
+    )
 
 
 class SetEnabledRequest(BaseModel):

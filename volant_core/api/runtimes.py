@@ -5,7 +5,10 @@ from __future__ import annotations
 import falcon
 
 from volant_core.api.bodies import parse_body, read_json
-from volant_core.api.models import SetEnabledRequest
+from volant_core.api.models import RuntimeName, SetEnabledRequest
+from volant_core.api.openapi.operations import operation
+from volant_core.api.responses import RuntimeList, RuntimeSummary
+from volant_core.manifest import Manifest
 from volant_core.runtimes import RuntimeCatalog
 
 
@@ -15,10 +18,18 @@ class RuntimeCollection:
     def __init__(self, catalog: RuntimeCatalog) -> None:
         self.catalog = catalog
 
+    @operation(response=RuntimeList)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Every runtime manifest, by name, with its source."""
         resp.media = {"plugins": [entry.summary() for entry in self.catalog.list()]}
 
+    @operation(
+        status=201,
+        body=Manifest,
+        response=RuntimeSummary,
+        headers={"Location": "Path of the runtime manifest"},
+        errors=(409,),
+    )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Install (or upgrade) a runtime manifest; it is enabled at once."""
         entry = self.catalog.install(read_json(req))
@@ -33,20 +44,24 @@ class RuntimeItem:
     def __init__(self, catalog: RuntimeCatalog) -> None:
         self.catalog = catalog
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, plugin: str) -> None:
+    @operation(response=Manifest, errors=(404,))
+    def on_get(self, req: falcon.Request, resp: falcon.Response, plugin: RuntimeName) -> None:
         """The normalized manifest (also when disabled)."""
         resp.media = self.catalog.get(plugin).manifest_dict()
 
-    def on_get_manifest(self, req: falcon.Request, resp: falcon.Response, plugin: str) -> None:
+    @operation(response=Manifest, errors=(404, 409))
+    def on_get_manifest(self, req: falcon.Request, resp: falcon.Response, plugin: RuntimeName) -> None:
         """The manifest for booting: 409 when the runtime is disabled."""
         resp.media = self.catalog.get_enabled(plugin).manifest_dict()
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, plugin: str) -> None:
+    @operation(status=204, errors=(404, 409))
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, plugin: RuntimeName) -> None:
         """Remove an installed manifest (409 while VMs use it or when it ships in a package)."""
         self.catalog.remove(plugin)
         resp.status = falcon.HTTP_204
 
-    def on_post_enabled(self, req: falcon.Request, resp: falcon.Response, plugin: str) -> None:
+    @operation(body=SetEnabledRequest, response=RuntimeSummary, errors=(404, 409))
+    def on_post_enabled(self, req: falcon.Request, resp: falcon.Response, plugin: RuntimeName) -> None:
         """Enable or disable a runtime: ``{"enabled": true|false}``."""
         body = parse_body(req, SetEnabledRequest)
         resp.media = self.catalog.set_enabled(plugin, body.enabled).summary()

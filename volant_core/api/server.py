@@ -13,17 +13,20 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import falcon
 
+from volant_core.api.security import redact_query_key
+
 log = logging.getLogger(__name__)
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    block_on_close = False  # server_close() never waits for a connection: a stream (SSE) has no end
     allow_reuse_address = True
 
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
-        log.info("%s %s", self.address_string(), format % args)
+        log.info("%s %s", self.address_string(), redact_query_key(format % args))
 
 
 class ApiServer:
@@ -34,6 +37,7 @@ class ApiServer:
             host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
+        self.app = app  # the WSGI application served
 
     @property
     def address(self) -> tuple[str, int]:

@@ -10,11 +10,20 @@ from typing import Any
 
 import click
 
-from volant_core.errors import ConflictError, NotFoundError, ValidationError, VolantError
+from volant_core.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+    ValidationError,
+    VolantError,
+)
 
 #: HTTP status -> the error class whose exit code volar uses.
 _STATUS_ERRORS: dict[int, type[VolantError]] = {
     400: ValidationError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
     413: ValidationError,
     422: ValidationError,
     404: NotFoundError,

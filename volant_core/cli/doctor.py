@@ -38,7 +38,7 @@ def doctor(output: str) -> None:
                 {
                     "check": f"plugin {info.name}",
                     "status": "fail",
-                    "detail": info.error,
+                    "detail": info.error or "",
                     "fix": f"reinstall or remove {info.distribution}, or list it in VOLANT_DISABLE_PLUGINS",
                 }
             )

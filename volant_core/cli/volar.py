@@ -9,6 +9,7 @@ from volant_core.cli.client import ApiClient
 from volant_core.cli.deployments import deployments
 from volant_core.cli.doctor import doctor
 from volant_core.cli.image import image
+from volant_core.cli.openapi import openapi
 from volant_core.cli.runtimes import plugins
 from volant_core.cli.system import system
 from volant_core.cli.vms import vms
@@ -39,7 +40,7 @@ def cli(ctx: click.Context, api: str, api_key: str | None, timeout: float) -> No
     ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
 
 
-for _group in (vms, deployments, plugins, system, image, doctor):
+for _group in (vms, deployments, plugins, system, image, doctor, openapi):
     cli.add_command(_group)
 
 

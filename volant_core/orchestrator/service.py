@@ -16,6 +16,7 @@ import shutil
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from volant_core.agent_client import AgentClient
@@ -102,6 +103,10 @@ class Orchestrator:
     def get_vm(self, name: str) -> VMView:
         """One VM; NotFoundError if there is none."""
         return self._view(self.store.vms.get_by_name(name))
+
+    def console_log(self, name: str) -> Path | None:
+        """The file holding the VM's console output (None before its first boot)."""
+        return self.store.vms.get_by_name(name).console_log
 
     def agent(self, name: str) -> AgentClient:
         """The client of a running VM's agent; ConflictError when it is not running."""
@@ -363,6 +368,7 @@ class Orchestrator:
             pid=instance.pid,
             accelerator=instance.accelerator,
             console_socket=instance.console_socket,
+            console_log=instance.console_log,
         )
         self._watch(name, instance)
         self.host.hook.volant_vm_launched(vm=self.get_vm(name), instance=instance)

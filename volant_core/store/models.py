@@ -112,6 +112,7 @@ class VM(peewee.Model):
     runtime_dir = PathField()
     group_id = peewee.IntegerField(null=True)
     config_version = peewee.IntegerField(null=True)
+    console_log = PathField(null=True)
     created_at = TimestampField()
     updated_at = TimestampField()
 

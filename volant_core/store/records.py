@@ -18,7 +18,8 @@ class VMRecord:
     """A VM row. ``ip_address`` is None for a VM without an address (never "").
 
     ``config_version`` is the configuration version the VMM was last booted
-    with (None before the first boot).
+    with (None before the first boot); ``console_log`` the file holding the
+    guest's console output (kept after the VM stops).
     """
 
     id: int
@@ -41,6 +42,7 @@ class VMRecord:
     runtime_dir: Path
     group_id: int | None
     config_version: int | None
+    console_log: Path | None
     created_at: datetime
     updated_at: datetime
 

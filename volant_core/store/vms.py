@@ -35,6 +35,7 @@ UPDATABLE = frozenset(
         "runtime_dir",
         "group_id",
         "config_version",
+        "console_log",
     }
 )
 

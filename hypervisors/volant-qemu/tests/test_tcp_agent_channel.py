@@ -1,0 +1,120 @@
+"""The agent proxy does not depend on virtio-serial: the same API over a TCP agent channel.
+
+A TEST hypervisor, ``qemu-user-net``, wraps the QEMU backend: it gives the guest a NIC on
+QEMU's user-mode network with a loopback port forwarded to kestrel's TCP port, configures the
+guest address through ``volant.ip=``, returns an instance whose agent channel is that TCP port,
+and deletes the virtio-serial socket so nothing could reach kestrel that way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from volant_qemu.launcher import QemuLauncher
+
+from volant_core import hookimpl
+from volant_core.channels import TcpChannel
+from volant_core.guest import GuestArtifacts
+from volant_core.launch import HypervisorDescriptor, Instance, LaunchSpec
+from volant_core.testing.daemon import RunningDaemon, running_daemon
+from volant_core.testing.waiting import free_port
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[3]
+GUEST_ADDRESS = "10.0.2.15"
+
+
+class TcpAgentInstance:
+    """A QEMU instance reached over TCP instead of its virtio-serial port."""
+
+    def __init__(self, inner: Instance, port: int) -> None:
+        self._inner = inner
+        self.pid = inner.pid
+        self.accelerator = inner.accelerator
+        self.console_socket = inner.console_socket
+        self.console_log = inner.console_log
+        self.agent_channel = TcpChannel("127.0.0.1", port)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """As the QEMU instance."""
+        return self._inner.wait(timeout)
+
+    def alive(self) -> bool:
+        """As the QEMU instance."""
+        return self._inner.alive()
+
+    def stop(self, timeout: float) -> int | None:
+        """As the QEMU instance."""
+        return self._inner.stop(timeout)
+
+    def kill(self) -> None:
+        """As the QEMU instance."""
+        self._inner.kill()
+
+
+class UserNetLauncher:
+    """QEMU with a user-mode NIC whose forwarded port is the agent channel."""
+
+    def launch(self, spec: LaunchSpec) -> TcpAgentInstance:
+        """Launch through the QEMU backend with the extra NIC, then drop the serial channel."""
+        port = free_port()
+        spec = dataclasses.replace(
+            spec,
+            kernel_args=(*spec.kernel_args, f"volant.ip={GUEST_ADDRESS}/24", "volant.gw=10.0.2.2"),
+            extra_args=(
+                *spec.extra_args,
+                "-netdev",
+                f"user,id=usernet,restrict=on,hostfwd=tcp:127.0.0.1:{port}-{GUEST_ADDRESS}:8080",
+                "-device",
+                "virtio-net-pci,netdev=usernet",
+            ),
+        )
+        inner = QemuLauncher().launch(spec)
+        (spec.vm_dir / "agent.sock").unlink()
+        return TcpAgentInstance(inner, port)
+
+    def adopt(self, spec: LaunchSpec, pid: int) -> None:
+        """Not needed by this test."""
+        return None
+
+
+class UserNetPlugin:
+    """Registers the ``qemu-user-net`` test hypervisor."""
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """The test backend."""
+        return [HypervisorDescriptor("qemu-user-net", UserNetLauncher, "TEST: QEMU, agent over TCP")]
+
+
+@pytest.fixture
+def api(volant_guest: GuestArtifacts, qemu_binary: str) -> Iterator[RunningDaemon]:
+    """A daemon whose VMs run on ``qemu-user-net``, with the example runtime installed."""
+    manifest: dict[str, Any] = json.loads((REPO / "examples" / "hello-http" / "manifest.json").read_text())
+    with running_daemon(
+        volant_guest, plugins=[("qemu-user-net-test", UserNetPlugin())], hypervisor="qemu-user-net"
+    ) as daemon:
+        assert daemon.request("POST", "/api/v1/plugins", manifest).status == 201
+        yield daemon
+
+
+def test_proxy_actions_and_openapi_over_tcp(api: RunningDaemon) -> None:
+    assert api.request("POST", "/api/v1/vms", {"name": "tcp", "plugin": "hello-http"}).status == 201
+    vm = api.wait_for_status("tcp", {"running", "crashed"})
+    assert vm["status"] == "running", vm
+    assert not (Path(vm["runtime_dir"]) / "agent.sock").exists()
+
+    hello = api.request("GET", "/api/v1/vms/tcp/agent/v1/")
+    assert hello.status == 200 and hello.json()["path"] == "/"
+    echo = api.request("POST", "/api/v1/vms/tcp/actions/echo", {"over": "tcp"})
+    assert echo.json() == {"echo": {"over": "tcp"}, "path": "/echo"}
+    assert api.request("GET", "/api/v1/vms/tcp/openapi").json()["info"]["title"] == "hello-http"
+    logs = api.request("GET", "/api/v1/vms/tcp/logs?tail=400").body.decode(errors="replace")
+    assert f"kestrel: eth0 is {GUEST_ADDRESS}/24" in logs
+    assert api.request("DELETE", "/api/v1/vms/tcp").status == 204

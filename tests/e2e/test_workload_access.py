@@ -1,0 +1,70 @@
+"""A real guest's workload through the API: actions, its OpenAPI document and its console log."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from volant_core.guest import GuestArtifacts
+from volant_core.testing.daemon import RunningDaemon, running_daemon
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def api(volant_guest: GuestArtifacts, hello_manifest_module: dict[str, Any]) -> Iterator[RunningDaemon]:
+    """One daemon and one running guest (``web``) of the example runtime for the whole module."""
+    with running_daemon(volant_guest) as daemon:
+        daemon.request("POST", "/api/v1/plugins", hello_manifest_module)
+        assert daemon.request("POST", "/api/v1/vms", {"name": "web", "plugin": "hello-http"}).status == 201
+        assert daemon.wait_for_status("web", {"running", "crashed"})["status"] == "running"
+        yield daemon
+
+
+def test_action_reaches_the_workload(api: RunningDaemon) -> None:
+    answer = api.request("POST", "/api/v1/vms/web/actions/echo", {"x": 1})
+    assert answer.status == 200, answer.body
+    assert answer.json() == {"echo": {"x": 1}, "path": "/echo"}
+    assert api.request("POST", "/api/v1/vms/web/actions/echo").json() == {"echo": None, "path": "/echo"}
+
+
+def test_bad_actions(api: RunningDaemon) -> None:
+    unknown = api.request("POST", "/api/v1/vms/web/actions/nope", {})
+    assert unknown.status == 404 and "its actions: echo" in unknown.json()["error"]["message"]
+    not_object = api.request("POST", "/api/v1/vms/web/actions/echo", [1, 2])
+    assert not_object.status == 422
+
+
+def test_workload_openapi_comes_from_the_guest(api: RunningDaemon) -> None:
+    answer = api.request("GET", "/api/v1/vms/web/openapi")
+    assert answer.status == 200
+    assert set(answer.json()["paths"]) == {"/", "/echo"}
+
+
+def test_logs_tail_and_follow(api: RunningDaemon) -> None:
+    logs = api.request("GET", "/api/v1/vms/web/logs?tail=500").body.decode(errors="replace")
+    assert "kestrel: workload healthy" in logs
+    assert len(api.request("GET", "/api/v1/vms/web/logs?tail=3").body.splitlines()) == 3
+
+    url = urllib.parse.urlsplit(api.url)
+    stream = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    stream.request("GET", "/api/v1/vms/web/logs?tail=0&follow=true")
+    response = stream.getresponse()
+    assert response.status == 200
+    api.request("POST", "/api/v1/vms/web/actions/echo", {"marker": "followed"})
+    seen = b""
+    while b'"followed"' not in seen:
+        line = response.fp.readline()
+        assert line, "the log stream ended before the workload's output arrived"
+        seen += line
+    assert json.loads(seen.split(b"echo ", 1)[1].splitlines()[0]) == {"marker": "followed"}
+    # Stopping the VM ends the stream.
+    assert api.request("POST", "/api/v1/vms/web/stop").json()["status"] == "stopped"
+    assert response.read() is not None
+    stream.close()
+    assert api.request("POST", "/api/v1/vms/web/actions/echo", {}).status == 409

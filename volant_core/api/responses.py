@@ -1,0 +1,173 @@
+"""Response bodies of the API as pydantic models: the OpenAPI schemas of what volantd sends.
+
+Resources build their answers as dicts (``VMView.to_dict`` ...); the responders
+declare these models with :func:`volant_core.api.openapi.operations.operation`,
+which validates every successful answer against them. So a field added to a
+view without its model is a 500 in the tests, never a silent drift from the
+published document. Unknown keys are refused for the same reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from volant_core.orchestrator.vmconfig import VMConfig
+from volant_core.vm import VMStatus
+
+__all__ = [
+    "ConfigVersion",
+    "DeploymentMember",
+    "DeploymentResource",
+    "Error",
+    "ErrorDetail",
+    "ErrorInfo",
+    "HealthStatus",
+    "PluginInfoResource",
+    "RuntimeList",
+    "RuntimeSummary",
+    "SystemPluginsResource",
+    "VMResource",
+]
+
+
+class _Response(BaseModel):
+    """Shared settings: unknown keys are a contract drift, not something to ignore."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class ErrorDetail(_Response):
+    """One problem with the request."""
+
+    field: str
+    """Dotted path of the field at fault (``body`` for the whole document)."""
+    message: str
+    """What is wrong and how to fix it."""
+
+
+class ErrorInfo(_Response):
+    """What went wrong."""
+
+    code: str
+    """Stable, machine-readable code (``invalid``, ``not_found``, ``conflict``, ``unauthorized`` ...)."""
+    message: str
+    """Explanation for people."""
+    details: list[ErrorDetail] | Any = None
+    """Per-field problems (``[{field, message}]``) or other structured data; null when there is none."""
+
+
+class Error(_Response):
+    """Every error response of the API."""
+
+    error: ErrorInfo
+
+
+class HealthStatus(_Response):
+    """``GET /healthz``."""
+
+    status: Literal["ok"]
+
+
+class PluginInfoResource(_Response):
+    """A code plugin found through the ``volant.plugins`` entry points, working or not."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: Literal["loaded", "failed", "disabled"]
+    error: str | None
+    """Why the plugin failed; null when it works."""
+    hooks: list[str]
+    """Hooks the plugin implements."""
+
+
+class SystemPluginsResource(_Response):
+    """``GET /api/v1/system/plugins``."""
+
+    version: str
+    """volant-core version."""
+    plugins: list[PluginInfoResource]
+
+
+class VMResource(_Response):
+    """A VM (``VMView.to_dict``): what it last booted with, its state and its configuration version."""
+
+    name: str
+    status: VMStatus
+    runtime: str
+    plugin: str
+    """Runtime manifest the VM was created from."""
+    hypervisor: str
+    network_mode: str
+    cpu_cores: int
+    memory_mb: int
+    mac_address: str
+    vsock_cid: int
+    runtime_dir: str
+    """Host directory of the VM's sockets, logs and boot media."""
+    kernel_cmdline: str
+    ip_address: str | None
+    pid: int | None
+    """Process id of the VMM; null when none runs."""
+    accelerator: str | None
+    status_reason: str | None
+    """Why the VM is in its status (e.g. what crashed it)."""
+    console_socket: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    config_version: int
+    """Current configuration version (see ``/config``)."""
+    restart_pending: bool
+    """True while the VMM runs a configuration a later change made stale."""
+
+
+class ConfigVersion(_Response):
+    """One version of a VM's configuration."""
+
+    version: int = Field(ge=1)
+    updated_at: datetime
+    config: VMConfig
+
+
+class RuntimeSummary(_Response):
+    """A runtime manifest in the catalog."""
+
+    name: str
+    version: str
+    runtime: str
+    enabled: bool
+    source: str
+    """``installed`` (through the API) or ``package:<distribution>`` (shipped by a plugin)."""
+
+
+class RuntimeList(_Response):
+    """``GET /api/v1/plugins``."""
+
+    plugins: list[RuntimeSummary]
+
+
+class DeploymentMember(_Response):
+    """A member VM of a deployment."""
+
+    name: str
+    status: VMStatus
+
+
+class DeploymentResource(_Response):
+    """A deployment: its member configuration, the wanted and the running replica counts."""
+
+    name: str
+    replicas: int
+    desired_replicas: int
+    """``replicas`` again, under the Go original's name."""
+    ready_replicas: int
+    """Members in ``running``."""
+    config: dict[str, Any]
+    """Member VM configuration (the keys of ``PATCH /vms/{name}/config``, with ``plugin``)."""
+    members: list[DeploymentMember]
+    created_at: datetime
+    updated_at: datetime
