@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from volant_core.testing.cli import VOLAR, run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.waiting import eventually
-
-VOLAR = Path(sys.executable).with_name("volar")
 
 
 @pytest.fixture
@@ -28,9 +26,7 @@ def api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
 
 def volar(api: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:
     """Run volar against ``api``."""
-    return subprocess.run(
-        [str(VOLAR), "--api", api.url, *args], capture_output=True, text=True, timeout=120, check=False
-    )
+    return run_volar(api.url, *args)
 
 
 def test_deployment_commands(api: RunningDaemon) -> None:

@@ -6,6 +6,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from volant_core.errors import ConflictError, NotFoundError, ValidationError
 from volant_core.store import Store, VMRecord, open_store
 from volant_core.store.database import connect
 from volant_core.store.migrate import Migration, applied_versions, discover, migrate
-from volant_core.store.models import MODELS
+from volant_core.store.models import MODELS, utcnow
 
 TABLES = {
     "schema_migrations",
@@ -27,6 +28,7 @@ TABLES = {
     "ip_allocations",
     "vm_groups",
     "events",
+    "idempotency_keys",
 }
 ISO_UTC_MICROS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
 
@@ -502,3 +504,28 @@ def test_concurrent_writers_never_see_database_locked(store: Store) -> None:
     assert len(vms) == threads * writes
     assert sorted(vm.vsock_cid for vm in vms) == list(range(3, 3 + threads * writes))
     assert store.events.latest_id() == threads * writes
+
+
+def test_configs_of_many_vms_in_one_query(store: Store) -> None:
+    a, b, c = (new_vm(store, name) for name in ("a", "b", "c"))
+    for vm, versions in ((a, 1), (b, 3)):
+        for n in range(versions):
+            store.configs.put(vm.id, {"n": n})
+    current = store.configs.current_many([a.id, b.id, c.id])
+    assert {vm_id: r.version for vm_id, r in current.items()} == {a.id: 1, b.id: 3}
+    older = store.configs.versions({a.id: 1, b.id: 2, c.id: 1})
+    assert {vm_id: r.config["n"] for vm_id, r in older.items()} == {a.id: 0, b.id: 1}
+    assert store.configs.versions({}) == {}
+
+
+def test_idempotency_keys(store: Store) -> None:
+    keys = store.idempotency
+    assert keys.claim("k", "POST /x", "d1") is None
+    held = keys.claim("k", "POST /x", "d2")
+    assert held is not None and held.status is None and held.digest == "d1"
+    keys.finish("k", 201, {"ok": True})
+    done = keys.claim("k", "POST /x", "d1")
+    assert done is not None and (done.status, done.response) == (201, {"ok": True})
+    keys.release("k")
+    assert keys.claim("k", "POST /x", "d3") is None
+    assert keys.prune(utcnow() + timedelta(seconds=1)) == 1

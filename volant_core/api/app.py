@@ -19,7 +19,13 @@ from volant_core.api.openapi.generator import DOCUMENT_PATH, OpenApiDocument
 from volant_core.api.openapi.routes import RoutedApp, mount_plugin_routes
 from volant_core.api.runtimes import RuntimeCollection, RuntimeItem
 from volant_core.api.security import security_middleware
-from volant_core.api.system import Health, SystemPlugins
+from volant_core.api.system import (
+    Health,
+    SystemInfoResource,
+    SystemPlugins,
+    SystemStatusResource,
+    SystemSummaryResource,
+)
 from volant_core.api.vms import AgentProxy, VMCollection, VMItem
 from volant_core.api.workload import VMAction, VMLogs, VMOpenAPI
 from volant_core.orchestrator import Orchestrator
@@ -61,7 +67,11 @@ def create_app(deps: ApiDeps) -> RoutedApp:
     runtime_item = RuntimeItem(deps.catalog)
     app.add_route("/healthz", Health())
     app.add_route("/api/v1/system/plugins", SystemPlugins(deps.plugins))
-    app.add_route("/api/v1/vms", VMCollection(deps.orchestrator))
+    app.add_route("/api/v1/system/status", SystemStatusResource(deps.orchestrator))
+    app.add_route("/api/v1/system/info", SystemInfoResource(deps.orchestrator))
+    app.add_route("/api/v1/system/summary", SystemSummaryResource(deps.orchestrator, deps.catalog))
+    keys = deps.orchestrator.store.idempotency
+    app.add_route("/api/v1/vms", VMCollection(deps.orchestrator, keys))
     app.add_route("/api/v1/vms/{name}", vm_item)
     for action in ("start", "stop", "restart"):
         app.add_route(f"/api/v1/vms/{{name}}/{action}", vm_item, suffix=action)
@@ -73,7 +83,7 @@ def create_app(deps: ApiDeps) -> RoutedApp:
     app.add_route("/api/v1/vms/{name}/actions/{action}", VMAction(deps.orchestrator))
     app.add_route("/api/v1/vms/{name}/openapi", VMOpenAPI(deps.orchestrator))
     app.add_route("/api/v1/vms/{name}/logs", VMLogs(deps.orchestrator))
-    app.add_route("/api/v1/deployments", DeploymentCollection(deps.deployments))
+    app.add_route("/api/v1/deployments", DeploymentCollection(deps.deployments, keys))
     app.add_route("/api/v1/deployments/{name}", DeploymentItem(deps.deployments))
     events = EventStream(
         deps.orchestrator.events,

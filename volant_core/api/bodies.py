@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import falcon
@@ -14,9 +15,17 @@ from volant_core.errors import ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+def raw_body(req: falcon.Request) -> bytes:
+    """The request body as sent; read once, so several readers (e.g. idempotency, parsing) share it."""
+    if "raw_body" not in req.context:
+        req.context.raw_body = req.bounded_stream.read()
+    body: bytes = req.context.raw_body
+    return body
+
+
 def read_json(req: falcon.Request) -> Any:
     """The request body parsed as JSON; 400-class ValidationError when it is not JSON."""
-    raw = req.bounded_stream.read()
+    raw = raw_body(req)
     if not raw:
         raise ValidationError("request body: expected a JSON document, got nothing", field="body")
     try:
@@ -46,6 +55,22 @@ def query_count(req: falcon.Request, name: str, *, default: int, maximum: int) -
     return int(digits)
 
 
+def query_choice(req: falcon.Request, name: str, choices: Sequence[str], *, default: str) -> str:
+    """Query parameter ``name``: one of ``choices`` (any case), ``default`` when absent; else 422."""
+    raw = req.get_param(name)
+    if raw is None:
+        return default
+    if raw.lower() not in choices:
+        raise ValidationError(f"{name}: {raw!r} is not one of {', '.join(choices)}", field=name)
+    return raw.lower()
+
+
+def query_list(req: falcon.Request, name: str) -> list[str]:
+    """Every value of query parameter ``name``: repeated and/or comma-separated, blanks dropped."""
+    values = req.get_param_as_list(name) or []
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
 def query_flag(req: falcon.Request, name: str) -> bool:
     """Query parameter ``name`` as a boolean (true/false, 1/0, yes/no); False when absent."""
     raw = (req.get_param(name) or "false").lower()
@@ -55,4 +80,3 @@ def query_flag(req: falcon.Request, name: str) -> bool:
 
 
 _FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-

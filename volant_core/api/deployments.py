@@ -5,19 +5,22 @@ from __future__ import annotations
 import falcon
 
 from volant_core.api.bodies import parse_body
+from volant_core.api.idempotency import REQUEST_HEADERS, idempotent
 from volant_core.api.models import CreateDeploymentRequest, ResourceName, UpdateDeploymentRequest
 from volant_core.api.openapi.operations import operation
 from volant_core.api.responses import DeploymentResource
 from volant_core.errors import ValidationError
 from volant_core.orchestrator.deployments import Deployments
+from volant_core.store.idempotency import IdempotencyRepository
 from volant_core.vm import check_name
 
 
 class DeploymentCollection:
     """``/api/v1/deployments``: list and create."""
 
-    def __init__(self, deployments: Deployments) -> None:
+    def __init__(self, deployments: Deployments, idempotency: IdempotencyRepository) -> None:
         self.deployments = deployments
+        self.idempotency = idempotency
 
     @operation(response=list[DeploymentResource], headers={"X-Total-Count": "Number of deployments"})
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -26,11 +29,13 @@ class DeploymentCollection:
         resp.media = [d.to_dict() for d in items]
         resp.set_header("X-Total-Count", str(len(items)))
 
+    @idempotent
     @operation(
         status=201,
         body=CreateDeploymentRequest,
         response=DeploymentResource,
         headers={"Location": "Path of the new deployment"},
+        request_headers=REQUEST_HEADERS,
         errors=(404, 409),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

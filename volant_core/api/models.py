@@ -75,4 +75,3 @@ class UpdateDeploymentRequest(BaseModel):
 
     replicas: int | None = Field(default=None, ge=0, strict=True)
     config: dict[str, Any] | None = None
-

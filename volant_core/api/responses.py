@@ -26,9 +26,13 @@ __all__ = [
     "ErrorInfo",
     "HealthStatus",
     "PluginInfoResource",
+    "RuntimeCount",
     "RuntimeList",
     "RuntimeSummary",
+    "SystemInfo",
     "SystemPluginsResource",
+    "SystemStatus",
+    "SystemSummary",
     "VMResource",
 ]
 
@@ -91,6 +95,53 @@ class SystemPluginsResource(_Response):
     version: str
     """volant-core version."""
     plugins: list[PluginInfoResource]
+
+
+class SystemStatus(_Response):
+    """``GET /api/v1/system/status``."""
+
+    status: Literal["ok"]
+    vm_count: int
+    """VMs known to the daemon, in any state."""
+    uptime_s: float
+    """Seconds since the API started."""
+    version: str
+    """volant-core version."""
+
+
+class SystemInfo(_Response):
+    """``GET /api/v1/system/info``: how this daemon is set up."""
+
+    version: str
+    api_listen: str
+    """Address the API was configured to listen on."""
+    hypervisors: list[str]
+    """Registered hypervisor backends."""
+    network_modes: list[str]
+    """Registered network modes."""
+    default_hypervisor: str
+    default_network_mode: str
+    state_dir: str
+
+
+class RuntimeCount(_Response):
+    """A runtime manifest in the system summary."""
+
+    name: str
+    version: str
+    enabled: bool
+
+
+class SystemSummary(_Response):
+    """``GET /api/v1/system/summary``: VM counts by status and runtime (lower-case keys), manifests."""
+
+    total_vms: int
+    by_status: dict[str, int]
+    by_runtime: dict[str, int]
+    total_plugins: int
+    """Runtime manifests in the catalog."""
+    enabled_plugins: int
+    plugins: list[RuntimeCount]
 
 
 class VMResource(_Response):

@@ -2,54 +2,97 @@
 
 from __future__ import annotations
 
-import falcon
+import urllib.parse
+from typing import Annotated, Literal, cast
 
-from volant_core.api.bodies import parse_body
+import falcon
+from pydantic import Field
+
+from volant_core.api.bodies import parse_body, query_choice, query_count, query_list
+from volant_core.api.idempotency import REQUEST_HEADERS, idempotent
 from volant_core.api.models import CreateVMRequest, ResourceName
 from volant_core.api.openapi.operations import operation
 from volant_core.api.responses import VMResource
-from volant_core.api.workload import relay
+from volant_core.api.workload import HOP_HEADERS, relay
+from volant_core.errors import ValidationError
 from volant_core.orchestrator import Orchestrator
-from volant_core.vm import check_name
+from volant_core.orchestrator.listing import SORT_KEYS, SortKey, VMQuery
+from volant_core.store.idempotency import IdempotencyRepository
+from volant_core.vm import VMStatus, check_name
 
-#: Request headers never forwarded to the guest agent (hop-by-hop, or ours).
-_DROPPED_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "accept-encoding",
-        "x-volant-api-key",
-        "authorization",
-    }
-)
+#: Request headers never forwarded to the guest agent: hop-by-hop ones, and ours (credentials).
+_DROPPED_HEADERS = HOP_HEADERS | {"host", "accept-encoding", "x-volant-api-key", "authorization"}
+#: Characters of a path segment sent on as they are (RFC 3986 pchar, and ``/``).
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+#: Largest ``limit`` and ``offset`` of the VM list.
+MAX_PAGE = 1_000_000
+#: Query parameters of the VM list, for the OpenAPI document.
+LIST_QUERY = {
+    "status": Annotated[str, Field(description="Keep VMs in these states (repeat or comma-separate)")],
+    "runtime": Annotated[str, Field(description="Keep VMs of this runtime (any case)")],
+    "plugin": Annotated[str, Field(description="Keep VMs created from this runtime manifest (any case)")],
+    "q": Annotated[str, Field(description="Substring of the name, IP address or runtime (any case)")],
+    "sort": Annotated[SortKey, Field(description="Sort key; default created_at")],
+    "order": Annotated[Literal["asc", "desc"], Field(description="Sort order; default asc")],
+    "limit": Annotated[int, Field(ge=0, le=MAX_PAGE, description="Most VMs to answer; default all")],
+    "offset": Annotated[int, Field(ge=0, le=MAX_PAGE, description="VMs to skip first; default 0")],
+}
+
+
+def _list_query(req: falcon.Request) -> VMQuery:
+    """The :class:`VMQuery` of a list request; 422 naming the first bad parameter."""
+    statuses = set()
+    for value in query_list(req, "status"):
+        try:
+            statuses.add(VMStatus(value.lower()))
+        except ValueError:
+            known = ", ".join(VMStatus)
+            raise ValidationError(f"status: {value!r} is not one of {known}", field="status") from None
+    limit = query_count(req, "limit", default=MAX_PAGE, maximum=MAX_PAGE)
+    return VMQuery(
+        statuses=frozenset(statuses),
+        runtime=req.get_param("runtime"),
+        plugin=req.get_param("plugin"),
+        text=req.get_param("q"),
+        sort=cast(SortKey, query_choice(req, "sort", SORT_KEYS, default="created_at")),
+        descending=query_choice(req, "order", ("asc", "desc"), default="asc") == "desc",
+        limit=None if req.get_param("limit") is None else limit,
+        offset=query_count(req, "offset", default=0, maximum=MAX_PAGE),
+    )
 
 
 class VMCollection:
     """``/api/v1/vms``: list and create."""
 
-    def __init__(self, orchestrator: Orchestrator) -> None:
+    def __init__(self, orchestrator: Orchestrator, idempotency: IdempotencyRepository) -> None:
         self.orchestrator = orchestrator
+        self.idempotency = idempotency
 
-    @operation(response=list[VMResource], headers={"X-Total-Count": "Number of VMs"})
+    @operation(
+        response=list[VMResource],
+        headers={"X-Total-Count": "Number of VMs matching the filters, before limit and offset"},
+        query=LIST_QUERY,
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """List VMs, oldest first."""
-        vms = self.orchestrator.list_vms()
-        resp.media = [vm.to_dict() for vm in vms]
-        resp.set_header("X-Total-Count", str(len(vms)))
+        """List VMs: filtered, sorted (oldest first by default) and paged.
 
+        ``status`` may be repeated and/or comma-separated; ``runtime`` and ``plugin``
+        match exactly and ``q`` is a substring of the name, IP address or runtime,
+        all ignoring case. ``limit=0`` answers no VMs, only ``X-Total-Count``.
+        """
+        vms, total = self.orchestrator.find_vms(_list_query(req))
+        resp.media = [vm.to_dict() for vm in vms]
+        resp.set_header("X-Total-Count", str(total))
+
+    @idempotent
     @operation(
         status=201,
         body=CreateVMRequest,
         response=VMResource,
         headers={"Location": "Path of the new VM"},
+        request_headers=REQUEST_HEADERS,
         errors=(404, 409, 500),
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -108,7 +151,7 @@ class AgentProxy:
         hop-by-hop headers and credentials are not.
         """
         client = self.orchestrator.agent(check_name(name))
-        target = "/" + path.lstrip("/")
+        target = "/" + urllib.parse.quote(path.lstrip("/"), safe=_PATH_SAFE)
         if req.query_string:
             target += "?" + req.query_string
         headers = {k: v for k, v in req.headers.items() if k.lower() not in _DROPPED_HEADERS}

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from volant_core.errors import (
+    AgentError,
+    AgentTimeout,
     ConflictError,
     ForbiddenError,
     NotFoundError,
+    NotReadyError,
     UnauthorizedError,
     ValidationError,
     VolantError,
@@ -28,6 +34,9 @@ _STATUS_ERRORS: dict[int, type[VolantError]] = {
     422: ValidationError,
     404: NotFoundError,
     409: ConflictError,
+    502: AgentError,
+    503: NotReadyError,
+    504: AgentTimeout,
 }
 
 
@@ -37,6 +46,15 @@ class ApiError(click.ClickException):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code  # type: ignore[misc]  # click reads it per instance
+
+
+class Unreachable(ApiError):
+    """volantd could not be reached (not running, wrong address, connection refused)."""
+
+    def __init__(self, base_url: str, reason: object) -> None:
+        super().__init__(
+            f"cannot reach volantd at {base_url}: {reason} (is it running? start it with `volantd`)", 1
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,19 @@ class ApiClient:
         self.api_key = api_key
         self.timeout = timeout
 
+    def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None, json_body: bool
+    ) -> urllib.request.Request:
+        """The request to send: the API key and, for a JSON payload, its content type added."""
+        request = urllib.request.Request(
+            self.base_url + path, data=body, method=method, headers=headers or {}
+        )
+        if json_body:
+            request.add_header("Content-Type", "application/json")
+        if self.api_key:
+            request.add_header("X-Volant-API-Key", self.api_key)
+        return request
+
     def send(
         self,
         method: str,
@@ -71,22 +102,32 @@ class ApiClient:
     ) -> Reply:
         """Send a request and return the answer whatever its status; ApiError if volantd is unreachable."""
         body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
-        request = urllib.request.Request(
-            self.base_url + path, data=body, method=method, headers=headers or {}
-        )
-        if body is not None and raw is None:
-            request.add_header("Content-Type", "application/json")
-        if self.api_key:
-            request.add_header("X-Volant-API-Key", self.api_key)
+        request = self._request(method, path, body, headers, json_body=body is not None and raw is None)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return Reply(response.status, dict(response.headers), response.read())
         except urllib.error.HTTPError as err:
             return Reply(err.code, dict(err.headers), err.read())
         except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            hint = "is it running? start it with `volantd`"
-            raise ApiError(f"cannot reach volantd at {self.base_url}: {reason} ({hint})", 1) from None
+            raise Unreachable(self.base_url, getattr(err, "reason", err)) from None
+
+    @contextlib.contextmanager
+    def stream(
+        self, path: str, *, headers: dict[str, str] | None = None, timeout: float | None = None
+    ) -> Iterator[http.client.HTTPResponse]:
+        """``GET path`` whose body is read as it arrives (``timeout``: longest silence, None: forever).
+
+        ApiError for a non-2xx answer or when volantd is unreachable.
+        """
+        request = self._request("GET", path, None, headers, json_body=False)
+        try:
+            response = urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError as err:
+            raise self._error(err.code, err.read()) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise Unreachable(self.base_url, getattr(err, "reason", err)) from None
+        with response:
+            yield response
 
     def call(self, method: str, path: str, payload: Any = None, *, raw: bytes | None = None) -> Reply:
         """:meth:`send`, raising :class:`ApiError` for a non-2xx answer."""

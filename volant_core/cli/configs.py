@@ -56,9 +56,13 @@ def set_config(client: ApiClient, name: str, patch_file: Path) -> None:
     except ValueError as err:
         raise click.BadParameter(f"{patch_file} is not valid JSON: {err}", param_hint="--file") from None
     result = client.json("PATCH", f"/api/v1/vms/{name}/config", patch)
+    click.echo(f"{name}: configuration version {result['version']}{pending_note(client, name)}")
+
+
+def pending_note(client: ApiClient, name: str) -> str:
+    """`` (restart the VM to apply it)`` when the VM runs an older configuration, else ``""``."""
     vm = client.json("GET", f"/api/v1/vms/{name}")
-    pending = " (restart the VM to apply it)" if vm.get("restart_pending") else ""
-    click.echo(f"{name}: configuration version {result['version']}{pending}")
+    return " (restart the VM to apply it)" if vm.get("restart_pending") else ""
 
 
 @config.command("history")

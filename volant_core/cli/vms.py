@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import time
+import urllib.parse
 
 import click
 
 from volant_core.cli.client import ApiClient, ApiError
-from volant_core.cli.configs import config
+from volant_core.cli.configs import config, pending_note
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_fields, output_option
+from volant_core.cli.workload import call, operations
 
 VM_COLUMNS = [
     ("NAME", "name"),
@@ -35,15 +38,25 @@ def vms() -> None:
     """
 
 
+#: ``-q/--quiet``: print only VM names, one a line (for scripts and shell loops).
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="print only the VM names")
+
+
 @vms.command("list")
 @output_option
+@quiet_option
 @pass_client
-def list_vms(client: ApiClient, output: str) -> None:
+def list_vms(client: ApiClient, output: str, quiet: bool) -> None:
     """List VMs.
 
     Example: volar vms list -o json
     """
-    emit(client.json("GET", "/api/v1/vms"), output, VM_COLUMNS)
+    listed = client.json("GET", "/api/v1/vms")
+    if quiet:
+        for vm in listed:
+            click.echo(vm["name"])
+    else:
+        emit(listed, output, VM_COLUMNS)
 
 
 @vms.command("get")
@@ -86,9 +99,10 @@ def wait_until_settled(client: ApiClient, name: str, timeout: float) -> dict:
 @click.option("--wait/--no-wait", default=True, show_default=True, help="wait until the VM is running")
 @click.option("--wait-timeout", type=float, default=180.0, show_default=True, help="seconds to wait")
 @output_option
+@quiet_option
 @pass_client
 def create_vm(
-    client: ApiClient, name: str, wait: bool, wait_timeout: float, output: str, **fields: object
+    client: ApiClient, name: str, wait: bool, wait_timeout: float, output: str, quiet: bool, **fields: object
 ) -> None:
     """Create a VM and boot it.
 
@@ -98,7 +112,10 @@ def create_vm(
     vm = client.json("POST", "/api/v1/vms", payload)
     if wait:
         vm = wait_until_settled(client, name, wait_timeout)
-    emit_fields(vm, output)
+    if quiet:
+        click.echo(vm["name"])
+    else:
+        emit_fields(vm, output)
 
 
 def _action(verb: str, help_text: str) -> click.Command:
@@ -151,4 +168,53 @@ def agent_request(client: ApiClient, name: str, path: str, method: str, data: st
     click.echo(reply.body.decode(errors="replace"))
 
 
+@vms.command("logs")
+@click.argument("name")
+@click.option(
+    "--tail", type=click.IntRange(0, 100_000), help="last N lines first (default: the daemon's, 200)"
+)
+@click.option("-f", "--follow", is_flag=True, help="keep printing new output until the VM stops (or Ctrl-C)")
+@pass_client
+def vm_logs(client: ApiClient, name: str, tail: int | None, follow: bool) -> None:
+    """Print the guest console: kernel, kestrel and workload output.
+
+    Example: volar vms logs web-1 --tail 50 -f
+    """
+    query = ([("tail", str(tail))] if tail is not None else []) + ([("follow", "true")] if follow else [])
+    path = f"/api/v1/vms/{name}/logs" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    out = sys.stdout.buffer
+    try:
+        with client.stream(path, timeout=None if follow else client.timeout) as body:
+            while chunk := body.read1(65536):
+                out.write(chunk)
+                out.flush()
+    except KeyboardInterrupt:
+        return
+
+
+@vms.command("scale")
+@click.argument("name")
+@click.option("--cpu", "cpu_cores", type=click.IntRange(1, 64), help="vCPUs")
+@click.option("--memory", "memory_mb", type=click.IntRange(128), help="memory in MiB")
+@click.option("--restart", is_flag=True, help="restart the VM so the new resources apply now")
+@pass_client
+def scale_vm(
+    client: ApiClient, name: str, cpu_cores: int | None, memory_mb: int | None, restart: bool
+) -> None:
+    """Change a VM's vCPUs and/or memory (a new configuration version); prints whether a restart is pending.
+
+    Example: volar vms scale web-1 --cpu 2 --memory 1024 --restart
+    """
+    resources = {k: v for k, v in (("cpu_cores", cpu_cores), ("memory_mb", memory_mb)) if v is not None}
+    if not resources:
+        raise click.UsageError("give --cpu and/or --memory")
+    result = client.json("PATCH", f"/api/v1/vms/{name}/config", {"resources": resources})
+    if restart:
+        client.json("POST", f"/api/v1/vms/{name}/restart")
+    note = pending_note(client, name) or " (no restart pending)"
+    click.echo(f"{name}: configuration version {result['version']}{note}")
+
+
 vms.add_command(config)
+for _command in (operations, call):
+    vms.add_command(_command)

@@ -1,21 +1,112 @@
-"""``volantd``: the Volant control plane."""
+"""``volantd``: the Volant control plane.
+
+Every ``VOLANT_*`` variable of :data:`volant_core.settings.ENVIRONMENT` has an option, generated
+from that map (``VOLANT_BOOT_TIMEOUT`` -> ``--boot-timeout``), so the two cannot drift apart.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from volant_core import __version__
 from volant_core.cli.output import emit_table
-from volant_core.daemon import build_daemon
+from volant_core.daemon import Daemon, build_daemon
 from volant_core.errors import VolantError
 from volant_core.plugins import load_plugins
 from volant_core.registry import build_registries
-from volant_core.settings import load_settings
+from volant_core.settings import ENVIRONMENT, Settings, load_settings
+from volant_core.store.database import connect
+from volant_core.store.migrate import applied_versions, migrate
+from volant_core.vm import ACTIVE_STATES
+
+log = logging.getLogger("volant_core.volantd")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Older option names kept working beside the generated ones.
+ALIASES = {"VOLANT_API_LISTEN": ("--listen",), "VOLANT_DB_PATH": ("--db",)}
+
+
+def option_name(variable: str) -> str:
+    """The option of an environment variable: ``VOLANT_API_KEY_FILE`` -> ``--api-key-file``."""
+    return "--" + variable.removeprefix("VOLANT_").lower().replace("_", "-")
+
+
+def settings_options(variables: list[str]) -> Callable[[F], F]:
+    """Decorate a command with one option per variable; the command receives them as ``**settings``
+    keyword arguments named after the variable (``volant_api_key``). Values are validated by
+    :func:`load_settings`, exactly as the variables are.
+    """
+
+    def decorate(command: F) -> F:
+        for variable in reversed(variables):
+            field = ENVIRONMENT[variable]
+            info = Settings.model_fields[field]
+            shown = "" if info.is_required() or info.default in (None, ()) else f"; default {info.default}"
+            command = click.option(
+                option_name(variable),
+                *ALIASES.get(variable, ()),
+                variable.lower(),
+                metavar=field.upper(),
+                help=f"env {variable}{shown}",
+            )(command)
+        return command
+
+    return decorate
+
+
+def settings_from_options(values: dict[str, str | None]) -> Settings:
+    """Settings from the environment, overridden by the options given (two options of one field
+    must agree).
+    """
+    overrides: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        variable = key.upper()
+        field = ENVIRONMENT[variable]
+        if overrides.get(field, value) != value:
+            raise click.UsageError(f"{option_name(variable)} contradicts another option setting {field}")
+        overrides[field] = value
+    try:
+        return load_settings(None, **overrides)
+    except VolantError as err:
+        raise click.ClickException(err.message) from None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: ``time``, ``level``, ``logger``, ``message`` (and ``exception``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as a JSON line."""
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, form: str) -> None:
+    """Log to stderr at ``level``, as text lines or JSON lines."""
+    handler = logging.StreamHandler()
+    if form == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def list_plugins() -> None:
@@ -34,42 +125,20 @@ def list_plugins() -> None:
     )
 
 
-@click.command()
-@click.version_option(__version__, prog_name="volantd")
-@click.option("--list-plugins", "show_plugins", is_flag=True, help="list code plugins and exit")
-@click.option("--listen", help="HOST:PORT to serve on (env VOLANT_API_LISTEN, default 127.0.0.1:7777)")
-@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path), help="env VOLANT_STATE_DIR")
-@click.option(
-    "--db", type=click.Path(dir_okay=False, path_type=Path), help="SQLite file (env VOLANT_DB_PATH)"
-)
-@click.option(
-    "--runtime-dir", type=click.Path(file_okay=False, path_type=Path), help="env VOLANT_RUNTIME_DIR"
-)
-@click.option("--hypervisor", help="hypervisor plugin for new VMs (env VOLANT_HYPERVISOR, default qemu)")
-@click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True
-)
-def cli(
-    show_plugins: bool,
-    listen: str | None,
-    state_dir: Path | None,
-    db: Path | None,
-    runtime_dir: Path | None,
-    hypervisor: str | None,
-    log_level: str,
-) -> None:
-    """Serve the Volant API until SIGTERM or SIGINT; VMs keep running after it exits.
+def stop_all_vms(daemon: Daemon) -> None:
+    """Power off every VM that runs (``--stop-vms-on-exit``); one that fails is logged, not fatal."""
+    for vm in daemon.orchestrator.list_vms():
+        if vm.status in ACTIVE_STATES:
+            log.info("stopping vm %s", vm.name)
+            try:
+                daemon.orchestrator.stop_vm(vm.name)
+            except VolantError as err:
+                log.warning("could not stop vm %s: %s", vm.name, err.message)
 
-    Example: volantd --listen 127.0.0.1:7777 --state-dir ~/.volant
-    """
-    if show_plugins:
-        list_plugins()
-        return
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+def serve(settings: Settings, stop_vms_on_exit: bool) -> None:
+    """Run the daemon until SIGTERM or SIGINT."""
     try:
-        settings = load_settings(
-            api_listen=listen, state_dir=state_dir, db_path=db, runtime_dir=runtime_dir, hypervisor=hypervisor
-        )
         daemon = build_daemon(settings)
         daemon.start()
     except VolantError as err:
@@ -80,7 +149,79 @@ def cli(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
+    log.info("volantd stopping")
+    if stop_vms_on_exit:
+        daemon.deployments.stop()  # no member is replaced while the VMs stop
+        stop_all_vms(daemon)
     daemon.stop()
+
+
+@click.group(invoke_without_command=True)
+@click.version_option(__version__, prog_name="volantd")
+@click.option("--list-plugins", "show_plugins", is_flag=True, help="list code plugins and exit")
+@settings_options(list(ENVIRONMENT))
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object a line with time, level, logger and message",
+)
+@click.option(
+    "--stop-vms-on-exit",
+    is_flag=True,
+    help="power off every VM on shutdown (default: VMs keep running and are re-adopted at the next start)",
+)
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    show_plugins: bool,
+    log_level: str,
+    log_format: str,
+    stop_vms_on_exit: bool,
+    **settings: str | None,
+) -> None:
+    """Serve the Volant API until SIGTERM or SIGINT (without a subcommand); VMs keep running after
+    it exits unless --stop-vms-on-exit. Options override the VOLANT_* variables they name.
+
+    \b
+    Example:
+      volantd --listen 127.0.0.1:7777 --state-dir ~/.volant --log-format json
+      volantd migrate --state-dir ~/.volant
+    """
+    configure_logging(log_level, log_format)
+    if ctx.invoked_subcommand is not None:
+        return
+    if show_plugins:
+        list_plugins()
+        return
+    serve(settings_from_options(settings), stop_vms_on_exit)
+
+
+@cli.command("migrate")
+@settings_options(["VOLANT_STATE_DIR", "VOLANT_DB_PATH"])
+def migrate_command(**settings: str | None) -> None:
+    """Open the state database, apply the migrations it lacks and print the versions applied.
+
+    volantd migrates on start too; this does it ahead, e.g. before an upgrade. A second run is a no-op.
+
+    Example: volantd migrate --state-dir ~/.volant
+    """
+    path: Path = settings_from_options(settings).db_path
+    db = connect(path)
+    try:
+        applied = migrate(db)
+        current = applied_versions(db)
+    finally:
+        db.close()
+    if applied:
+        click.echo(f"{path}: applied {', '.join(map(str, applied))}")
+    else:
+        click.echo(f"{path}: up to date")
+    click.echo(f"schema versions: {', '.join(map(str, current)) or 'none'}")
 
 
 def main() -> None:

@@ -6,8 +6,10 @@ import click
 
 from volant_core import __version__
 from volant_core.cli.client import ApiClient
+from volant_core.cli.completion import completion
 from volant_core.cli.deployments import deployments
 from volant_core.cli.doctor import doctor
+from volant_core.cli.events import events
 from volant_core.cli.image import image
 from volant_core.cli.openapi import openapi
 from volant_core.cli.runtimes import plugins
@@ -40,7 +42,7 @@ def cli(ctx: click.Context, api: str, api_key: str | None, timeout: float) -> No
     ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
 
 
-for _group in (vms, deployments, plugins, system, image, doctor, openapi):
+for _group in (vms, deployments, plugins, system, events, image, doctor, openapi, completion):
     cli.add_command(_group)
 
 

@@ -46,7 +46,7 @@ def revision_of(config: Mapping[str, Any]) -> str:
 def member_index(group: str, vm_name: str) -> int | None:
     """``n`` for a member named ``<group>-<n>`` (n >= 1), else None."""
     prefix = f"{group}-"
-    suffix = vm_name[len(prefix):] if vm_name.startswith(prefix) else ""
+    suffix = vm_name[len(prefix) :] if vm_name.startswith(prefix) else ""
     return int(suffix) if suffix.isdigit() and not suffix.startswith("0") else None
 
 
@@ -65,9 +65,14 @@ class DeploymentView:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; ``desired_replicas`` repeats ``replicas`` under the Go original's name."""
         return {
-            "name": self.name, "replicas": self.replicas, "desired_replicas": self.replicas,
-            "ready_replicas": self.ready_replicas, "config": self.config, "members": self.members,
-            "created_at": self.created_at, "updated_at": self.updated_at,
+            "name": self.name,
+            "replicas": self.replicas,
+            "desired_replicas": self.replicas,
+            "ready_replicas": self.ready_replicas,
+            "config": self.config,
+            "members": self.members,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
         }
 
 
@@ -90,8 +95,9 @@ class Members(Protocol):
 class Deployments:
     """Deployment CRUD plus the reconcile loop."""
 
-    def __init__(self, store: Store, events: EventBus, members: Members, *,
-                 interval: float = RECONCILE_INTERVAL_S) -> None:
+    def __init__(
+        self, store: Store, events: EventBus, members: Members, *, interval: float = RECONCILE_INTERVAL_S
+    ) -> None:
         self._store = store
         self._events = events
         self._members = members
@@ -120,8 +126,9 @@ class Deployments:
         """One deployment."""
         return self._view(self._store.groups.get(name))
 
-    def update(self, name: str, *, replicas: int | None = None,
-               config: Mapping[str, Any] | None = None) -> DeploymentView:
+    def update(
+        self, name: str, *, replicas: int | None = None, config: Mapping[str, Any] | None = None
+    ) -> DeploymentView:
         """Change the replica count and/or the configuration (rolled out member by member)."""
         if replicas is not None:
             self._check_name(name, replicas)
@@ -165,8 +172,12 @@ class Deployments:
 
     def on_event(self, event: Event) -> None:
         """Wake the loop when a member changed state (subscribed to the event bus)."""
-        if event.type in (EventType.VM_CRASHED, EventType.VM_DELETED, EventType.VM_STOPPED,
-                          EventType.VM_RUNNING):
+        if event.type in (
+            EventType.VM_CRASHED,
+            EventType.VM_DELETED,
+            EventType.VM_STOPPED,
+            EventType.VM_RUNNING,
+        ):
             self.wake()
 
     def _loop(self) -> None:
@@ -191,13 +202,16 @@ class Deployments:
 
     def _reconcile(self, group: GroupRecord) -> None:
         members = {m.name: m for m in self._store.vms.list(group_id=group.id)}
-        indexed = sorted((member_index(group.name, n), m) for n, m in members.items()
-                         if member_index(group.name, n) is not None)
+        indexed = sorted(
+            (member_index(group.name, n), m)
+            for n, m in members.items()
+            if member_index(group.name, n) is not None
+        )
         revision = revision_of(group.config)
         for _, member in indexed:
             if member.status == VMStatus.CRASHED:
                 self._replace(group, member, revision, "replacing crashed member")
-        surplus = [m for _, m in indexed][group.replicas:]
+        surplus = [m for _, m in indexed][group.replicas :]
         for member in reversed(surplus):
             self._delete_member(member.name)
             self._emit(EventType.DEPLOYMENT_RECONCILED, group, f"removed {member.name}")
@@ -250,7 +264,8 @@ class Deployments:
         if len(f"{name}-{10**MAX_INDEX_DIGITS}") > 63:
             raise ValidationError(
                 f"name: {name!r} leaves no room for member suffixes; use at most "
-                f"{63 - MAX_INDEX_DIGITS - 2} characters", field="name",
+                f"{63 - MAX_INDEX_DIGITS - 2} characters",
+                field="name",
             )
         if not 0 <= replicas < 10**MAX_INDEX_DIGITS:
             limit = 10**MAX_INDEX_DIGITS - 1
@@ -259,15 +274,24 @@ class Deployments:
     def _view(self, group: GroupRecord) -> DeploymentView:
         members = self._store.vms.list(group_id=group.id)
         return DeploymentView(
-            name=group.name, replicas=group.replicas,
+            name=group.name,
+            replicas=group.replicas,
             ready_replicas=sum(1 for m in members if m.status == VMStatus.RUNNING),
             config=group.config,
-            members=[{"name": m.name, "status": m.status} for m in sorted(
-                members, key=lambda m: member_index(group.name, m.name) or 0)],
-            created_at=group.created_at.isoformat(), updated_at=group.updated_at.isoformat(),
+            members=[
+                {"name": m.name, "status": m.status}
+                for m in sorted(members, key=lambda m: member_index(group.name, m.name) or 0)
+            ],
+            created_at=group.created_at.isoformat(),
+            updated_at=group.updated_at.isoformat(),
         )
 
     def _emit(self, event: EventType, group: GroupRecord, message: str) -> None:
-        self._events.publish(Event(type=event, name=group.name, message=message,
-                                   data={"deployment": group.name, "replicas": group.replicas}))
-
+        self._events.publish(
+            Event(
+                type=event,
+                name=group.name,
+                message=message,
+                data={"deployment": group.name, "replicas": group.replicas},
+            )
+        )

@@ -35,6 +35,7 @@ from volant_core.orchestrator import health
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.identity import mac_address
+from volant_core.orchestrator.listing import VMQuery
 from volant_core.orchestrator.locks import NamedLocks
 from volant_core.orchestrator.requests import CreateVMRequest
 from volant_core.orchestrator.vmconfig import (
@@ -98,7 +99,12 @@ class Orchestrator:
 
     def list_vms(self) -> list[VMView]:
         """Every VM, oldest first."""
-        return [self._view(record) for record in self.store.vms.list()]
+        return self._views(self.store.vms.list())
+
+    def find_vms(self, query: VMQuery) -> tuple[list[VMView], int]:
+        """The page of VMs ``query`` selects, and how many matched before paging."""
+        page, total = query.apply(self.store.vms.list())
+        return self._views(page), total
 
     def get_vm(self, name: str) -> VMView:
         """One VM; NotFoundError if there is none."""
@@ -585,9 +591,29 @@ class Orchestrator:
             return current
         return self.store.configs.get_version(record.id, record.config_version)
 
-    def _view(self, record: VMRecord) -> VMView:
-        current = self.store.configs.current(record.id)
-        applied = self._applied(record, current)
+    def _views(self, records: list[VMRecord]) -> list[VMView]:
+        """:meth:`_view` of each record, their configurations read in two queries for all.
+
+        A VM deleted since ``records`` were read (it has no configuration any more) is left out.
+        """
+        currents = self.store.configs.current_many([r.id for r in records])
+        records = [r for r in records if r.id in currents]
+        stale = {
+            r.id: r.config_version
+            for r in records
+            if r.config_version is not None and r.config_version != currents[r.id].version
+        }
+        applied = self.store.configs.versions(stale)
+        return [self._view(r, currents[r.id], applied.get(r.id, currents[r.id])) for r in records]
+
+    def _view(
+        self, record: VMRecord, current: ConfigRecord | None = None, applied: ConfigRecord | None = None
+    ) -> VMView:
+        """The view of ``record``; its ``current`` and ``applied`` configurations are read if not given."""
+        if current is None:
+            current = self.store.configs.current(record.id)
+        if applied is None:
+            applied = self._applied(record, current)
         return VMView(
             name=record.name,
             status=VMStatus(record.status),

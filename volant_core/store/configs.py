@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import peewee
@@ -36,6 +36,19 @@ class ConfigRepository(Repository):
         """The VM's current configuration; :class:`NotFoundError` if it has none."""
         query = VMConfig.select().where(VMConfig.vm_id == vm_id)
         return ConfigRecord(**self._one(query, f"vm id {vm_id} has no configuration"))
+
+    def current_many(self, vm_ids: Collection[int]) -> dict[int, ConfigRecord]:
+        """The current configuration of each VM of ``vm_ids`` that has one, by VM id (one query)."""
+        query = VMConfig.select().where(VMConfig.vm_id.in_(list(vm_ids)))
+        return {row["vm_id"]: ConfigRecord(**row) for row in self._rows(query)}
+
+    def versions(self, wanted: Mapping[int, int]) -> dict[int, ConfigRecord]:
+        """Version ``wanted[vm_id]`` of each VM's configuration, by VM id (one query), if it exists."""
+        if not wanted:
+            return {}
+        key = peewee.Tuple(VMConfigHistory.vm_id, VMConfigHistory.version)
+        query = self._history_query().where(key.in_(list(wanted.items())))
+        return {row["vm_id"]: ConfigRecord(**row) for row in self._rows(query)}
 
     def history(self, vm_id: int, limit: int | None = None) -> list[ConfigRecord]:
         """The VM's configurations, newest first, at most ``limit`` of them."""

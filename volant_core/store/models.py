@@ -184,6 +184,20 @@ class Event(peewee.Model):
         table_name = "events"
 
 
+class IdempotencyKey(peewee.Model):
+    """The answer to a request sent with an ``Idempotency-Key``; ``status`` is NULL while it runs."""
+
+    key = peewee.TextField(primary_key=True)
+    scope = peewee.TextField()
+    digest = peewee.TextField()
+    status = peewee.IntegerField(null=True)
+    response = JSONField(column_name="response_json", null=True)
+    created_at = TimestampField()
+
+    class Meta:
+        table_name = "idempotency_keys"
+
+
 #: Every model, for schema checks.
 MODELS: tuple[type[peewee.Model], ...] = (
     SchemaMigration,
@@ -194,4 +208,5 @@ MODELS: tuple[type[peewee.Model], ...] = (
     Plugin,
     IPAllocation,
     Event,
+    IdempotencyKey,
 )

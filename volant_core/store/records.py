@@ -100,3 +100,17 @@ class EventRecord:
     vm_name: str | None
     payload: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """A request made with an ``Idempotency-Key``: ``status`` and ``response`` are None while it runs."""
+
+    key: str
+    scope: str
+    """``<METHOD> <path>`` of the request."""
+    digest: str
+    """SHA-256 of the request body."""
+    status: int | None
+    response: Any
+    created_at: datetime

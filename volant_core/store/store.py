@@ -12,6 +12,7 @@ from volant_core.store.configs import ConfigRepository
 from volant_core.store.database import connect
 from volant_core.store.events import EventRepository
 from volant_core.store.groups import GroupRepository
+from volant_core.store.idempotency import IdempotencyRepository
 from volant_core.store.ips import IPRepository
 from volant_core.store.migrate import migrate
 from volant_core.store.plugins import PluginRepository
@@ -22,7 +23,8 @@ class Store:
     """Volant's persistent state. Safe to share between threads (one connection per thread).
 
     Repositories: :attr:`vms`, :attr:`configs`, :attr:`plugins`, :attr:`ips`,
-    :attr:`groups` and :attr:`events`. Each call is atomic on its own; wrap
+    :attr:`groups`, :attr:`events` and
+    :attr:`idempotency`. Each call is atomic on its own; wrap
     several in :meth:`transaction` to make them atomic together.
     """
 
@@ -35,6 +37,7 @@ class Store:
         self.ips = IPRepository(db)
         self.groups = GroupRepository(db)
         self.events = EventRepository(db)
+        self.idempotency = IdempotencyRepository(db)
 
     def transaction(self) -> AbstractContextManager[Any]:
         """A context manager for a ``BEGIN IMMEDIATE`` transaction; nested ones become savepoints.

@@ -109,6 +109,11 @@ class VMRepository(Repository):
             query = query.where(VM.group_id == group_id)
         return [VMRecord(**row) for row in self._rows(query)]
 
+    def count(self) -> int:
+        """How many VMs there are."""
+        found: int = VM.select().count(self._db)
+        return found
+
     def update(self, name: str, **changes: Any) -> VMRecord:
         """Set the given columns (see :data:`UPDATABLE`) of VM ``name``; return the updated row."""
         unknown = set(changes) - UPDATABLE

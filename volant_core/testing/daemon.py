@@ -96,17 +96,23 @@ def running_daemon(
 
 @contextmanager
 def volantd_process(
-    state_dir: Path, port: int, *, env: Mapping[str, str] | None = None, binary: Path | None = None
+    state_dir: Path,
+    port: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    binary: Path | None = None,
+    extra_args: Iterable[str] = (),
 ) -> Iterator[RunningProcess]:
     """Run the real ``volantd`` executable as a child process on 127.0.0.1:``port``.
 
     ``binary`` defaults to the one beside this interpreter; ``env`` (the whole
-    environment) to this process's. Waits until ``/healthz`` answers; its output
-    goes to ``state_dir/volantd.log``. On exit the daemon is killed if it still
-    runs; VMs it started are left to the caller (they outlive volantd by design).
+    environment) to this process's; ``extra_args`` are appended to its command
+    line. Waits until ``/healthz`` answers; its output goes to ``state_dir/volantd.log``.
+    On exit the daemon is killed if it still runs; VMs it started are left to the caller
+    (they outlive volantd by design).
     """
     executable = binary or Path(sys.executable).with_name("volantd")
-    argv = [str(executable), "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir)]
+    argv = [str(executable), "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir), *extra_args]
     with (state_dir / "volantd.log").open("ab") as log:
         process = subprocess.Popen(
             argv,

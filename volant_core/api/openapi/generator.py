@@ -6,8 +6,8 @@ it (``on_<method>[_<suffix>]``):
 * the path comes from the URI template (``{path:path}`` becomes ``{path}``),
   its parameters' schemas from the responder's annotations (or the converter);
 * the summary and description from the responder's docstring;
-* the request body, success status and body, headers, query parameters and
-  errors from its :class:`~volant_core.api.openapi.operations.Operation`;
+* the request body, success status and body, response and request headers,
+  query parameters and errors from its :class:`~volant_core.api.openapi.operations.Operation`;
 * the errors every route can answer from the middleware: 413 (body limit),
   403 (address allowlist), 401 (API key; not on the open paths).
 
@@ -231,6 +231,10 @@ def _describe(
         _parameter(name, "path", _CONVERTER_SCHEMAS.get(converters.get(name, ""), schemas[key]))
         for name, key in plan.path.items()
     ] + [_parameter(name, "query", schemas[key]) for name, key in plan.query.items()]
+    parameters += [
+        _parameter(name, "header", {"type": "string", "description": text})
+        for name, text in sorted(op.request_headers.items())
+    ]
     responses: dict[str, Any] = {}
     if op.passthrough:
         responses["default"] = {"description": "The answer relayed as is", "content": _FREE_FORM}

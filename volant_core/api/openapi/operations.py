@@ -4,7 +4,8 @@ The generator reads the rest from the code itself: the HTTP method and the
 path from the route table, the summary and description from the responder's
 docstring, the path parameters from its annotations. ``operation`` adds what
 the code cannot show: the request body model, the success status and body
-model, response headers, query parameters and the errors it may answer.
+model, response headers, query parameters, request headers and the errors
+it may answer.
 
 The declared success body is also enforced: after the responder ran, its
 ``resp.media`` is validated against the model, so the published document
@@ -36,7 +37,8 @@ class Operation:
     None for an empty one; ``body`` the type of the JSON request body, None for none.
     ``errors`` are the error statuses the responder itself may answer (those every
     route can answer are added by the generator). ``query`` maps query parameter names
-    to types, ``headers`` success-response header names to descriptions.
+    to types, ``headers`` success-response header names to descriptions,
+    ``request_headers`` the optional request headers it reads to descriptions.
     ``passthrough`` marks a relay: any request body, any status and body back.
     """
 
@@ -48,6 +50,7 @@ class Operation:
     headers: Mapping[str, str] = field(default_factory=dict)
     media_type: str = JSON
     passthrough: bool = False
+    request_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 def operation(
@@ -60,6 +63,7 @@ def operation(
     headers: Mapping[str, str] | None = None,
     media_type: str = JSON,
     passthrough: bool = False,
+    request_headers: Mapping[str, str] | None = None,
 ) -> Callable[[R], R]:
     """Declare a responder's :class:`Operation` (see there for the arguments).
 
@@ -67,7 +71,15 @@ def operation(
     the responder sets: a mismatch raises (a 500), it is never sent silently.
     """
     declared = Operation(
-        status, response, body, errors, dict(query or {}), dict(headers or {}), media_type, passthrough
+        status,
+        response,
+        body,
+        errors,
+        dict(query or {}),
+        dict(headers or {}),
+        media_type,
+        passthrough,
+        dict(request_headers or {}),
     )
     checker = TypeAdapter(response) if response is not None and media_type == JSON else None
 
