@@ -14,6 +14,8 @@ import pytest
 from volant_core import hookimpl
 from volant_core.builtins import NoNetwork
 from volant_core.descriptors import NetworkModeDescriptor
+from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.processes import kill_mentioning
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,3 +81,11 @@ class LeasedIpMode:
 def leased_ip_mode() -> LeasedIpMode:
     """A network-mode plugin whose VMs lease an IP address (:class:`LeasedIpMode`)."""
     return LeasedIpMode()
+
+
+@pytest.fixture
+def host_api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
+    """A daemon on the test-host-process backend (fast reconcile and stop) with ``hello-host`` installed."""
+    with host_process_daemon(reconcile_interval=0.5, stop_timeout=5) as daemon:
+        assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        yield daemon

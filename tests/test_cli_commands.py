@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from volant_core.testing.cli import VOLAR, run_volar
 from volant_core.testing.daemon import RunningDaemon
-from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.waiting import eventually
 
 
 @pytest.fixture
-def api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
-    """A daemon on the host-process backend with the runtime ``hello-host`` installed."""
-    with host_process_daemon(reconcile_interval=0.5, stop_timeout=5) as daemon:
-        assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
-        yield daemon
+def api(host_api: RunningDaemon) -> RunningDaemon:
+    """The shared host-process daemon (tests/conftest.py)."""
+    return host_api
 
 
 def volar(api: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:

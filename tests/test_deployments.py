@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from volant_core.testing.daemon import RunningDaemon
-from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.processes import processes_mentioning
 from volant_core.testing.waiting import eventually
 
 
 @pytest.fixture
-def api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
-    """A daemon reconciling every half second, with the host-process runtime installed."""
-    with host_process_daemon(reconcile_interval=0.5, stop_timeout=5) as daemon:
-        assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
-        yield daemon
+def api(host_api: RunningDaemon) -> RunningDaemon:
+    """The shared host-process daemon (tests/conftest.py)."""
+    return host_api
 
 
 def members(api: RunningDaemon, name: str = "web") -> dict[str, dict[str, Any]]:

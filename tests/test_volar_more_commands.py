@@ -26,11 +26,9 @@ from volant_core.testing.waiting import eventually, free_port
 
 
 @pytest.fixture
-def api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
-    """A daemon on the host-process backend with the runtime ``hello-host`` installed."""
-    with host_process_daemon(reconcile_interval=0.5, stop_timeout=5) as daemon:
-        assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
-        yield daemon
+def api(host_api: RunningDaemon) -> RunningDaemon:
+    """The shared host-process daemon (tests/conftest.py)."""
+    return host_api
 
 
 def volar(api: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,25 +5,18 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from volant_core.guest import GuestArtifacts
-from volant_core.testing.daemon import RunningDaemon, running_daemon
+from volant_core.testing.daemon import RunningDaemon
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def api(volant_guest: GuestArtifacts, hello_manifest_module: dict[str, Any]) -> Iterator[RunningDaemon]:
-    """One daemon and one running guest (``web``) of the example runtime for the whole module."""
-    with running_daemon(volant_guest) as daemon:
-        daemon.request("POST", "/api/v1/plugins", hello_manifest_module)
-        assert daemon.request("POST", "/api/v1/vms", {"name": "web", "plugin": "hello-http"}).status == 201
-        assert daemon.wait_for_status("web", {"running", "crashed"})["status"] == "running"
-        yield daemon
+def api(hello_web: RunningDaemon) -> RunningDaemon:
+    """The module's daemon with its running guest ``web`` (tests/e2e/conftest.py)."""
+    return hello_web
 
 
 def test_action_reaches_the_workload(api: RunningDaemon) -> None:
