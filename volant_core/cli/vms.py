@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import urllib.parse
+from pathlib import Path
+from typing import Any, TextIO
 
 import click
 
@@ -96,19 +99,60 @@ def wait_until_settled(client: ApiClient, name: str, timeout: float) -> dict:
 @click.option("--kernel-cmdline", help="extra kernel arguments")
 @click.option("--hypervisor", help="hypervisor plugin (default: the daemon's)")
 @click.option("--network", "network_mode", help="network mode (default: the manifest's or the daemon's)")
+@click.option("--kernel", help="kernel to boot instead of the default (absolute path or URL)")
+@click.option("--initramfs", help="initramfs layered over the base image (path or URL)")
+@click.option("--initramfs-checksum", help="sha256:<hex> the --initramfs must match")
+@click.option("--rootfs", help="root filesystem image (path or URL)")
+@click.option("--cloud-init-user-data", "user_data", type=click.File("r"), help="cloud-init user-data file")
+@click.option("--device", "devices", multiple=True, help="PCI device to pass through (BDF, repeatable)")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.File("r"),
+    help="JSON VM configuration (the keys of `vms config set`); the flags above override it",
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="wait until the VM is running")
 @click.option("--wait-timeout", type=float, default=180.0, show_default=True, help="seconds to wait")
 @output_option
 @quiet_option
 @pass_client
 def create_vm(
-    client: ApiClient, name: str, wait: bool, wait_timeout: float, output: str, quiet: bool, **fields: object
+    client: ApiClient,
+    name: str,
+    wait: bool,
+    wait_timeout: float,
+    output: str,
+    quiet: bool,
+    kernel: str | None,
+    initramfs: str | None,
+    initramfs_checksum: str | None,
+    rootfs: str | None,
+    user_data: TextIO | None,
+    devices: tuple[str, ...],
+    config_file: TextIO | None,
+    **fields: object,
 ) -> None:
     """Create a VM and boot it.
 
-    Example: volar vms create web-1 --plugin hello-http --memory 512
+    Example: volar vms create web-1 --plugin hello-http --memory 512 --initramfs ./app.cpio.gz
     """
-    payload = {"name": name, **{k: v for k, v in fields.items() if v is not None}}
+    payload: dict[str, Any] = {"name": name, **{k: v for k, v in fields.items() if v is not None}}
+    overrides = _load_config(config_file)
+    if kernel:
+        overrides["kernel_override"] = _location(kernel)
+    if initramfs or initramfs_checksum:
+        if not initramfs:
+            raise click.UsageError("--initramfs-checksum needs --initramfs")
+        checksum = {"checksum": initramfs_checksum} if initramfs_checksum else {}
+        overrides["initramfs"] = {"url": _location(initramfs), **checksum}
+    if rootfs:
+        overrides["rootfs"] = {"url": _location(rootfs)}
+    if user_data is not None:
+        overrides["cloud_init"] = {"user_data": {"inline": True, "content": user_data.read()}}
+    if devices:
+        overrides["devices"] = {"pci_passthrough": list(devices)}
+    if overrides:
+        payload["config"] = {**overrides, **_flags_as_config(overrides, payload)}
     vm = client.json("POST", "/api/v1/vms", payload)
     if wait:
         vm = wait_until_settled(client, name, wait_timeout)
@@ -116,6 +160,35 @@ def create_vm(
         click.echo(vm["name"])
     else:
         emit_fields(vm, output)
+
+
+def _load_config(source: TextIO | None) -> dict[str, Any]:
+    """The ``--config`` JSON object (empty without one)."""
+    if source is None:
+        return {}
+    try:
+        config = json.load(source)
+    except ValueError as err:
+        raise click.BadParameter(f"not valid JSON: {err}", param_hint="--config") from None
+    if not isinstance(config, dict):
+        raise click.BadParameter("must hold a JSON object", param_hint="--config")
+    return config
+
+
+def _flags_as_config(config: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """The top-level create flags given, as configuration keys: with ``--config``, flags still win."""
+    result: dict[str, Any] = {k: flags[k] for k in ("runtime", "hypervisor", "kernel_cmdline") if k in flags}
+    resources = {key: flags[key] for key in ("cpu_cores", "memory_mb") if key in flags}
+    if resources:
+        result["resources"] = {**(config.get("resources") or {}), **resources}
+    if "network_mode" in flags:
+        result["network"] = {"mode": flags["network_mode"]}
+    return result
+
+
+def _location(value: str) -> str:
+    """A URL as given; a local path made absolute (volantd resolves nothing relative to volar)."""
+    return value if "://" in value else str(Path(value).expanduser().resolve())
 
 
 def _action(verb: str, help_text: str) -> click.Command:

@@ -1,0 +1,102 @@
+"""``volar vms create`` flags that become the VM's configuration (real volar, live daemon)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from volant_core.guest import file_layer
+from volant_core.testing.cli import run_volar
+from volant_core.testing.daemon import RunningDaemon
+
+
+def _config(api: RunningDaemon, name: str) -> dict:
+    return api.request("GET", f"/api/v1/vms/{name}/config").json()["config"]
+
+
+def test_config_file_and_flags_reach_the_configuration(host_api: RunningDaemon, tmp_path: Path) -> None:
+    config = tmp_path / "vm.json"
+    config.write_text(json.dumps({"restart_policy": {"mode": "on-failure"}, "kernel_cmdline": "from=file"}))
+    user_data = tmp_path / "user-data"
+    user_data.write_text("#cloud-config\nhostname: flags\n")
+    created = run_volar(
+        host_api.url,
+        "vms",
+        "create",
+        "flags",
+        "--plugin",
+        "hello-host",
+        "--config",
+        str(config),
+        "--kernel-cmdline",
+        "from=flag",
+        "--device",
+        "0000:01:00.0",
+        "--device",
+        "0000:02:00.0",
+        "--cloud-init-user-data",
+        str(user_data),
+        "-q",
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "flags"
+    stored = _config(host_api, "flags")
+    assert stored["restart_policy"]["mode"] == "on-failure"
+    assert stored["kernel_cmdline"] == "from=flag"
+    assert stored["devices"]["pci_passthrough"] == ["0000:01:00.0", "0000:02:00.0"]
+    assert stored["cloud_init"]["user_data"]["content"] == user_data.read_text().strip()
+
+
+def test_initramfs_with_checksum(host_api: RunningDaemon, tmp_path: Path) -> None:
+    layer = tmp_path / "app.cpio.gz"
+    layer.write_bytes(file_layer({"/etc/app.conf": b"answer=42\n"}))
+    digest = "sha256:" + hashlib.sha256(layer.read_bytes()).hexdigest()
+    good = run_volar(
+        host_api.url,
+        "vms",
+        "create",
+        "layered",
+        "--plugin",
+        "hello-host",
+        "--initramfs",
+        str(layer),
+        "--initramfs-checksum",
+        digest,
+    )
+    assert good.returncode == 0, good.stderr
+    assert _config(host_api, "layered")["initramfs"] == {"url": str(layer), "checksum": digest}
+
+    wrong = run_volar(
+        host_api.url,
+        "vms",
+        "create",
+        "tampered",
+        "--plugin",
+        "hello-host",
+        "--initramfs",
+        str(layer),
+        "--initramfs-checksum",
+        "sha256:" + "0" * 64,
+    )
+    assert wrong.returncode == 2 and "checksum mismatch" in wrong.stderr
+    assert host_api.request("GET", "/api/v1/vms/tampered").status == 404
+
+
+def test_bad_create_flags(host_api: RunningDaemon, tmp_path: Path) -> None:
+    alone = run_volar(
+        host_api.url,
+        "vms",
+        "create",
+        "x",
+        "--plugin",
+        "hello-host",
+        "--initramfs-checksum",
+        "sha256:" + "0" * 64,
+    )
+    assert alone.returncode == 2 and "--initramfs-checksum needs --initramfs" in alone.stderr
+    broken = tmp_path / "broken.json"
+    broken.write_text("{nope")
+    invalid = run_volar(host_api.url, "vms", "create", "x", "--plugin", "hello-host", "--config", str(broken))
+    assert invalid.returncode == 2 and "not valid JSON" in invalid.stderr
+    assert host_api.request("GET", "/api/v1/vms").json() == []
