@@ -57,10 +57,6 @@ class RoutedApp(falcon.App):
         route = MountedRoute(uri_template, resource, kwargs.get("suffix"), tags)
         self.routes = [r for r in self.routes if r.template != uri_template] + [route]
 
-    def route_at(self, template: str) -> MountedRoute | None:
-        """The route mounted at ``template``, if any."""
-        return next((r for r in self.routes if r.template == template), None)
-
 
 def mount_plugin_routes(app: RoutedApp, host: PluginHost) -> None:
     """Mount the routes plugins return from ``volant_api_routes``.
