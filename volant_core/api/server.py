@@ -17,6 +17,10 @@ from volant_core.api.security import redact_query_key
 
 log = logging.getLogger(__name__)
 
+#: WSGI environ key holding the request target exactly as the client sent it (percent-encoding
+#: kept), as uWSGI and mod_wsgi name it: ``PATH_INFO`` is decoded, so ``%2F`` there reads as ``/``.
+RAW_TARGET_KEY = "REQUEST_URI"
+
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
@@ -25,6 +29,11 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    def get_environ(self) -> dict[str, str]:
+        environ: dict[str, str] = super().get_environ()
+        environ[RAW_TARGET_KEY] = self.path
+        return environ
+
     def log_message(self, format: str, *args: object) -> None:
         log.info("%s %s", self.address_string(), redact_query_key(format % args))
 
