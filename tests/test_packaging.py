@@ -3,7 +3,8 @@
 Each venv gets volant-core as a wheel built from this checkout (never the
 editable development install), then plugin distributions are installed and
 uninstalled with ``uv pip`` and ``volantd`` is run from the venv's own
-``bin``. The fixture plugins that fail on purpose live in ``tests/packages/``.
+``bin``. The fixture plugins (those that fail on purpose, and one adding a ``volar``
+command) live in ``tests/packages/``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ QEMU_PACKAGE = REPO / "hypervisors" / "volant-qemu"
 BROKEN_PLUGINS = {
     "broken": (PACKAGES / "volant-broken-example", "ImportError: volant-broken-example fails to import"),
     "misspelled": (PACKAGES / "volant-misspelled-example", "unknown hook 'volant_hypervisor'"),
+}
+#: The plugins of ``tests/packages`` extending ``volar``: one adds ``volar hello``, one raises instead.
+COMMAND_PLUGINS = {
+    "hello-command": PACKAGES / "volant-command-example",
+    "failing-command": PACKAGES / "volant-failing-command-example",
 }
 #: Seconds a started daemon has to answer ``/healthz``, then to exit after SIGTERM.
 DAEMON_DEADLINE = 30.0
@@ -97,6 +103,17 @@ class Venv:
     def volantd(self) -> Path:
         """The ``volantd`` console script installed in the venv."""
         return self.root / "bin" / "volantd"
+
+    def volar(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the venv's own ``volar ARGS`` to completion, capturing its output as text."""
+        return subprocess.run(
+            [str(self.root / "bin" / "volar"), *args],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def install(self, *requirements: Path) -> None:
         """``uv pip install`` distributions, resolving dependencies as a user's install would."""
@@ -264,3 +281,32 @@ def test_disabled_plugin_is_listed_but_never_imported(plugins_venv: Venv) -> Non
     assert disabled["plugins"]["qemu"] == "disabled"
     assert disabled["imported"] == []
     assert "qemu" not in disabled["hypervisors"]
+
+
+def test_a_plugin_adds_a_volar_command_and_a_failing_one_is_skipped(core_venv: Venv) -> None:
+    """An installed plugin's command is listed in ``volar --help`` and runs with the global options;
+    a plugin whose ``volant_register_commands`` raises is named on stderr and every command still works.
+    """
+    core_venv.install(*COMMAND_PLUGINS.values())
+    try:
+        failing, _ = project_metadata(COMMAND_PLUGINS["failing-command"])
+        warning = (
+            f"warning: plugin failing-command ({failing}): volant_register_commands raised RuntimeError: "
+            "volant-failing-command-example cannot add its command (test fixture)\n"
+        )
+        listed = core_venv.volar("--help")
+        assert listed.returncode == 0 and listed.stderr == warning
+        commands = listed.stdout.split("Commands:")[1].split()
+        assert {"hello", "vms", "plugins", "image"} <= set(commands)
+
+        greeted = core_venv.volar("--api", "http://volantd.example:7777", "hello", "Ada")
+        assert greeted.returncode == 0, greeted.stderr
+        assert greeted.stdout == "hello Ada, from a plugin command (volantd at http://volantd.example:7777)\n"
+        assert greeted.stderr == warning
+
+        core = core_venv.volar("completion", "bash")
+        assert core.returncode == 0 and "_VOLAR_COMPLETE" in core.stdout
+    finally:
+        core_venv.uninstall(*(project_metadata(source)[0] for source in COMMAND_PLUGINS.values()))
+    unplugged = core_venv.volar("hello")
+    assert unplugged.returncode == 2 and "No such command 'hello'" in unplugged.stderr

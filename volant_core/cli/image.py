@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from volant_core.cli.progress import task_bars
 from volant_core.guest import ensure_guest
 from volant_core.settings import load_settings
 
@@ -27,11 +28,13 @@ def image() -> None:
 def build(cache_dir: Path | None) -> None:
     """Build (or reuse) the kernel and initramfs from Debian packages and kestrel.
 
-    Runs on this host, not through the API; volantd finds the result in its cache.
+    Runs on this host, not through the API; volantd finds the result in its cache. On a terminal,
+    downloads, unpacking and the initramfs writing show progress bars.
 
     Example: volar image build
     """
     target = cache_dir or load_settings().cache_dir / "guest"
-    artifacts = ensure_guest(target, log=lambda line: click.echo(f"  {line}", err=True))
+    with task_bars() as bars:
+        artifacts = ensure_guest(target, log=lambda line: click.echo(f"  {line}", err=True), progress=bars)
     click.echo(f"kernel     {artifacts.kernel}")
     click.echo(f"initramfs  {artifacts.initramfs}")

@@ -6,8 +6,9 @@ import json
 import sys
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -15,6 +16,7 @@ from volant_core.cli.client import ApiClient, ApiError
 from volant_core.cli.configs import config, pending_note
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_fields, output_option
+from volant_core.cli.progress import status_line
 from volant_core.cli.workload import call, operations
 
 VM_COLUMNS = [
@@ -74,18 +76,45 @@ def get_vm(client: ApiClient, name: str, output: str) -> None:
     emit_fields(client.json("GET", f"/api/v1/vms/{name}"), output)
 
 
-def wait_until_settled(client: ApiClient, name: str, timeout: float) -> dict:
-    """Poll a VM until it leaves ``pending``/``starting``; fail unless it is ``running``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        vm = client.json("GET", f"/api/v1/vms/{name}")
-        if vm["status"] == "running":
-            return vm
-        if vm["status"] not in ("pending", "starting"):
-            raise ApiError(f"vm {name} is {vm['status']}: {vm.get('status_reason') or 'no reason given'}", 1)
-        if time.monotonic() > deadline:
-            raise ApiError(f"vm {name} still {vm['status']} after {timeout:.0f}s", 1)
-        time.sleep(0.5)
+#: Seconds between two looks at a VM being waited for.
+POLL_SECONDS = 0.5
+#: States a booting VM passes through before it is ``running`` (or ``crashed``).
+BOOTING = ("pending", "starting")
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def wait_options(command: _Command) -> _Command:
+    """Add ``--wait/--no-wait`` and ``--wait-timeout`` to a command that boots a VM."""
+    command = click.option(
+        "--wait-timeout", type=float, default=180.0, show_default=True, help="seconds to wait"
+    )(command)
+    return click.option(
+        "--wait/--no-wait", default=True, show_default=True, help="wait until the VM is running"
+    )(command)
+
+
+def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: float = 180.0) -> dict:
+    """``vm`` as the API just answered it, or with ``wait`` the VM once it is no longer booting.
+
+    While waiting, a spinner shows its state on a terminal (see :mod:`volant_core.cli.progress`).
+    Fails (exit 1, with the VM's ``status_reason``) unless the VM ends ``running``.
+    """
+    if not wait:
+        return vm
+    name = vm["name"]
+    deadline = time.monotonic() + wait_timeout
+    with status_line() as line:
+        while True:
+            line.show(f"vm {name}: {vm['status']}")
+            if vm["status"] not in BOOTING:
+                break
+            if time.monotonic() > deadline:
+                raise ApiError(f"vm {name} still {vm['status']} after {wait_timeout:.0f}s", 1)
+            line.pause(POLL_SECONDS)
+            vm = client.json("GET", f"/api/v1/vms/{name}")
+    if vm["status"] != "running":
+        raise ApiError(f"vm {name} is {vm['status']}: {vm.get('status_reason') or 'no reason given'}", 1)
+    return vm
 
 
 @vms.command("create")
@@ -111,8 +140,7 @@ def wait_until_settled(client: ApiClient, name: str, timeout: float) -> dict:
     type=click.File("r"),
     help="JSON VM configuration (the keys of `vms config set`); the flags above override it",
 )
-@click.option("--wait/--no-wait", default=True, show_default=True, help="wait until the VM is running")
-@click.option("--wait-timeout", type=float, default=180.0, show_default=True, help="seconds to wait")
+@wait_options
 @output_option
 @quiet_option
 @pass_client
@@ -153,9 +181,7 @@ def create_vm(
         overrides["devices"] = {"pci_passthrough": list(devices)}
     if overrides:
         payload["config"] = {**overrides, **_flags_as_config(overrides, payload)}
-    vm = client.json("POST", "/api/v1/vms", payload)
-    if wait:
-        vm = wait_until_settled(client, name, wait_timeout)
+    vm = booted(client, client.json("POST", "/api/v1/vms", payload), wait=wait, wait_timeout=wait_timeout)
     if quiet:
         click.echo(vm["name"])
     else:
@@ -191,23 +217,23 @@ def _location(value: str) -> str:
     return value if "://" in value else str(Path(value).expanduser().resolve())
 
 
-def _action(verb: str, help_text: str) -> click.Command:
+def _action(verb: str, help_text: str, *, boots: bool) -> click.Command:
     @click.argument("name")
     @output_option
     @pass_client
-    def command(client: ApiClient, name: str, output: str) -> None:
-        emit_fields(client.json("POST", f"/api/v1/vms/{name}/{verb}"), output)
+    def command(client: ApiClient, name: str, output: str, **waiting: Any) -> None:
+        emit_fields(booted(client, client.json("POST", f"/api/v1/vms/{name}/{verb}"), **waiting), output)
 
     command.__doc__ = f"{help_text}\n\nExample: volar vms {verb} web-1"
-    return click.command(verb)(command)
+    return click.command(verb)(wait_options(command) if boots else command)
 
 
-for _verb, _help in (
-    ("start", "Boot a stopped or crashed VM."),
-    ("stop", "Power a VM off."),
-    ("restart", "Stop, then start a VM."),
+for _verb, _help, _boots in (
+    ("start", "Boot a stopped or crashed VM (waits until it runs unless --no-wait).", True),
+    ("stop", "Power a VM off.", False),
+    ("restart", "Stop, then start a VM (waits until it runs unless --no-wait).", True),
 ):
-    vms.add_command(_action(_verb, _help))
+    vms.add_command(_action(_verb, _help, boots=_boots))
 
 
 @vms.command("delete")

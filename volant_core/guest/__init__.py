@@ -6,6 +6,14 @@ the small per-VM archive the orchestrator appends to it (for example the manifes
 """
 
 from .cpio import CpioEntry, file_layer, newc_archive
-from .image import BASE_KERNEL_ARGS, GuestArtifacts, ensure_guest
+from .image import BASE_KERNEL_ARGS, GuestArtifacts, Progress, ensure_guest
 
-__all__ = ["BASE_KERNEL_ARGS", "CpioEntry", "GuestArtifacts", "ensure_guest", "file_layer", "newc_archive"]
+__all__ = [
+    "BASE_KERNEL_ARGS",
+    "CpioEntry",
+    "GuestArtifacts",
+    "Progress",
+    "ensure_guest",
+    "file_layer",
+    "newc_archive",
+]

@@ -12,15 +12,16 @@ from __future__ import annotations
 import gzip
 import stat
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import BinaryIO, Literal
 
 EntryKind = Literal["file", "dir", "symlink", "chardev"]
 
 _MAGIC = b"070701"
 _TRAILER = "TRAILER!!!"
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_LEVEL = 6
 _HEADER_LENGTH = len(_MAGIC) + 13 * 8  # magic, then 13 fields of 8 hex digits
 _KIND_BITS: dict[str, int] = {
     "file": stat.S_IFREG,
@@ -93,20 +94,30 @@ def _member(ino: int, name: str, mode: int, payload: bytes, rdev: tuple[int, int
     return head + _pad(len(head)) + payload + _pad(len(payload))
 
 
-def newc_archive(entries: Iterable[CpioEntry]) -> bytes:
-    """Serialise ``entries``, in the order given, into an uncompressed newc archive with its trailer."""
-    parts: list[bytes] = []
+def newc_members(entries: Iterable[CpioEntry]) -> Iterator[bytes]:
+    """The serialised members of ``entries``, in the order given, then the trailer: the pieces of
+    :func:`newc_archive`, for writing an archive piece by piece.
+    """
     for ino, entry in enumerate(entries, start=1):
         mode = _KIND_BITS[entry.kind] | (entry.mode & 0o7777)
         nlink = 2 if entry.kind == "dir" else 1
-        parts.append(_member(ino, entry.name, mode, entry.payload, entry.rdev, nlink))
-    parts.append(_member(0, _TRAILER, 0, b"", (0, 0), 1))
-    return b"".join(parts)
+        yield _member(ino, entry.name, mode, entry.payload, entry.rdev, nlink)
+    yield _member(0, _TRAILER, 0, b"", (0, 0), 1)
+
+
+def newc_archive(entries: Iterable[CpioEntry]) -> bytes:
+    """Serialise ``entries``, in the order given, into an uncompressed newc archive with its trailer."""
+    return b"".join(newc_members(entries))
 
 
 def gzip_bytes(data: bytes) -> bytes:
     """Gzip ``data`` reproducibly (no timestamp in the header)."""
-    return gzip.compress(data, compresslevel=6, mtime=0)
+    return gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)
+
+
+def gzip_writer(fileobj: BinaryIO) -> gzip.GzipFile:
+    """A gzip stream onto ``fileobj`` as reproducible as :func:`gzip_bytes` (no name, no timestamp)."""
+    return gzip.GzipFile(filename="", mode="wb", fileobj=fileobj, compresslevel=_GZIP_LEVEL, mtime=0)
 
 
 def parent_dirs(paths: Iterable[str]) -> list[str]:

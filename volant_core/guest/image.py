@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -13,7 +14,12 @@ from pathlib import Path
 
 from ..agent import constants as guest_paths
 from . import debs, kernel, python_runtime
-from .cpio import CpioEntry, gzip_bytes, newc_archive, parent_dirs
+from .cpio import CpioEntry, gzip_writer, newc_members, parent_dirs
+
+#: ``progress(task, done, total)``: ``done`` of ``total`` units of ``task`` are complete. Tasks are
+#: ``download <package>`` (percent), ``extract <package>`` (bytes) and ``write initramfs`` (bytes of
+#: the archive compressed); each is reported repeatedly as it advances and ends with ``done == total``.
+Progress = Callable[[str, int, int], None]
 
 #: Kernel arguments every guest built here needs (serial console, reboot on panic).
 BASE_KERNEL_ARGS: tuple[str, ...] = ("console=ttyS0", "panic=-1", "loglevel=4")
@@ -132,15 +138,37 @@ def _initramfs_entries(root: Path, busybox: Path, modules_dir: Path) -> list[Cpi
     return _with_parents(entries)
 
 
+def _fetch(package: debs.DebPackage, debs_dir: Path, destination: Path, progress: Progress) -> Path:
+    """Download (unless cached) and unpack ``package`` under ``destination``, reporting both steps."""
+    deb = debs.download(package, debs_dir, functools.partial(progress, f"download {package.name}"))
+    return debs.extract(deb, destination, functools.partial(progress, f"extract {package.name}"))
+
+
+def _write_initramfs(entries: list[CpioEntry], path: Path, progress: debs.StepProgress) -> None:
+    """Write ``entries`` to ``path`` as a gzip-compressed newc archive, reporting the bytes compressed."""
+    members = list(newc_members(entries))
+    total = sum(map(len, members))
+    done = 0
+    with path.open("wb") as raw, gzip_writer(raw) as out:
+        for member in members:
+            out.write(member)
+            done += len(member)
+            progress(done, total)
+
+
 def _build(
-    packages: dict[str, debs.DebPackage], cache_dir: Path, out: Path, log: Callable[[str], None]
+    packages: dict[str, debs.DebPackage],
+    cache_dir: Path,
+    out: Path,
+    log: Callable[[str], None],
+    progress: Progress,
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="build-", dir=cache_dir) as scratch:
         root = Path(scratch)
         debs_dir = cache_dir / "debs"
         log(f"fetching {packages[_KERNEL_META].spec} and {packages[_BUSYBOX].spec}")
-        kernel_tree = debs.extract(debs.download(packages[_KERNEL_META], debs_dir), root / "kernel")
-        busybox_tree = debs.extract(debs.download(packages[_BUSYBOX], debs_dir), root / "busybox")
+        kernel_tree = _fetch(packages[_KERNEL_META], debs_dir, root / "kernel", progress)
+        busybox_tree = _fetch(packages[_BUSYBOX], debs_dir, root / "busybox", progress)
         log("extracting vmlinux")
         build = root / "out"
         build.mkdir()
@@ -149,7 +177,7 @@ def _build(
         log("assembling the initramfs (python runtime, modules, busybox, kestrel)")
         modules_dir = next((kernel_tree / "lib/modules").iterdir())
         entries = _initramfs_entries(root, busybox_tree / "bin/busybox", modules_dir)
-        (build / "initramfs.cpio.gz").write_bytes(gzip_bytes(newc_archive(entries)))
+        _write_initramfs(entries, build / "initramfs.cpio.gz", functools.partial(progress, "write initramfs"))
         build.rename(out)
 
 
@@ -160,12 +188,17 @@ def _prune(cache_dir: Path, keep: Path) -> None:
             shutil.rmtree(entry)
 
 
-def ensure_guest(cache_dir: Path, *, log: Callable[[str], None] | None = None) -> GuestArtifacts:
+def ensure_guest(
+    cache_dir: Path, *, log: Callable[[str], None] | None = None, progress: Progress | None = None
+) -> GuestArtifacts:
     """Return the guest artifacts, building them into ``cache_dir`` first unless already cached.
 
     The cache entry is named by a hash of the inputs (kernel and busybox package versions, the
     host's python3.11 files, kestrel's and this builder's sources), so a changed input gives a new
     build and an unchanged one returns at once. Builds are serialised by a lock file.
+
+    ``log`` hears one line per build step; ``progress`` (see :data:`Progress`) hears how far the
+    downloads, the unpacking and the initramfs writing got. Nothing is printed here.
     """
     say = log or (lambda _message: None)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +209,6 @@ def ensure_guest(cache_dir: Path, *, log: Callable[[str], None] | None = None) -
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not out.is_dir():
             say(f"building guest {key[:24]} in {cache_dir}")
-            _build(packages, cache_dir, out, say)
+            _build(packages, cache_dir, out, say, progress or (lambda _task, _done, _total: None))
             _prune(cache_dir, keep=out)
     return GuestArtifacts(kernel=out / "vmlinux", initramfs=out / "initramfs.cpio.gz", key=key)

@@ -1,0 +1,1 @@
+"""Test fixture package: its plugin adds ``volar hello`` (see ``plugin``)."""
