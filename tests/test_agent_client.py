@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +24,8 @@ from volant_core.testing.kestrel import KestrelHost
 from volant_core.testing.waiting import free_port
 
 START_TIMEOUT = 30.0
+#: The test workload with the streaming endpoints (``/stream/<gate>``, ``/release/<gate>``, ``/sha256``).
+WORKLOAD_APP = Path(__file__).parent / "guest" / "workload_app.py"
 
 
 class CountingChannel(UnixSocketChannel):
@@ -165,3 +171,81 @@ def test_wait_healthy_deadline(tmp_path: Path) -> None:
 def test_response_json_error() -> None:
     with pytest.raises(AgentError, match="not JSON"):
         AgentResponse(status=200, headers={}, body=b"<html>").json()
+
+
+# --- streaming: open() --------------------------------------------------------
+
+
+class StreamingWorkload:
+    """A kestrel (host mode) in front of ``workload_app.py``, whose gates the test opens directly."""
+
+    def __init__(self, kestrel: KestrelHost, port: int) -> None:
+        self.kestrel = kestrel
+        self.port = port
+
+    def release(self, gate: str) -> None:
+        """Let ``GET /stream/<gate>`` finish (sent to the workload itself, not through kestrel)."""
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/release/{gate}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+
+
+@pytest.fixture
+def streaming(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> StreamingWorkload:
+    """kestrel whose workload streams ``/stream/<gate>`` until released and hashes ``/sha256``."""
+    port = free_port()
+    ready = tmp_path / "ready"
+    ready.touch()
+    manifest = {
+        "name": "streams",
+        "version": "1.0.0",
+        "workload": {
+            "type": "http",
+            "base_url": f"http://127.0.0.1:{port}",
+            "entrypoint": [sys.executable, "-u", str(WORKLOAD_APP), str(port), str(ready)],
+        },
+        "health_check": {"endpoint": "/healthz", "timeout_ms": 20000},
+    }
+    return StreamingWorkload(volant_kestrel(manifest_json(parse_manifest(manifest))), port)
+
+
+def test_streamed_answer_arrives_while_it_is_written(streaming: StreamingWorkload) -> None:
+    client, channel = healthy_client(streaming.kestrel)
+    with client.open("GET", "/v1/stream/a") as stream:
+        assert stream.status == 200 and stream.headers["content-type"] == "text/plain"
+        chunks = iter(stream)
+        assert next(chunks) == b"first\n"  # the workload is still waiting for its release
+        streaming.release("a")
+        assert b"".join(chunks) == b"rest\n"
+    connects = channel.connects
+    assert client.get("/v1/health").status == 200
+    assert channel.connects == connects  # read to its end: the connection was kept for reuse
+
+
+def test_stream_holds_the_exclusive_turn_until_closed(streaming: StreamingWorkload) -> None:
+    client, channel = healthy_client(streaming.kestrel, exclusive=True)
+    stream = client.open("GET", "/v1/stream/b")
+    assert next(iter(stream)) == b"first\n"
+    with pytest.raises(AgentTimeout, match="stayed busy"):
+        client.get("/v1/health", timeout=0.5)
+    connects = channel.connects
+    stream.close()  # before the end of the body
+    assert client.get("/v1/health").status == 200  # the turn is free again
+    assert channel.connects == connects + 1  # the half-read connection was closed, not reused
+    stream.close()  # idempotent
+    streaming.release("b")
+
+
+def test_request_body_is_sent_as_it_is_read(streaming: StreamingWorkload) -> None:
+    client, _ = healthy_client(streaming.kestrel, exclusive=False)
+    data = os.urandom(6 * 1024 * 1024)
+    digest = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+    def pieces() -> Iterator[bytes]:
+        for start in range(0, len(data), 1 << 20):
+            yield data[start : start + (1 << 20)]
+
+    length = {"Content-Length": str(len(data))}
+    for body in (pieces(), io.BytesIO(data)):
+        answer = client.request("POST", "/v1/sha256", body=body, headers=length, timeout=60)
+        assert answer.status == 200 and answer.json() == digest

@@ -1,21 +1,26 @@
 """Host side of the guest agent protocol: HTTP/1.1 to kestrel over any :class:`AgentChannel`.
 
 The same client serves every hypervisor and network mode: a channel only has
-to hand over a connected stream socket. Connections are kept alive and reused;
-a channel that carries one stream at a time (``exclusive``, e.g. a serial
-port) gets exactly one connection and callers take turns on it.
+to hand over a connected stream socket. :meth:`AgentClient.open` sends a
+request (its body as it is read) and hands the answer back as an
+:class:`AgentStream` whose body arrives chunk by chunk; :meth:`AgentClient.request`
+reads that whole answer. Connections are kept alive and reused; a channel that
+carries one stream at a time (``exclusive``, e.g. a single serial port) gets
+exactly one connection and callers take turns on it, each turn lasting until
+the answer's body has been read or the stream closed.
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import http.client
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import IO, Any
 
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.launch import AgentChannel
@@ -26,6 +31,12 @@ HEALTH_PATH = "/v1/health"
 HEALTH_POLL_INTERVAL = 0.25
 #: Longest wait for one health probe: long enough for a slow guest, short enough to notice a dead VMM.
 HEALTH_REQUEST_TIMEOUT = 5.0
+#: Most bytes one chunk of a streamed answer holds (a chunk is passed on as soon as it arrives).
+CHUNK_SIZE = 64 * 1024
+
+#: A request body: bytes, a binary file-like object (read until it ends), or an iterable of chunks.
+#: Without a ``Content-Length`` header, a body that is not bytes is sent chunked.
+AgentBody = bytes | IO[bytes] | Iterable[bytes] | None
 
 _STALE_CONNECTION_ERRORS = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
@@ -48,6 +59,84 @@ class AgentResponse:
             ) from exc
 
 
+class AgentStream:
+    """An answer from kestrel being read: ``status`` and lower-case ``headers`` at once, the body as
+    it arrives (iterate for its chunks, or :meth:`read_all`).
+
+    The stream holds its connection, and an exclusive channel's turn, until the body has been read
+    to its end (the connection is then kept for the next request) or :meth:`close` is called (a
+    connection closed before the end of its body is closed, never reused). Use it as a context
+    manager or call :meth:`close`. Reading fails with :class:`AgentTimeout` when no data comes
+    for the request's timeout and with :class:`AgentError` when the connection breaks.
+    """
+
+    def __init__(
+        self, answer: http.client.HTTPResponse, what: str, timeout: float, finish: Callable[[bool], None]
+    ) -> None:
+        """Wrap ``answer`` to the request ``what`` (sent with ``timeout``); ``finish(complete)`` gives
+        the connection back.
+        """
+        self.status = answer.status
+        self.headers: Mapping[str, str] = {name.lower(): value for name, value in answer.getheaders()}
+        self._answer = answer
+        self._what = what
+        self._timeout = timeout
+        self._finish: Callable[[bool], None] | None = finish
+        if answer.length == 0:  # no body at all (HEAD, 204, 304, Content-Length: 0)
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"AgentStream({self._what}: {self.status}, {'open' if self._finish else 'done'})"
+
+    def __iter__(self) -> Iterator[bytes]:
+        """The body's chunks, each as soon as it arrives; the connection is given back after the last."""
+        while self._finish is not None:
+            try:
+                chunk = self._next_chunk()
+            except (OSError, http.client.HTTPException) as exc:
+                self._end(complete=False)
+                raise _failure(self._what, exc, self._timeout) from exc
+            if not chunk:
+                self._end(complete=True)
+                return
+            yield chunk
+
+    def read_all(self) -> bytes:
+        """The rest of the body, read to its end."""
+        return b"".join(self)
+
+    def close(self) -> None:
+        """Stop reading: a body not read to its end closes the connection. Idempotent."""
+        if self._finish is not None:
+            if self._answer.length == 0:
+                self._answer.read()  # nothing is left: this marks the answer read to its end
+            self._end(complete=self._answer.isclosed())
+
+    def __enter__(self) -> AgentStream:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _next_chunk(self) -> bytes:
+        """The next chunk of the body; ``b""`` at its end; IncompleteRead when it was cut short."""
+        answer = self._answer
+        if answer.length == 0:
+            return answer.read()  # b"", and the answer is marked read to its end
+        expected = answer.length
+        chunk = answer.read1(CHUNK_SIZE)
+        if not chunk and expected:
+            raise http.client.IncompleteRead(b"", expected)
+        return chunk
+
+    def _end(self, *, complete: bool) -> None:
+        finish, self._finish = self._finish, None
+        if finish is not None:
+            finish(complete)
+
+
 class _ChannelConnection(http.client.HTTPConnection):
     """An HTTP connection whose transport is an agent channel instead of TCP."""
 
@@ -66,6 +155,15 @@ class _ChannelConnection(http.client.HTTPConnection):
             self.sock.settimeout(timeout)
 
 
+def _failure(what: str, exc: BaseException, timeout: float) -> AgentError:
+    """The error for ``exc``, met while talking to the agent about ``what`` with ``timeout``."""
+    if isinstance(exc, TimeoutError):
+        return AgentTimeout(f"{what}: no answer within {timeout:g} s")
+    if isinstance(exc, _STALE_CONNECTION_ERRORS):
+        return AgentError(f"{what}: connection lost: {exc}")
+    return AgentError(f"{what}: {str(exc) or type(exc).__name__}")
+
+
 class AgentClient:
     """Talks HTTP/1.1 to kestrel over ``channel``; thread-safe, one instance per channel."""
 
@@ -74,43 +172,64 @@ class AgentClient:
         self.channel = channel
         self._turn = threading.Lock() if channel.exclusive else None
         self._idle: list[_ChannelConnection] = []
-        self._idle_lock = threading.Lock()
+        self._connecting = 0  # callers opening a new connection: they get the next one given back
+        self._pool_lock = threading.Lock()
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: AgentBody = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30,
+    ) -> AgentStream:
+        """Send one request, its ``body`` as it is read, and return the answer once its head arrived.
+
+        ``timeout`` bounds every wait: for a connection (or the channel's
+        turn), for the answer's head, and later for each chunk of its body.
+        Close the returned :class:`AgentStream` (or read it to its end) to give
+        the connection back. A kept-alive connection the agent closed meanwhile
+        is replaced once, transparently, when ``body`` is bytes or None.
+        Raises :class:`AgentTimeout` when the agent does not answer in time and
+        :class:`AgentError` when it cannot be reached.
+        """
+        what = f"agent {method} {path} via {self.channel.describe()}"
+        deadline = time.monotonic() + timeout
+        release_turn = self._take_turn(deadline)
+        try:
+            while True:
+                conn = self._checkout(what, max(deadline - time.monotonic(), 0.001))
+                try:
+                    answer = self._send(conn, method, path, body, headers or {})
+                except (OSError, http.client.HTTPException) as exc:
+                    conn.close()
+                    replayable = isinstance(body, bytes | None)
+                    stale = isinstance(exc, _STALE_CONNECTION_ERRORS) and conn.used and replayable
+                    if stale and time.monotonic() < deadline:
+                        continue
+                    raise _failure(what, exc, timeout) from exc
+                except BaseException:
+                    conn.close()
+                    raise
+                finish = functools.partial(self._finish, conn, answer, release_turn)
+                return AgentStream(answer, what, timeout, finish)
+        except BaseException:
+            release_turn()
+            raise
 
     def request(
         self,
         method: str,
         path: str,
         *,
-        body: bytes | None = None,
+        body: AgentBody = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 30,
     ) -> AgentResponse:
-        """Send one request and read the whole answer within ``timeout`` seconds.
-
-        A kept-alive connection the agent closed meanwhile is replaced once,
-        transparently. Raises :class:`AgentTimeout` when the agent does not
-        answer in time and :class:`AgentError` when it cannot be reached.
-        """
-        deadline = time.monotonic() + timeout
-        with self._taking_turns(deadline):
-            while True:
-                conn = self._checkout(max(deadline - time.monotonic(), 0.001))
-                reused = conn.used
-                try:
-                    response = self._exchange(conn, method, path, body, headers or {})
-                except _STALE_CONNECTION_ERRORS as exc:
-                    conn.close()
-                    if reused and time.monotonic() < deadline:
-                        continue
-                    raise AgentError(f"{self._what(method, path)}: connection lost: {exc}") from exc
-                except TimeoutError as exc:
-                    conn.close()
-                    raise AgentTimeout(f"{self._what(method, path)}: no answer within {timeout:g} s") from exc
-                except (OSError, http.client.HTTPException) as exc:
-                    conn.close()
-                    raise AgentError(f"{self._what(method, path)}: {str(exc) or type(exc).__name__}") from exc
-                self._checkin(conn)
-                return response
+        """Send one request and read the whole answer (see :meth:`open` for the arguments and errors)."""
+        with self.open(method, path, body=body, headers=headers, timeout=timeout) as stream:
+            return AgentResponse(status=stream.status, headers=stream.headers, body=stream.read_all())
 
     def get(self, path: str, *, timeout: float = 30) -> AgentResponse:
         """``GET path``."""
@@ -145,52 +264,78 @@ class AgentClient:
 
     def close(self) -> None:
         """Close the kept-alive connections (the client stays usable)."""
-        with self._idle_lock:
+        with self._pool_lock:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
 
-    @contextlib.contextmanager
-    def _taking_turns(self, deadline: float) -> Iterator[None]:
+    def _take_turn(self, deadline: float) -> Callable[[], None]:
+        """Wait for the turn on an exclusive channel; return what gives it back (a no-op otherwise)."""
         if self._turn is None:
-            yield
-            return
+            return _nothing
         if not self._turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
             raise AgentTimeout(f"{self.channel.describe()} stayed busy with another request")
-        try:
-            yield
-        finally:
-            self._turn.release()
+        return self._turn.release
 
-    def _checkout(self, timeout: float) -> _ChannelConnection:
-        with self._idle_lock:
+    def _checkout(self, what: str, timeout: float) -> _ChannelConnection:
+        """A kept-alive connection, or a new one connected within ``timeout`` seconds."""
+        with self._pool_lock:
             conn = self._idle.pop() if self._idle else None
+            if conn is None:
+                self._connecting += 1
         if conn is None:
             conn = _ChannelConnection(self.channel, timeout)
+            try:
+                conn.connect()
+            except OSError as exc:
+                conn.close()
+                if isinstance(exc, TimeoutError):
+                    raise AgentTimeout(f"{what}: cannot connect within {timeout:g} s: {exc}") from exc
+                raise AgentError(f"{what}: cannot connect: {exc}") from exc
+            finally:
+                with self._pool_lock:
+                    self._connecting -= 1
         conn.set_timeout(timeout)
         return conn
 
-    def _checkin(self, conn: _ChannelConnection) -> None:
-        if conn.sock is None:  # the agent asked to close it
-            return
-        conn.used = True
-        with self._idle_lock:
-            self._idle.append(conn)
+    def _finish(
+        self,
+        conn: _ChannelConnection,
+        answer: http.client.HTTPResponse,
+        release_turn: Callable[[], None],
+        complete: bool,
+    ) -> None:
+        """Give back the connection of a finished stream, then the channel's turn.
+
+        The connection is kept for the next request if its answer was read to
+        the end and nobody else waits for one; while another caller is opening
+        a new connection (a channel with few lanes may make it wait for this
+        one's), it is closed instead, as it is after an answer not read to its end.
+        """
+        try:
+            answer.close()
+            keep = complete and conn.sock is not None  # None: the agent asked to close it
+            if keep:
+                with self._pool_lock:
+                    keep = self._connecting == 0
+                    if keep:
+                        conn.used = True
+                        self._idle.append(conn)
+            if not keep:
+                conn.close()
+        finally:
+            release_turn()
 
     @staticmethod
-    def _exchange(
-        conn: _ChannelConnection, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> AgentResponse:
+    def _send(
+        conn: _ChannelConnection, method: str, path: str, body: AgentBody, headers: Mapping[str, str]
+    ) -> http.client.HTTPResponse:
         conn.request(method, path, body=body, headers=dict(headers))
         answer = conn.getresponse()
-        payload = answer.read()
         if answer.will_close:
-            conn.close()
-        return AgentResponse(
-            status=answer.status,
-            headers={name.lower(): value for name, value in answer.getheaders()},
-            body=payload,
-        )
+            conn.close()  # the answer holds the socket until its body is read or closed
+        return answer
 
-    def _what(self, method: str, path: str) -> str:
-        return f"agent {method} {path} via {self.channel.describe()}"
+
+def _nothing() -> None:
+    """Give back a turn that was never taken."""

@@ -17,8 +17,17 @@ from typing import Protocol, runtime_checkable
 
 #: Port kestrel serves HTTP on, inside the guest (TCP) and behind every agent channel.
 AGENT_PORT = 8080
-#: Name of the virtio-serial port that carries the agent channel.
+#: Name of the virtio-serial port that carries the agent channel. A guest may have more such ports
+#: ("lanes", each carrying one connection at a time): lane N > 0 is named ``volant.agent.N`` and
+#: kestrel serves every port whose name is this one or starts with it and a dot.
 AGENT_SERIAL_PORT_NAME = "volant.agent"
+
+
+def agent_serial_port_name(lane: int) -> str:
+    """Name of the agent's virtio-serial port number ``lane``: ``volant.agent``, ``volant.agent.1``, ..."""
+    if lane < 0:
+        raise ValueError(f"lane must be >= 0, not {lane}")
+    return AGENT_SERIAL_PORT_NAME if lane == 0 else f"{AGENT_SERIAL_PORT_NAME}.{lane}"
 
 
 @dataclass(frozen=True)
@@ -69,21 +78,30 @@ class LaunchSpec:
 class AgentChannel(Protocol):
     """A way to open a byte stream to kestrel's HTTP server inside one guest.
 
-    A virtio-serial port, a Cloud Hypervisor hybrid vsock socket and a TCP
+    Virtio-serial ports, a Cloud Hypervisor hybrid vsock socket and a TCP
     connection to the guest's address all look the same to the core: a
-    connected stream socket on which it speaks HTTP/1.1.
+    connected stream socket on which it speaks HTTP/1.1. The core keeps a
+    connection open while an answer streams (the agent proxy relays bodies as
+    they come), so a channel should carry several connections at once: a
+    channel over serial ports gives each connection a port of its own ("lane")
+    and waits in :meth:`connect` for a free one.
     """
 
-    #: True when the channel carries one connection at a time (a serial port):
-    #: callers then serialise their requests.
+    #: True when the channel carries only one connection at a time (a single serial port):
+    #: callers then take turns, each holding the channel until its answer has been read.
     exclusive: bool
 
     def connect(self, timeout: float) -> socket.socket:
-        """Return a connected socket to kestrel, or raise ``OSError``."""
+        """Return a connected socket to kestrel within ``timeout`` seconds, or raise ``OSError``
+        (``TimeoutError`` when it could not in time).
+
+        A channel with a limited number of connections (lanes) may wait for one to
+        be free; closing the returned socket frees it again.
+        """
         ...
 
     def describe(self) -> str:
-        """A short human-readable description, e.g. ``virtio-serial:/run/.../agent.sock``."""
+        """A short human-readable description, e.g. ``virtio-serial:/run/.../agent.sock (4 lanes)``."""
         ...
 
 

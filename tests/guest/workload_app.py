@@ -1,15 +1,35 @@
-"""A test workload: ``/healthz`` answers 200 once a marker file exists; everything else is echoed.
+"""A test workload: ``/healthz`` answers 200 once a marker file exists; everything else is echoed
+(the path as it was sent, percent-encoding kept), except:
 
-Usage: ``python workload_app.py PORT READY_FILE``.
+* ``GET /stream/<gate>``: writes ``first`` (a line), waits until ``POST /release/<gate>`` (a
+  request of its own), then writes ``rest`` and ends (chunked); ``timed out`` instead of ``rest``
+  when no release comes within a few minutes;
+* ``POST /release/<gate>``: opens that gate;
+* ``POST /sha256``: reads the body (Content-Length) piece by piece and answers its SHA-256 and size.
+
+Usage: ``python workload_app.py PORT READY_FILE``. Only the standard library: it also runs in the guest.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
+
+#: Longest wait of ``/stream/<gate>`` for its release (seconds).
+GATE_TIMEOUT = 300.0
+_gates: dict[str, threading.Event] = {}
+_gates_lock = threading.Lock()
+
+
+def gate(name: str) -> threading.Event:
+    """The gate called ``name`` (created closed on first use)."""
+    with _gates_lock:
+        return _gates.setdefault(name, threading.Event())
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -26,8 +46,49 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    def _stream(self, name: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._chunk(b"first\n")
+        self._chunk(b"rest\n" if gate(name).wait(GATE_TIMEOUT) else b"timed out\n")
+        self.wfile.write(b"0\r\n\r\n")
+
+    def _sha256(self) -> None:
+        left = int(self.headers.get("Content-Length") or 0)
+        digest, size = hashlib.sha256(), 0
+        while left:
+            piece = self.rfile.read(min(left, 65536))
+            if not piece:
+                break
+            digest.update(piece)
+            size += len(piece)
+            left -= len(piece)
+        self._reply(200, {"sha256": digest.hexdigest(), "bytes": size})
+
+    def _special(self, path: str) -> bool:
+        """Answer the streaming and hashing endpoints; False for any other path."""
+        first, _, rest = path.strip("/").partition("/")
+        if self.command == "GET" and first == "stream" and rest:
+            self._stream(rest)
+        elif self.command == "POST" and first == "release" and rest:
+            gate(rest).set()
+            self._reply(200, {"released": rest})
+        elif self.command == "POST" and path == "/sha256":
+            self._sha256()
+        else:
+            return False
+        return True
+
     def _handle(self) -> None:
         url = urlsplit(self.path)
+        if self._special(url.path):
+            return
         if url.path == "/healthz":
             ready = Path(sys.argv[2]).exists()
             self._reply(200 if ready else 503, {"ready": ready})

@@ -1,16 +1,18 @@
 """A small HTTP/1.1 server core over any byte stream (socket or serial port).
 
 Transports hand :func:`serve_stream` an object with ``recv`` and ``sendall``; it reads requests
-(Content-Length or chunked bodies), calls the handler and writes responses with Content-Length,
+(Content-Length or chunked bodies, which a handler may read as they arrive), calls the handler and
+writes its response, with Content-Length, or chunk by chunk as the handler's stream produces it,
 keeping the connection open unless the client asks otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ _MAX_HEAD = 64 * 1024
 _MAX_HEADERS = 256
 _REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|TRACE) (\S+) (HTTP/1\.[01])$")
 _MAX_BODY = 64 * 1024 * 1024
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 class Stream(Protocol):
@@ -50,13 +53,36 @@ class HttpError(Exception):
 
 @dataclass
 class Request:
-    """One parsed request."""
+    """One parsed request; its body is read from the stream as the handler consumes it.
+
+    ``chunks`` yields the body as it arrives (once); :attr:`body` reads all of it.
+    ``length`` is the Content-Length, None for a chunked body.
+    """
 
     method: str
     target: str
     version: str
     headers: list[tuple[str, str]]
-    body: bytes = b""
+    chunks: Iterator[bytes] = field(default_factory=lambda: iter(()), repr=False)
+    length: int | None = 0
+    _body: bytes | None = field(default=None, repr=False)
+
+    @property
+    def body(self) -> bytes:
+        """The whole body, read on first use; 413 when it is over the in-memory limit."""
+        if self._body is None:
+            data = bytearray()
+            for chunk in self.chunks:
+                data += chunk
+                if len(data) > _MAX_BODY:
+                    raise HttpError(413, "request body too large")
+            self._body = bytes(data)
+        return self._body
+
+    @property
+    def has_body(self) -> bool:
+        """Whether the request carries a body (chunked, or a Content-Length over 0)."""
+        return self.length != 0
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive)."""
@@ -84,12 +110,18 @@ class Request:
 
 @dataclass
 class Response:
-    """One response; ``after`` runs once it has been written (e.g. to power off)."""
+    """One response; ``after`` runs once it has been written (e.g. to power off).
+
+    With a ``stream``, the body is what the stream yields, each chunk sent as soon as it is
+    produced (``length`` is its size when known); ``body`` is then unused.
+    """
 
     status: int
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     after: Callable[[], None] | None = None
+    stream: Generator[bytes, None, None] | None = None
+    length: int | None = None
 
     @classmethod
     def json(cls, status: int, payload: Any, after: Callable[[], None] | None = None) -> Response:
@@ -101,17 +133,24 @@ class Response:
         """A JSON error response: ``{"error": {"code", "message"}}``."""
         return cls.json(status, {"error": {"code": code, "message": message}})
 
-    def encode(self, *, keep_alive: bool, head_only: bool = False) -> bytes:
-        """The response on the wire."""
+    def head(self, *, keep_alive: bool, framing: str | None) -> bytes:
+        """Status line and headers; ``framing`` is the header saying where the body ends (None: at
+        the end of the connection).
+        """
         try:
             reason = http.HTTPStatus(self.status).phrase
         except ValueError:
             reason = "Status"
         lines = [f"HTTP/1.1 {self.status} {reason}"]
-        lines += [f"{k}: {v}" for k, v in self.headers if k.lower() not in ("content-length", "connection")]
-        lines.append(f"Content-Length: {len(self.body)}")
+        lines += [f"{k}: {v}" for k, v in self.headers if k.lower() not in _FRAMING_HEADERS]
+        if framing is not None:
+            lines.append(framing)
         lines.append("Connection: " + ("keep-alive" if keep_alive else "close"))
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def encode(self, *, keep_alive: bool, head_only: bool = False) -> bytes:
+        """The response (not streamed) on the wire."""
+        head = self.head(keep_alive=keep_alive, framing=f"Content-Length: {len(self.body)}")
         return head if head_only else head + self.body
 
 
@@ -133,7 +172,7 @@ class RequestReader:
     def _take(self, size: int) -> bytes:
         while len(self._buffer) < size:
             if not self._fill():
-                raise StreamClosed("connection closed inside the body")
+                raise StreamClosed("connection closed inside the request")
         data = bytes(self._buffer[:size])
         del self._buffer[:size]
         return data
@@ -146,16 +185,29 @@ class RequestReader:
                 raise StreamClosed("connection closed inside the request")
         return self._take(end + 2)[:-2]
 
-    def _chunked(self) -> bytes:
-        body = bytearray()
-        while size := int(self._line().split(b";")[0].strip() or b"0", 16):
-            body += self._take(size)
+    def _counted(self, size: int) -> Iterator[bytes]:
+        """The next ``size`` bytes, as they arrive."""
+        while size:
+            if not self._buffer and not self._fill():
+                raise StreamClosed("connection closed inside the body")
+            chunk = bytes(self._buffer[:size])
+            del self._buffer[: len(chunk)]
+            size -= len(chunk)
+            yield chunk
+
+    def _chunked(self) -> Iterator[bytes]:
+        """A chunked body, decoded, as it arrives."""
+        while True:
+            try:
+                size = int(self._line().split(b";")[0].strip() or b"0", 16)
+            except ValueError as exc:
+                raise HttpError(400, "bad chunk size") from exc
+            if not size:
+                break
+            yield from self._counted(size)
             self._line()
-            if len(body) > _MAX_BODY:
-                raise HttpError(413, "request body too large")
         while self._line():
             pass
-        return bytes(body)
 
     def _head(self) -> tuple[re.Match[bytes], list[tuple[str, str]]]:
         """The request line and headers.
@@ -184,31 +236,60 @@ class RequestReader:
                     raise HttpError(431, "too many headers")
 
     def read(self) -> Request | None:
-        """The next request, or None when the stream ends between requests."""
+        """The head of the next request, its body to be read through ``chunks`` (before the next
+        request is read); None when the stream ends between requests.
+        """
         if not self._buffer and not self._fill():
             return None
         start, headers = self._head()
         method, target, version = (part.decode("latin-1") for part in start.groups())
         request = Request(method, target, version, headers)
         if (request.header("Transfer-Encoding") or "").lower() == "chunked":
-            request.body = self._chunked()
+            request.length, request.chunks = None, self._chunked()
         else:
             try:
                 length = int(request.header("Content-Length") or 0)
             except ValueError as exc:
                 raise HttpError(400, "bad Content-Length") from exc
-            if not 0 <= length <= _MAX_BODY:
-                raise HttpError(413, "request body too large")
-            request.body = self._take(length)
+            if length < 0:
+                raise HttpError(400, "bad Content-Length")
+            request.length, request.chunks = length, self._counted(length)
         return request
 
 
 def _handle(handler: Handler, request: Request) -> Response:
     try:
         return handler(request)
+    except (HttpError, StreamClosed):
+        raise  # the request itself is at fault, or nobody is left to answer
     except Exception as exc:
         say(f"kestrel: handler error on {request.method} {request.target}: {exc!r}")
         return Response.error(500, "internal", f"agent error: {exc}")
+
+
+def _send_stream(stream: Stream, request: Request, response: Response, keep_alive: bool) -> bool:
+    """Write a streamed response, each chunk as it comes; whether the connection may stay open.
+
+    The body is framed by its length when known, else chunked (HTTP/1.1) or ended by closing
+    the connection (HTTP/1.0).
+    """
+    assert response.stream is not None
+    with contextlib.closing(response.stream) as chunks:
+        chunked = response.length is None and request.version != "HTTP/1.0"
+        if response.length is not None:
+            framing: str | None = f"Content-Length: {response.length}"
+        else:
+            framing = "Transfer-Encoding: chunked" if chunked else None
+            keep_alive = keep_alive and chunked
+        stream.sendall(response.head(keep_alive=keep_alive, framing=framing))
+        if request.method == "HEAD":
+            return keep_alive
+        for chunk in chunks:
+            if chunk:
+                stream.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+        if chunked:
+            stream.sendall(b"0\r\n\r\n")
+    return keep_alive
 
 
 def serve_stream(stream: Stream, handler: Handler) -> None:
@@ -217,16 +298,21 @@ def serve_stream(stream: Stream, handler: Handler) -> None:
     while True:
         try:
             request = reader.read()
+            if request is None:
+                return
+            response = _handle(handler, request)
+            for _unread in request.chunks:  # what the handler left of the body
+                pass
         except HttpError as exc:
             stream.sendall(Response.error(exc.status, "bad_request", exc.message).encode(keep_alive=False))
             return
         except StreamClosed:
             return
-        if request is None:
-            return
-        response = _handle(handler, request)
         keep_alive = request.keep_alive
-        stream.sendall(response.encode(keep_alive=keep_alive, head_only=request.method == "HEAD"))
+        if response.stream is None:
+            stream.sendall(response.encode(keep_alive=keep_alive, head_only=request.method == "HEAD"))
+        else:
+            keep_alive = _send_stream(stream, request, response, keep_alive)
         if response.after is not None:
             response.after()
         if not keep_alive:

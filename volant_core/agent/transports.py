@@ -18,6 +18,8 @@ from .httpio import Handler, serve_stream
 _WRITE_TIMEOUT_MS = 30_000
 _NO_HOST_RECHECK_S = 1.0
 _PORT_DISCOVERY_S = 0.05
+_LANE_RESCAN_S = 1.0
+_SYSFS_PORTS = Path("/sys/class/virtio-ports")
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -44,13 +46,25 @@ def start_socket_server(family: int, address: object, handler: Handler) -> socke
     return server
 
 
-def find_serial_port(name: str, sysfs: Path = Path("/sys/class/virtio-ports")) -> Path | None:
-    """The ``/dev`` node of the virtio-serial port called ``name``, if it exists yet."""
+def serial_ports(sysfs: Path = _SYSFS_PORTS) -> dict[str, Path]:
+    """The named virtio-serial ports whose ``/dev`` node exists yet: name -> node."""
+    ports: dict[str, Path] = {}
     for entry in sorted(sysfs.glob("*")):
         with contextlib.suppress(OSError):
-            if (entry / "name").read_text().strip() == name and Path("/dev", entry.name).exists():
-                return Path("/dev", entry.name)
-    return None
+            name = (entry / "name").read_text().strip()
+            if name and Path("/dev", entry.name).exists():
+                ports.setdefault(name, Path("/dev", entry.name))
+    return ports
+
+
+def find_serial_port(name: str, sysfs: Path = _SYSFS_PORTS) -> Path | None:
+    """The ``/dev`` node of the virtio-serial port called ``name``, if it exists yet."""
+    return serial_ports(sysfs).get(name)
+
+
+def is_lane_of(port: str, name: str) -> bool:
+    """Whether the port ``port`` is a lane of the channel ``name``: ``name`` itself or ``name.<lane>``."""
+    return port == name or port.startswith(name + ".")
 
 
 class SerialStream:
@@ -124,14 +138,29 @@ def wait_for_serial_port(name: str, timeout: float | None) -> Path | None:
 
 
 def serve_serial(name: str, handler: Handler) -> None:
-    """Wait for the virtio-serial port ``name`` and serve ``handler`` on it forever (blocking)."""
-    device = wait_for_serial_port(name, None)
-    assert device is not None
+    """Serve ``handler`` forever (blocking) on every lane of the virtio-serial channel ``name``.
+
+    The lanes are the ports named ``name`` or ``name.<N>`` (a host opens one connection per lane);
+    each is served by a thread of its own from the moment the driver creates its node.
+    """
+    served: set[str] = set()
+    while True:
+        for port, device in serial_ports().items():
+            if is_lane_of(port, name) and port not in served:
+                served.add(port)
+                threading.Thread(
+                    target=serve_serial_port, args=(port, device, handler), name=f"serial-{port}", daemon=True
+                ).start()
+        time.sleep(_LANE_RESCAN_S if served else _PORT_DISCOVERY_S)
+
+
+def serve_serial_port(name: str, device: Path, handler: Handler) -> None:
+    """Serve ``handler`` forever (blocking) on the virtio-serial port ``name`` at ``device``."""
     port = SerialStream(device)
     say(f"kestrel: serving on {device} ({name})")
     while True:
         port.wait_for_host()
         try:
             serve_stream(port, handler)
-        except OSError as exc:
-            say(f"kestrel: serial connection dropped: {exc}")
+        except Exception as exc:  # the lane must outlive any one connection
+            say(f"kestrel: serial connection on {name} dropped: {exc!r}")

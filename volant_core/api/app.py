@@ -34,7 +34,8 @@ from volant_core.plugins import PluginHost
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
 
-#: Largest request body accepted (bytes); bigger ones get 413.
+#: Largest request body accepted (bytes); bigger ones get 413. Not for resources that stream
+#: the body on as they read it (``streams_request_body``: the agent proxy).
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
@@ -50,9 +51,15 @@ class ApiDeps:
 
 
 class _BodyLimit:
-    """Refuse bodies over :data:`MAX_BODY_BYTES` before any resource reads them."""
+    """Refuse bodies over :data:`MAX_BODY_BYTES` before any resource reads them, unless the
+    resource says it streams them (a true ``streams_request_body`` attribute).
+    """
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, object]
+    ) -> None:
+        if getattr(resource, "streams_request_body", False):
+            return
         if (req.content_length or 0) > MAX_BODY_BYTES:
             raise falcon.HTTPContentTooLarge(
                 description=f"request body over {MAX_BODY_BYTES} bytes; send a smaller document"

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Annotated, Literal, cast
 
 import falcon
 from pydantic import Field
 
+from volant_core.api.agent_relay import DROPPED_REQUEST_HEADERS, agent_target, relay_stream, request_body
 from volant_core.api.bodies import parse_body, query_choice, query_count, query_list
 from volant_core.api.idempotency import REQUEST_HEADERS, idempotent
 from volant_core.api.models import CreateVMRequest, ResourceName
 from volant_core.api.openapi.operations import operation
 from volant_core.api.responses import VMResource
-from volant_core.api.workload import HOP_HEADERS, relay
 from volant_core.errors import ValidationError
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.listing import SORT_KEYS, SortKey, VMQuery
 from volant_core.store.idempotency import IdempotencyRepository
 from volant_core.vm import VMStatus, check_name
-
-#: Request headers never forwarded to the guest agent: hop-by-hop ones, and ours (credentials).
-_DROPPED_HEADERS = HOP_HEADERS | {"host", "accept-encoding", "x-volant-api-key", "authorization"}
-#: Characters of a path segment sent on as they are (RFC 3986 pchar, and ``/``).
-_PATH_SAFE = "/:@!$&'()*+,;=-._~"
-
 
 #: Largest ``limit`` and ``offset`` of the VM list.
 MAX_PAGE = 1_000_000
@@ -140,22 +133,28 @@ class VMItem:
 class AgentProxy:
     """``/api/v1/vms/{name}/agent/{path}``: any request, relayed to kestrel in the guest."""
 
+    #: The request body is relayed as it is read, whatever its size: the body limit does not apply.
+    streams_request_body = True
+
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
 
-    @operation(passthrough=True, errors=(404, 409, 422, 502, 503, 504))
+    @operation(passthrough=True, errors=(404, 409, 411, 422, 502, 503, 504))
     def _relay(self, req: falcon.Request, resp: falcon.Response, name: ResourceName, path: str) -> None:
-        """Relay the request to kestrel in the guest (any method); the answer is kestrel's.
+        """Relay the request to kestrel in the guest (any method); the answer is kestrel's, streamed.
 
-        ``path`` may hold slashes; the query string and the body are passed on,
-        hop-by-hop headers and credentials are not.
+        ``path`` may hold slashes and reaches kestrel encoded as it was sent
+        (``a%2Fb`` stays ``a%2Fb``); the query string is passed on, and so is
+        the body, as it is read (it needs a ``Content-Length``: 411 without).
+        The answer's body is relayed as it arrives. Hop-by-hop headers and
+        credentials are not passed on.
         """
         client = self.orchestrator.agent(check_name(name))
-        target = "/" + urllib.parse.quote(path.lstrip("/"), safe=_PATH_SAFE)
-        if req.query_string:
-            target += "?" + req.query_string
-        headers = {k: v for k, v in req.headers.items() if k.lower() not in _DROPPED_HEADERS}
-        body = req.bounded_stream.read() or None
-        relay(client.request(req.method, target, body=body, headers=headers), resp)
+        body = request_body(req)
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in DROPPED_REQUEST_HEADERS}
+        if body is not None:
+            headers["Content-Length"] = str(req.content_length)
+        answer = client.open(req.method, agent_target(req, name, path), body=body, headers=headers)
+        relay_stream(answer, resp)
 
     on_get = on_post = on_put = on_patch = on_delete = on_head = on_options = _relay

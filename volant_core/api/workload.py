@@ -18,8 +18,8 @@ from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.workload import AgentCall, action_call, follow, openapi_call, tail
 from volant_core.vm import ACTIVE_STATES, check_name
 
-#: Response headers not passed on from the agent (hop-by-hop, or recomputed here).
-HOP_HEADERS = frozenset(
+#: Headers that concern one connection only (RFC 9110 section 7.6.1): never passed on.
+HOP_BY_HOP_HEADERS = frozenset(
     {
         "connection",
         "keep-alive",
@@ -29,9 +29,10 @@ HOP_HEADERS = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
-        "content-length",
     }
 )
+#: Response headers not passed on from a buffered agent answer (hop-by-hop, or recomputed here).
+HOP_HEADERS = HOP_BY_HOP_HEADERS | {"content-length"}
 #: Lines ``GET .../logs`` returns when ``tail`` is not given, and the most it returns.
 DEFAULT_TAIL = 200
 MAX_TAIL = 100_000

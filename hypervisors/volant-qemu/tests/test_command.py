@@ -77,11 +77,14 @@ def test_console_agent_and_qmp_sockets(build: Builder) -> None:
         f"socket,id=console,path={VM_DIR}/console.sock,server=on,wait=off,logfile={VM_DIR}/console.log"
         in chardevs
     )
-    assert f"socket,id=agent,path={VM_DIR}/agent.sock,server=on,wait=off" in chardevs
     assert option_values(argv, "-serial") == ["chardev:console"]
     devices = option_values(argv, "-device")
-    assert "virtio-serial-pci" in devices
-    assert "virtserialport,chardev=agent,name=volant.agent" in devices
+    assert devices.count("virtio-serial-pci") == 1
+    # One virtio-serial port ("lane") per agent socket; lane 0 keeps the name older VMs had.
+    lanes = [("agent.sock", "volant.agent")] + [(f"agent.{n}.sock", f"volant.agent.{n}") for n in (1, 2, 3)]
+    for lane, (sock, port) in enumerate(lanes):
+        assert f"socket,id=agent{lane},path={VM_DIR}/{sock},server=on,wait=off" in chardevs
+        assert f"virtserialport,chardev=agent{lane},name={port}" in devices
     assert option_values(argv, "-qmp") == [f"unix:{VM_DIR}/qmp.sock,server=on,wait=off"]
 
 
@@ -127,7 +130,7 @@ def test_socket_path_too_long_is_refused(make_spec: SpecFactory) -> None:
 
 
 def test_socket_path_at_the_limit_is_accepted(make_spec: SpecFactory) -> None:
-    # "/agent.sock" and "/qmp.sock" are shorter than "/console.sock" (13 bytes).
+    # "/agent.N.sock" is as long as "/console.sock" (13 bytes); "/qmp.sock" is shorter.
     vm_dir = Path("/" + "x" * (107 - len("/console.sock") - 1))
     argv = build_command(make_spec(vm_dir, Path("/k")), accel="tcg", binary="qemu")
     assert len(f"{vm_dir}/console.sock") == 107

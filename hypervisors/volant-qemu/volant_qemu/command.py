@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from volant_core.launch import AGENT_SERIAL_PORT_NAME, LaunchSpec
+from volant_core.launch import LaunchSpec, agent_serial_port_name
 from volant_qemu.paths import VmPaths
 
 #: CPU model to pair with each accelerator.
@@ -62,11 +62,15 @@ def _console_args(paths: VmPaths) -> list[str]:
 
 
 def _agent_args(paths: VmPaths) -> list[str]:
-    return [
-        "-device", "virtio-serial-pci",
-        "-chardev", f"socket,id=agent,path={_escape(paths.agent_socket)},server=on,wait=off",
-        "-device", f"virtserialport,chardev=agent,name={AGENT_SERIAL_PORT_NAME}",
-    ]  # fmt: skip
+    """One virtio-serial device with a port per agent lane, each on its own chardev socket."""
+    args = ["-device", "virtio-serial-pci"]
+    for lane, sock in enumerate(paths.agent_sockets):
+        chardev = f"agent{lane}"
+        args += [
+            "-chardev", f"socket,id={chardev},path={_escape(sock)},server=on,wait=off",
+            "-device", f"virtserialport,chardev={chardev},name={agent_serial_port_name(lane)}",
+        ]  # fmt: skip
+    return args
 
 
 def _disk_args(spec: LaunchSpec) -> list[str]:

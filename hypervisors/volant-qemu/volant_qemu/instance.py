@@ -27,7 +27,7 @@ class QemuInstance:
         """Wrap ``process`` running the VM whose files live in ``paths``, booted with ``accelerator``."""
         self.pid = process.pid
         self.accelerator = accelerator
-        self.agent_channel: AgentChannel = VirtioSerialChannel(paths.agent_socket)
+        self.agent_channel: AgentChannel = VirtioSerialChannel(paths.present_agent_sockets())
         self.console_socket: Path | None = paths.console_socket
         self.console_log: Path | None = paths.console_log
         self.paths = paths

@@ -10,6 +10,8 @@ from volant_core.errors import LaunchError
 
 #: Longest path ``bind()`` accepts for a UNIX socket on Linux (``sun_path`` is 108 bytes, NUL included).
 MAX_SOCKET_PATH = 107
+#: Virtio-serial ports ("lanes") the agent channel of a new VM gets: as many connections at once.
+AGENT_LANES = 4
 
 
 @dataclass(frozen=True)
@@ -29,9 +31,19 @@ class VmPaths:
         return self.vm_dir / "console.log"
 
     @property
-    def agent_socket(self) -> Path:
-        """UNIX socket behind the ``volant.agent`` virtio-serial port."""
-        return self.vm_dir / "agent.sock"
+    def agent_sockets(self) -> tuple[Path, ...]:
+        """UNIX sockets behind the agent's virtio-serial ports, by lane: ``agent.sock`` (the
+        ``volant.agent`` port), then ``agent.1.sock`` (``volant.agent.1``) and so on.
+        """
+        names = ("agent.sock" if lane == 0 else f"agent.{lane}.sock" for lane in range(AGENT_LANES))
+        return tuple(self.vm_dir / name for name in names)
+
+    def present_agent_sockets(self) -> tuple[Path, ...]:
+        """The agent sockets QEMU created (a VM started by an older Volant may have fewer lanes);
+        the first one alone when there is none.
+        """
+        present = tuple(sock for sock in self.agent_sockets if sock.exists())
+        return present or self.agent_sockets[:1]
 
     @property
     def qmp_socket(self) -> Path:
@@ -51,7 +63,7 @@ class VmPaths:
     @property
     def sockets(self) -> tuple[Path, ...]:
         """Every UNIX socket QEMU listens on for this VM."""
-        return (self.console_socket, self.agent_socket, self.qmp_socket)
+        return (self.console_socket, *self.agent_sockets, self.qmp_socket)
 
     def check_socket_lengths(self) -> None:
         """Raise :class:`LaunchError` when a socket path would not fit in ``sun_path``."""

@@ -1,0 +1,116 @@
+"""Relaying an API request to kestrel and its answer back, both bodies streamed as they come.
+
+The agent proxy (``/api/v1/vms/{name}/agent/{path}``) sends kestrel the path
+exactly as the client encoded it, the request body as it is read from the
+client, and hands the answer's body to the WSGI server chunk by chunk (which
+writes and flushes each one), so neither body is ever held whole in volantd.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+from collections.abc import Callable, Iterator
+
+import falcon
+
+from volant_core.agent_client import CHUNK_SIZE, AgentStream
+from volant_core.api.server import RAW_TARGET_KEY
+from volant_core.api.workload import HOP_BY_HOP_HEADERS, HOP_HEADERS
+from volant_core.errors import AgentError, ValidationError
+
+log = logging.getLogger(__name__)
+
+#: Request headers never forwarded to the guest agent: hop-by-hop ones, and ours (credentials).
+DROPPED_REQUEST_HEADERS = HOP_HEADERS | {
+    "host",
+    "accept-encoding",
+    "expect",
+    "x-volant-api-key",
+    "authorization",
+}
+#: What precedes ``{name}/agent/...`` in the proxy's path.
+_VMS_PREFIX = "/api/v1/vms/"
+#: Characters of a decoded path segment sent on as they are (RFC 3986 pchar, and ``/``).
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+#: Characters of a raw request target sent on as they are: printable ASCII but space (the rest,
+#: which a client should not have sent raw, is percent-encoded).
+_TARGET_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
+
+
+def agent_target(req: falcon.Request, name: str, path: str) -> str:
+    """The request target for kestrel: what the client wrote after ``/api/v1/vms/{name}/agent``,
+    percent-encoding and query string kept (``a%2Fb`` stays one segment).
+
+    volantd's server keeps the raw target in ``REQUEST_URI``; under a server
+    that does not, the decoded ``path`` is encoded again (``%2F`` then reads as ``/``).
+    """
+    raw = req.env.get(RAW_TARGET_KEY, "")
+    raw_path, mark, query = raw.partition("?")
+    if raw_path.startswith(_VMS_PREFIX):
+        raw_name, _, rest = raw_path[len(_VMS_PREFIX) :].partition("/")
+        if urllib.parse.unquote(raw_name) == name and rest.startswith("agent/"):
+            target = rest[len("agent") :] + mark + query
+            return urllib.parse.quote(target, safe=_TARGET_SAFE, encoding="latin-1")
+    target = "/" + urllib.parse.quote(path.lstrip("/"), safe=_PATH_SAFE)
+    return target + "?" + req.query_string if req.query_string else target
+
+
+def request_body(req: falcon.Request) -> Iterator[bytes] | None:
+    """The request body as it is read from the client (``Content-Length`` bytes); None without one.
+
+    Raises 411 for a body sent with a ``Transfer-Encoding`` (chunked): the
+    server does not decode it, the body must come with its ``Content-Length``.
+    """
+    if req.get_header("Transfer-Encoding"):
+        raise falcon.HTTPLengthRequired(
+            description="the agent proxy needs the request body's Content-Length: "
+            "send the body with its length instead of Transfer-Encoding: chunked"
+        )
+    length = req.content_length
+    return _chunks(req.bounded_stream.read, length) if length else None
+
+
+def relay_stream(answer: AgentStream, resp: falcon.Response) -> None:
+    """Answer ``resp`` with ``answer``: its status, end-to-end headers (``Content-Length`` too) and
+    its body as it arrives. The agent connection is given back when the WSGI server closes the body
+    (at its end, or when the client went away).
+    """
+    resp.status = falcon.code_to_http_status(answer.status)
+    for key, value in answer.headers.items():
+        if key not in HOP_BY_HOP_HEADERS:
+            resp.set_header(key, value)
+    resp.stream = _RelayedBody(answer)
+
+
+class _RelayedBody:
+    """An agent answer's body for the WSGI server: chunks as they arrive, ``close()`` to give back
+    its connection. A body the agent breaks off just ends early (and is logged).
+    """
+
+    def __init__(self, answer: AgentStream) -> None:
+        self._answer = answer
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._answer
+        except AgentError as exc:
+            log.warning("relayed answer cut short: %s", exc.message)
+
+    def close(self) -> None:
+        """Give back the agent connection (closed if the body was not read to its end)."""
+        self._answer.close()
+
+
+def _chunks(read: Callable[[int], bytes], length: int) -> Iterator[bytes]:
+    """``length`` bytes as ``read`` returns them; 422 when they end before."""
+    left = length
+    while left:
+        chunk = read(min(left, CHUNK_SIZE))
+        if not chunk:
+            raise ValidationError(
+                f"body: the client sent {length - left} of the {length} bytes of Content-Length",
+                field="body",
+            )
+        left -= len(chunk)
+        yield chunk
