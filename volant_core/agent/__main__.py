@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import system, transports
+from . import shell, system, transports
 from .api import AgentApi
 from .console import say
 from .constants import (
@@ -94,6 +94,15 @@ def _configure_network(cmdline: str) -> None:
         say(f"kestrel: {GUEST_NIC} is {address}")
 
 
+def _start_console_shell(agent: Agent, cmdline: str) -> None:
+    if not shell.console_shell_enabled(cmdline):
+        say("kestrel: no console shell (volant.console=off)")
+        return
+    threading.Thread(
+        target=shell.keep_console_shell, args=(agent.reaper,), name="console-shell", daemon=True
+    ).start()
+
+
 def run_pid1() -> None:
     """Boot the guest and serve forever; powers off on shutdown. Never returns."""
     _attempt("mounting file systems", system.mount_filesystems)
@@ -123,6 +132,7 @@ def run_pid1() -> None:
     _attempt("watching the power button", lambda: _watch_power_buttons(agent))
     _attempt("opening the agent serial port", lambda: _serve_serial(agent))
     say(READY_LINE)
+    _attempt("starting the console shell", lambda: _start_console_shell(agent, cmdline))
     _attempt("shutting down", agent.wait_for_shutdown)
     system.power_off()
 

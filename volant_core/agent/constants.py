@@ -24,3 +24,7 @@ CMDLINE_GATEWAY_KEY = "volant.gw"
 GUEST_NIC = "eth0"
 #: The busybox binary in the guest image.
 BUSYBOX = "/usr/bin/busybox"
+#: The guest's serial console, where kestrel keeps a shell for ``volar vms console``.
+CONSOLE_TTY = "/dev/ttyS0"
+#: Kernel command line key: ``volant.console=off`` keeps the console free of a shell.
+CMDLINE_CONSOLE_KEY = "volant.console"

@@ -13,6 +13,7 @@ import falcon
 
 from volant_core.api import errors
 from volant_core.api.configs import VMConfigResource
+from volant_core.api.console import VMConsole
 from volant_core.api.deployments import DeploymentCollection, DeploymentItem
 from volant_core.api.events import EventStream
 from volant_core.api.openapi.generator import DOCUMENT_PATH, OpenApiDocument
@@ -90,6 +91,7 @@ def create_app(deps: ApiDeps) -> RoutedApp:
     app.add_route("/api/v1/vms/{name}/actions/{action}", VMAction(deps.orchestrator))
     app.add_route("/api/v1/vms/{name}/openapi", VMOpenAPI(deps.orchestrator))
     app.add_route("/api/v1/vms/{name}/logs", VMLogs(deps.orchestrator))
+    app.add_route("/ws/v1/vms/{name}/console", VMConsole(deps.orchestrator, deps.settings.cors_origins))
     app.add_route("/api/v1/deployments", DeploymentCollection(deps.deployments, keys))
     app.add_route("/api/v1/deployments/{name}", DeploymentItem(deps.deployments))
     events = EventStream(

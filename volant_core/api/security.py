@@ -50,6 +50,13 @@ def redact_query_key(text: str) -> str:
     return _QUERY_KEY.sub(r"\1<redacted>", text)
 
 
+def origin_allowed(origin: str, origins: Sequence[str]) -> bool:
+    """Whether a browser page from ``origin`` may use the API; ``origins`` as settings keep
+    ``VOLANT_CORS_ORIGINS`` (lower case, no trailing ``/``; ``*`` for any).
+    """
+    return "*" in origins or origin.lower().rstrip("/") in origins
+
+
 class Cors:
     """CORS for browser clients from the origins in ``VOLANT_CORS_ORIGINS`` (``*``: any origin).
 
@@ -63,16 +70,14 @@ class Cors:
 
     def __init__(self, origins: Sequence[str]) -> None:
         self._any = "*" in origins
-        self._origins = frozenset(origins)
+        self._origins = tuple(origins)
 
     def _allow_origin(self, req: falcon.Request) -> str | None:
         """The ``Access-Control-Allow-Origin`` value for ``req``, or None for no CORS headers."""
         origin = req.get_header("Origin")
-        if origin is None:
+        if origin is None or not origin_allowed(origin, self._origins):
             return None
-        if self._any:
-            return "*"
-        return origin if origin.lower() in self._origins else None
+        return "*" if self._any else origin
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Answer a preflight at once: 204, with the allowed methods and headers for an allowed origin."""

@@ -87,9 +87,13 @@ class ApiClient:
         )
         if json_body:
             request.add_header("Content-Type", "application/json")
-        if self.api_key:
-            request.add_header("X-Volant-API-Key", self.api_key)
+        for header, value in self.credentials().items():
+            request.add_header(header, value)
         return request
+
+    def credentials(self) -> dict[str, str]:
+        """The headers that authenticate a request (none without an API key)."""
+        return {"X-Volant-API-Key": self.api_key} if self.api_key else {}
 
     def send(
         self,
@@ -123,7 +127,7 @@ class ApiClient:
         try:
             response = urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as err:
-            raise self._error(err.code, err.read()) from None
+            raise self.error_for(err.code, err.read()) from None
         except (urllib.error.URLError, OSError) as err:
             raise Unreachable(self.base_url, getattr(err, "reason", err)) from None
         with response:
@@ -133,7 +137,7 @@ class ApiClient:
         """:meth:`send`, raising :class:`ApiError` for a non-2xx answer."""
         reply = self.send(method, path, payload, raw=raw)
         if reply.status >= 400:
-            raise self._error(reply.status, reply.body)
+            raise self.error_for(reply.status, reply.body)
         return reply
 
     def json(self, method: str, path: str, payload: Any = None) -> Any:
@@ -141,7 +145,8 @@ class ApiClient:
         return self.call(method, path, payload).json()
 
     @staticmethod
-    def _error(status: int, body: bytes) -> ApiError:
+    def error_for(status: int, body: bytes) -> ApiError:
+        """The :class:`ApiError` for an error answer: its message and the exit code of its status."""
         try:
             error = json.loads(body)["error"]
             message = error["message"]

@@ -14,6 +14,7 @@ import click
 
 from volant_core.cli.client import ApiClient, ApiError
 from volant_core.cli.configs import config, pending_note
+from volant_core.cli.console import console
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_fields, output_option
 from volant_core.cli.progress import status_line
@@ -315,5 +316,5 @@ def scale_vm(
 
 
 vms.add_command(config)
-for _command in (operations, call):
+for _command in (operations, call, console):
     vms.add_command(_command)

@@ -34,6 +34,7 @@ from volant_core.launch import Instance, LaunchSpec
 from volant_core.orchestrator import health
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.bootmedia import BootMedia
+from volant_core.orchestrator.console import ConsoleAttachments, ConsoleSession
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.listing import VMQuery
 from volant_core.orchestrator.locks import NamedLocks
@@ -94,6 +95,7 @@ class Orchestrator:
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
         self.backends = Backends(settings, registries)
+        self._consoles = ConsoleAttachments()
 
     # ------------------------------------------------------------------ reads
 
@@ -124,6 +126,22 @@ class Orchestrator:
                 f"(start it with `volar vms start {name}`)"
             )
         return handle.client
+
+    def open_console(self, name: str) -> ConsoleSession:
+        """Attach to a running VM's serial console (one session at a time).
+
+        ConflictError when the VM is not running, its hypervisor has no
+        console socket, or another session is attached.
+        """
+        record = self.store.vms.get_by_name(name)
+        if record.status != VMStatus.RUNNING or name not in self._handles:
+            raise ConflictError(
+                f"vm {name!r} is {record.status}; its console is there only while it runs "
+                f"(start it with `volar vms start {name}`)"
+            )
+        if record.console_socket is None:
+            raise ConflictError(f"vm {name!r} has no serial console: its hypervisor does not offer one")
+        return self._consoles.attach(name, record.console_socket)
 
     # ---------------------------------------------------------------- create
 

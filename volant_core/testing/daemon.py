@@ -29,6 +29,8 @@ class RunningDaemon:
     daemon: Daemon
     url: str
     state_dir: Path
+    #: Sent on every request when set: ``dataclasses.replace(daemon, api_key=KEY)`` makes a keyed client.
+    api_key: str | None = None
 
     def request(
         self,
@@ -41,11 +43,15 @@ class RunningDaemon:
         timeout: float = 60,
     ) -> Reply:
         """Send one request over real HTTP; non-2xx answers are returned, not raised."""
-        return ApiClient(self.url, timeout=timeout).send(method, path, payload, raw=raw, headers=headers)
+        return self.client(timeout).send(method, path, payload, raw=raw, headers=headers)
 
     def wait_for_status(self, name: str, wanted: set[str], timeout: float = 120) -> dict[str, Any]:
         """Poll ``GET /api/v1/vms/{name}`` until its status is in ``wanted``; the VM resource."""
-        return wait_for_vm_status(ApiClient(self.url), name, wanted, timeout)
+        return wait_for_vm_status(self.client(), name, wanted, timeout)
+
+    def client(self, timeout: float = 60) -> ApiClient:
+        """An API client of this daemon (with :attr:`api_key`)."""
+        return ApiClient(self.url, api_key=self.api_key, timeout=timeout)
 
 
 def wait_for_vm_status(

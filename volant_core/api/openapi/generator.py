@@ -73,6 +73,9 @@ _SECURITY: list[dict[str, list[str]]] = [{}, {"apiKey": []}, {"bearer": []}]
 _ANY = "*/*"
 _FREE_FORM: dict[str, Any] = {_ANY: {"schema": {}}}
 
+#: Success statuses that carry no body: 101 (the connection switched protocols), 204.
+_BODILESS_STATUSES = (101, 204)
+
 
 @dataclass(frozen=True)
 class _Endpoint:
@@ -242,7 +245,7 @@ def _describe(
         success: dict[str, Any] = {"description": summary}
         if plan.response is not None:
             success["content"] = {op.media_type: {"schema": schemas[plan.response]}}
-        elif op.status != 204:
+        elif op.status not in _BODILESS_STATUSES:
             success["content"] = {op.media_type: {"schema": {}}}
         if op.headers:
             success["headers"] = {
