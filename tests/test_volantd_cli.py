@@ -1,4 +1,5 @@
-"""The real ``volantd`` executable: generated options, ``migrate``, JSON logs, ``--stop-vms-on-exit``."""
+"""The real ``volantd`` executable: generated options, ``serve``, ``migrate``, JSON logs,
+``--stop-vms-on-exit``."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+from volant_core.cli.client import ApiClient, ApiError
 from volant_core.cli.volantd import option_name
 from volant_core.settings import ENVIRONMENT
 from volant_core.testing.cli import VOLANTD
 from volant_core.testing.daemon import volantd_process
-from volant_core.testing.waiting import free_port
+from volant_core.testing.waiting import eventually, free_port
 
 
 def volantd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -66,3 +68,32 @@ def test_json_logs_and_graceful_sigterm(tmp_path: Path) -> None:
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
     messages = [entry["message"] for entry in entries]
     assert any("listening on" in m for m in messages) and "volantd stopping" in messages
+
+
+def test_serve_subcommand_takes_the_same_options(tmp_path: Path) -> None:
+    """``volantd serve --listen ...`` serves like ``volantd --listen ...``; options given before
+    ``serve`` apply too, and an option after it wins.
+    """
+    port = free_port()
+    argv = [str(VOLANTD), "--log-format", "json", "--listen", "127.0.0.1:1", "serve"]
+    argv += ["--listen", f"127.0.0.1:{port}", "--state-dir", str(tmp_path)]
+    with (tmp_path / "serve.log").open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        client = ApiClient(f"http://127.0.0.1:{port}", timeout=2)
+        eventually(lambda: _answers(client), "volantd serve answering on the port given after serve")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(30)
+    assert (tmp_path / "state.db").exists()
+    assert all(json.loads(line)["level"] for line in (tmp_path / "serve.log").read_text().splitlines())
+
+
+def _answers(client: ApiClient) -> bool:
+    try:
+        return client.send("GET", "/healthz").status == 200
+    except ApiError:
+        return False

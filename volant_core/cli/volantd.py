@@ -156,10 +156,20 @@ def serve(settings: Settings, stop_vms_on_exit: bool) -> None:
     daemon.stop()
 
 
+def serve_options(command: F) -> F:
+    """The options of serving: one per ``VOLANT_*`` variable, and ``--stop-vms-on-exit``."""
+    command = click.option(
+        "--stop-vms-on-exit",
+        is_flag=True,
+        help="power off every VM on shutdown (default: VMs keep running, re-adopted at the next start)",
+    )(command)
+    return settings_options(list(ENVIRONMENT))(command)
+
+
 @click.group(invoke_without_command=True)
 @click.version_option(__version__, prog_name="volantd")
 @click.option("--list-plugins", "show_plugins", is_flag=True, help="list code plugins and exit")
-@settings_options(list(ENVIRONMENT))
+@serve_options
 @click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True
 )
@@ -169,11 +179,6 @@ def serve(settings: Settings, stop_vms_on_exit: bool) -> None:
     default="text",
     show_default=True,
     help="json: one object a line with time, level, logger and message",
-)
-@click.option(
-    "--stop-vms-on-exit",
-    is_flag=True,
-    help="power off every VM on shutdown (default: VMs keep running and are re-adopted at the next start)",
 )
 @click.pass_context
 def cli(
@@ -190,6 +195,7 @@ def cli(
     \b
     Example:
       volantd --listen 127.0.0.1:7777 --state-dir ~/.volant --log-format json
+      volantd serve --listen 127.0.0.1:7777   (the same, spelled out)
       volantd migrate --state-dir ~/.volant
     """
     configure_logging(log_level, log_format)
@@ -199,6 +205,21 @@ def cli(
         list_plugins()
         return
     serve(settings_from_options(settings), stop_vms_on_exit)
+
+
+@cli.command("serve")
+@serve_options
+@click.pass_context
+def serve_command(ctx: click.Context, stop_vms_on_exit: bool, **settings: str | None) -> None:
+    """Serve the Volant API until SIGTERM or SIGINT: what ``volantd`` does without a subcommand.
+
+    Options given here win over the same ones given before ``serve``.
+
+    Example: volantd --log-format json serve --listen 127.0.0.1:7777 --state-dir ~/.volant
+    """
+    before = ctx.parent.params if ctx.parent is not None else {}
+    merged = {key: before.get(key) if value is None else value for key, value in settings.items()}
+    serve(settings_from_options(merged), stop_vms_on_exit or bool(before.get("stop_vms_on_exit")))
 
 
 @cli.command("migrate")
