@@ -73,10 +73,7 @@ def test_three_replicas_self_heal_scale_down_and_roll_out(api: RunningDaemon) ->
     rolled = eventually(
         lambda: (
             (found := all_running(api, 2))
-            and all(
-                api.request("GET", f"/api/v1/vms/{n}/config").json()["config"]["kernel_cmdline"] == "rev=2"
-                for n in found
-            )
+            and all(kernel_cmdline(api, n) == "rev=2" for n in found)
             and found
         ),
         "configuration rolled out",
@@ -151,3 +148,9 @@ def test_patch_and_delete_of_unknown_or_empty(api: RunningDaemon) -> None:
     assert api.request("DELETE", "/api/v1/deployments/ghost").status == 404
     create(api, 0)
     assert api.request("PATCH", "/api/v1/deployments/web", {}).status == 422
+
+
+def kernel_cmdline(api: RunningDaemon, name: str) -> str | None:
+    """The member's configured kernel command line; None while it is being replaced (no such VM)."""
+    reply = api.request("GET", f"/api/v1/vms/{name}/config")
+    return reply.json()["config"]["kernel_cmdline"] if reply.status == 200 else None

@@ -191,6 +191,18 @@ def test_a_plain_get_is_told_to_upgrade(keyed_web: RunningDaemon) -> None:
     assert reply.json()["error"]["details"][0]["field"] == "Upgrade"
 
 
+def test_volant_console_off_keeps_the_shell_off_the_console(keyed_web: RunningDaemon) -> None:
+    create = {"name": "quiet", "plugin": "hello-http", "kernel_cmdline": "volant.console=off"}
+    assert keyed_web.request("POST", "/api/v1/vms", create).status == 201
+    try:
+        assert keyed_web.wait_for_status("quiet", {"running", "crashed"})["status"] == "running"
+        console = keyed_web.request("GET", "/api/v1/vms/quiet/logs?tail=100000").body
+        assert b"no console shell (volant.console=off)" in console
+        assert b"built-in shell" not in console
+    finally:
+        assert keyed_web.request("DELETE", "/api/v1/vms/quiet").status in (200, 204)
+
+
 def test_the_session_ends_with_a_reason_when_the_vm_stops(keyed_web: RunningDaemon) -> None:
     with volar_on_pty("--api", keyed_web.url, "--api-key", KEY, "vms", "console", "web") as terminal:
         terminal.read_until(b"press Ctrl-] to detach")
