@@ -20,7 +20,7 @@ from volant_core.agent_client import AgentClient, AgentResponse
 from volant_core.channels import UnixSocketChannel
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.manifest import manifest_json, parse_manifest
-from volant_core.testing.kestrel import KestrelHost
+from volant_core.testing.kestrel import KestrelHost, http_server_workload
 from volant_core.testing.waiting import free_port
 
 START_TIMEOUT = 30.0
@@ -45,17 +45,11 @@ class CountingChannel(UnixSocketChannel):
 @pytest.fixture
 def kestrel(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> KestrelHost:
     """A started kestrel whose workload is ``python -m http.server``; restartable with ``.restart()``."""
-    port = free_port()
     manifest = parse_manifest(
         {
             "name": "pyhttp",
             "version": "1.0.0",
-            "workload": {
-                "type": "http",
-                "base_url": f"http://127.0.0.1:{port}",
-                "entrypoint": [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-                "workdir": str(tmp_path),
-            },
+            "workload": http_server_workload(tmp_path),
             "health_check": {"endpoint": "/", "timeout_ms": 2000},
         }
     )

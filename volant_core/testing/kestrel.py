@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from volant_core.channels import UnixSocketChannel
+from volant_core.testing.waiting import free_port
 
 #: The agent package run by default (``python -m``).
 AGENT_MODULE = "volant_core.agent"
@@ -31,6 +32,17 @@ STOP_GRACE = 15.0
 LISTEN_TIMEOUT = 30.0
 #: How much of ``kestrel.log`` an error quotes.
 LOG_TAIL_CHARS = 3000
+
+
+def http_server_workload(workdir: Path) -> dict[str, Any]:
+    """A manifest's ``workload``: ``python -m http.server`` serving ``workdir`` on a free loopback port."""
+    port = free_port()
+    return {
+        "type": "http",
+        "base_url": f"http://127.0.0.1:{port}",
+        "entrypoint": [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        "workdir": str(workdir),
+    }
 
 
 def kestrel_argv(

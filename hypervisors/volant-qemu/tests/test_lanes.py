@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,8 +18,7 @@ from volant_core.agent_client import AgentClient
 from volant_core.errors import AgentTimeout
 from volant_core.launch import LaunchSpec
 from volant_core.manifest import manifest_json, parse_manifest
-from volant_core.testing.kestrel import KestrelHost
-from volant_core.testing.waiting import free_port
+from volant_core.testing.kestrel import KestrelHost, http_server_workload
 
 Reap = Callable[[QemuInstance], QemuInstance]
 #: Seconds a guest may take to answer healthy under TCG.
@@ -30,17 +28,7 @@ BOOT_TIMEOUT = 90.0
 @pytest.fixture
 def kestrel(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> KestrelHost:
     """A kestrel in host mode (one UNIX socket, any number of connections) with a tiny workload."""
-    port = free_port()
-    manifest = {
-        "name": "lanes",
-        "version": "1.0.0",
-        "workload": {
-            "type": "http",
-            "base_url": f"http://127.0.0.1:{port}",
-            "entrypoint": [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
-            "workdir": str(tmp_path),
-        },
-    }
+    manifest = {"name": "lanes", "version": "1.0.0", "workload": http_server_workload(tmp_path)}
     started = volant_kestrel(manifest_json(parse_manifest(manifest)))
     started.wait_listening()
     return started
