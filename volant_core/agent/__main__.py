@@ -31,6 +31,8 @@ from .reaper import Reaper
 from .workload import Workload
 
 _SERIAL_WAIT_S = 10.0
+#: Longest a SIGTERM/SIGINT waits for its handler to run in the main thread.
+_SIGNAL_CHECK_S = 0.5
 
 
 class Agent:
@@ -55,7 +57,10 @@ class Agent:
 
     def wait_for_shutdown(self) -> None:
         """Block until shutdown is requested, then stop the workload."""
-        self._stop.wait()
+        # Waiting with a timeout: a signal delivered to another thread only runs its handler (which
+        # sets the event) once the main thread executes Python code again; a plain wait() could miss it.
+        while not self._stop.wait(_SIGNAL_CHECK_S):
+            pass
         say("kestrel: shutting down")
         self.workload.stop()
 

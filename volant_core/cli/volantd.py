@@ -32,6 +32,8 @@ log = logging.getLogger("volant_core.volantd")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Longest a SIGTERM/SIGINT waits for its handler to run in the main thread (seconds).
+SIGNAL_CHECK_S = 0.5
 #: Older option names kept working beside the generated ones.
 ALIASES = {"VOLANT_API_LISTEN": ("--listen",), "VOLANT_DB_PATH": ("--db",)}
 
@@ -148,7 +150,8 @@ def serve(settings: Settings, stop_vms_on_exit: bool) -> None:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    done.wait()
+    while not done.wait(SIGNAL_CHECK_S):  # a plain wait() can miss a signal another thread received
+        pass
     log.info("volantd stopping")
     if stop_vms_on_exit:
         daemon.deployments.stop()  # no member is replaced while the VMs stop
