@@ -11,6 +11,7 @@ from volant_core.manifest import Network
 from volant_core.orchestrator.vmconfig import VMConfig
 from volant_core.registry import Registries
 from volant_core.settings import Settings
+from volant_core.vm import VMView
 
 
 class Backends:
@@ -46,6 +47,10 @@ class Backends:
             if name not in self._modes:
                 self._modes[name] = self.mode(name).factory()
             return self._modes[name]
+
+    def detach_network(self, view: VMView) -> None:
+        """Release what the network mode the VM booted with (``view.network_mode``) holds on the host."""
+        self.network_mode(view.network_mode).detach(view)
 
     def hypervisor_of(self, config: VMConfig) -> str:
         """The hypervisor ``config`` names, else the daemon's default."""

@@ -1,0 +1,45 @@
+"""Recording what happens to a VM: its status written to its row, each change published as one event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from volant_core.events import Event, EventBus, EventType
+from volant_core.store import Store, VMRecord
+from volant_core.vm import VMStatus
+
+
+class Transitions:
+    """Writes a VM's status changes and publishes them, together with its other events."""
+
+    def __init__(self, store: Store, events: EventBus) -> None:
+        self._store = store
+        self._events = events
+
+    def set_status(self, name: str, status: VMStatus, event: EventType, message: str, **changes: Any) -> None:
+        """Move VM ``name`` to ``status`` (writing ``changes`` to its row too) and publish ``event``.
+
+        ``agent`` and ``exit_status`` in ``changes`` go into the event's data, not the row.
+        """
+        extra = {k: changes.pop(k) for k in ("agent", "exit_status") if k in changes}
+        record = self._store.vms.update(
+            name, status=status, status_reason=_reason(status, message), **changes
+        )
+        self.emit(event, record, message, **extra)
+
+    def emit(self, event: EventType, record: VMRecord, message: str, **data: Any) -> None:
+        """Publish ``event`` about the VM ``record`` describes; ``data`` adds to its pid and address."""
+        self._events.publish(
+            Event(
+                type=event,
+                name=record.name,
+                status=record.status,
+                message=message,
+                data={"pid": record.pid, "ip_address": record.ip_address, **data},
+            )
+        )
+
+
+def _reason(status: VMStatus, message: str) -> str | None:
+    """Only states that need explaining keep a reason."""
+    return message if status in (VMStatus.CRASHED, VMStatus.STOPPED) and message != "vm stopped" else None
