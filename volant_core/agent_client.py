@@ -171,6 +171,11 @@ class AgentClient:
         """Use ``channel`` for every request; no connection is opened until the first one."""
         self.channel = channel
         self._turn = threading.Lock() if channel.exclusive else None
+        lanes = getattr(channel, "lanes", None)
+        # Ordinary requests may use all lanes but one: a health probe always finds one (see open()).
+        self._ordinary = (
+            threading.BoundedSemaphore(lanes - 1) if isinstance(lanes, int) and lanes > 1 else None
+        )
         self._idle: list[_ChannelConnection] = []
         self._connecting = 0  # callers opening a new connection: they get the next one given back
         self._pool_lock = threading.Lock()
@@ -183,6 +188,7 @@ class AgentClient:
         body: AgentBody = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 30,
+        reserved: bool = False,
     ) -> AgentStream:
         """Send one request, its ``body`` as it is read, and return the answer once its head arrived.
 
@@ -191,12 +197,15 @@ class AgentClient:
         Close the returned :class:`AgentStream` (or read it to its end) to give
         the connection back. A kept-alive connection the agent closed meanwhile
         is replaced once, transparently, when ``body`` is bytes or None.
+        On a channel with a fixed number of ``lanes`` (serial ports), ordinary
+        requests share all lanes but one; ``reserved`` requests (health probes)
+        may take that last one, so streams held open never starve them.
         Raises :class:`AgentTimeout` when the agent does not answer in time and
         :class:`AgentError` when it cannot be reached.
         """
         what = f"agent {method} {path} via {self.channel.describe()}"
         deadline = time.monotonic() + timeout
-        release_turn = self._take_turn(deadline)
+        release_turn = self._take_turn(deadline, what, reserved)
         try:
             while True:
                 conn = self._checkout(what, max(deadline - time.monotonic(), 0.001))
@@ -226,9 +235,11 @@ class AgentClient:
         body: AgentBody = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 30,
+        reserved: bool = False,
     ) -> AgentResponse:
         """Send one request and read the whole answer (see :meth:`open` for the arguments and errors)."""
-        with self.open(method, path, body=body, headers=headers, timeout=timeout) as stream:
+        opened = self.open(method, path, body=body, headers=headers, timeout=timeout, reserved=reserved)
+        with opened as stream:
             return AgentResponse(status=stream.status, headers=stream.headers, body=stream.read_all())
 
     def get(self, path: str, *, timeout: float = 30) -> AgentResponse:
@@ -252,7 +263,9 @@ class AgentClient:
                     f"agent on {self.channel.describe()} not healthy within {timeout:g} s ({last})"
                 )
             try:
-                response = self.request("GET", HEALTH_PATH, timeout=min(remaining, HEALTH_REQUEST_TIMEOUT))
+                response = self.request(
+                    "GET", HEALTH_PATH, timeout=min(remaining, HEALTH_REQUEST_TIMEOUT), reserved=True
+                )
             except AgentError as exc:
                 last = exc.message
             else:
@@ -269,13 +282,22 @@ class AgentClient:
         for conn in idle:
             conn.close()
 
-    def _take_turn(self, deadline: float) -> Callable[[], None]:
-        """Wait for the turn on an exclusive channel; return what gives it back (a no-op otherwise)."""
-        if self._turn is None:
+    def _take_turn(self, deadline: float, what: str, reserved: bool) -> Callable[[], None]:
+        """Wait for the turn on an exclusive channel, or for an ordinary request's share of the
+        lanes; return what gives it back (a no-op when there was nothing to wait for).
+        """
+        if self._turn is not None:
+            if not self._turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
+                raise AgentTimeout(f"{self.channel.describe()} stayed busy with another request")
+            return self._turn.release
+        if self._ordinary is None or reserved:
             return _nothing
-        if not self._turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
-            raise AgentTimeout(f"{self.channel.describe()} stayed busy with another request")
-        return self._turn.release
+        if not self._ordinary.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            raise AgentTimeout(
+                f"{what}: every lane but the one kept for health probes stayed busy; "
+                "close streams you no longer read"
+            )
+        return self._ordinary.release
 
     def _checkout(self, what: str, timeout: float) -> _ChannelConnection:
         """A kept-alive connection, or a new one connected within ``timeout`` seconds."""

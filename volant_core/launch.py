@@ -84,7 +84,10 @@ class AgentChannel(Protocol):
     connection open while an answer streams (the agent proxy relays bodies as
     they come), so a channel should carry several connections at once: a
     channel over serial ports gives each connection a port of its own ("lane")
-    and waits in :meth:`connect` for a free one.
+    and waits in :meth:`connect` for a free one. Such a channel should also
+    have an int attribute ``lanes`` (optional, read with ``getattr``): the
+    agent client then lets ordinary requests use all lanes but one, which
+    stays free for health probes.
     """
 
     #: True when the channel carries only one connection at a time (a single serial port):

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from volant_core.agent_client import AgentClient
+from volant_core.agent_client import HEALTH_PATH, AgentClient
 from volant_core.errors import AgentError
 from volant_core.launch import Instance
 
@@ -43,7 +43,7 @@ def watch(
         if status is not None:
             return HealthVerdict(exit_status=status)
         try:
-            answer = client.request("GET", "/v1/health", timeout=PROBE_TIMEOUT_S)
+            answer = client.request("GET", HEALTH_PATH, timeout=PROBE_TIMEOUT_S, reserved=True)
             problem = "" if answer.status == 200 else f"HTTP {answer.status}: {answer.body[:200]!r}"
         except AgentError as err:
             problem = err.message

@@ -66,6 +66,19 @@ def test_more_requests_than_lanes_all_get_answered(kestrel: KestrelHost) -> None
         sock.close()
 
 
+def test_streams_held_open_never_take_the_lane_kept_for_health_probes(kestrel: KestrelHost) -> None:
+    channel = VirtioSerialChannel([kestrel.socket_path] * 2)
+    client = AgentClient(channel)
+    held = client.open("GET", "/v1/manifest", timeout=60)  # an answer nobody reads holds its lane
+    with pytest.raises(AgentTimeout) as starved:
+        client.get("/v1/manifest", timeout=0.5)
+    assert "kept for health probes" in starved.value.message
+    assert client.request("GET", "/v1/health", reserved=True, timeout=60).status == 200
+    held.close()
+    assert client.get("/v1/manifest", timeout=60).status == 200
+    client.close()
+
+
 @pytest.mark.e2e
 @pytest.mark.usefixtures("qemu_binary")
 def test_vm_started_with_fewer_lanes_works_after_adoption(

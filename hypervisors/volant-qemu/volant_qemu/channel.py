@@ -48,6 +48,11 @@ class VirtioSerialChannel:
         self._free = set(range(len(self.paths)))
         self._changed = threading.Condition()
 
+    @property
+    def lanes(self) -> int:
+        """How many connections the channel carries at once (the agent client keeps one for health probes)."""
+        return len(self.paths)
+
     def __repr__(self) -> str:
         return f"VirtioSerialChannel(paths={self.paths!r})"
 
