@@ -19,7 +19,7 @@ demo-stop:
 	@pidfile="$$($(VENV)/bin/python -c 'from volant_core.settings import load_settings; print(load_settings().state_dir)')/volantd.pid"; \
 	if [ -f "$$pidfile" ]; then kill "$$(cat $$pidfile)" && rm -f "$$pidfile" && echo "volantd stopped"; else echo "volantd not started by make demo"; fi
 
-test: bootstrap
+test: lint
 	$(VENV)/bin/python -m pytest
 
 test-fast: bootstrap
@@ -27,4 +27,5 @@ test-fast: bootstrap
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check volant_core hypervisors tests
 	$(VENV)/bin/mypy volant_core hypervisors/volant-qemu/volant_qemu

@@ -72,9 +72,7 @@ def test_three_replicas_self_heal_scale_down_and_roll_out(api: RunningDaemon) ->
     )
     rolled = eventually(
         lambda: (
-            (found := all_running(api, 2))
-            and all(kernel_cmdline(api, n) == "rev=2" for n in found)
-            and found
+            (found := all_running(api, 2)) and all(kernel_cmdline(api, n) == "rev=2" for n in found) and found
         ),
         "configuration rolled out",
     )

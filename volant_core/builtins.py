@@ -81,7 +81,8 @@ def _check_image_tools() -> HostCheckResult:
     if not missing:
         return HostCheckResult("pass", "apt-get, dpkg-deb, lz4 and python3.11 found")
     return HostCheckResult(
-        "warn", f"missing {', '.join(missing)}: `volar image build` cannot build the guest image",
+        "warn",
+        f"missing {', '.join(missing)}: `volar image build` cannot build the guest image",
         "apt-get install lz4 python3.11 (or set VOLANT_KERNEL and VOLANT_INITRAMFS)",
     )
 

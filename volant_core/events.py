@@ -19,6 +19,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+
 class EventType(StrEnum):
     """Event types; all but ``VM_CONFIG_CHANGED`` (ours) are those of the Go original."""
 

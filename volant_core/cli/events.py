@@ -44,7 +44,8 @@ class Resume:
 
 
 def frames(lines: Iterable[bytes], resume: Resume) -> Iterator[Frame]:
-    """The messages of an SSE body; comments (heartbeats) skipped, ``retry:`` and ``id:`` noted in ``resume``.
+    """The messages of an SSE body; comments (heartbeats) skipped, ``retry:`` and ``id:`` noted in
+    ``resume``.
     """
     current = Frame()
     for raw in lines:

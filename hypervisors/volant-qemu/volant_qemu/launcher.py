@@ -126,7 +126,10 @@ def _owns_vm(pid: int, paths: VmPaths) -> bool:
     process = AdoptedProcess.attach(pid)
     argv = read_cmdline(pid)
     return (
-        process is not None and process.alive() and argv is not None and _runs_vm(argv, paths)
+        process is not None
+        and process.alive()
+        and argv is not None
+        and _runs_vm(argv, paths)
         and paths.pidfile_pid() == pid
     )
 
