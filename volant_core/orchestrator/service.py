@@ -6,28 +6,26 @@ its health check, not when the VMM process started. Each state change is
 written and published as exactly one event (:mod:`.transitions`). Operations
 on one VM hold that VM's lock.
 
-:class:`Orchestrator` is the VM lifecycle: create, start, stop, delete, boot and
+:class:`Orchestrator` is the VM lifecycle: create, start, stop, delete and
 re-adoption at daemon start. It composes the parts with a job of their own:
 views of stored VMs (:mod:`.views`), configuration versions
-(:mod:`.configuration`) and the supervision of running VMMs (:mod:`.supervision`).
+(:mod:`.configuration`), booting a VM and adopting its VMM again (:mod:`.boot`)
+and the supervision of running VMMs (:mod:`.supervision`).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import shutil
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from volant_core.agent_client import AgentClient
-from volant_core.descriptors import LaunchAdditions
-from volant_core.errors import ConflictError, NotFoundError, PluginError, ValidationError, VolantError
+from volant_core.errors import ConflictError, NotFoundError, ValidationError, VolantError
 from volant_core.events import EventBus, EventType
-from volant_core.launch import LaunchSpec
 from volant_core.orchestrator.backends import Backends
+from volant_core.orchestrator.boot import Booter
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.configuration import Configurations
 from volant_core.orchestrator.console import ConsoleAttachments, ConsoleSession
@@ -44,7 +42,7 @@ from volant_core.plugins import PluginHost
 from volant_core.registry import Registries
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
-from volant_core.store import ConfigRecord, Store, VMRecord
+from volant_core.store import ConfigRecord, Store
 from volant_core.vm import ACTIVE_STATES, VMStatus, VMView
 
 log = logging.getLogger(__name__)
@@ -53,8 +51,9 @@ log = logging.getLogger(__name__)
 class Orchestrator:
     """VM lifecycle on top of the store, the plugin registries and the hypervisor.
 
-    Configuration versions are :class:`Configurations`' job and running VMMs the :class:`Supervisor`'s;
-    the methods here that read or change a configuration hand over to the former.
+    Configuration versions are :class:`Configurations`' job, launching VMMs the :class:`Booter`'s and
+    running VMMs the :class:`Supervisor`'s; the methods here that read or change a configuration hand
+    over to the first.
     """
 
     def __init__(
@@ -90,7 +89,9 @@ class Orchestrator:
             transitions=self._transitions,
         )
         self._configs = Configurations(context)
-        self._supervisor = Supervisor(context, boot=self._boot)
+        # The booter hands what it launches to the supervisor, which boots crashed VMs again.
+        self._supervisor = Supervisor(context, boot=lambda name: self._booter.boot(name))
+        self._booter = Booter(context, self.boot_media, watch=self._supervisor.watch)
 
     # ------------------------------------------------------------------ reads
 
@@ -157,7 +158,7 @@ class Orchestrator:
             self._configs.validate(name, config, None)
             with self.store.transaction():
                 needs_ip = self.backends.mode(self.backends.network_of(config).mode).needs_ip
-                ip = self._lease_address(name) if needs_ip else None
+                ip = self._booter.lease_address(name) if needs_ip else None
                 record = self.store.vms.create(
                     name=name,
                     status=VMStatus.PENDING,
@@ -178,7 +179,7 @@ class Orchestrator:
                     self.store.ips.lease(record.id, ip)
             self._transitions.emit(EventType.VM_CREATED, record, "vm record created")
             try:
-                self._boot(name)
+                self._booter.boot(name)
             except BaseException as err:
                 self._discard(name, f"create failed: {err}")
                 raise
@@ -207,20 +208,6 @@ class Orchestrator:
     def create_member(self, name: str, template: Mapping[str, Any], group_id: int) -> VMView:
         """Create VM ``name`` from a deployment's member configuration."""
         return self.create_vm(CreateVMRequest(name=name, config=parse_patch(template)), group_id=group_id)
-
-    def _lease_address(self, name: str) -> str:
-        """Ask the ``volant_allocate_ip`` hook for a free address of the subnet (inside the transaction)."""
-        subnet = self.settings.subnet
-        taken = frozenset(lease.ip_address for lease in self.store.ips.leased())
-        reserved = frozenset(
-            {str(subnet.network_address), str(subnet.broadcast_address), str(self.settings.host_ip)}
-        )
-        ip = self.host.hook.volant_allocate_ip(vm_name=name, subnet=subnet, taken=taken, reserved=reserved)
-        if ip is None:
-            raise ConflictError(f"no free IP address left in {subnet}; delete a VM or widen VOLANT_SUBNET")
-        if ipaddress.IPv4Address(ip) not in subnet or ip in taken or ip in reserved:
-            raise PluginError(f"volant_allocate_ip returned {ip}, which is not free in {subnet}")
-        return ip
 
     # ---------------------------------------------------------- configuration
 
@@ -253,7 +240,7 @@ class Orchestrator:
                 raise ConflictError(f"vm {name!r} is {record.status} already; stop it first")
             self._supervisor.reset_restarts(name)
             try:
-                self._boot(name)
+                self._booter.boot(name)
             except VolantError as err:
                 self._transitions.set_status(
                     name, VMStatus.CRASHED, EventType.VM_CRASHED, f"start failed: {err.message}"
@@ -294,8 +281,7 @@ class Orchestrator:
             if record.status not in ACTIVE_STATES:
                 continue
             with self._locks(record.name):
-                launcher = self.backends.launcher(record.hypervisor)
-                instance = launcher.adopt(self._adopt_spec(record), record.pid) if record.pid else None
+                instance = self._booter.adopt(record)
                 if instance is None:
                     self.backends.detach_network(self._views.view_of(record))
                     self._transitions.set_status(
@@ -310,92 +296,6 @@ class Orchestrator:
                 self._supervisor.watch(record.name, instance)
 
     # ----------------------------------------------------------------- internals
-
-    def _boot(self, name: str) -> None:
-        """Launch the VMM of ``name`` from its current configuration (lock held); the supervisor
-        thread takes it from there.
-        """
-        stored = self.store.configs.current(self.store.vms.get_by_name(name).id)
-        config = VMConfig.model_validate(stored.config)
-        launcher = self.backends.launcher(self.backends.hypervisor_of(config))
-        record = self._apply_config(name, config, stored.version)
-        view = self._views.view_of(record)
-        mode = self.backends.network_mode(view.network_mode)
-        self._transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
-        manifest = config.boot_manifest()
-        plan = self.boot_media.prepare(name, record.runtime_dir, manifest, config.kernel_cmdline)
-        if config.kernel_override is not None:
-            kernel = self.boot_media.fetch(config.kernel_override, None, field="kernel_override")
-            plan = replace(plan, kernel=kernel)
-        attachment = mode.attach(view)
-        try:
-            spec = LaunchSpec(
-                name=name,
-                vm_dir=record.runtime_dir,
-                cpu_cores=config.resources.cpu_cores,
-                memory_mb=config.resources.memory_mb,
-                kernel=plan.kernel,
-                initramfs=plan.initramfs,
-                kernel_args=plan.kernel_args + attachment.kernel_args,
-                nics=attachment.nics,
-                vsock_cid=record.vsock_cid,
-            )
-            spec = self._with_additions(view, spec)
-            instance = launcher.launch(spec)
-        except BaseException:
-            mode.detach(view)
-            raise
-        self.store.vms.update(
-            name,
-            pid=instance.pid,
-            accelerator=instance.accelerator,
-            console_socket=instance.console_socket,
-            console_log=instance.console_log,
-        )
-        self._supervisor.watch(name, instance)
-        self.host.hook.volant_vm_launched(vm=self.get_vm(name), instance=instance)
-
-    def _apply_config(self, name: str, config: VMConfig, version: int) -> VMRecord:
-        """Make the VM row describe the configuration about to boot, leasing or releasing the VM's
-        address when its network mode changed whether it needs one.
-        """
-        with self.store.transaction():
-            record = self.store.vms.get_by_name(name)
-            mode = self.backends.mode(self.backends.network_of(config).mode, field="network.mode")
-            needs_ip = mode.needs_ip
-            ip = record.ip_address
-            if needs_ip and ip is None:
-                ip = self._lease_address(name)
-                self.store.ips.lease(record.id, ip)
-            elif not needs_ip and ip is not None:
-                self.store.ips.release(record.id)
-                ip = None
-            return self.store.vms.update(
-                name,
-                runtime=config.runtime,
-                hypervisor=self.backends.hypervisor_of(config),
-                cpu_cores=config.resources.cpu_cores,
-                memory_mb=config.resources.memory_mb,
-                kernel_cmdline=config.kernel_cmdline,
-                ip_address=ip,
-                config_version=version,
-            )
-
-    def _with_additions(self, view: VMView, spec: LaunchSpec) -> LaunchSpec:
-        """Merge what ``volant_prepare_launch`` implementations add."""
-        for add in self.host.hook.volant_prepare_launch(vm=view, spec=spec):
-            if add is None:
-                continue
-            if not isinstance(add, LaunchAdditions):
-                raise PluginError(f"volant_prepare_launch must return LaunchAdditions or None, got {add!r}")
-            spec = replace(
-                spec,
-                kernel_args=spec.kernel_args + add.kernel_args,
-                disks=spec.disks + add.disks,
-                devices=spec.devices + add.devices,
-                extra_args=spec.extra_args + add.extra_args,
-            )
-        return spec
 
     def _stop_locked(self, name: str) -> None:
         """Power the watched VMM off and release the VM's network (lock held); an active VM whose VMM
@@ -427,13 +327,3 @@ class Orchestrator:
         self.store.vms.delete(name)
         self._transitions.emit(EventType.VM_DELETED, record, message)
         self.host.hook.volant_vm_deleted(vm=view)
-
-    def _adopt_spec(self, record: VMRecord) -> LaunchSpec:
-        kernel, _ = self.boot_media.base_image()
-        return LaunchSpec(
-            name=record.name,
-            vm_dir=record.runtime_dir,
-            cpu_cores=record.cpu_cores,
-            memory_mb=record.memory_mb,
-            kernel=kernel,
-        )
