@@ -7,7 +7,6 @@ module; each works from the version it finds, so their order does not matter.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from volant_core.guest import GuestArtifacts
 from volant_core.testing.daemon import RunningDaemon, running_daemon
+from volant_core.testing.pytest_plugin import require_qemu
 
 VM = "cfg"
 CONFIG = f"/api/v1/vms/{VM}/config"
@@ -25,8 +25,7 @@ MANIFEST = Path(__file__).resolve().parents[1] / "examples" / "hello-http" / "ma
 @pytest.fixture(scope="module")
 def api(volant_guest: GuestArtifacts) -> Iterator[RunningDaemon]:
     """A daemon with the example runtime installed and VM ``cfg`` running."""
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    require_qemu()
     with running_daemon(volant_guest) as daemon:
         assert daemon.request("POST", "/api/v1/plugins", json.loads(MANIFEST.read_text())).status == 201
         created = daemon.request("POST", "/api/v1/vms", {"name": VM, "plugin": "hello-http"})

@@ -12,7 +12,6 @@ import http.client
 import json
 import math
 import os
-import shutil
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from volant_core.agent_client import HEALTH_PATH, AgentClient, AgentResponse
 from volant_core.guest import GuestArtifacts
 from volant_core.orchestrator.health import PROBE_TIMEOUT_S
 from volant_core.testing.daemon import RunningDaemon, running_daemon
+from volant_core.testing.pytest_plugin import require_qemu
 
 pytestmark = pytest.mark.e2e
 
@@ -60,8 +60,7 @@ def streams_manifest() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def api(volant_guest: GuestArtifacts) -> Iterator[RunningDaemon]:
     """A daemon probing its VMs' health every 0.25 s, with the running guest ``streams``."""
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    require_qemu()
     with running_daemon(volant_guest, health_interval=HEALTH_INTERVAL) as daemon:
         assert daemon.request("POST", "/api/v1/plugins", streams_manifest()).status == 201
         assert daemon.request("POST", "/api/v1/vms", {"name": VM, "plugin": VM}).status == 201

@@ -20,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from volant_core.guest import GuestArtifacts
 from volant_core.testing.cli import VOLAR, run_volar
 from volant_core.testing.daemon import RunningDaemon, running_daemon
+from volant_core.testing.pytest_plugin import require_qemu
 from volant_core.testing.waiting import eventually
 
 pytestmark = pytest.mark.e2e
@@ -38,6 +39,7 @@ READ_TIMEOUT_S = 60.0
 @pytest.fixture(scope="module")
 def keyed_web(volant_guest: GuestArtifacts, hello_manifest_module: dict[str, Any]) -> Iterator[RunningDaemon]:
     """A daemon requiring an API key, with one running guest ``web`` of examples/hello-http."""
+    require_qemu()
     with running_daemon(volant_guest, api_key=KEY) as anonymous:
         daemon = dataclasses.replace(anonymous, api_key=KEY)
         assert daemon.request("POST", "/api/v1/plugins", hello_manifest_module).status == 201

@@ -14,6 +14,8 @@ Enabled automatically through the ``pytest11`` entry point. Fixtures:
   ``volant_kestrel(manifest, **options)`` (see
   :func:`volant_core.testing.kestrel.kestrel_host`), stopped and reaped at
   teardown.
+
+Module fixtures that boot guests call :func:`require_qemu` first.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from volant_core.testing.kestrel import KestrelHost, kestrel_host
 CACHE_ENV = "VOLANT_TEST_CACHE"
 
 
+def require_qemu() -> None:
+    """Skip the calling test or fixture when QEMU is not installed, saying how to install it."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+
+
 @pytest.fixture(scope="session")
 def volant_guest(tmp_path_factory: pytest.TempPathFactory) -> GuestArtifacts:
     """The guest kernel and initramfs (built from Debian packages on first use)."""
@@ -55,8 +63,7 @@ def volantd() -> Iterator[RunningDaemon]:
 @pytest.fixture
 def volantd_with_guest(volant_guest: GuestArtifacts) -> Iterator[RunningDaemon]:
     """A running volantd whose VMs boot the session's guest image with QEMU; skipped without QEMU."""
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    require_qemu()
     with running_daemon(volant_guest) as daemon:
         yield daemon
 
