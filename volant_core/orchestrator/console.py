@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 from volant_core.errors import AgentError, ConflictError
+from volant_core.orchestrator.locks import NamedLocks
 
 #: Longest wait for the hypervisor to accept the console connection (seconds).
 CONNECT_TIMEOUT_S = 5.0
@@ -40,8 +41,7 @@ class ConsoleAttachments:
     """Which VM consoles are attached; hands out at most one :class:`ConsoleSession` per VM."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._attached = NamedLocks(threading.Lock)  # held while a session is attached
 
     def attach(self, name: str, path: Path) -> ConsoleSession:
         """Connect to VM ``name``'s console socket at ``path``.
@@ -49,8 +49,7 @@ class ConsoleAttachments:
         ConflictError when another session holds it; AgentError (502) when the
         hypervisor does not accept the connection.
         """
-        with self._guard:
-            lock = self._locks.setdefault(name, threading.Lock())
+        lock = self._attached(name)
         if not lock.acquire(blocking=False):
             raise ConflictError(
                 f"the console of vm {name!r} is attached in another session; one session at a time "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from volant_core.orchestrator.backends import Backends
@@ -23,6 +24,6 @@ class OrchestratorContext:
     store: Store
     host: PluginHost
     backends: Backends
-    locks: NamedLocks
+    locks: NamedLocks[threading.RLock]
     views: VMViews
     transitions: Transitions

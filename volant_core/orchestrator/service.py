@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ class Orchestrator:
         self.boot_media = BootMedia(
             settings, registries.boot_sources, lambda line: log.info("guest image: %s", line)
         )
-        self._locks = NamedLocks()
+        self._locks = NamedLocks(threading.RLock)
         self.backends = Backends(settings, registries)
         self._consoles = ConsoleAttachments()
         self._views = VMViews(store, self.backends)
