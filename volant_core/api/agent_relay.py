@@ -16,7 +16,7 @@ import falcon
 
 from volant_core.agent_client import CHUNK_SIZE, AgentStream
 from volant_core.api.server import RAW_TARGET_KEY
-from volant_core.api.workload import HOP_BY_HOP_HEADERS, HOP_HEADERS
+from volant_core.api.workload import HOP_BY_HOP_HEADERS, HOP_HEADERS, relay_head
 from volant_core.errors import AgentError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,7 @@ def relay_stream(answer: AgentStream, resp: falcon.Response) -> None:
     its body as it arrives. The agent connection is given back when the WSGI server closes the body
     (at its end, or when the client went away).
     """
-    resp.status = falcon.code_to_http_status(answer.status)
-    for key, value in answer.headers.items():
-        if key not in HOP_BY_HOP_HEADERS:
-            resp.set_header(key, value)
+    relay_head(answer.status, answer.headers, resp, HOP_BY_HOP_HEADERS)
     resp.stream = _RelayedBody(answer)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import falcon
@@ -40,12 +41,19 @@ MAX_TAIL = 100_000
 LogTail = Annotated[int, Field(ge=0, le=MAX_TAIL, description="Last N lines (default 200)")]
 
 
-def relay(answer: AgentResponse, resp: falcon.Response) -> None:
-    """Copy an agent answer (status, end-to-end headers, body) into ``resp``."""
-    resp.status = falcon.code_to_http_status(answer.status)
-    for key, value in answer.headers.items():
-        if key.lower() not in HOP_HEADERS:
+def relay_head(
+    status: int, headers: Mapping[str, str], resp: falcon.Response, dropped: frozenset[str]
+) -> None:
+    """Copy an agent answer's status and headers (lower-case names) into ``resp``, but ``dropped``."""
+    resp.status = falcon.code_to_http_status(status)
+    for key, value in headers.items():
+        if key not in dropped:
             resp.set_header(key, value)
+
+
+def relay(answer: AgentResponse, resp: falcon.Response) -> None:
+    """Copy a buffered agent answer (status, end-to-end headers, body) into ``resp``."""
+    relay_head(answer.status, answer.headers, resp, HOP_HEADERS)
     resp.data = answer.body
 
 
