@@ -162,6 +162,24 @@ def test_wait_healthy_deadline(tmp_path: Path) -> None:
         client.wait_healthy(0.6, alive=lambda: True)
 
 
+def test_wait_healthy_deadline_names_the_agents_reason(
+    volant_kestrel: Callable[..., KestrelHost],
+) -> None:
+    never_healthy = {
+        "workload": {
+            "base_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+            "entrypoint": [sys.executable, "-c", "import time; time.sleep(60)"],
+        },
+        "health_check": {"endpoint": "/", "timeout_ms": 200},
+    }
+    kestrel = volant_kestrel(never_healthy)
+    kestrel.wait_listening(START_TIMEOUT)
+    client = AgentClient(UnixSocketChannel(kestrel.socket_path, exclusive=True))
+    reason = r"health answered 503: health check \S+ did not pass within 200 ms"
+    with pytest.raises(AgentTimeout, match=reason):
+        client.wait_healthy(3, alive=lambda: True)
+
+
 def test_response_json_error() -> None:
     with pytest.raises(AgentError, match="not JSON"):
         AgentResponse(status=200, headers={}, body=b"<html>").json()

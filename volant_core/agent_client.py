@@ -272,7 +272,7 @@ class AgentClient:
                 if response.status == 200:
                     body = response.json()
                     return body if isinstance(body, dict) else {"status": body}
-                last = f"health answered {response.status}"
+                last = f"health answered {response.status}{_health_reason(response)}"
             time.sleep(max(0.0, min(HEALTH_POLL_INTERVAL, deadline - time.monotonic())))
 
     def close(self) -> None:
@@ -361,3 +361,13 @@ class AgentClient:
 
 def _nothing() -> None:
     """Give back a turn that was never taken."""
+
+
+def _health_reason(response: AgentResponse) -> str:
+    """``": <reason>"`` from an unhealthy answer's JSON body, or "" when it has none."""
+    try:
+        body = response.json()
+    except AgentError:
+        return ""
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return f": {reason}" if reason else ""

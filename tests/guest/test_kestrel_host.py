@@ -163,10 +163,16 @@ def test_errors_are_json(start_kestrel: StartKestrel, tmp_path: Path) -> None:
     assert wrong.status == 405 and set(wrong.json()["error"]) == {"code", "message"}
 
 
-def test_health_check_timeout_is_unhealthy(start_kestrel: StartKestrel, tmp_path: Path) -> None:
-    manifest = http_workload(free_port(), tmp_path / "never", {"endpoint": "/healthz", "timeout_ms": 300})
-    body = wait_health(connect(start_kestrel(manifest)), "unhealthy", START_TIMEOUT)
+def test_health_check_timeout_is_unhealthy_until_the_check_passes(
+    start_kestrel: StartKestrel, tmp_path: Path
+) -> None:
+    ready_file = tmp_path / "late"
+    manifest = http_workload(free_port(), ready_file, {"endpoint": "/healthz", "timeout_ms": 300})
+    agent = connect(start_kestrel(manifest))
+    body = wait_health(agent, "unhealthy", START_TIMEOUT)
     assert "did not pass within 300 ms" in body["reason"]
+    ready_file.touch()  # a slow start: the check passes after its timeout
+    assert wait_health(agent, "ok", START_TIMEOUT)["workload_pid"] == body["workload_pid"]
 
 
 def test_workload_exit_is_unhealthy(start_kestrel: StartKestrel) -> None:

@@ -21,6 +21,7 @@ from .reaper import ChildExit, Reaper
 SANE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_HEALTH_TIMEOUT_MS = 60_000
 _PROBE_INTERVAL_S = 0.1
+_LATE_PROBE_INTERVAL_S = 1.0  # after timeout_ms: keep probing, slower
 _PROBE_TIMEOUT_S = 2.0
 _LOG_LINES = 1000
 _LOG_LINE_MAX = 4096
@@ -154,20 +155,26 @@ class Workload:
         return Status("unhealthy", f"health check {url} answered {code or 'nothing'}")
 
     def _await_health(self, child: ChildExit) -> bool:
+        """Probe until the health check passes (True) or the workload exits or stops (False).
+
+        Past the manifest's ``timeout_ms`` the workload is reported ``unhealthy``, but probing
+        goes on (once a second): a slow start recovers to ``ok`` when its check passes.
+        """
         url = self._health_url()
         if url is None:
             return not child.exited
         timeout_ms = (self.health_check or {}).get("timeout_ms") or DEFAULT_HEALTH_TIMEOUT_MS
         deadline = time.monotonic() + timeout_ms / 1000
+        interval = _PROBE_INTERVAL_S
         while not child.exited and not self._stopping.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 and interval == _PROBE_INTERVAL_S:
                 self._set("unhealthy", f"health check {url} did not pass within {timeout_ms} ms")
-                return False
-            status = probe(url, min(_PROBE_TIMEOUT_S, remaining))
+                interval = _LATE_PROBE_INTERVAL_S
+            status = probe(url, _PROBE_TIMEOUT_S if remaining <= 0 else min(_PROBE_TIMEOUT_S, remaining))
             if status is not None and 200 <= status < 300:
                 return True
-            child.wait(_PROBE_INTERVAL_S)
+            child.wait(interval)
         return False
 
     def run(self) -> None:
