@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import socket
 import sys
@@ -21,7 +22,7 @@ from volant_core.channels import UnixSocketChannel
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.manifest import manifest_json, parse_manifest
 from volant_core.testing.kestrel import KestrelHost, http_server_workload
-from volant_core.testing.waiting import free_port
+from volant_core.testing.waiting import eventually, free_port
 
 START_TIMEOUT = 30.0
 #: The test workload with the streaming endpoints (``/stream/<gate>``, ``/release/<gate>``, ``/sha256``).
@@ -201,6 +202,11 @@ class StreamingWorkload:
         with urllib.request.urlopen(request, timeout=10) as answer:
             assert answer.status == 200
 
+    def hung_up(self, gate: str) -> bool:
+        """Whether the client of ``GET /stream/<gate>`` (kestrel) closed it before the release."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/hung-up/{gate}", timeout=10) as answer:
+            return bool(json.loads(answer.read())["hung_up"])
+
 
 @pytest.fixture
 def streaming(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> StreamingWorkload:
@@ -261,3 +267,43 @@ def test_request_body_is_sent_as_it_is_read(streaming: StreamingWorkload) -> Non
     for body in (pieces(), io.BytesIO(data)):
         answer = client.request("POST", "/v1/sha256", body=body, headers=length, timeout=60)
         assert answer.status == 200 and answer.json() == digest
+
+
+def test_a_stream_without_idle_limit_outlasts_its_request_timeout(streaming: StreamingWorkload) -> None:
+    client, _ = healthy_client(streaming.kestrel)
+    with client.open("GET", "/v1/stream/quiet", timeout=0.5) as stream:
+        chunks = iter(stream)
+        assert next(chunks) == b"first\n"
+        stream.set_idle_timeout(None)
+        release = threading.Timer(1.5, streaming.release, args=("quiet",))  # quiet for 3 timeouts
+        release.start()
+        assert b"".join(chunks) == b"rest\n"
+        release.join()
+
+
+def test_interrupt_breaks_off_a_waiting_read_and_drops_the_connection(streaming: StreamingWorkload) -> None:
+    client, channel = healthy_client(streaming.kestrel)
+    stream = client.open("GET", "/v1/stream/cut")
+    chunks = iter(stream)
+    assert next(chunks) == b"first\n"
+    stream.set_idle_timeout(None)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        rest = pool.submit(lambda: b"".join(chunks))  # waits: the workload holds the rest back
+        stream.interrupt()  # from another thread than the reader's
+        with pytest.raises(AgentError, match="stream/cut"):
+            rest.result(30)
+    connects = channel.connects
+    assert client.get("/v1/health").status == 200
+    assert channel.connects == connects + 1  # the broken-off connection was not reused
+    stream.interrupt()  # a no-op once ended
+    streaming.release("cut")
+
+
+def test_kestrel_lets_go_of_the_workload_when_its_client_hangs_up(streaming: StreamingWorkload) -> None:
+    client, _ = healthy_client(streaming.kestrel, exclusive=False)
+    stream = client.open("GET", "/v1/stream/bye")
+    assert next(iter(stream)) == b"first\n"
+    stream.close()  # hangs up in the middle of the answer, while the workload is quiet
+    # kestrel noticed and closed its own connection to the workload, which saw it end.
+    eventually(lambda: streaming.hung_up("bye"), "the workload's stream closed by kestrel", timeout=30)
+    assert client.get("/v1/health").status == 200

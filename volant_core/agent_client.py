@@ -12,9 +12,11 @@ the answer's body has been read or the stream closed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -71,17 +73,24 @@ class AgentStream:
     """
 
     def __init__(
-        self, answer: http.client.HTTPResponse, what: str, timeout: float, finish: Callable[[bool], None]
+        self,
+        answer: http.client.HTTPResponse,
+        what: str,
+        timeout: float,
+        finish: Callable[[bool], None],
+        sock: socket.socket,
     ) -> None:
-        """Wrap ``answer`` to the request ``what`` (sent with ``timeout``); ``finish(complete)`` gives
-        the connection back.
+        """Wrap ``answer`` to the request ``what`` (sent with ``timeout``) read from ``sock``;
+        ``finish(complete)`` gives the connection back.
         """
         self.status = answer.status
         self.headers: Mapping[str, str] = {name.lower(): value for name, value in answer.getheaders()}
         self._answer = answer
         self._what = what
-        self._timeout = timeout
+        self._timeout: float | None = timeout
         self._finish: Callable[[bool], None] | None = finish
+        self._sock = sock
+        self._ending = threading.Lock()  # between the reader ending the stream and interrupt()
         if answer.length == 0:  # no body at all (HEAD, 204, 304, Content-Length: 0)
             self.close()
 
@@ -95,7 +104,7 @@ class AgentStream:
                 chunk = self._next_chunk()
             except (OSError, http.client.HTTPException) as exc:
                 self._end(complete=False)
-                raise _failure(self._what, exc, self._timeout) from exc
+                raise _failure(self._what, exc, self._timeout or 0) from exc
             if not chunk:
                 self._end(complete=True)
                 return
@@ -104,6 +113,22 @@ class AgentStream:
     def read_all(self) -> bytes:
         """The rest of the body, read to its end."""
         return b"".join(self)
+
+    def set_idle_timeout(self, seconds: float | None) -> None:
+        """Wait at most ``seconds`` for each further chunk of the body (None: as long as it takes,
+        for a stream that ends when its reader goes away: see :meth:`interrupt`).
+        """
+        self._timeout = seconds
+        self._sock.settimeout(seconds)
+
+    def interrupt(self) -> None:
+        """Break the stream off from any thread: a read waiting for the next chunk returns at once,
+        the body ends early and its connection is closed, never reused. No-op once it ended.
+        """
+        with self._ending:
+            if self._finish is not None:
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         """Stop reading: a body not read to its end closes the connection. Idempotent."""
@@ -132,7 +157,8 @@ class AgentStream:
         return chunk
 
     def _end(self, *, complete: bool) -> None:
-        finish, self._finish = self._finish, None
+        with self._ending:
+            finish, self._finish = self._finish, None
         if finish is not None:
             finish(complete)
 
@@ -209,6 +235,7 @@ class AgentClient:
         try:
             while True:
                 conn = self._checkout(what, max(deadline - time.monotonic(), 0.001))
+                sock = conn.sock
                 try:
                     answer = self._send(conn, method, path, body, headers or {})
                 except (OSError, http.client.HTTPException) as exc:
@@ -222,7 +249,7 @@ class AgentClient:
                     conn.close()
                     raise
                 finish = functools.partial(self._finish, conn, answer, release_turn)
-                return AgentStream(answer, what, timeout, finish)
+                return AgentStream(answer, what, timeout, finish, sock)
         except BaseException:
             release_turn()
             raise

@@ -15,6 +15,7 @@ import os
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from volant_core.guest import GuestArtifacts
 from volant_core.orchestrator.health import PROBE_TIMEOUT_S
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.pytest_plugin import require_qemu
+from volant_core.testing.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -189,3 +191,30 @@ def test_vm_stays_running_while_a_stream_is_held_open(api: RunningDaemon, held_s
     assert api.request("GET", f"/api/v1/vms/{VM}").json()["status"] == "running"
     assert api.request("POST", f"{AGENT}/release/{held_stream.gate}").status == 200
     assert held_stream.response.read() == b"rest\n"
+
+
+def test_clients_hanging_up_give_their_lanes_back_at_once(api: RunningDaemon) -> None:
+    # As many held streams as ordinary requests have lanes (every lane but the health probes' one).
+    # A relayed stream has no idle limit: unless volantd and kestrel notice the hang-ups, the streams
+    # hold their lanes until the workload writes again, and the requests below time out.
+    ordinary_lanes = api.daemon.orchestrator.agent(VM).channel.lanes - 1
+    gates = [f"hangup-{os.urandom(4).hex()}" for _ in range(ordinary_lanes)]
+    try:
+        for gate in gates:
+            connection = connect(api)
+            connection.request("GET", f"{AGENT}/stream/{gate}")
+            response = connection.getresponse()
+            assert (response.status, response.readline()) == (200, b"first\n")
+            response.close()  # hangs up while the workload still holds the rest back
+            connection.close()
+        with ThreadPoolExecutor(max_workers=ordinary_lanes) as pool:  # one request on every lane
+            answers = list(pool.map(lambda _: api.request("GET", f"{AGENT}/manifest"), gates))
+        assert [answer.status for answer in answers] == [200] * ordinary_lanes
+        for gate in gates:  # kestrel let go of the workload's streams too
+            eventually(
+                lambda gate=gate: api.request("GET", f"{AGENT}/hung-up/{gate}").json()["hung_up"],
+                f"the workload's stream {gate} closed by kestrel",
+            )
+    finally:
+        for gate in gates:
+            api.request("POST", f"{AGENT}/release/{gate}")

@@ -3,8 +3,10 @@
 
 * ``GET /stream/<gate>``: writes ``first`` (a line), waits until ``POST /release/<gate>`` (a
   request of its own), then writes ``rest`` and ends (chunked); ``timed out`` instead of ``rest``
-  when no release comes within a few minutes;
+  when no release comes within a few minutes; if its client closes the connection meanwhile, it
+  stops waiting and remembers that;
 * ``POST /release/<gate>``: opens that gate;
+* ``GET /hung-up/<gate>``: ``{"hung_up": true}`` once the client of ``/stream/<gate>`` closed early;
 * ``POST /sha256``: reads the body (Content-Length) piece by piece and answers its SHA-256 and size.
 
 Usage: ``python workload_app.py PORT READY_FILE``. Only the standard library: it also runs in the guest.
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import select
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +28,7 @@ from urllib.parse import urlsplit
 GATE_TIMEOUT = 300.0
 _gates: dict[str, threading.Event] = {}
 _gates_lock = threading.Lock()
+_hung_up: set[str] = set()
 
 
 def gate(name: str) -> threading.Event:
@@ -56,7 +61,17 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self._chunk(b"first\n")
-        self._chunk(b"rest\n" if gate(name).wait(GATE_TIMEOUT) else b"timed out\n")
+        deadline = time.monotonic() + GATE_TIMEOUT
+        while not gate(name).wait(0.1):
+            if select.select([self.connection], [], [], 0)[0]:  # the client sends nothing more: its end
+                _hung_up.add(name)
+                self.close_connection = True
+                return
+            if time.monotonic() > deadline:
+                self._chunk(b"timed out\n")
+                break
+        else:
+            self._chunk(b"rest\n")
         self.wfile.write(b"0\r\n\r\n")
 
     def _sha256(self) -> None:
@@ -79,6 +94,8 @@ class Handler(BaseHTTPRequestHandler):
         elif self.command == "POST" and first == "release" and rest:
             gate(rest).set()
             self._reply(200, {"released": rest})
+        elif self.command == "GET" and first == "hung-up" and rest:
+            self._reply(200, {"hung_up": rest in _hung_up})
         elif self.command == "POST" and path == "/sha256":
             self._sha256()
         else:

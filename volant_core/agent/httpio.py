@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from .console import say
+from .hangup import HangupWatch
 
 _MAX_HEAD = 64 * 1024
 _MAX_HEADERS = 256
@@ -113,7 +114,9 @@ class Response:
     """One response; ``after`` runs once it has been written (e.g. to power off).
 
     With a ``stream``, the body is what the stream yields, each chunk sent as soon as it is
-    produced (``length`` is its size when known); ``body`` is then unused.
+    produced (``length`` is its size when known); ``body`` is then unused. ``interrupt``, if
+    given, breaks the stream off from another thread (called when the client hangs up while the
+    stream waits for its next chunk).
     """
 
     status: int
@@ -122,6 +125,7 @@ class Response:
     after: Callable[[], None] | None = None
     stream: Generator[bytes, None, None] | None = None
     length: int | None = None
+    interrupt: Callable[[], None] | None = None
 
     @classmethod
     def json(cls, status: int, payload: Any, after: Callable[[], None] | None = None) -> Response:
@@ -155,6 +159,8 @@ class Response:
 
 
 Handler = Callable[[Request], Response]
+#: Makes the watch of a transport's client connection: ``watch(on_hangup)`` (see :class:`HangupWatch`).
+WatchFactory = Callable[[Callable[[], None]], HangupWatch]
 
 
 class RequestReader:
@@ -267,11 +273,15 @@ def _handle(handler: Handler, request: Request) -> Response:
         return Response.error(500, "internal", f"agent error: {exc}")
 
 
-def _send_stream(stream: Stream, request: Request, response: Response, keep_alive: bool) -> bool:
+def _send_stream(
+    stream: Stream, request: Request, response: Response, keep_alive: bool, watch: WatchFactory | None
+) -> bool:
     """Write a streamed response, each chunk as it comes; whether the connection may stay open.
 
     The body is framed by its length when known, else chunked (HTTP/1.1) or ended by closing
-    the connection (HTTP/1.0).
+    the connection (HTTP/1.0). While it waits for the next chunk, the client's connection is
+    watched (``watch``): a client that hangs up breaks the response's stream off
+    (``ConnectionError``), which frees what it holds (the workload's connection) at once.
     """
     assert response.stream is not None
     with contextlib.closing(response.stream) as chunks:
@@ -284,16 +294,28 @@ def _send_stream(stream: Stream, request: Request, response: Response, keep_aliv
         stream.sendall(response.head(keep_alive=keep_alive, framing=framing))
         if request.method == "HEAD":
             return keep_alive
-        for chunk in chunks:
-            if chunk:
-                stream.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+        watching = watch(response.interrupt) if watch and response.interrupt else None
+        with watching or contextlib.nullcontext():
+            try:
+                for chunk in chunks:
+                    if chunk:
+                        stream.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            except ConnectionError:
+                if not (watching and watching.fired):
+                    raise
+        if watching and watching.fired:
+            raise ConnectionError("the client hung up during a streamed answer")
         if chunked:
             stream.sendall(b"0\r\n\r\n")
     return keep_alive
 
 
-def serve_stream(stream: Stream, handler: Handler) -> None:
-    """Serve requests from ``stream`` until it ends, the client closes, or a request is malformed."""
+def serve_stream(stream: Stream, handler: Handler, watch: WatchFactory | None = None) -> None:
+    """Serve requests from ``stream`` until it ends, the client closes, or a request is malformed.
+
+    ``watch`` makes the watch of ``stream`` for a client that hangs up during a streamed answer
+    (None: such an answer is only broken off when a write to the client fails).
+    """
     reader = RequestReader(stream)
     while True:
         try:
@@ -312,7 +334,7 @@ def serve_stream(stream: Stream, handler: Handler) -> None:
         if response.stream is None:
             stream.sendall(response.encode(keep_alive=keep_alive, head_only=request.method == "HEAD"))
         else:
-            keep_alive = _send_stream(stream, request, response, keep_alive)
+            keep_alive = _send_stream(stream, request, response, keep_alive, watch)
         if response.after is not None:
             response.after()
         if not keep_alive:

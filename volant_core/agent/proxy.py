@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
+import socket
 from collections.abc import Generator
 from urllib.parse import urlsplit
 
@@ -32,9 +35,11 @@ _BODILESS = frozenset({204, 304})
 def forward(base_url: str, path: str, request: Request, timeout: float = PROXY_TIMEOUT_S) -> Response:
     """Send ``request`` (method, query, headers, body as it arrives) to ``base_url`` + ``path``.
 
-    The answer's body is relayed as the workload writes it (a streamed :class:`Response`);
-    502 when the workload cannot be reached or fails before its answer's head. ``timeout``
-    bounds each wait on the workload.
+    The answer's body is relayed as the workload writes it (a streamed :class:`Response`
+    whose ``interrupt`` closes the workload's connection); 502 when the workload cannot be
+    reached or fails before its answer's head. ``timeout`` bounds each wait on the workload
+    up to the answer's head; the body may pause for as long as the workload likes (the
+    transport breaks the stream off when the client hangs up).
     """
     base = urlsplit(base_url)
     target = base.path.rstrip("/") + "/" + path.lstrip("/")
@@ -45,6 +50,8 @@ def forward(base_url: str, path: str, request: Request, timeout: float = PROXY_T
         headers["Content-Length"] = str(request.length)  # else a body is sent chunked
     connection = http.client.HTTPConnection(base.hostname or "127.0.0.1", base.port or 80, timeout=timeout)
     try:
+        connection.connect()
+        sock = connection.sock
         connection.request(
             request.method, target, body=request.chunks if request.has_body else None, headers=headers
         )
@@ -60,9 +67,20 @@ def forward(base_url: str, path: str, request: Request, timeout: float = PROXY_T
     except BaseException:
         connection.close()
         raise
+    sock.settimeout(None)
     return Response(
-        upstream.status, headers=kept, stream=_relay(base_url, connection, upstream), length=upstream.length
+        upstream.status,
+        headers=kept,
+        stream=_relay(base_url, connection, upstream),
+        length=upstream.length,
+        interrupt=functools.partial(_shut, sock),
     )
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut ``sock`` down both ways, so that a read waiting on it returns at once."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _relay(

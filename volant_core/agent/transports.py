@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import select
 import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .console import say
+from .hangup import HangupWatch
 from .httpio import Handler, serve_stream
 
 _WRITE_TIMEOUT_MS = 30_000
@@ -34,7 +37,7 @@ def start_socket_server(family: int, address: object, handler: Handler) -> socke
     class Connection(socketserver.BaseRequestHandler):
         def handle(self) -> None:
             with contextlib.suppress(OSError):
-                serve_stream(self.request, handler)
+                serve_stream(self.request, handler, functools.partial(HangupWatch.on_socket, self.request))
 
     server_class = type(
         "Server",
@@ -109,6 +112,13 @@ class SerialStream:
             if events & (select.POLLHUP | select.POLLERR):
                 return b""
 
+    def hangup_watch(self, on_hangup: Callable[[], None]) -> HangupWatch:
+        """A watch for the host leaving during a streamed answer: the port turns readable when it
+        does (POLLHUP), and also when bytes come, which can only be the next host's request
+        (a request is read whole before its answer, and a host does not pipeline requests).
+        """
+        return HangupWatch(self.fd, lambda: True, on_hangup)
+
     def sendall(self, data: bytes) -> None:
         """Write ``data``; :class:`ConnectionError` if the host leaves or stops reading."""
         view = memoryview(data)
@@ -161,6 +171,6 @@ def serve_serial_port(name: str, device: Path, handler: Handler) -> None:
     while True:
         port.wait_for_host()
         try:
-            serve_stream(port, handler)
+            serve_stream(port, handler, port.hangup_watch)
         except Exception as exc:  # the lane must outlive any one connection
             say(f"kestrel: serial connection on {name} dropped: {exc!r}")

@@ -8,14 +8,17 @@ writes and flushes each one), so neither body is ever held whole in volantd.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import urllib.parse
 from collections.abc import Callable, Iterator
 
 import falcon
 
+from volant_core.agent.hangup import HangupWatch
 from volant_core.agent_client import CHUNK_SIZE, AgentStream
-from volant_core.api.server import RAW_TARGET_KEY
+from volant_core.api.server import CLIENT_SOCKET_KEY, RAW_TARGET_KEY
 from volant_core.api.workload import HOP_BY_HOP_HEADERS, HOP_HEADERS, relay_head
 from volant_core.errors import AgentError, ValidationError
 
@@ -71,28 +74,46 @@ def request_body(req: falcon.Request) -> Iterator[bytes] | None:
     return _chunks(req.bounded_stream.read, length) if length else None
 
 
-def relay_stream(answer: AgentStream, resp: falcon.Response) -> None:
+def relay_stream(answer: AgentStream, req: falcon.Request, resp: falcon.Response) -> None:
     """Answer ``resp`` with ``answer``: its status, end-to-end headers (``Content-Length`` too) and
-    its body as it arrives. The agent connection is given back when the WSGI server closes the body
-    (at its end, or when the client went away).
+    its body as it arrives, for as long as the guest and the client keep the stream open.
+
+    The body has no idle limit: when the client of ``req`` hangs up while the
+    guest is quiet, the stream is broken off at once (volantd's server says
+    where the client's socket is). The agent connection is given back when the
+    WSGI server closes the body (at its end, or when the client went away).
     """
     relay_head(answer.status, answer.headers, resp, HOP_BY_HOP_HEADERS)
-    resp.stream = _RelayedBody(answer)
+    client = req.env.get(CLIENT_SOCKET_KEY)
+    if isinstance(client, socket.socket):
+        answer.set_idle_timeout(None)
+    resp.stream = _RelayedBody(answer, client if isinstance(client, socket.socket) else None)
 
 
 class _RelayedBody:
     """An agent answer's body for the WSGI server: chunks as they arrive, ``close()`` to give back
-    its connection. A body the agent breaks off just ends early (and is logged).
+    its connection. A body the agent breaks off, or whose client hangs up, just ends early (logged).
     """
 
-    def __init__(self, answer: AgentStream) -> None:
+    def __init__(self, answer: AgentStream, client: socket.socket | None) -> None:
         self._answer = answer
+        self._client = client
 
     def __iter__(self) -> Iterator[bytes]:
+        watch = (
+            HangupWatch.on_socket(self._client, self._hung_up)
+            if self._client is not None
+            else contextlib.nullcontext()
+        )
         try:
-            yield from self._answer
+            with watch:
+                yield from self._answer
         except AgentError as exc:
             log.warning("relayed answer cut short: %s", exc.message)
+
+    def _hung_up(self) -> None:
+        log.info("client hung up during a relayed answer: breaking it off")
+        self._answer.interrupt()
 
     def close(self) -> None:
         """Give back the agent connection (closed if the body was not read to its end)."""

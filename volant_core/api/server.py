@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 #: WSGI environ key holding the request target exactly as the client sent it (percent-encoding
 #: kept), as uWSGI and mod_wsgi name it: ``PATH_INFO`` is decoded, so ``%2F`` there reads as ``/``.
 RAW_TARGET_KEY = "REQUEST_URI"
+#: WSGI environ key holding the client's connected socket (to notice a hang-up during a stream).
+CLIENT_SOCKET_KEY = "volant.client_socket"
 
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -63,6 +65,7 @@ class _RequestHandler(WSGIRequestHandler):
     def get_environ(self) -> dict[str, str]:
         environ = super().get_environ()
         environ[RAW_TARGET_KEY] = self.path
+        cast(dict[str, Any], environ)[CLIENT_SOCKET_KEY] = self.connection
         headers = self.headers.items()
         if WebSocketUpgrade.requested(headers):
             self.upgrade = WebSocketUpgrade(self.path, headers)

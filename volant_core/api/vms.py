@@ -155,6 +155,6 @@ class AgentProxy:
         if body is not None:
             headers["Content-Length"] = str(req.content_length)
         answer = client.open(req.method, agent_target(req, name, path), body=body, headers=headers)
-        relay_stream(answer, resp)
+        relay_stream(answer, req, resp)
 
     on_get = on_post = on_put = on_patch = on_delete = on_head = on_options = _relay
