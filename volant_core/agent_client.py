@@ -116,10 +116,11 @@ class AgentStream:
 
     def set_idle_timeout(self, seconds: float | None) -> None:
         """Wait at most ``seconds`` for each further chunk of the body (None: as long as it takes,
-        for a stream that ends when its reader goes away: see :meth:`interrupt`).
+        for a stream that ends when its reader goes away: see :meth:`interrupt`). No-op once it ended.
         """
-        self._timeout = seconds
-        self._sock.settimeout(seconds)
+        if self._finish is not None:  # else the connection may already serve another request
+            self._timeout = seconds
+            self._sock.settimeout(seconds)
 
     def interrupt(self) -> None:
         """Break the stream off from any thread: a read waiting for the next chunk returns at once,
