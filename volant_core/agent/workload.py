@@ -165,16 +165,15 @@ class Workload:
             return not child.exited
         timeout_ms = (self.health_check or {}).get("timeout_ms") or DEFAULT_HEALTH_TIMEOUT_MS
         deadline = time.monotonic() + timeout_ms / 1000
-        interval = _PROBE_INTERVAL_S
+        late = False
         while not child.exited and not self._stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 and interval == _PROBE_INTERVAL_S:
+            if not late and time.monotonic() >= deadline:
                 self._set("unhealthy", f"health check {url} did not pass within {timeout_ms} ms")
-                interval = _LATE_PROBE_INTERVAL_S
-            status = probe(url, _PROBE_TIMEOUT_S if remaining <= 0 else min(_PROBE_TIMEOUT_S, remaining))
+                late = True
+            status = probe(url, _PROBE_TIMEOUT_S)
             if status is not None and 200 <= status < 300:
                 return True
-            child.wait(interval)
+            child.wait(_LATE_PROBE_INTERVAL_S if late else _PROBE_INTERVAL_S)
         return False
 
     def run(self) -> None:
