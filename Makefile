@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Built guest images are kept here between test runs (ignored by git).
 export VOLANT_TEST_CACHE ?= $(CURDIR)/.cache/guest
 
-.PHONY: bootstrap guest demo demo-stop test test-fast lint
+.PHONY: bootstrap guest demo demo-stop test test-fast lint bench
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -27,5 +27,9 @@ test-fast: bootstrap
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check volant_core hypervisors tests
+	$(VENV)/bin/ruff format --check volant_core hypervisors tests bench
 	$(VENV)/bin/mypy volant_core hypervisors/volant-qemu/volant_qemu
+
+bench: bootstrap
+	$(VENV)/bin/python bench/agent_proxy.py
+	$(VENV)/bin/python bench/create_to_running.py
