@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install what Volant needs on a fresh Debian 12 host: Debian packages (QEMU, lz4 for the guest
-# kernel, Debian's python3.11 for the guest userland), uv, and the project's locked environment.
+# kernel, Debian's python3.11 for the guest userland, e2fsprogs for the tests' root filesystem
+# images), uv, and the project's locked environment.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates)
+APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates e2fsprogs)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

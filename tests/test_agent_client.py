@@ -181,6 +181,18 @@ def test_wait_healthy_deadline_names_the_agents_reason(
         client.wait_healthy(3, alive=lambda: True)
 
 
+def test_wait_healthy_stops_at_a_workload_that_cannot_start(
+    volant_kestrel: Callable[..., KestrelHost],
+) -> None:
+    kestrel = volant_kestrel({"workload": {"entrypoint": ["/nonexistent/binary"]}})
+    kestrel.wait_listening(START_TIMEOUT)
+    client = AgentClient(UnixSocketChannel(kestrel.socket_path, exclusive=True))
+    reason = r"cannot start the workload \(health answered 503: cannot start /nonexistent/binary"
+    with pytest.raises(AgentError, match=reason) as caught:
+        client.wait_healthy(120, alive=lambda: True)
+    assert not isinstance(caught.value, AgentTimeout)  # it did not wait for the deadline
+
+
 def test_response_json_error() -> None:
     with pytest.raises(AgentError, match="not JSON"):
         AgentResponse(status=200, headers={}, body=b"<html>").json()

@@ -289,6 +289,12 @@ INVALID = [
         "sha256",
     ),
     (
+        "disk name with a path in it",
+        {**MINIMAL, "disks": [{"name": "../../etc/passwd", "source": "/d"}]},
+        "disks[0].name",
+        "must be a disk name",
+    ),
+    (
         "base_url scheme",
         with_changes(MINIMAL, "workload.base_url", "ftp://h/"),
         "workload.base_url",

@@ -278,7 +278,9 @@ class AgentClient:
         """Poll ``GET /v1/health`` until it answers 200 and return its JSON body.
 
         Raises :class:`AgentError` as soon as ``alive()`` is False (the VMM
-        died) and :class:`AgentTimeout` when ``timeout`` seconds pass first.
+        died) or kestrel reports status ``error`` (a workload that cannot start:
+        no manifest, no entrypoint, an unusable root filesystem; that never
+        changes), and :class:`AgentTimeout` when ``timeout`` seconds pass first.
         """
         deadline = time.monotonic() + timeout
         last = "no answer yet"
@@ -301,6 +303,8 @@ class AgentClient:
                     body = response.json()
                     return body if isinstance(body, dict) else {"status": body}
                 last = f"health answered {response.status}{_health_reason(response)}"
+                if _health_status(response) == "error":
+                    raise AgentError(f"the agent cannot start the workload ({last})")
             time.sleep(max(0.0, min(HEALTH_POLL_INTERVAL, deadline - time.monotonic())))
 
     def close(self) -> None:
@@ -391,11 +395,22 @@ def _nothing() -> None:
     """Give back a turn that was never taken."""
 
 
-def _health_reason(response: AgentResponse) -> str:
-    """``": <reason>"`` from an unhealthy answer's JSON body, or "" when it has none."""
+def _health_body(response: AgentResponse) -> dict[str, Any]:
+    """An unhealthy answer's JSON body, or {} when it is not a JSON object."""
     try:
         body = response.json()
     except AgentError:
-        return ""
-    reason = body.get("reason") if isinstance(body, dict) else None
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _health_reason(response: AgentResponse) -> str:
+    """``": <reason>"`` from an unhealthy answer, or "" when it gives none."""
+    reason = _health_body(response).get("reason")
     return f": {reason}" if reason else ""
+
+
+def _health_status(response: AgentResponse) -> str | None:
+    """The ``status`` an unhealthy answer reports (``starting``, ``unhealthy``, ``error``), if any."""
+    status = _health_body(response).get("status")
+    return status if isinstance(status, str) else None

@@ -94,6 +94,7 @@ LABEL_RUNTIME = "volant.runtime"
 
 _CHECKSUM = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
 _PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_DISK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _GZIP_MAGIC = b"\x1f\x8b"
 _ROOT_FIELD = "manifest"
 _GUEST_FIELD = "volant.manifest"
@@ -147,6 +148,15 @@ def _plugin_name(value: str) -> str:
     return value
 
 
+def _disk_name(value: str) -> str:
+    if not _DISK_NAME.fullmatch(value):
+        raise _invalid(
+            "must be a disk name: letters, digits, '.', '_' or '-', starting with a letter or digit "
+            "(at most 63 characters)"
+        )
+    return value
+
+
 def _without_empty_keys(value: dict[str, Any]) -> dict[str, Any]:
     return {key: item for key, item in value.items() if key}
 
@@ -157,6 +167,9 @@ Checksum = Annotated[str, AfterValidator(_checksum)]
 ArtifactLocation = Annotated[str, Field(min_length=1), AfterValidator(_artifact_location)]
 ImageFormat = Annotated[Literal["raw", "qcow2"], BeforeValidator(_lower)]
 PluginName = Annotated[str, BeforeValidator(_lower), AfterValidator(_plugin_name)]
+DiskName = Annotated[
+    str, AfterValidator(_disk_name), Field(json_schema_extra={"pattern": f"^{_DISK_NAME.pattern}$"})
+]
 Millis = Annotated[int, Field(ge=0)]
 
 
@@ -249,8 +262,8 @@ class Initramfs(_Model):
 class Disk(_Model):
     """An extra block device attached after the boot media."""
 
-    name: NonEmptyStr
-    """Name of the disk, unique within the manifest."""
+    name: DiskName
+    """Name of the disk, unique within the manifest (it names the VM's own copy of a writable disk)."""
     source: ArtifactLocation
     """URL or absolute path of the disk image."""
     checksum: Checksum | None = None

@@ -13,13 +13,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import shell, system, transports
+from . import rootfs, shell, system, transports
 from .api import AgentApi
 from .console import say
 from .constants import (
     AGENT_PORT,
     CMDLINE_GATEWAY_KEY,
     CMDLINE_IP_KEY,
+    CMDLINE_ROOTFS_KEY,
     GUEST_NIC,
     MANIFEST_FILE,
     MODULES_LIST,
@@ -38,9 +39,10 @@ _SIGNAL_CHECK_S = 0.5
 class Agent:
     """The workload, the API over it, and the shutdown sequence; transports are added by the mode."""
 
-    def __init__(self, found: ManifestResult) -> None:
+    def __init__(self, found: ManifestResult, root: str | None = None) -> None:
+        """Serve ``found``'s workload, run inside ``root`` when given (see :class:`Workload`)."""
         self.reaper = Reaper()
-        self.workload = Workload(found.manifest, self.reaper, found.error)
+        self.workload = Workload(found.manifest, self.reaper, found.error, root)
         self.api = AgentApi(found.manifest, self.workload, self.request_shutdown)
         self._stop = threading.Event()
 
@@ -108,6 +110,22 @@ def _start_console_shell(agent: Agent, cmdline: str) -> None:
     ).start()
 
 
+def _workload_root(cmdline: str) -> tuple[str | None, str | None]:
+    """``(root, error)``: the workload's root when the host attached a root filesystem
+    (``volant.rootfs=DEVICE``), or why it could not be assembled.
+    """
+    device = cmdline_value(cmdline, CMDLINE_ROOTFS_KEY)
+    if not device:
+        return None, None
+    try:
+        root, fstype = rootfs.prepare_root(device)
+    except OSError as exc:
+        say(f"kestrel: root filesystem {device}: {exc}")
+        return None, f"root filesystem {device} cannot be used: {exc}"
+    say(f"kestrel: workload root is {device} ({fstype}, read-only) under a RAM overlay")
+    return str(root), None
+
+
 def run_pid1() -> None:
     """Boot the guest and serve forever; powers off on shutdown. Never returns."""
     _attempt("mounting file systems", system.mount_filesystems)
@@ -123,7 +141,10 @@ def run_pid1() -> None:
         if found.manifest
         else f"kestrel: manifest error: {found.error}"
     )
-    agent = Agent(found)
+    root, root_error = _workload_root(cmdline)
+    agent = Agent(found, root)
+    if root_error is not None:
+        agent.workload.refuse(root_error)
     agent.start()
     _attempt(
         "listening on TCP",

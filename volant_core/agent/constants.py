@@ -28,3 +28,9 @@ BUSYBOX = "/usr/bin/busybox"
 CONSOLE_TTY = "/dev/ttyS0"
 #: Kernel command line key: ``volant.console=off`` keeps the console free of a shell.
 CMDLINE_CONSOLE_KEY = "volant.console"
+#: Kernel command line key: the block device holding the runtime's root filesystem (read-only).
+CMDLINE_ROOTFS_KEY = "volant.rootfs"
+#: Where the host attaches a runtime's root filesystem: the first virtio disk.
+ROOTFS_DEVICE = "/dev/vda"
+#: Guest directory where kestrel assembles the workload's root (the root filesystem under a RAM overlay).
+WORKLOAD_ROOT = "/run/volant/root"

@@ -4,6 +4,7 @@ stop it. Its state is what ``/v1/health`` reports."""
 from __future__ import annotations
 
 import collections
+import functools
 import http.client
 import os
 import signal
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import rootfs
 from .console import say
 from .constants import WORKLOAD_READY_LINE
 from .reaper import ChildExit, Reaper
@@ -70,7 +72,17 @@ def probe(url: str, timeout: float) -> int | None:
 class Workload:
     """Runs ``manifest["workload"]`` once and tracks its health; see :meth:`run`."""
 
-    def __init__(self, manifest: dict[str, Any] | None, reaper: Reaper, manifest_error: str | None) -> None:
+    def __init__(
+        self,
+        manifest: dict[str, Any] | None,
+        reaper: Reaper,
+        manifest_error: str | None,
+        root: str | None = None,
+    ) -> None:
+        """Run ``manifest``'s workload (``manifest_error`` says why there is none) inside ``root``
+        (a directory that becomes its ``/``; None: kestrel's own root).
+        """
+        self.root = root
         self.spec: dict[str, Any] = dict((manifest or {}).get("workload") or {})
         self.health_check: dict[str, Any] | None = (manifest or {}).get("health_check")
         self.logs = LogRing()
@@ -94,6 +106,10 @@ class Workload:
     def base_url(self) -> str | None:
         """Where the workload serves HTTP, if it does."""
         return self.spec.get("base_url") or None
+
+    def refuse(self, reason: str) -> None:
+        """Report ``reason`` as an error instead of starting the workload (call before :meth:`run`)."""
+        self._set("error", reason)
 
     def _set(self, status: str, reason: str | None = None) -> None:
         self._status = Status(status, reason)
@@ -124,7 +140,7 @@ class Workload:
             try:
                 process, child = self._reaper.spawn(
                     argv,
-                    cwd=self.spec.get("workdir") or "/",
+                    **self._placement(),
                     env=self._environment(),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
@@ -138,6 +154,13 @@ class Workload:
         say(f"kestrel: workload started (pid {child.pid}): {' '.join(argv)}")
         threading.Thread(target=self._pump, args=(process.stdout,), name="workload-log", daemon=True).start()
         return child
+
+    def _placement(self) -> dict[str, Any]:
+        """Where the workload starts: its ``workdir``, inside :attr:`root` when there is one."""
+        workdir = self.spec.get("workdir") or "/"
+        if self.root is None:
+            return {"cwd": workdir}
+        return {"preexec_fn": functools.partial(rootfs.enter, self.root, workdir)}
 
     def _health_url(self) -> str | None:
         endpoint = (self.health_check or {}).get("endpoint")

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 #: Modules the guest loads at boot, with their dependencies: virtio transports and devices, the
-#: file systems of seed disks, entropy, and the ACPI power button (with evdev to read it).
+#: overlay and read-only file systems of a runtime's root file system (ext4 is built in), the file
+#: systems of seed disks, entropy, and the ACPI power button (with evdev to read it).
 GUEST_MODULES: tuple[str, ...] = (
     "virtio_pci",
     "virtio_mmio",
@@ -17,6 +18,8 @@ GUEST_MODULES: tuple[str, ...] = (
     "virtio_blk",
     "virtio_net",
     "vmw_vsock_virtio_transport",
+    "overlay",
+    "squashfs",
     "vfat",
     "nls_cp437",
     "nls_ascii",

@@ -69,6 +69,7 @@ class Booter:
                 kernel=plan.kernel,
                 initramfs=plan.initramfs,
                 kernel_args=plan.kernel_args + attachment.kernel_args,
+                disks=plan.disks,
                 nics=attachment.nics,
                 vsock_cid=record.vsock_cid,
             )

@@ -1,24 +1,34 @@
-"""What a guest boots: kernel, the layered initramfs and the kernel command line.
+"""What a guest boots: kernel, the layered initramfs, its disks and the kernel command line.
 
 The base image is the one ``volantd`` is configured with (``VOLANT_KERNEL`` /
 ``VOLANT_INITRAMFS``) or, by default, the one :func:`volant_core.guest.ensure_guest`
 builds. A runtime's own ``initramfs`` is fetched through the boot sources and
 appended to the base; the manifest rides on the kernel command line when it is
 small, else in one more appended layer at ``/volant/manifest.json``.
+
+A runtime's ``rootfs`` is fetched the same way and becomes the first disk, read-only
+(the guest sees ``/dev/vda``): kestrel still boots from the base image, mounts it under
+a RAM overlay and runs the workload inside it, so the image stays as fetched and one
+copy serves every VM. The manifest's ``disks`` follow in their order; a writable one is
+copied into the VM's directory on its first boot (each VM writes its own copy, kept
+across restarts and removed with the VM), a read-only one is used where it was fetched.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from volant_core.agent.constants import CMDLINE_ROOTFS_KEY, ROOTFS_DEVICE
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import ValidationError
 from volant_core.guest import BASE_KERNEL_ARGS, ensure_guest, file_layer
-from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Manifest, encode_for_guest, manifest_json
+from volant_core.launch import DiskSpec
+from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Disk, Manifest, encode_for_guest, manifest_json
 from volant_core.registry import Registry
 from volant_core.settings import Settings
 
@@ -33,6 +43,7 @@ class BootPlan:
     kernel: Path
     initramfs: Path
     kernel_args: tuple[str, ...]
+    disks: tuple[DiskSpec, ...] = ()
 
 
 class BootMedia:
@@ -74,19 +85,18 @@ class BootMedia:
         )
 
     def prepare(self, name: str, vm_dir: Path, manifest: Manifest, extra_args: str) -> BootPlan:
-        """Write ``vm_dir/initramfs.img`` when layers are needed and compose the command line."""
-        if manifest.rootfs is not None:
-            raise ValidationError(
-                "manifest.rootfs: booting from a root filesystem is not supported yet; "
-                "ship the workload as an initramfs (or none, for the built-in image)",
-                field="manifest.rootfs",
-            )
+        """Fetch the manifest's boot media and disks, write ``vm_dir/initramfs.img`` when layers
+        are needed (and writable disk copies under ``vm_dir/disks``), compose the command line.
+        """
         layers: list[Path] = []
         if manifest.initramfs is not None:
             url, checksum = manifest.initramfs.url, manifest.initramfs.checksum
             layers.append(self.fetch(url, checksum, field="manifest.initramfs.url"))
+        disks = self._disks(vm_dir, manifest)
         kernel, base = self.base_image()
         args = [*BASE_KERNEL_ARGS, f"volant.name={name}", f"volant.runtime={manifest.runtime}"]
+        if manifest.rootfs is not None:
+            args.append(f"{CMDLINE_ROOTFS_KEY}={ROOTFS_DEVICE}")
         encoded = encode_for_guest(manifest)
         manifest_layer = None
         if len(encoded) <= CMDLINE_MANIFEST_BUDGET:
@@ -95,7 +105,7 @@ class BootMedia:
             manifest_layer = file_layer({MANIFEST_LAYER_PATH: manifest_json(manifest)})
         args.extend(extra_args.split())
         if not layers and manifest_layer is None:
-            return BootPlan(kernel, base, tuple(args))
+            return BootPlan(kernel, base, tuple(args), disks)
         vm_dir.mkdir(parents=True, exist_ok=True)
         composed = vm_dir / "initramfs.img"
         with composed.open("wb") as out:
@@ -103,4 +113,31 @@ class BootMedia:
                 out.write(part.read_bytes())
             if manifest_layer is not None:
                 out.write(manifest_layer)
-        return BootPlan(kernel, composed, tuple(args))
+        return BootPlan(kernel, composed, tuple(args), disks)
+
+    def _disks(self, vm_dir: Path, manifest: Manifest) -> tuple[DiskSpec, ...]:
+        """The root filesystem (read-only, first: ``/dev/vda``), then the manifest's disks."""
+        disks: list[DiskSpec] = []
+        if manifest.rootfs is not None:
+            rootfs = manifest.rootfs
+            image = self.fetch(rootfs.url, rootfs.checksum, field="manifest.rootfs.url")
+            disks.append(DiskSpec(image, readonly=True, format=rootfs.format))
+        fetched = [
+            (disk, self.fetch(disk.source, disk.checksum, field=f"manifest.disks[{index}].source"))
+            for index, disk in enumerate(manifest.disks)
+        ]  # all of them before the first copy: a disk that cannot be fetched leaves no copy behind
+        for disk, image in fetched:
+            path = image if disk.readonly else _own_copy(image, vm_dir, disk)
+            disks.append(DiskSpec(path, readonly=disk.readonly, format=disk.format))
+        return tuple(disks)
+
+
+def _own_copy(image: Path, vm_dir: Path, disk: Disk) -> Path:
+    """The VM's writable copy of ``disk`` (made from ``image`` on first use, then kept)."""
+    copy = vm_dir / "disks" / f"{disk.name}.{disk.format}"
+    if not copy.exists():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_suffix(copy.suffix + ".partial")
+        shutil.copyfile(image, partial)
+        partial.replace(copy)
+    return copy

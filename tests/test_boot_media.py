@@ -1,0 +1,91 @@
+"""The boot media a VM gets: a runtime's root filesystem and disks become the launch's disks
+(real files, the built-in boot sources); no hypervisor is started here."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core import builtins
+from volant_core.descriptors import BootSourceDescriptor
+from volant_core.errors import ValidationError
+from volant_core.launch import DiskSpec
+from volant_core.manifest import parse_manifest
+from volant_core.orchestrator.bootmedia import BootMedia
+from volant_core.registry import Registry
+from volant_core.settings import load_settings
+
+
+@pytest.fixture
+def media(tmp_path: Path) -> BootMedia:
+    """Boot media with placeholder base images (nothing boots) and the built-in boot sources."""
+    kernel, initramfs = tmp_path / "vmlinux", tmp_path / "initramfs.img"
+    kernel.write_bytes(b"kernel")
+    initramfs.write_bytes(b"base")
+    settings = load_settings({}, state_dir=tmp_path / "state", kernel=kernel, initramfs=initramfs)
+    sources: Registry[BootSourceDescriptor] = Registry("boot source")
+    for source in builtins.volant_boot_sources():
+        sources.add(source.name, source, "volant_core")
+    return BootMedia(settings, sources, log=lambda _line: None)
+
+
+def image(path: Path, content: bytes) -> Path:
+    """A disk image file holding ``content``."""
+    path.write_bytes(content)
+    return path
+
+
+def manifest(**boot: Any) -> Any:
+    """A runtime with the boot media in ``boot`` (``rootfs``, ``disks``)."""
+    workload = {"type": "http", "base_url": "http://127.0.0.1:8000", "entrypoint": ["/bin/true"]}
+    return parse_manifest({"name": "web", "version": "1.0.0", "workload": workload, **boot})
+
+
+def test_rootfs_is_the_first_disk_read_only_and_named_on_the_command_line(
+    media: BootMedia, tmp_path: Path
+) -> None:
+    rootfs = image(tmp_path / "root.ext4", b"root filesystem")
+    data = image(tmp_path / "data.img", b"data")
+    seed = image(tmp_path / "seed.qcow2", b"seed")
+    disks = [
+        {"name": "data", "source": str(data)},
+        {"name": "seed", "source": str(seed), "readonly": True, "format": "qcow2"},
+    ]
+    vm_dir = tmp_path / "vm"
+    plan = media.prepare("web-1", vm_dir, manifest(rootfs={"url": str(rootfs)}, disks=disks), "")
+
+    copy = vm_dir / "disks" / "data.raw"
+    assert plan.disks == (
+        DiskSpec(rootfs, readonly=True, format="raw"),  # used where it is: the guest cannot write it
+        DiskSpec(copy, readonly=False, format="raw"),  # the VM's own copy: the source stays as it was
+        DiskSpec(seed, readonly=True, format="qcow2"),
+    )
+    assert copy.read_bytes() == b"data"
+    assert "volant.rootfs=/dev/vda" in plan.kernel_args
+
+
+def test_a_vms_disk_copy_is_made_once_and_kept_across_boots(media: BootMedia, tmp_path: Path) -> None:
+    data = image(tmp_path / "data.img", b"blank")
+    vm_dir = tmp_path / "vm"
+    runtime = manifest(disks=[{"name": "data", "source": str(data)}])
+    copy = media.prepare("web-1", vm_dir, runtime, "").disks[0].path
+    copy.write_bytes(b"written by the guest")
+    assert media.prepare("web-1", vm_dir, runtime, "").disks[0].path == copy
+    assert copy.read_bytes() == b"written by the guest"
+    assert data.read_bytes() == b"blank"
+    assert "volant.rootfs" not in " ".join(media.prepare("web-1", vm_dir, runtime, "").kernel_args)
+
+
+def test_a_rootfs_with_the_wrong_checksum_is_refused_naming_the_field(
+    media: BootMedia, tmp_path: Path
+) -> None:
+    rootfs = image(tmp_path / "root.ext4", b"tampered")
+    wrong = hashlib.sha256(b"expected").hexdigest()
+    vm_dir = tmp_path / "vm"
+    with pytest.raises(ValidationError, match="checksum mismatch") as refused:
+        media.prepare("web-1", vm_dir, manifest(rootfs={"url": str(rootfs), "checksum": wrong}), "")
+    assert refused.value.field == "manifest.rootfs.url"
+    assert not vm_dir.exists()  # nothing written for a VM that does not boot
