@@ -148,16 +148,27 @@ def test_a_root_filesystem_that_does_not_match_its_checksum_is_refused(
     assert api.request("GET", "/api/v1/vms/tampered-1").status == 404
 
 
-def test_an_image_without_a_file_system_fails_the_boot_with_the_reason(
-    api: RunningDaemon, images: tuple[Path, Path], tmp_path: Path
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("no file system", "root filesystem /dev/vda cannot be used: no file system type mounts"),
+        ("workdir missing", "workload.workdir /nowhere does not exist in the root filesystem"),
+    ],
+)
+def test_a_root_the_workload_cannot_use_fails_the_boot_with_the_reason(
+    api: RunningDaemon, images: tuple[Path, Path], tmp_path: Path, case: str, reason: str
 ) -> None:
-    _, data = images
-    garbage = tmp_path / "garbage.img"
-    garbage.write_bytes(bytes(1 << 20))
-    runtime = rooted_manifest(garbage, data)
-    runtime["name"] = runtime["runtime"] = "garbage"
+    rootfs, data = images
+    if case == "no file system":
+        rootfs = tmp_path / "blank.img"
+        rootfs.write_bytes(bytes(1 << 20))
+    runtime = rooted_manifest(rootfs, data)
+    if case == "workdir missing":
+        runtime["workload"]["workdir"] = "/nowhere"
+    name = case.replace(" ", "-")
+    runtime["name"] = runtime["runtime"] = name
     assert api.request("POST", "/api/v1/plugins", runtime).status == 201
-    assert api.request("POST", "/api/v1/vms", {"name": "garbage-1", "plugin": "garbage"}).status == 201
-    vm = api.wait_for_status("garbage-1", {"running", "crashed"})
+    assert api.request("POST", "/api/v1/vms", {"name": name, "plugin": name}).status == 201
+    vm = api.wait_for_status(name, {"running", "crashed"})
     assert vm["status"] == "crashed"
-    assert "root filesystem /dev/vda cannot be used: no file system type mounts" in vm["status_reason"]
+    assert reason in vm["status_reason"]

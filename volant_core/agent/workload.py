@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -134,6 +135,10 @@ class Workload:
         if (self.health_check or {}).get("endpoint") and not self.base_url:
             self._set("error", "manifest has a health_check but no workload.base_url")
             return None
+        workdir = self.spec.get("workdir") or "/"
+        if self.root is not None and not Path(self.root, workdir.lstrip("/")).is_dir():
+            self._set("error", f"workload.workdir {workdir} does not exist in the root filesystem")
+            return None
         with self._spawning:
             if self._stopping.is_set():
                 return None
@@ -147,7 +152,7 @@ class Workload:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
-            except OSError as exc:
+            except (OSError, subprocess.SubprocessError) as exc:
                 self._set("error", f"cannot start {argv[0]}: {exc}")
                 return None
             self._child = child
