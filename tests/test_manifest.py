@@ -301,6 +301,12 @@ INVALID = [
         "http://",
     ),
     (
+        "base_url on kestrel's port",
+        with_changes(MINIMAL, "workload.base_url", "http://127.0.0.1:8080"),
+        "workload.base_url",
+        "port 8080 is kestrel's own",
+    ),
+    (
         "base_url host",
         with_changes(MINIMAL, "workload.base_url", "http://"),
         "workload.base_url",

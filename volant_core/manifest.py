@@ -55,6 +55,7 @@ import pydantic
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from volant_core.agent.constants import AGENT_PORT
 from volant_core.errors import ValidationError
 
 __all__ = [
@@ -142,6 +143,17 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _workload_url(value: str) -> str:
+    value = _http_url(value)
+    if urlsplit(value).port == AGENT_PORT:
+        raise _invalid(
+            f"port {AGENT_PORT} is kestrel's own in the guest (the agent listens there on every "
+            "address, so the workload could not); let the workload listen on another port, "
+            "e.g. http://127.0.0.1:8000"
+        )
+    return value
+
+
 def _plugin_name(value: str) -> str:
     if not _PLUGIN_NAME.fullmatch(value):
         raise _invalid("must be a plugin name: lower-case letters, digits, '.', '_' or '-'")
@@ -199,8 +211,9 @@ class Workload(_Model):
 
     type: Literal["http"]
     """Kind of workload; ``http`` is the only one."""
-    base_url: Annotated[str, AfterValidator(_http_url)]
-    """Where the workload listens inside the guest; kestrel proxies ``/v1/*`` to it."""
+    base_url: Annotated[str, AfterValidator(_workload_url)]
+    """Where the workload listens inside the guest (any port but kestrel's 8080); kestrel proxies
+    ``/v1/*`` to it."""
     entrypoint: Annotated[list[str], Field(json_schema_extra={"minItems": 1})]
     """Program and arguments; empty items are dropped."""
     env: StrMap = {}
