@@ -6,6 +6,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from volant_core.guest import file_layer
 from volant_core.testing.cli import run_volar
 from volant_core.testing.daemon import RunningDaemon
@@ -48,53 +50,36 @@ def test_config_file_and_flags_reach_the_configuration(host_api: RunningDaemon, 
     assert stored["cloud_init"]["user_data"]["content"] == user_data.read_text().strip()
 
 
-def test_initramfs_with_checksum(host_api: RunningDaemon, tmp_path: Path) -> None:
-    layer = tmp_path / "app.cpio.gz"
-    layer.write_bytes(file_layer({"/etc/app.conf": b"answer=42\n"}))
-    digest = "sha256:" + hashlib.sha256(layer.read_bytes()).hexdigest()
+@pytest.mark.parametrize("medium", ["initramfs", "rootfs"])
+def test_boot_image_with_checksum(host_api: RunningDaemon, tmp_path: Path, medium: str) -> None:
+    image = tmp_path / f"app.{medium}"
+    image.write_bytes(file_layer({"/etc/app.conf": b"answer=42\n"}))
+    digest = "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest()
+    name = f"with-{medium}"
     good = run_volar(
-        host_api.url,
-        "vms",
-        "create",
-        "layered",
-        "--plugin",
-        "hello-host",
-        "--initramfs",
-        str(layer),
-        "--initramfs-checksum",
-        digest,
-    )
+        host_api.url, "vms", "create", name, "--plugin", "hello-host",
+        f"--{medium}", str(image), f"--{medium}-checksum", digest,
+    )  # fmt: skip
     assert good.returncode == 0, good.stderr
-    assert _config(host_api, "layered")["initramfs"] == {"url": str(layer), "checksum": digest}
+    stored = _config(host_api, name)[medium]
+    assert (stored["url"], stored["checksum"]) == (str(image), digest)
 
     wrong = run_volar(
-        host_api.url,
-        "vms",
-        "create",
-        "tampered",
-        "--plugin",
-        "hello-host",
-        "--initramfs",
-        str(layer),
-        "--initramfs-checksum",
-        "sha256:" + "0" * 64,
-    )
+        host_api.url, "vms", "create", f"tampered-{medium}", "--plugin", "hello-host",
+        f"--{medium}", str(image), f"--{medium}-checksum", "sha256:" + "0" * 64,
+    )  # fmt: skip
     assert wrong.returncode == 2 and "checksum mismatch" in wrong.stderr
-    assert host_api.request("GET", "/api/v1/vms/tampered").status == 404
+    assert f"manifest.{medium}.url" in wrong.stderr
+    assert host_api.request("GET", f"/api/v1/vms/tampered-{medium}").status == 404
+
+    alone = run_volar(
+        host_api.url, "vms", "create", "x", "--plugin", "hello-host",
+        f"--{medium}-checksum", "sha256:" + "0" * 64,
+    )  # fmt: skip
+    assert alone.returncode == 2 and f"--{medium}-checksum needs --{medium}" in alone.stderr
 
 
 def test_bad_create_flags(host_api: RunningDaemon, tmp_path: Path) -> None:
-    alone = run_volar(
-        host_api.url,
-        "vms",
-        "create",
-        "x",
-        "--plugin",
-        "hello-host",
-        "--initramfs-checksum",
-        "sha256:" + "0" * 64,
-    )
-    assert alone.returncode == 2 and "--initramfs-checksum needs --initramfs" in alone.stderr
     broken = tmp_path / "broken.json"
     broken.write_text("{nope")
     invalid = run_volar(host_api.url, "vms", "create", "x", "--plugin", "hello-host", "--config", str(broken))

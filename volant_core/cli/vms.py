@@ -132,7 +132,8 @@ def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: flo
 @click.option("--kernel", help="kernel to boot instead of the default (absolute path or URL)")
 @click.option("--initramfs", help="initramfs layered over the base image (path or URL)")
 @click.option("--initramfs-checksum", help="sha256:<hex> the --initramfs must match")
-@click.option("--rootfs", help="root filesystem image (path or URL)")
+@click.option("--rootfs", help="root filesystem image the workload runs in (path or URL)")
+@click.option("--rootfs-checksum", help="sha256:<hex> the --rootfs must match")
 @click.option("--cloud-init-user-data", "user_data", type=click.File("r"), help="cloud-init user-data file")
 @click.option("--device", "devices", multiple=True, help="PCI device to pass through (BDF, repeatable)")
 @click.option(
@@ -156,6 +157,7 @@ def create_vm(
     initramfs: str | None,
     initramfs_checksum: str | None,
     rootfs: str | None,
+    rootfs_checksum: str | None,
     user_data: TextIO | None,
     devices: tuple[str, ...],
     config_file: TextIO | None,
@@ -169,13 +171,12 @@ def create_vm(
     overrides = _load_config(config_file)
     if kernel:
         overrides["kernel_override"] = _location(kernel)
-    if initramfs or initramfs_checksum:
-        if not initramfs:
-            raise click.UsageError("--initramfs-checksum needs --initramfs")
-        checksum = {"checksum": initramfs_checksum} if initramfs_checksum else {}
-        overrides["initramfs"] = {"url": _location(initramfs), **checksum}
-    if rootfs:
-        overrides["rootfs"] = {"url": _location(rootfs)}
+    for medium, location, checksum in (
+        ("initramfs", initramfs, initramfs_checksum),
+        ("rootfs", rootfs, rootfs_checksum),
+    ):
+        if location or checksum:
+            overrides[medium] = _boot_image(medium, location, checksum)
     if user_data is not None:
         overrides["cloud_init"] = {"user_data": {"inline": True, "content": user_data.read()}}
     if devices:
@@ -187,6 +188,13 @@ def create_vm(
         click.echo(vm["name"])
     else:
         emit_fields(vm, output)
+
+
+def _boot_image(medium: str, location: str | None, checksum: str | None) -> dict[str, str]:
+    """The ``initramfs`` or ``rootfs`` override from ``--MEDIUM`` and ``--MEDIUM-checksum``."""
+    if not location:
+        raise click.UsageError(f"--{medium}-checksum needs --{medium}")
+    return {"url": _location(location), **({"checksum": checksum} if checksum else {})}
 
 
 def _load_config(source: TextIO | None) -> dict[str, Any]:
