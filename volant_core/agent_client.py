@@ -302,8 +302,10 @@ class AgentClient:
                 if response.status == 200:
                     body = response.json()
                     return body if isinstance(body, dict) else {"status": body}
-                last = f"health answered {response.status}{_health_reason(response)}"
-                if _health_status(response) == "error":
+                unhealthy = _health_body(response)
+                reason = unhealthy.get("reason")
+                last = f"health answered {response.status}" + (f": {reason}" if reason else "")
+                if unhealthy.get("status") == "error":
                     raise AgentError(f"the agent cannot start the workload ({last})")
             time.sleep(max(0.0, min(HEALTH_POLL_INTERVAL, deadline - time.monotonic())))
 
@@ -402,15 +404,3 @@ def _health_body(response: AgentResponse) -> dict[str, Any]:
     except AgentError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _health_reason(response: AgentResponse) -> str:
-    """``": <reason>"`` from an unhealthy answer, or "" when it gives none."""
-    reason = _health_body(response).get("reason")
-    return f": {reason}" if reason else ""
-
-
-def _health_status(response: AgentResponse) -> str | None:
-    """The ``status`` an unhealthy answer reports (``starting``, ``unhealthy``, ``error``), if any."""
-    status = _health_body(response).get("status")
-    return status if isinstance(status, str) else None

@@ -85,9 +85,11 @@ def relay_stream(answer: AgentStream, req: falcon.Request, resp: falcon.Response
     """
     relay_head(answer.status, answer.headers, resp, HOP_BY_HOP_HEADERS)
     client = req.env.get(CLIENT_SOCKET_KEY)
-    if isinstance(client, socket.socket):
+    if not isinstance(client, socket.socket):
+        client = None  # another WSGI server: the per-chunk timeout stays
+    else:
         answer.set_idle_timeout(None)
-    resp.stream = _RelayedBody(answer, client if isinstance(client, socket.socket) else None)
+    resp.stream = _RelayedBody(answer, client)
 
 
 class _RelayedBody:

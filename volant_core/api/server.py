@@ -64,12 +64,13 @@ class _RequestHandler(WSGIRequestHandler):
 
     def get_environ(self) -> dict[str, str]:
         environ = super().get_environ()
-        environ[RAW_TARGET_KEY] = self.path
-        cast(dict[str, Any], environ)[CLIENT_SOCKET_KEY] = self.connection
+        extra = cast(dict[str, Any], environ)  # WSGI allows any value under a server's own keys
+        extra[RAW_TARGET_KEY] = self.path
+        extra[CLIENT_SOCKET_KEY] = self.connection
         headers = self.headers.items()
         if WebSocketUpgrade.requested(headers):
             self.upgrade = WebSocketUpgrade(self.path, headers)
-            cast(dict[str, Any], environ)[UPGRADE_KEY] = self.upgrade  # WSGI allows any value
+            extra[UPGRADE_KEY] = self.upgrade
         return environ
 
     def handle(self) -> None:
