@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from volant_core.agent_client import AgentClient
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.kestrel import http_server_workload, kestrel_host
+from volant_core.testing.waiting import eventually
 
 #: Longest wait for one start (a safety net, not a measurement).
 START_TIMEOUT = 60.0
@@ -54,14 +54,13 @@ def wait_for_running(api: RunningDaemon, name: str) -> bool:
     """Poll the VM every 10 ms (finer than the tests' poll) until it is past starting;
     whether it is running.
     """
-    deadline = time.monotonic() + START_TIMEOUT
     client = api.client()
-    while time.monotonic() < deadline:
-        status = client.send("GET", f"/api/v1/vms/{name}").json()["status"]
-        if status not in ("pending", "starting"):
-            return status == "running"
-        time.sleep(POLL_INTERVAL)
-    return False
+
+    def settled() -> str | None:
+        status = str(client.send("GET", f"/api/v1/vms/{name}").json()["status"])
+        return None if status in ("pending", "starting") else status
+
+    return eventually(settled, f"vm {name} past starting", START_TIMEOUT, POLL_INTERVAL) == "running"
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import volant_core.agent
 from volant_core.agent_client import AgentClient
 from volant_core.guest.python_runtime import PYTHON
 from volant_core.testing.kestrel import KestrelHost
-from volant_core.testing.waiting import free_port
+from volant_core.testing.waiting import eventually, free_port
 
 WORKLOAD_APP = Path(__file__).with_name("workload_app.py")
 START_TIMEOUT = 30.0
@@ -135,10 +135,11 @@ def test_proxy_forwards_method_path_query_headers_and_body(
 def test_logs_keep_workload_output(start_kestrel: StartKestrel, tmp_path: Path) -> None:
     port = free_port()
     agent = connect(start_kestrel(http_workload(port, tmp_path / "ready", None)))
-    deadline = time.monotonic() + START_TIMEOUT
-    while f"workload listening on {port}" not in agent.get("/v1/logs").json()["lines"]:
-        assert time.monotonic() < deadline, "the workload's output never reached /v1/logs"
-        time.sleep(0.05)
+    eventually(
+        lambda: f"workload listening on {port}" in agent.get("/v1/logs").json()["lines"],
+        "the workload's output in /v1/logs",
+        START_TIMEOUT,
+    )
     assert len(agent.get("/v1/logs?tail=1").json()["lines"]) == 1
 
 
