@@ -83,7 +83,7 @@ class Workload:
         """Run ``manifest``'s workload (``manifest_error`` says why there is none) inside ``root``
         (a directory that becomes its ``/``; None: kestrel's own root).
         """
-        self.root = root
+        self._root = root
         self.spec: dict[str, Any] = dict((manifest or {}).get("workload") or {})
         self.health_check: dict[str, Any] | None = (manifest or {}).get("health_check")
         self.logs = LogRing()
@@ -136,7 +136,7 @@ class Workload:
             self._set("error", "manifest has a health_check but no workload.base_url")
             return None
         workdir = self.spec.get("workdir") or "/"
-        if self.root is not None and not Path(self.root, workdir.lstrip("/")).is_dir():
+        if self._root is not None and not Path(self._root, workdir.lstrip("/")).is_dir():
             self._set("error", f"workload.workdir {workdir} does not exist in the root filesystem")
             return None
         with self._spawning:
@@ -145,7 +145,7 @@ class Workload:
             try:
                 process, child = self._reaper.spawn(
                     argv,
-                    **self._placement(),
+                    **self._placement(workdir),
                     env=self._environment(),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
@@ -160,12 +160,11 @@ class Workload:
         threading.Thread(target=self._pump, args=(process.stdout,), name="workload-log", daemon=True).start()
         return child
 
-    def _placement(self) -> dict[str, Any]:
-        """Where the workload starts: its ``workdir``, inside :attr:`root` when there is one."""
-        workdir = self.spec.get("workdir") or "/"
-        if self.root is None:
+    def _placement(self, workdir: str) -> dict[str, Any]:
+        """Where the workload starts: ``workdir``, inside the root when there is one."""
+        if self._root is None:
             return {"cwd": workdir}
-        return {"preexec_fn": functools.partial(rootfs.enter, self.root, workdir)}
+        return {"preexec_fn": functools.partial(rootfs.enter, self._root, workdir)}
 
     def _health_url(self) -> str | None:
         endpoint = (self.health_check or {}).get("endpoint")
