@@ -12,7 +12,6 @@ the answer's body has been read or the stream closed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.client
 import json
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any
 
+from volant_core.agent.hangup import break_off
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.launch import AgentChannel
 
@@ -128,8 +128,7 @@ class AgentStream:
         """
         with self._ending:
             if self._finish is not None:
-                with contextlib.suppress(OSError):
-                    self._sock.shutdown(socket.SHUT_RDWR)
+                break_off(self._sock)
 
     def close(self) -> None:
         """Stop reading: a body not read to its end closes the connection. Idempotent."""

@@ -11,6 +11,7 @@ Standard library only: kestrel uses it in the guest, and volantd's agent proxy o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -73,3 +74,9 @@ def socket_closed_by_peer(sock: socket.socket) -> bool:
         return False
     except OSError:  # reset by the peer: gone as well
         return True
+
+
+def break_off(sock: socket.socket) -> None:
+    """Shut ``sock`` down both ways, so that a read waiting on it (in any thread) returns at once."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)

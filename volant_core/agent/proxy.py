@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.client
-import socket
 from collections.abc import Generator
 from urllib.parse import urlsplit
 
+from .hangup import break_off
 from .httpio import Request, Response
 
 _HOP_BY_HOP = frozenset(
@@ -73,14 +72,8 @@ def forward(base_url: str, path: str, request: Request, timeout: float = PROXY_T
         headers=kept,
         stream=_relay(base_url, connection, upstream),
         length=upstream.length,
-        interrupt=functools.partial(_shut, sock),
+        interrupt=functools.partial(break_off, sock),
     )
-
-
-def _shut(sock: socket.socket) -> None:
-    """Shut ``sock`` down both ways, so that a read waiting on it returns at once."""
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _relay(
