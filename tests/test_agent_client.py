@@ -319,3 +319,21 @@ def test_kestrel_lets_go_of_the_workload_when_its_client_hangs_up(streaming: Str
     # kestrel noticed and closed its own connection to the workload, which saw it end.
     eventually(lambda: streaming.hung_up("bye"), "the workload's stream closed by kestrel", timeout=30)
     assert client.get("/v1/health").status == 200
+
+
+def test_a_stream_interrupted_after_its_last_byte_gives_no_dead_connection_back(
+    streaming: StreamingWorkload,
+) -> None:
+    # A client hanging up just as the answer ends: interrupt() comes after the body's last byte was
+    # read but before the stream saw its end. Its connection is shut down: it must not be reused.
+    client, _ = healthy_client(streaming.kestrel, exclusive=False)
+    stream = client.open("GET", "/v1/manifest")
+    chunks = iter(stream)
+    assert json.loads(next(chunks))["name"] == "streams"  # the whole body (it has a Content-Length)
+    stream.interrupt()
+    assert list(chunks) == []  # the end, read from what was already received
+    data = os.urandom(1 << 16)
+    answer = client.request(
+        "POST", "/v1/sha256", body=iter([data]), headers={"Content-Length": str(len(data))}
+    )
+    assert answer.json() == {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}

@@ -91,6 +91,7 @@ class AgentStream:
         self._finish: Callable[[bool], None] | None = finish
         self._sock = sock
         self._ending = threading.Lock()  # between the reader ending the stream and interrupt()
+        self._interrupted = False  # its connection was shut down: never kept, even at the body's end
         if answer.length == 0:  # no body at all (HEAD, 204, 304, Content-Length: 0)
             self.close()
 
@@ -128,6 +129,7 @@ class AgentStream:
         """
         with self._ending:
             if self._finish is not None:
+                self._interrupted = True
                 break_off(self._sock)
 
     def close(self) -> None:
@@ -159,6 +161,7 @@ class AgentStream:
     def _end(self, *, complete: bool) -> None:
         with self._ending:
             finish, self._finish = self._finish, None
+            complete = complete and not self._interrupted
         if finish is not None:
             finish(complete)
 
