@@ -12,7 +12,7 @@ import pytest
 from volant_core import builtins
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import ValidationError
-from volant_core.launch import DiskSpec
+from volant_core.launch import DiskRole, DiskSpec
 from volant_core.manifest import parse_manifest
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.registry import Registry
@@ -59,7 +59,7 @@ def test_rootfs_is_the_first_disk_read_only_and_named_on_the_command_line(
 
     copy = vm_dir / "disks" / "data.raw"
     assert plan.disks == (
-        DiskSpec(rootfs, readonly=True, format="raw"),  # used where it is: the guest cannot write it
+        DiskSpec(rootfs, readonly=True, format="raw", role=DiskRole.ROOTFS),  # the guest cannot write it
         DiskSpec(copy, readonly=False, format="raw"),  # the VM's own copy: the source stays as it was
         DiskSpec(seed, readonly=True, format="qcow2"),
     )

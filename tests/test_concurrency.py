@@ -11,13 +11,11 @@ from __future__ import annotations
 import ipaddress
 import random
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from volant_core import hookimpl
 from volant_core.cli.client import Reply
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
@@ -34,21 +32,19 @@ EXPECTED = {("create", 201), ("create", 409), ("delete", 204), ("delete", 404)}
 
 
 class AllocationRecorder:
-    """Wraps ``volant_allocate_ip`` to record what each call saw taken and what it chose."""
+    """Watches the daemon's ``volant_allocate_ip`` calls (a hook-call monitor) and records what each
+    call of the core's default saw taken and what it chose.
+    """
 
     def __init__(self) -> None:
         self.calls: list[tuple[frozenset[str], frozenset[str], str | None]] = []
         self._lock = threading.Lock()
 
-    @hookimpl(wrapper=True)
-    def volant_allocate_ip(
-        self, subnet: ipaddress.IPv4Network, taken: frozenset[str], reserved: frozenset[str]
-    ) -> Iterator[None]:
-        """Pass the call on; note ``(taken, reserved, answer)``."""
-        answer = yield
-        with self._lock:
-            self.calls.append((taken, reserved, answer))
-        return answer
+    def __call__(self, hook: str, plugin: str, kwargs: dict[str, Any], result: Any) -> None:
+        """Note ``(taken, reserved, answer)`` of the core's allocation."""
+        if hook == "volant_allocate_ip" and plugin == "core":
+            with self._lock:
+                self.calls.append((kwargs["taken"], kwargs["reserved"], result))
 
 
 def run_concurrently(api: RunningDaemon, calls: list[tuple[str, str]]) -> list[tuple[str, str, Reply]]:
@@ -123,8 +119,8 @@ def test_concurrent_creates_and_deletes(
     calls = [(rng.choice(["create", "create", "delete"]), rng.choice(NAMES)) for _ in range(CALLS)]
     network_mode = leased_ip_mode.mode if leases_ip else "none"
     settings = {"network_mode": network_mode, "subnet": SUBNET, "host_ip": HOST_IP}
-    plugins = [leased_ip_mode.registration, ("allocation-recorder", recorder)]
-    with host_process_daemon(plugins=plugins, **settings) as api:
+    with host_process_daemon(plugins=[leased_ip_mode.registration], **settings) as api:
+        api.daemon.plugins.calls.add_monitor(recorder)
         assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
 
         check_answers(run_concurrently(api, calls))

@@ -29,6 +29,7 @@ def _spec(vm_dir: Path, *, kernel_args: tuple[str, ...] = (), initramfs: Path | 
         cpu_cores=1,
         memory_mb=128,
         kernel=vm_dir / "no-kernel",
+        vsock_cid=3,
         initramfs=initramfs,
         kernel_args=("console=hvc0", *kernel_args),
     )

@@ -101,14 +101,18 @@ class Abstains:
 
 
 def test_a_plugin_answer_takes_precedence_over_the_core_default() -> None:
-    host = load_plugins(disabled=(), extra=[("abstains", Abstains()), ("highest", HighestFree())])
-    answer = host.hook.volant_allocate_ip(vm_name="vm", subnet=SUBNET, taken=frozenset(), reserved=RESERVED)
+    plugins = load_plugins(disabled=(), extra=[("abstains", Abstains()), ("highest", HighestFree())])
+    answer = plugins.calls.resolve(
+        "volant_allocate_ip", vm_name="vm", subnet=SUBNET, taken=frozenset(), reserved=RESERVED
+    )
     assert answer == "10.77.0.6"
 
 
 def test_the_core_default_answers_when_plugins_abstain() -> None:
-    host = load_plugins(disabled=(), extra=[("abstains", Abstains())])
-    answer = host.hook.volant_allocate_ip(vm_name="vm", subnet=SUBNET, taken=frozenset(), reserved=RESERVED)
+    plugins = load_plugins(disabled=(), extra=[("abstains", Abstains())])
+    answer = plugins.calls.resolve(
+        "volant_allocate_ip", vm_name="vm", subnet=SUBNET, taken=frozenset(), reserved=RESERVED
+    )
     assert answer == "10.77.0.1"
 
 

@@ -4,24 +4,77 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from volant_core import hookimpl
 from volant_core.guest import file_layer
+from volant_core.launch import Capability, HypervisorDescriptor
 from volant_core.testing.cli import run_volar
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 
 
 def _config(api: RunningDaemon, name: str) -> dict:
     return api.request("GET", f"/api/v1/vms/{name}/config").json()["config"]
 
 
+class DiskClaimingBackend:
+    """TEST double: registers ``test-host-process-disks``, the host-process backend declaring the
+    ``disks`` capability so that a VM with a root filesystem gets through the create path (its disk
+    is not attached: kestrel runs on the host). Only what volar sends and the daemon stores is
+    checked with it; the real rootfs boot is tests/e2e/test_rootfs.py's.
+    """
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """The test backend."""
+        return [
+            HypervisorDescriptor(
+                "test-host-process-disks",
+                HostProcessLauncher,
+                "TEST ONLY: host processes; claims disks without attaching them",
+                capabilities=frozenset({Capability.DISKS}),
+            )
+        ]
+
+
+@pytest.fixture
+def disks_api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
+    """A daemon on :class:`DiskClaimingBackend` with ``hello-host`` installed."""
+    plugins = [("disk-claiming-backend", DiskClaimingBackend())]
+    with host_process_daemon(plugins=plugins, hypervisor="test-host-process-disks", stop_timeout=5) as daemon:
+        assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        yield daemon
+
+
+def test_devices_and_cloud_init_without_their_plugins_are_refused(
+    host_api: RunningDaemon, tmp_path: Path
+) -> None:
+    """Nothing accepted and ignored: with no device driver or seed builder installed, the flags that
+    need one fail naming the field and the package that would handle it, and no VM is left.
+    """
+    device = run_volar(
+        host_api.url, "vms", "create", "x", "--plugin", "hello-host", "--device", "0000:01:00.0"
+    )
+    assert device.returncode == 2, device.stderr
+    assert "devices.pci_passthrough" in device.stderr and "pip install volant-vfio" in device.stderr
+    user_data = tmp_path / "user-data"
+    user_data.write_text("#cloud-config\nhostname: flags\n")
+    seeded = run_volar(
+        host_api.url, "vms", "create", "x", "--plugin", "hello-host", "--cloud-init-user-data", str(user_data)
+    )
+    assert seeded.returncode == 2, seeded.stderr
+    assert "cloud_init.seed_mode" in seeded.stderr and "pip install volant-cloudinit" in seeded.stderr
+    assert host_api.request("GET", "/api/v1/vms").json() == []
+
+
 def test_config_file_and_flags_reach_the_configuration(host_api: RunningDaemon, tmp_path: Path) -> None:
     config = tmp_path / "vm.json"
     config.write_text(json.dumps({"restart_policy": {"mode": "on-failure"}, "kernel_cmdline": "from=file"}))
-    user_data = tmp_path / "user-data"
-    user_data.write_text("#cloud-config\nhostname: flags\n")
     created = run_volar(
         host_api.url,
         "vms",
@@ -33,12 +86,6 @@ def test_config_file_and_flags_reach_the_configuration(host_api: RunningDaemon, 
         str(config),
         "--kernel-cmdline",
         "from=flag",
-        "--device",
-        "0000:01:00.0",
-        "--device",
-        "0000:02:00.0",
-        "--cloud-init-user-data",
-        str(user_data),
         "-q",
     )
     assert created.returncode == 0, created.stderr
@@ -46,12 +93,11 @@ def test_config_file_and_flags_reach_the_configuration(host_api: RunningDaemon, 
     stored = _config(host_api, "flags")
     assert stored["restart_policy"]["mode"] == "on-failure"
     assert stored["kernel_cmdline"] == "from=flag"
-    assert stored["devices"]["pci_passthrough"] == ["0000:01:00.0", "0000:02:00.0"]
-    assert stored["cloud_init"]["user_data"]["content"] == user_data.read_text().strip()
 
 
 @pytest.mark.parametrize("medium", ["initramfs", "rootfs"])
-def test_boot_image_with_checksum(host_api: RunningDaemon, tmp_path: Path, medium: str) -> None:
+def test_boot_image_with_checksum(disks_api: RunningDaemon, tmp_path: Path, medium: str) -> None:
+    host_api = disks_api
     image = tmp_path / f"app.{medium}"
     image.write_bytes(file_layer({"/etc/app.conf": b"answer=42\n"}))
     digest = "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest()

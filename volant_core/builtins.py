@@ -13,6 +13,7 @@ import os
 import shutil
 
 from volant_core import artifacts, hookimpl
+from volant_core.context import PluginContext
 from volant_core.descriptors import (
     BootSourceDescriptor,
     HostCheck,
@@ -20,7 +21,6 @@ from volant_core.descriptors import (
     NetworkAttachment,
     NetworkModeDescriptor,
 )
-from volant_core.settings import load_settings
 from volant_core.vm import VMView
 
 
@@ -68,8 +68,8 @@ def volant_allocate_ip(
     return None
 
 
-def _check_state_dir() -> HostCheckResult:
-    state = load_settings().state_dir
+def _check_state_dir(context: PluginContext) -> HostCheckResult:
+    state = context.settings.state_dir
     existing = next((p for p in (state, *state.parents) if p.exists()), None)
     if existing is not None and os.access(existing, os.W_OK):
         return HostCheckResult("pass", f"{state} is writable")

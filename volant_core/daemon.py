@@ -11,8 +11,7 @@ from volant_core.api.server import ApiServer
 from volant_core.events import Event, EventBus
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.deployments import Deployments
-from volant_core.plugins import PluginHost, load_plugins
-from volant_core.registry import Registries, build_registries
+from volant_core.plugins import Plugins, load_plugins
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
 from volant_core.store import Store, open_store
@@ -26,8 +25,7 @@ class Daemon:
 
     settings: Settings
     store: Store
-    plugins: PluginHost
-    registries: Registries
+    plugins: Plugins
     catalog: RuntimeCatalog
     orchestrator: Orchestrator
     deployments: Deployments
@@ -62,31 +60,46 @@ def _persist_event(store: Store, keep: int, event: Event) -> int:
     return record.id
 
 
-def build_daemon(settings: Settings, *, plugins: PluginHost | None = None) -> Daemon:
-    """Open the state, load the plugins and wire the daemon (not yet serving)."""
+def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemon:
+    """Load the plugins, validate their settings, open the state and wire the daemon (not yet serving).
+
+    Raises :class:`~volant_core.errors.ValidationError` naming the variable of an invalid plugin
+    setting before anything is opened.
+    """
+    plugins = plugins or load_plugins()
+    bus_ready: list[EventBus] = []
+    plugins.configure(settings, publisher=lambda event: bus_ready[0].publish(event))
     for directory in (settings.state_dir, settings.runtime_dir, settings.log_dir, settings.cache_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    for name in plugins.loaded():
+        plugins.context(name).state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.db_path)
-    host = plugins or load_plugins()
-    registries = build_registries(host)
 
     def in_use(runtime: str) -> list[str]:
         return [vm.name for vm in store.vms.list() if vm.plugin == runtime]
 
-    catalog = RuntimeCatalog(store, registries.runtime_manifests, host, in_use)
+    catalog = RuntimeCatalog(
+        store, plugins, in_use, check=lambda manifest: orchestrator.check_manifest(manifest)
+    )
     bus = EventBus(persist=functools.partial(_persist_event, store, settings.events_keep))
-    orchestrator = Orchestrator(settings, store, host, registries, catalog, bus)
+    bus_ready.append(bus)
+    orchestrator = Orchestrator(settings, store, plugins, catalog, bus)
     deployments = Deployments(store, bus, orchestrator, interval=settings.reconcile_interval)
     bus.add_listener(deployments.on_event)
-    bus.add_listener(lambda event: host.hook.volant_event(event=event))
+    bus.add_listener(plugins.publish)
     app = create_app(
         ApiDeps(
             orchestrator=orchestrator,
             catalog=catalog,
-            plugins=host,
+            plugins=plugins,
             deployments=deployments,
             settings=settings,
         )
     )
+    for info in plugins.info.values():
+        if info.status == "failed":
+            log.warning(
+                "plugin %s (%s %s) failed: %s", info.name, info.distribution, info.version, info.error
+            )
     server = ApiServer(app, *settings.listen_address)
-    return Daemon(settings, store, host, registries, catalog, orchestrator, deployments, server)
+    return Daemon(settings, store, plugins, catalog, orchestrator, deployments, server)

@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from volant_core.launch import DiskSpec, HypervisorDescriptor, NicSpec
+from volant_core.launch import DiskSpec, HypervisorDescriptor, NicSpec, PciDeviceSpec
 
 if TYPE_CHECKING:
+    from volant_core.manifest import CloudInit, Devices
     from volant_core.vm import VMView
 
 __all__ = [
     "BootSourceDescriptor",
+    "DeviceDriver",
     "DeviceDriverDescriptor",
     "HostCheck",
     "HostCheckResult",
@@ -28,23 +30,35 @@ __all__ = [
     "NetworkMode",
     "NetworkModeDescriptor",
     "RouteDescriptor",
+    "SeedBuilder",
     "SeedBuilderDescriptor",
 ]
+
+#: Fields of a VM's ``network`` setting that only some network modes use (see
+#: :attr:`NetworkModeDescriptor.honours`).
+NETWORK_OPTIONS = frozenset({"subnet", "gateway", "auto_assign"})
 
 
 @dataclass(frozen=True)
 class NetworkModeDescriptor:
     """A network mode (``none``, ``bridged``, ``dhcp``, ``vsock`` ...).
 
-    ``needs_ip`` tells the orchestrator to lease an address from the pool
-    before launch; ``needs_tap`` that the mode attaches a tap NIC. ``factory``
-    builds the object that prepares and releases host resources for one VM.
+    ``factory`` builds the :class:`NetworkMode` that attaches and detaches
+    VMs (it may take the plugin's context). ``needs_ip`` tells the core to
+    lease an address from its pool before launch. ``requires`` names the
+    hypervisor capabilities the mode needs (``tap-nics`` for a tap NIC): a VM
+    on a hypervisor lacking one is refused. ``publishes_ports`` says the mode
+    honours a VM's ``expose``; ``honours`` which of the ``network`` options
+    (:data:`NETWORK_OPTIONS`) it uses. A VM setting what its mode does not
+    honour is refused, never silently ignored.
     """
 
     name: str
-    factory: Callable[[], NetworkMode]
+    factory: Callable[..., NetworkMode]
     needs_ip: bool = False
-    needs_tap: bool = False
+    requires: frozenset[str] = field(default_factory=frozenset)
+    publishes_ports: bool = False
+    honours: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
 
 
@@ -63,19 +77,27 @@ class BootSourceDescriptor:
 
 @dataclass(frozen=True)
 class DeviceDriverDescriptor:
-    """A passthrough device driver (e.g. VFIO for PCI devices)."""
+    """A passthrough device driver (e.g. VFIO for PCI devices) for the devices of one ``bus``.
+
+    ``factory`` builds the :class:`DeviceDriver` (it may take the plugin's context).
+    """
 
     name: str
-    factory: Callable[[], Any]
+    factory: Callable[..., DeviceDriver]
+    bus: str = "pci"
     description: str = ""
 
 
 @dataclass(frozen=True)
 class SeedBuilderDescriptor:
-    """Builds a configuration disk for the guest (e.g. a cloud-init NoCloud seed)."""
+    """Builds a configuration disk for the guest (e.g. a cloud-init NoCloud seed).
+
+    ``name`` is what a VM's ``cloud_init.seed_mode`` names; ``factory`` builds the
+    :class:`SeedBuilder` (it may take the plugin's context).
+    """
 
     name: str
-    build: Callable[[VMView, Path], DiskSpec | None]
+    factory: Callable[..., SeedBuilder]
     description: str = ""
 
 
@@ -90,10 +112,10 @@ class HostCheckResult:
 
 @dataclass(frozen=True)
 class HostCheck:
-    """A named check run by ``volar doctor``."""
+    """A named check run by ``volar doctor``; ``run`` may take the plugin's context."""
 
     name: str
-    run: Callable[[], HostCheckResult]
+    run: Callable[..., HostCheckResult]
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,7 @@ class LaunchAdditions:
 
     kernel_args: tuple[str, ...] = ()
     disks: tuple[DiskSpec, ...] = ()
+    pci_devices: tuple[PciDeviceSpec, ...] = ()
     devices: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
 
@@ -133,4 +156,35 @@ class NetworkMode(Protocol):
 
     def detach(self, vm: VMView) -> None:
         """Remove what :meth:`attach` created. Idempotent: missing resources are fine."""
+        ...
+
+
+class SeedBuilder(Protocol):
+    """Builds a VM's configuration seed disk, built by :attr:`SeedBuilderDescriptor.factory`."""
+
+    def build(self, vm: VMView, cloud_init: CloudInit, directory: Path) -> DiskSpec:
+        """Write the seed image for ``vm`` into ``directory`` (empty, the VM's own) and describe it.
+
+        The core attaches it read-only, last among the disks, and removes ``directory`` when the
+        VM's resources are released (the seed is built again on every boot).
+        """
+        ...
+
+
+class DeviceDriver(Protocol):
+    """Host side of device passthrough, built by :attr:`DeviceDriverDescriptor.factory`."""
+
+    def validate(self, vm: VMView, devices: Devices) -> None:
+        """Refuse devices that cannot be passed through (ValidationError naming the field).
+
+        Called with every configuration check (create, PATCH, rollback); must not change the host.
+        """
+        ...
+
+    def attach(self, vm: VMView, devices: Devices) -> tuple[PciDeviceSpec, ...]:
+        """Claim and prepare the devices for ``vm`` (e.g. bind them to vfio-pci) before launch."""
+        ...
+
+    def detach(self, vm: VMView) -> None:
+        """Give back what :meth:`attach` claimed for ``vm``. Idempotent."""
         ...

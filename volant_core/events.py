@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 
 class EventType(StrEnum):
-    """Event types; all but ``VM_CONFIG_CHANGED`` (ours) are those of the Go original."""
+    """Event types; the ``VM_*`` ones but ``VM_CONFIG_CHANGED`` are those of the Go original.
+
+    ``PLUGIN_EVENT`` and ``PLUGIN_ERROR`` are published by plugins (through their context) and by
+    the core when a plugin failed in a notification hook or while releasing a VM's resources.
+    """
 
     VM_CREATED = "VM_CREATED"
     VM_STARTING = "VM_STARTING"
@@ -36,6 +40,8 @@ class EventType(StrEnum):
     DEPLOYMENT_UPDATED = "DEPLOYMENT_UPDATED"
     DEPLOYMENT_RECONCILED = "DEPLOYMENT_RECONCILED"
     DEPLOYMENT_DELETED = "DEPLOYMENT_DELETED"
+    PLUGIN_EVENT = "PLUGIN_EVENT"
+    PLUGIN_ERROR = "PLUGIN_ERROR"
 
 
 @dataclass(frozen=True)

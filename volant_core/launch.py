@@ -12,8 +12,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 #: Port kestrel serves HTTP on, inside the guest (TCP) and behind every agent channel.
 AGENT_PORT = 8080
@@ -30,21 +31,81 @@ def agent_serial_port_name(lane: int) -> str:
     return AGENT_SERIAL_PORT_NAME if lane == 0 else f"{AGENT_SERIAL_PORT_NAME}.{lane}"
 
 
+class Capability(StrEnum):
+    """What a hypervisor backend can do; the core refuses a VM that needs one its hypervisor lacks."""
+
+    #: Attaches :attr:`LaunchSpec.disks` (a rootfs, manifest disks, a cloud-init seed).
+    DISKS = "disks"
+    #: Attaches :attr:`LaunchSpec.nics` (tap devices; network modes that need one say so).
+    TAP_NICS = "tap-nics"
+    #: Passes :attr:`LaunchSpec.pci_devices` through (VFIO).
+    PCI_PASSTHROUGH = "pci-passthrough"
+    #: Gives the guest a vsock device with :attr:`LaunchSpec.vsock_cid`.
+    VSOCK = "vsock"
+    #: Understands the backend-specific escape hatches :attr:`LaunchSpec.devices` and ``extra_args``.
+    RAW_ARGUMENTS = "raw-arguments"
+    #: Offers a serial console socket (``volar vms console``).
+    CONSOLE = "console"
+    #: Powers the guest off gracefully (ACPI power button or equivalent) before killing it.
+    GRACEFUL_STOP = "graceful-stop"
+    #: Finds its VMMs again after a daemon restart (:meth:`Launcher.adopt`).
+    ADOPT = "adopt"
+    #: Runs guests under KVM when the host allows it.
+    KVM = "kvm"
+    #: Runs guests emulated (no accelerator needed).
+    TCG = "tcg"
+
+
+class DiskRole(StrEnum):
+    """Why a disk is attached: the runtime's root filesystem, a data disk, or a configuration seed."""
+
+    ROOTFS = "rootfs"
+    DATA = "data"
+    SEED = "seed"
+
+
 @dataclass(frozen=True)
 class DiskSpec:
-    """One block device given to the guest, in the order the guest sees them (vda, vdb, ...)."""
+    """One block device given to the guest, in the order the guest sees them (vda, vdb, ...).
+
+    ``format`` is always explicit (``raw`` or ``qcow2``): backends pass it on and never let the
+    VMM probe it. ``serial``, when set, is the disk's serial number as the guest sees it (virtio:
+    ``/dev/disk/by-id/virtio-<serial>``); backends that cannot set one refuse it.
+    """
 
     path: Path
     readonly: bool = False
     format: str = "raw"
+    role: DiskRole = DiskRole.DATA
+    serial: str | None = None
 
 
 @dataclass(frozen=True)
 class NicSpec:
-    """One network interface backed by a host tap device."""
+    """One network interface backed by a host tap device.
+
+    ``mac`` is the guest's address; ``host_mac`` the tap's own, distinct from it (None: the
+    network mode left it to the kernel). ``mtu`` is the link MTU (None: the backend's default).
+    """
 
     tap: str
     mac: str
+    host_mac: str | None = None
+    mtu: int | None = None
+
+
+@dataclass(frozen=True)
+class PciDeviceSpec:
+    """A host PCI device passed through to the guest, as a device driver prepared it.
+
+    ``address`` is the full BDF (``0000:01:00.0``); ``sysfs_path`` the device's directory under
+    ``/sys/bus/pci/devices``; ``iommu_group`` its IOMMU group number. Each backend renders it in
+    its own syntax (QEMU ``-device vfio-pci,host=``, Cloud Hypervisor ``--device path=``).
+    """
+
+    address: str
+    sysfs_path: Path
+    iommu_group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -53,7 +114,13 @@ class LaunchSpec:
 
     ``vm_dir`` is the VM's own runtime directory: the launcher keeps its sockets,
     pidfile and logs there and nowhere else, so deleting the directory removes
-    every trace of the VM from the host.
+    every trace of the VM from the host. ``vsock_cid`` is always set (unique per
+    VM, >= 3) whether or not the backend gives the guest a vsock device.
+
+    ``devices`` and ``extra_args`` are backend-specific escape hatches (raw VMM
+    syntax, e.g. QEMU ``-device`` values and arguments); only a backend with the
+    ``raw-arguments`` capability accepts them. Everything else is typed and each
+    backend renders it in its own syntax.
     """
 
     name: str
@@ -61,11 +128,12 @@ class LaunchSpec:
     cpu_cores: int
     memory_mb: int
     kernel: Path
+    vsock_cid: int
     initramfs: Path | None = None
     kernel_args: tuple[str, ...] = ()
     disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
-    vsock_cid: int | None = None
+    pci_devices: tuple[PciDeviceSpec, ...] = ()
     devices: tuple[str, ...] = ()
     extra_args: tuple[str, ...] = ()
 
@@ -110,11 +178,20 @@ class AgentChannel(Protocol):
 
 @runtime_checkable
 class Instance(Protocol):
-    """A running VMM process, as returned by :meth:`Launcher.launch` or :meth:`Launcher.adopt`."""
+    """A running VMM process, as returned by :meth:`Launcher.launch` or :meth:`Launcher.adopt`.
+
+    ``agent_channel`` is how the core reaches kestrel in this guest; None when the backend has
+    none, and then the ``volant_agent_channel`` hook is asked for one (a network mode may offer
+    the VM's address).
+    """
 
     pid: int
     accelerator: str
-    agent_channel: AgentChannel
+
+    @property
+    def agent_channel(self) -> AgentChannel | None:
+        """The channel to kestrel, or None when the backend has none (see the class documentation)."""
+        ...
     console_socket: Path | None
     console_log: Path | None
 
@@ -167,11 +244,18 @@ class HypervisorDescriptor:
 
     ``factory`` is called once, lazily, the first time the hypervisor is
     chosen; ``available`` (optional) says why it cannot run on this host, or
-    None when it can.
+    None when it can. Both may take the plugin's
+    :class:`~volant_core.context.PluginContext` as their one argument (see
+    :func:`volant_core.context.call_with_context`). ``capabilities`` are
+    :class:`Capability` values, checked against what each VM needs.
     """
 
     name: str
-    factory: Callable[[], Launcher]
+    factory: Callable[..., Launcher]
     description: str = ""
     capabilities: frozenset[str] = field(default_factory=frozenset)
-    available: Callable[[], str | None] | None = None
+    available: Callable[..., str | None] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Name, description and capabilities, JSON-ready."""
+        return {"name": self.name, "description": self.description, "capabilities": sorted(self.capabilities)}

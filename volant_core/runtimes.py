@@ -9,14 +9,13 @@ follow their package (uninstall or ``VOLANT_DISABLE_PLUGINS`` removes them).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from volant_core.errors import ConflictError, NotFoundError, ValidationError
+from volant_core.errors import ConflictError, NotFoundError
 from volant_core.manifest import Manifest, manifest_json, parse_manifest
-from volant_core.plugins import PluginHost
+from volant_core.plugins import Plugins
 from volant_core.store import Store
 
 #: ``source`` of a manifest installed through the API.
@@ -51,35 +50,28 @@ class RuntimeEntry:
         }
 
 
-def _load_shipped(item: Any) -> Manifest:
-    if isinstance(item, Manifest):
-        return item
-    if isinstance(item, Path):
-        return parse_manifest(item.read_bytes())
-    return parse_manifest(item)
-
-
 class RuntimeCatalog:
     """Looks up, installs and removes runtime manifests."""
 
     def __init__(
         self,
         store: Store,
-        shipped: Iterable[tuple[str, Any]],
-        host: PluginHost,
+        plugins: Plugins,
         in_use: Callable[[str], list[str]],
+        check: Callable[[Manifest], None] = lambda manifest: None,
     ) -> None:
         self._store = store
+        self._plugins = plugins
         self._in_use = in_use
-        self._shipped: dict[str, RuntimeEntry] = {}
-        for owner, item in shipped:
-            try:
-                manifest = _load_shipped(item)
-            except (ValidationError, OSError) as err:
-                host.fail(owner, f"volant_runtime_manifests returned an invalid manifest: {err}")
-                continue
-            info = host.plugins[owner]
-            self._shipped[manifest.name] = RuntimeEntry(manifest, True, f"package:{info.distribution}")
+        self._check = check
+
+    @property
+    def _shipped(self) -> dict[str, RuntimeEntry]:
+        """The manifests plugins ship, by name (read live: a plugin failing later takes its own away)."""
+        return {
+            manifest.name: RuntimeEntry(manifest, True, f"package:{self._plugins.info[owner].distribution}")
+            for owner, manifest in self._plugins.registries.runtime_manifests
+        }
 
     def list(self) -> list[RuntimeEntry]:
         """Every runtime, sorted by name."""
@@ -114,8 +106,13 @@ class RuntimeCatalog:
         return entry
 
     def install(self, document: Any) -> RuntimeEntry:
-        """Validate and store a manifest (replacing an installed one of the same name); it is enabled."""
+        """Validate and store a manifest (replacing an installed one of the same name); it is enabled.
+
+        ``check`` (given at construction) refuses a manifest that VMs of this daemon could not boot
+        as written (a field nothing installed honours).
+        """
         manifest = parse_manifest(document)
+        self._check(manifest)
         if manifest.name in self._shipped:
             raise ConflictError(
                 f"runtime {manifest.name!r} ships in {self._shipped[manifest.name].source}; "

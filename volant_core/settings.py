@@ -45,7 +45,6 @@ class Settings(BaseModel):
     network_mode: str = "none"
     kernel: Path | None = None
     initramfs: Path | None = None
-    bridge: str = "vbr0"
     subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.127.0/24")
     host_ip: ipaddress.IPv4Address = ipaddress.IPv4Address("192.168.127.1")
     api_key: str | None = None
@@ -61,6 +60,9 @@ class Settings(BaseModel):
     events_keep: int = Field(default=10_000, ge=100)
     sse_heartbeat: float = Field(default=15.0, gt=0)
     sse_queue: int = Field(default=256, ge=1)
+    plugin_env: dict[str, str] = {}
+    """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
+    options for plugin settings over the environment's values."""
 
     @field_validator("api_listen")
     @classmethod
@@ -143,7 +145,6 @@ ENVIRONMENT = {
     "VOLANT_KERNEL": "kernel",
     "VOLANT_KERNEL_VMLINUX": "kernel",
     "VOLANT_INITRAMFS": "initramfs",
-    "VOLANT_BRIDGE": "bridge",
     "VOLANT_SUBNET": "subnet",
     "VOLANT_HOST_IP": "host_ip",
     "VOLANT_API_KEY": "api_key",
@@ -162,14 +163,25 @@ ENVIRONMENT = {
 }
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    plugin_overrides: Mapping[str, str] | None = None,
+    **overrides: object,
+) -> Settings:
     """Settings from ``environ`` (default: the process environment), then ``overrides``.
 
     Paths left unset are derived from the state directory. Invalid values raise
-    :class:`~volant_core.errors.ValidationError` naming the variable.
+    :class:`~volant_core.errors.ValidationError` naming the variable. ``VOLANT_*`` variables
+    that are not volantd's own are kept, with ``plugin_overrides`` (by variable) over them, for the
+    plugins' settings.
     """
     env = os.environ if environ is None else environ
-    values: dict[str, object] = {}
+    values: dict[str, object] = {
+        "plugin_env": {
+            **{k: v for k, v in env.items() if k.startswith("VOLANT_") and k not in ENVIRONMENT},
+            **(plugin_overrides or {}),
+        }
+    }
     sources: dict[str, str] = {}
     for var, field in ENVIRONMENT.items():
         if env.get(var) and field not in values:

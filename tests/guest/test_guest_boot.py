@@ -54,6 +54,7 @@ def booted(guest: GuestArtifacts, vm_dir: Path, layer: bytes) -> Iterator[QemuIn
         cpu_cores=1,
         memory_mb=384,
         kernel=guest.kernel,
+        vsock_cid=3,
         initramfs=initramfs,
         kernel_args=BASE_KERNEL_ARGS,
     )

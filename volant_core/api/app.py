@@ -31,7 +31,7 @@ from volant_core.api.vms import AgentProxy, VMCollection, VMItem
 from volant_core.api.workload import VMAction, VMLogs, VMOpenAPI
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.deployments import Deployments
-from volant_core.plugins import PluginHost
+from volant_core.plugins import Plugins
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
 
@@ -46,7 +46,7 @@ class ApiDeps:
 
     orchestrator: Orchestrator
     catalog: RuntimeCatalog
-    plugins: PluginHost
+    plugins: Plugins
     deployments: Deployments
     settings: Settings
 
@@ -76,7 +76,7 @@ def create_app(deps: ApiDeps) -> RoutedApp:
     app.add_route("/healthz", Health())
     app.add_route("/api/v1/system/plugins", SystemPlugins(deps.plugins))
     app.add_route("/api/v1/system/status", SystemStatusResource(deps.orchestrator))
-    app.add_route("/api/v1/system/info", SystemInfoResource(deps.orchestrator))
+    app.add_route("/api/v1/system/info", SystemInfoResource(deps.orchestrator, deps.plugins))
     app.add_route("/api/v1/system/summary", SystemSummaryResource(deps.orchestrator, deps.catalog))
     keys = deps.orchestrator.store.idempotency
     app.add_route("/api/v1/vms", VMCollection(deps.orchestrator, keys))

@@ -82,11 +82,14 @@ class PluginInfoResource(_Response):
     distribution: str
     version: str
     module: str
-    status: Literal["loaded", "failed", "disabled"]
+    status: Literal["loaded", "degraded", "failed", "disabled"]
+    """``degraded``: loaded, but a notification hook or a release raised (see ``errors``)."""
     error: str | None
-    """Why the plugin failed; null when it works."""
+    """Why the plugin failed (or its latest hook error); null when it works."""
     hooks: list[str]
     """Hooks the plugin implements."""
+    errors: list[str]
+    """The latest errors its hooks raised while it stayed loaded, oldest first."""
 
 
 class SystemPluginsResource(_Response):
@@ -122,6 +125,9 @@ class SystemInfo(_Response):
     default_hypervisor: str
     default_network_mode: str
     state_dir: str
+    extensions: dict[str, list[dict[str, Any]]]
+    """What plugins registered, by kind (``hypervisors`` with their ``capabilities``,
+    ``network_modes``, ``device_drivers``, ``seed_builders``, ``boot_sources``), each naming its plugin."""
 
 
 class RuntimeCount(_Response):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 import falcon
 
@@ -17,7 +18,8 @@ from volant_core.api.responses import (
     SystemSummary,
 )
 from volant_core.orchestrator import Orchestrator
-from volant_core.plugins import PluginHost
+from volant_core.plugins import Plugins
+from volant_core.registry import Registries
 from volant_core.runtimes import RuntimeCatalog
 
 
@@ -33,13 +35,13 @@ class Health:
 class SystemPlugins:
     """``/api/v1/system/plugins``: code plugins found through entry points, broken ones included."""
 
-    def __init__(self, host: PluginHost) -> None:
-        self.host = host
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
 
     @operation(response=SystemPluginsResource)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Name, distribution, version, status and error of every plugin."""
-        resp.media = {"version": __version__, "plugins": [p.to_dict() for p in self.host.plugins.values()]}
+        """Name, distribution, version, status, error and recent hook errors of every plugin."""
+        resp.media = {"version": __version__, "plugins": [p.to_dict() for p in self.plugins.info.values()]}
 
 
 class SystemStatusResource:
@@ -63,14 +65,18 @@ class SystemStatusResource:
 class SystemInfoResource:
     """``/api/v1/system/info``: the daemon's configuration and registered backends."""
 
-    def __init__(self, orchestrator: Orchestrator) -> None:
+    def __init__(self, orchestrator: Orchestrator, plugins: Plugins) -> None:
         self.orchestrator = orchestrator
+        self.plugins = plugins
 
     @operation(response=SystemInfo)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Version, listen address, hypervisors and network modes (registered, default), state directory."""
+        """Version, listen address, the extensions plugins registered (hypervisors with their
+        capabilities, network modes with what they honour, device drivers, seed builders, boot
+        sources) and the defaults, state directory.
+        """
         settings = self.orchestrator.settings
-        registries = self.orchestrator.registries
+        registries = self.plugins.registries
         resp.media = {
             "version": __version__,
             "api_listen": settings.api_listen,
@@ -79,7 +85,39 @@ class SystemInfoResource:
             "default_hypervisor": settings.hypervisor,
             "default_network_mode": settings.network_mode,
             "state_dir": str(settings.state_dir),
+            "extensions": extensions_of(registries),
         }
+
+
+def extensions_of(registries: Registries) -> dict[str, list[dict[str, Any]]]:
+    """What each installed plugin registered, by kind, with the plugin that registered it."""
+    return {
+        "hypervisors": [{**d.to_dict(), "plugin": owner} for owner, d in registries.hypervisors.items()],
+        "network_modes": [
+            {
+                "name": d.name,
+                "plugin": owner,
+                "description": d.description,
+                "leases_ip": d.needs_ip,
+                "requires": sorted(d.requires),
+                "publishes_ports": d.publishes_ports,
+                "honours": sorted(d.honours),
+            }
+            for owner, d in registries.network_modes.items()
+        ],
+        "device_drivers": [
+            {"name": d.name, "plugin": owner, "bus": d.bus, "description": d.description}
+            for owner, d in registries.device_drivers.items()
+        ],
+        "seed_builders": [
+            {"name": d.name, "plugin": owner, "description": d.description}
+            for owner, d in registries.seed_builders.items()
+        ],
+        "boot_sources": [
+            {"name": d.name, "plugin": owner, "schemes": list(d.schemes), "description": d.description}
+            for owner, d in registries.boot_sources.items()
+        ],
+    }
 
 
 class SystemSummaryResource:

@@ -21,8 +21,8 @@ from volant_core import __version__
 from volant_core.cli.output import emit_table
 from volant_core.daemon import Daemon, build_daemon
 from volant_core.errors import VolantError
-from volant_core.plugins import load_plugins
-from volant_core.registry import build_registries
+from volant_core.plugin_settings import PluginSetting, settings_of
+from volant_core.plugins import Plugins, load_plugins
 from volant_core.settings import ENVIRONMENT, Settings, load_settings
 from volant_core.store.database import connect
 from volant_core.store.migrate import applied_versions, migrate
@@ -68,21 +68,45 @@ def settings_options(variables: list[str]) -> Callable[[F], F]:
 
 def settings_from_options(values: dict[str, str | None]) -> Settings:
     """Settings from the environment, overridden by the options given (two options of one field
-    must agree).
+    must agree); options of plugin settings (not volantd's own variables) go to the plugins.
     """
     overrides: dict[str, str] = {}
+    plugin_overrides: dict[str, str] = {}
     for key, value in values.items():
         if value is None:
             continue
         variable = key.upper()
+        if variable not in ENVIRONMENT:
+            plugin_overrides[variable] = value
+            continue
         field = ENVIRONMENT[variable]
         if overrides.get(field, value) != value:
             raise click.UsageError(f"{option_name(variable)} contradicts another option setting {field}")
         overrides[field] = value
     try:
-        return load_settings(None, **overrides)
+        return load_settings(None, plugin_overrides, **overrides)
     except VolantError as err:
         raise click.ClickException(err.message) from None
+
+
+def plugin_settings(plugins: Plugins) -> list[PluginSetting]:
+    """Every setting the loaded plugins declared, by plugin."""
+    return [
+        setting
+        for name, model in sorted(plugins.registries.settings.items())
+        for setting in settings_of(name, model)
+    ]
+
+
+def add_plugin_options(commands: list[click.Command], settings: list[PluginSetting]) -> None:
+    """Give ``commands`` one option per plugin setting (``--qemu-accel`` for ``VOLANT_QEMU_ACCEL``),
+    passed to the command as ``volant_qemu_accel`` like volantd's own.
+    """
+    for command in commands:
+        for setting in settings:
+            command.params.append(
+                click.Option([setting.option, setting.variable.lower()], metavar="VALUE", help=setting.help)
+            )
 
 
 class JsonFormatter(logging.Formatter):
@@ -111,12 +135,10 @@ def configure_logging(level: str, form: str) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
-def list_plugins() -> None:
+def list_plugins(plugins: Plugins) -> None:
     """Print every code plugin found through entry points, with its status and error."""
-    host = load_plugins()
-    build_registries(host)
     emit_table(
-        [p.to_dict() for p in host.plugins.values()],
+        [p.to_dict() for p in plugins.info.values()],
         [
             ("NAME", "name"),
             ("STATUS", "status"),
@@ -141,7 +163,7 @@ def stop_all_vms(daemon: Daemon) -> None:
 def serve(settings: Settings, stop_vms_on_exit: bool) -> None:
     """Run the daemon until SIGTERM or SIGINT."""
     try:
-        daemon = build_daemon(settings)
+        daemon = build_daemon(settings, plugins=_plugins())
         daemon.start()
     except VolantError as err:
         raise click.ClickException(err.message) from None
@@ -205,7 +227,7 @@ def cli(
     if ctx.invoked_subcommand is not None:
         return
     if show_plugins:
-        list_plugins()
+        list_plugins(_plugins())
         return
     serve(settings_from_options(settings), stop_vms_on_exit)
 
@@ -248,6 +270,17 @@ def migrate_command(**settings: str | None) -> None:
     click.echo(f"schema versions: {', '.join(map(str, current)) or 'none'}")
 
 
+_loaded: list[Plugins] = []
+
+
+def _plugins() -> Plugins:
+    """The plugins of this process, loaded once (by :func:`main`, or on first use)."""
+    if not _loaded:
+        _loaded.append(load_plugins())
+    return _loaded[0]
+
+
 def main() -> None:
-    """Entry point of the ``volantd`` console script."""
+    """Entry point of the ``volantd`` console script: the plugins' settings become options."""
+    add_plugin_options([cli, serve_command], plugin_settings(_plugins()))
     cli()

@@ -51,10 +51,15 @@ def main() -> None:
 
     A plugin whose ``volant_register_commands`` raises is reported on stderr and skipped.
     """
-    host = load_plugins()
-    for _ in host.call_each("volant_register_commands", cli=cli):
-        pass
-    for info in host.plugins.values():
-        if info.error and "volant_register_commands" in info.error:
-            click.echo(f"warning: plugin {info.name} ({info.distribution}): {info.error}", err=True)
+    plugins = load_plugins()
+    hook = "volant_register_commands"
+    for owner, impl in plugins.calls.implementations(hook):
+        try:
+            plugins.calls.call_one(hook, owner, impl, {"cli": cli})
+        except Exception as err:  # a broken plugin must not take volar down
+            distribution = plugins.info[owner].distribution
+            click.echo(
+                f"warning: plugin {owner} ({distribution}): {hook} raised {type(err).__name__}: {err}",
+                err=True,
+            )
     cli()

@@ -1,41 +1,47 @@
-"""The plugins a VM runs on: hypervisor launchers and network modes, each built once."""
+"""The plugin objects a VM runs on: launchers, network modes, seed builders and device drivers,
+each built once, lazily, by its descriptor's factory with its plugin's context.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from volant_core.descriptors import NetworkMode, NetworkModeDescriptor
-from volant_core.errors import ConflictError
-from volant_core.launch import Launcher
+from volant_core.context import call_with_context
+from volant_core.descriptors import DeviceDriver, NetworkMode, NetworkModeDescriptor, SeedBuilder
+from volant_core.errors import ConflictError, ValidationError
+from volant_core.launch import HypervisorDescriptor, Launcher
 from volant_core.manifest import Network
 from volant_core.orchestrator.vmconfig import VMConfig
-from volant_core.registry import Registries
+from volant_core.plugins import Plugins
+from volant_core.registry import Registry, install_hint
 from volant_core.settings import Settings
-from volant_core.vm import VMView
+
+T = TypeVar("T")
 
 
 class Backends:
     """Resolves names in a VM configuration to working plugin objects (lazily, once each)."""
 
-    def __init__(self, settings: Settings, registries: Registries) -> None:
+    def __init__(self, settings: Settings, plugins: Plugins) -> None:
         self._settings = settings
-        self._registries = registries
+        self._plugins = plugins
+        self._registries = plugins.registries
         self._lock = threading.Lock()
-        self._launchers: dict[str, Launcher] = {}
-        self._modes: dict[str, NetworkMode] = {}
+        self._built: dict[tuple[str, str], Any] = {}
+
+    def hypervisor(self, name: str, *, field: str | None = None) -> HypervisorDescriptor:
+        """The registration of hypervisor ``name``; 404 naming ``field`` (and the package) if unknown."""
+        return self._registries.hypervisors.get(name, field=field)
 
     def launcher(self, name: str, *, field: str | None = None) -> Launcher:
         """The launcher of hypervisor ``name``; 404 if unknown, 409 if it cannot run on this host."""
-        with self._lock:
-            if name not in self._launchers:
-                descriptor = self._registries.hypervisors.get(name, field=field)
-                problem = descriptor.available() if descriptor.available else None
-                if problem:
-                    raise ConflictError(
-                        f"hypervisor {name!r} cannot run on this host: {problem}", field=field
-                    )
-                self._launchers[name] = descriptor.factory()
-            return self._launchers[name]
+        descriptor = self.hypervisor(name, field=field)
+        context = self._plugins.context(self._registries.hypervisors.owner(name))
+        if descriptor.available is not None and (problem := call_with_context(descriptor.available, context)):
+            raise ConflictError(f"hypervisor {name!r} cannot run on this host: {problem}", field=field)
+        return self._build(self._registries.hypervisors, name, descriptor.factory)
 
     def mode(self, name: str, *, field: str | None = None) -> NetworkModeDescriptor:
         """The registration of network mode ``name``; 404 naming ``field`` if unknown."""
@@ -43,14 +49,23 @@ class Backends:
 
     def network_mode(self, name: str) -> NetworkMode:
         """The host side of network mode ``name``."""
-        with self._lock:
-            if name not in self._modes:
-                self._modes[name] = self.mode(name).factory()
-            return self._modes[name]
+        return self._build(self._registries.network_modes, name, self.mode(name).factory)
 
-    def detach_network(self, view: VMView) -> None:
-        """Release what the network mode the VM booted with (``view.network_mode``) holds on the host."""
-        self.network_mode(view.network_mode).detach(view)
+    def seed_builder(self, name: str, *, field: str | None = None) -> SeedBuilder:
+        """The seed builder ``name`` (a VM's ``cloud_init.seed_mode``)."""
+        descriptor = self._registries.seed_builders.get(name, field=field)
+        return self._build(self._registries.seed_builders, name, descriptor.factory)
+
+    def device_driver(self, bus: str, *, field: str) -> DeviceDriver:
+        """The device driver of ``bus``; 422 naming ``field`` and the package when none is installed."""
+        descriptor = self._registries.device_driver_for(bus)
+        if descriptor is None:
+            raise ValidationError(
+                f"{field}: no device driver for {bus} devices is installed"
+                f"{install_hint('device driver', bus) or ''}",
+                field=field,
+            )
+        return self._build(self._registries.device_drivers, descriptor.name, descriptor.factory)
 
     def hypervisor_of(self, config: VMConfig) -> str:
         """The hypervisor ``config`` names, else the daemon's default."""
@@ -65,3 +80,12 @@ class Backends:
         return config.model_copy(
             update={"hypervisor": self.hypervisor_of(config), "network": self.network_of(config)}
         )
+
+    def _build(self, registry: Registry[Any], name: str, factory: Callable[..., T]) -> T:
+        key = (registry.kind, name)
+        with self._lock:
+            if key not in self._built:
+                context = self._plugins.context(registry.owner(name))
+                self._built[key] = call_with_context(factory, context)
+            built: T = self._built[key]
+            return built

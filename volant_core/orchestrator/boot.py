@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from dataclasses import replace
 
-from volant_core.descriptors import LaunchAdditions
-from volant_core.errors import ConflictError, PluginError
+from volant_core.errors import ConflictError, LaunchError, PluginError
 from volant_core.events import EventType
-from volant_core.launch import Instance, LaunchSpec
+from volant_core.launch import AgentChannel, Instance, LaunchSpec
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.context import OrchestratorContext
+from volant_core.orchestrator.resources import HostResources
 from volant_core.orchestrator.vmconfig import VMConfig
 from volant_core.store import VMRecord
 from volant_core.vm import VMStatus, VMView
@@ -26,24 +25,26 @@ from volant_core.vm import VMStatus, VMView
 class Booter:
     """Launches VMMs from the VMs' current configurations and adopts the ones a daemon restart left.
 
-    ``boot_media`` provides kernels and initramfs images; ``watch`` hands a launched VMM to the
-    supervisor.
+    ``boot_media`` provides the base image for adoption; ``resources`` acquires and releases what a
+    VM holds on the host; ``watch`` hands a launched VMM and its agent channel to the supervisor.
     """
 
     def __init__(
         self,
         context: OrchestratorContext,
         boot_media: BootMedia,
+        resources: HostResources,
         *,
-        watch: Callable[[str, Instance], None],
+        watch: Callable[[str, Instance, AgentChannel], None],
     ) -> None:
         self._context = context
         self._boot_media = boot_media
+        self._resources = resources
         self._watch = watch
 
     def boot(self, name: str) -> None:
         """Launch the VMM of ``name`` from its current configuration; the supervisor thread takes it
-        from there.
+        from there. Whatever fails, what was acquired for it on the host is released again.
         """
         store = self._context.store
         backends = self._context.backends
@@ -52,31 +53,13 @@ class Booter:
         launcher = backends.launcher(backends.hypervisor_of(config))
         record = self._apply_config(name, config, stored.version)
         view = self._context.views.view_of(record)
-        mode = backends.network_mode(view.network_mode)
         self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
-        manifest = config.boot_manifest()
-        plan = self._boot_media.prepare(name, record.runtime_dir, manifest, config.kernel_cmdline)
-        if config.kernel_override is not None:
-            kernel = self._boot_media.fetch(config.kernel_override, None, field="kernel_override")
-            plan = replace(plan, kernel=kernel)
-        attachment = mode.attach(view)
+        spec = self._resources.acquire(view, config)
         try:
-            spec = LaunchSpec(
-                name=name,
-                vm_dir=record.runtime_dir,
-                cpu_cores=config.resources.cpu_cores,
-                memory_mb=config.resources.memory_mb,
-                kernel=plan.kernel,
-                initramfs=plan.initramfs,
-                kernel_args=plan.kernel_args + attachment.kernel_args,
-                disks=plan.disks,
-                nics=attachment.nics,
-                vsock_cid=record.vsock_cid,
-            )
-            spec = self._with_additions(view, spec)
             instance = launcher.launch(spec)
+            channel = self._channel_of(view, instance)
         except BaseException:
-            mode.detach(view)
+            self._resources.release(view, config)
             raise
         store.vms.update(
             name,
@@ -85,8 +68,10 @@ class Booter:
             console_socket=instance.console_socket,
             console_log=instance.console_log,
         )
-        self._watch(name, instance)
-        self._context.host.hook.volant_vm_launched(vm=self._context.views.get(name), instance=instance)
+        self._watch(name, instance, channel)
+        self._context.plugins.calls.notify(
+            "volant_vm_launched", vm=self._context.views.get(name), instance=instance
+        )
 
     def lease_address(self, name: str) -> str:
         """Ask the ``volant_allocate_ip`` hook for a free address of the subnet for VM ``name``; the
@@ -98,8 +83,8 @@ class Booter:
         reserved = frozenset(
             {str(subnet.network_address), str(subnet.broadcast_address), str(settings.host_ip)}
         )
-        ip = self._context.host.hook.volant_allocate_ip(
-            vm_name=name, subnet=subnet, taken=taken, reserved=reserved
+        ip = self._context.plugins.calls.resolve(
+            "volant_allocate_ip", vm_name=name, subnet=subnet, taken=taken, reserved=reserved
         )
         if ip is None:
             raise ConflictError(f"no free IP address left in {subnet}; delete a VM or widen VOLANT_SUBNET")
@@ -107,12 +92,35 @@ class Booter:
             raise PluginError(f"volant_allocate_ip returned {ip}, which is not free in {subnet}")
         return ip
 
-    def adopt(self, record: VMRecord) -> Instance | None:
-        """The VMM that still runs the active VM ``record`` describes (after a daemon restart); None
-        when it has no pid or its hypervisor plugin does not find it any more.
+    def adopt(self, record: VMRecord) -> tuple[Instance, AgentChannel] | None:
+        """The VMM that still runs the active VM ``record`` describes (after a daemon restart) and
+        the channel to its agent; None when it has no pid or its hypervisor plugin does not find it.
+
+        Raises :class:`~volant_core.errors.NotFoundError` when its hypervisor plugin is not
+        installed any more.
         """
         launcher = self._context.backends.launcher(record.hypervisor)
-        return launcher.adopt(self._adopt_spec(record), record.pid) if record.pid else None
+        instance = launcher.adopt(self._adopt_spec(record), record.pid) if record.pid else None
+        if instance is None:
+            return None
+        view = self._context.views.view_of(record)
+        try:
+            return instance, self._channel_of(view, instance)
+        except LaunchError:
+            instance.kill()
+            return None
+
+    def _channel_of(self, view: VMView, instance: Instance) -> AgentChannel:
+        """The instance's agent channel, else one a plugin offers through ``volant_agent_channel``."""
+        if instance.agent_channel is not None:
+            return instance.agent_channel
+        channel = self._context.plugins.calls.resolve("volant_agent_channel", vm=view, instance=instance)
+        if channel is None:
+            raise LaunchError(
+                f"vm {view.name!r}: hypervisor {view.hypervisor!r} gives no agent channel and no plugin "
+                f"offers one for network mode {view.network_mode!r}; kestrel cannot be reached"
+            )
+        return channel  # type: ignore[no-any-return]
 
     def _apply_config(self, name: str, config: VMConfig, version: int) -> VMRecord:
         """Make the VM row describe the configuration about to boot, leasing or releasing the VM's
@@ -142,22 +150,6 @@ class Booter:
                 config_version=version,
             )
 
-    def _with_additions(self, view: VMView, spec: LaunchSpec) -> LaunchSpec:
-        """Merge what ``volant_prepare_launch`` implementations add."""
-        for add in self._context.host.hook.volant_prepare_launch(vm=view, spec=spec):
-            if add is None:
-                continue
-            if not isinstance(add, LaunchAdditions):
-                raise PluginError(f"volant_prepare_launch must return LaunchAdditions or None, got {add!r}")
-            spec = replace(
-                spec,
-                kernel_args=spec.kernel_args + add.kernel_args,
-                disks=spec.disks + add.disks,
-                devices=spec.devices + add.devices,
-                extra_args=spec.extra_args + add.extra_args,
-            )
-        return spec
-
     def _adopt_spec(self, record: VMRecord) -> LaunchSpec:
         """What the hypervisor plugin needs to recognise the VMM of ``record`` (and to clean up after it)."""
         kernel, _ = self._boot_media.base_image()
@@ -167,4 +159,5 @@ class Booter:
             cpu_cores=record.cpu_cores,
             memory_mb=record.memory_mb,
             kernel=kernel,
+            vsock_cid=record.vsock_cid,
         )

@@ -27,7 +27,7 @@ from volant_core.agent.constants import CMDLINE_ROOTFS_KEY, ROOTFS_DEVICE
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import ValidationError
 from volant_core.guest import BASE_KERNEL_ARGS, ensure_guest, file_layer
-from volant_core.launch import DiskSpec
+from volant_core.launch import DiskRole, DiskSpec
 from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Disk, Manifest, encode_for_guest, manifest_json
 from volant_core.registry import Registry
 from volant_core.settings import Settings
@@ -121,14 +121,14 @@ class BootMedia:
         if manifest.rootfs is not None:
             rootfs = manifest.rootfs
             image = self.fetch(rootfs.url, rootfs.checksum, field="manifest.rootfs.url")
-            disks.append(DiskSpec(image, readonly=True, format=rootfs.format))
+            disks.append(DiskSpec(image, readonly=True, format=rootfs.format, role=DiskRole.ROOTFS))
         fetched = [
             (disk, self.fetch(disk.source, disk.checksum, field=f"manifest.disks[{index}].source"))
             for index, disk in enumerate(manifest.disks)
         ]  # all of them before the first copy: a disk that cannot be fetched leaves no copy behind
         for disk, image in fetched:
             path = image if disk.readonly else _own_copy(image, vm_dir, disk)
-            disks.append(DiskSpec(path, readonly=disk.readonly, format=disk.format))
+            disks.append(DiskSpec(path, readonly=disk.readonly, format=disk.format, serial=disk.target))
         return tuple(disks)
 
 

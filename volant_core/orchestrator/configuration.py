@@ -14,6 +14,7 @@ from volant_core.errors import NotFoundError
 from volant_core.events import EventType
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.identity import mac_address
+from volant_core.orchestrator.requirements import check_requirements, devices_of
 from volant_core.orchestrator.vmconfig import ConfigPatch, VMConfig, apply_patch, validate_config
 from volant_core.store import ConfigRecord, VMRecord
 from volant_core.vm import VMStatus, VMView
@@ -59,11 +60,17 @@ class Configurations:
 
     def validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
         """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when its hypervisor or
-        network mode is not installed, or a ``volant_vm_validate`` implementation rejects it.
+        network mode is not installed or cannot run it, a field it sets has nothing to honour it
+        (:func:`~volant_core.orchestrator.requirements.check_requirements`), its device driver
+        refuses its devices, or a ``volant_vm_validate`` implementation rejects it.
         """
-        self._context.backends.launcher(self._context.backends.hypervisor_of(config), field="hypervisor")
-        self._context.backends.mode(self._context.backends.network_of(config).mode, field="network.mode")
-        self._context.host.hook.volant_vm_validate(vm=self._draft_view(name, config, record))
+        backends = self._context.backends
+        backends.launcher(backends.hypervisor_of(config), field="hypervisor")
+        check_requirements(config, backends)
+        view = self._draft_view(name, config, record)
+        if (devices := devices_of(config)) is not None:
+            backends.device_driver("pci", field="devices.pci_passthrough").validate(view, devices)
+        self._context.plugins.calls.validate("volant_vm_validate", vm=view)
 
     def _store_config(self, record: VMRecord, config: VMConfig, message: str) -> ConfigRecord:
         """Store ``config`` as the VM's next version unless it equals the current one (lock held)."""

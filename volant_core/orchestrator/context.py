@@ -9,7 +9,7 @@ from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.locks import NamedLocks
 from volant_core.orchestrator.transitions import Transitions
 from volant_core.orchestrator.views import VMViews
-from volant_core.plugins import PluginHost
+from volant_core.plugins import Plugins
 from volant_core.settings import Settings
 from volant_core.store import Store
 
@@ -22,7 +22,7 @@ class OrchestratorContext:
 
     settings: Settings
     store: Store
-    host: PluginHost
+    plugins: Plugins
     backends: Backends
     locks: NamedLocks[threading.RLock]
     views: VMViews

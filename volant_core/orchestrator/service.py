@@ -25,6 +25,7 @@ from typing import Any
 from volant_core.agent_client import AgentClient
 from volant_core.errors import ConflictError, NotFoundError, ValidationError, VolantError
 from volant_core.events import EventBus, EventType
+from volant_core.manifest import Manifest
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.boot import Booter
 from volant_core.orchestrator.bootmedia import BootMedia
@@ -35,15 +36,16 @@ from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.listing import VMQuery
 from volant_core.orchestrator.locks import NamedLocks
 from volant_core.orchestrator.requests import CreateVMRequest
+from volant_core.orchestrator.requirements import check_requirements
+from volant_core.orchestrator.resources import HostResources
 from volant_core.orchestrator.supervision import Supervisor
 from volant_core.orchestrator.transitions import Transitions
 from volant_core.orchestrator.views import VMViews
 from volant_core.orchestrator.vmconfig import ConfigPatch, VMConfig, apply_patch, parse_patch
-from volant_core.plugins import PluginHost
-from volant_core.registry import Registries
+from volant_core.plugins import Plugins
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
-from volant_core.store import ConfigRecord, Store
+from volant_core.store import ConfigRecord, Store, VMRecord
 from volant_core.vm import ACTIVE_STATES, VMStatus, VMView
 
 log = logging.getLogger(__name__)
@@ -61,38 +63,38 @@ class Orchestrator:
         self,
         settings: Settings,
         store: Store,
-        host: PluginHost,
-        registries: Registries,
+        plugins: Plugins,
         catalog: RuntimeCatalog,
         events: EventBus,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.host = host
-        self.registries = registries
+        self.plugins = plugins
+        self.registries = plugins.registries
         self.catalog = catalog
         self.events = events
         self.boot_media = BootMedia(
-            settings, registries.boot_sources, lambda line: log.info("guest image: %s", line)
+            settings, self.registries.boot_sources, lambda line: log.info("guest image: %s", line)
         )
         self._locks = NamedLocks(threading.RLock)
-        self.backends = Backends(settings, registries)
+        self.backends = Backends(settings, plugins)
         self._consoles = ConsoleAttachments()
         self._views = VMViews(store, self.backends)
         self._transitions = Transitions(store, events)
         context = OrchestratorContext(
             settings=settings,
             store=store,
-            host=host,
+            plugins=plugins,
             backends=self.backends,
             locks=self._locks,
             views=self._views,
             transitions=self._transitions,
         )
         self._configs = Configurations(context)
+        self._resources = HostResources(context, self.boot_media)
         # The booter hands what it launches to the supervisor, which boots crashed VMs again.
-        self._supervisor = Supervisor(context, boot=lambda name: self._booter.boot(name))
-        self._booter = Booter(context, self.boot_media, watch=self._supervisor.watch)
+        self._supervisor = Supervisor(context, self._resources, boot=lambda name: self._booter.boot(name))
+        self._booter = Booter(context, self.boot_media, self._resources, watch=self._supervisor.watch)
 
     # ------------------------------------------------------------------ reads
 
@@ -195,6 +197,14 @@ class Orchestrator:
 
     # ------------------------------------------------------------ deployment members
 
+    def check_manifest(self, manifest: Manifest) -> None:
+        """Refuse a runtime manifest whose fields nothing installed honours, as a new VM of it with
+        the daemon's defaults would boot (ValidationError naming the field).
+        """
+        check_requirements(
+            self.backends.resolved(VMConfig.from_manifest(manifest.name, manifest)), self.backends
+        )
+
     def validate_template(self, template: Mapping[str, Any]) -> dict[str, Any]:
         """Check a deployment's member configuration (a config patch naming its plugin); the stored form."""
         patch = parse_patch(template)
@@ -269,8 +279,9 @@ class Orchestrator:
             self._discard(name, "vm deleted")
 
     def shutdown(self) -> None:
-        """Stop watching VMs (they keep running and are re-adopted at the next start)."""
+        """Stop watching VMs (they keep running and are re-adopted at the next start); tell the plugins."""
         self._supervisor.forget_all()
+        self.plugins.calls.notify("volant_daemon_stopping")
 
     # ---------------------------------------------------------------- recover
 
@@ -282,49 +293,58 @@ class Orchestrator:
             if record.status not in ACTIVE_STATES:
                 continue
             with self._locks(record.name):
-                instance = self._booter.adopt(record)
-                if instance is None:
-                    self.backends.detach_network(self._views.view_of(record))
+                try:
+                    adopted = self._booter.adopt(record)
+                    reason = "the VMM was gone when volantd started"
+                except NotFoundError as err:  # its hypervisor plugin was uninstalled
+                    adopted = None
+                    reason = f"cannot re-adopt its VMM (pid {record.pid}), which may still run: {err.message}"
+                if adopted is None:
+                    self._release(record)
                     self._transitions.set_status(
-                        record.name,
-                        VMStatus.CRASHED,
-                        EventType.VM_CRASHED,
-                        "the VMM was gone when volantd started",
-                        pid=None,
+                        record.name, VMStatus.CRASHED, EventType.VM_CRASHED, reason, pid=None
                     )
                     self._supervisor.schedule_restart(record.name)
                     continue
-                self._supervisor.watch(record.name, instance)
+                self._supervisor.watch(record.name, *adopted)
+        self.plugins.calls.notify("volant_daemon_started", vms=self.list_vms())
 
     # ----------------------------------------------------------------- internals
 
     def _stop_locked(self, name: str) -> None:
-        """Power the watched VMM off and release the VM's network (lock held); an active VM whose VMM
-        is not watched is only marked stopped.
+        """Power the watched VMM off and release the VM's host resources (lock held); an active VM
+        whose VMM is not watched has its resources released and is marked stopped.
         """
         self._supervisor.reset_restarts(name)  # an explicit stop ends any pending automatic restart
         record = self.store.vms.get_by_name(name)
         if not self._supervisor.watches(name):
             if record.status in ACTIVE_STATES:
+                self._release(record)
                 self._transitions.set_status(
                     name, VMStatus.STOPPED, EventType.VM_STOPPED, "vm stopped", pid=None
                 )
             return
         self._transitions.set_status(name, VMStatus.STOPPING, EventType.VM_STOPPING, "powering off")
-        status = self._supervisor.stop(name)
-        self.backends.detach_network(self._views.view_of(record))
+        try:
+            status = self._supervisor.stop(name)
+        finally:
+            self._release(record)
         self._transitions.set_status(
             name, VMStatus.STOPPED, EventType.VM_STOPPED, "vm stopped", pid=None, exit_status=status
         )
-        self.host.hook.volant_vm_stopped(vm=self.get_vm(name), exit_status=status)
+        self.plugins.calls.notify("volant_vm_stopped", vm=self.get_vm(name), exit_status=status)
+
+    def _release(self, record: VMRecord) -> None:
+        """Release what the VM of ``record`` holds on the host for the configuration it booted with."""
+        self._resources.release(self._views.view_of(record), self._views.booted_config(record))
 
     def _discard(self, name: str, message: str) -> None:
         """Remove every trace of ``name`` (its VMM, if any, is already gone)."""
         self._supervisor.kill(name)
         record = self.store.vms.get_by_name(name)
         view = self._views.view_of(record)
-        self.backends.detach_network(view)
+        self._release(record)
         shutil.rmtree(record.runtime_dir, ignore_errors=True)
         self.store.vms.delete(name)
         self._transitions.emit(EventType.VM_DELETED, record, message)
-        self.host.hook.volant_vm_deleted(vm=view)
+        self.plugins.calls.notify("volant_vm_deleted", vm=view)

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from volant_core.agent_client import AgentClient
 from volant_core.errors import AgentError, NotFoundError, VolantError
 from volant_core.events import EventType
-from volant_core.launch import Instance
+from volant_core.launch import AgentChannel, Instance
 from volant_core.orchestrator import health
 from volant_core.orchestrator.context import OrchestratorContext
+from volant_core.orchestrator.resources import HostResources
 from volant_core.orchestrator.vmconfig import validate_config
 from volant_core.vm import VMStatus
 
@@ -42,20 +43,26 @@ class _Handle:
 class Supervisor:
     """The watched VMMs, their supervisor threads and the automatic restarts of crashed VMs.
 
-    ``boot`` launches a VM's VMM again (its lock held); it is how a restart happens.
+    ``boot`` launches a VM's VMM again (its lock held); it is how a restart happens. ``resources``
+    releases what a VM held on the host when its VMM ended on its own.
     """
 
-    def __init__(self, context: OrchestratorContext, *, boot: Callable[[str], None]) -> None:
+    def __init__(
+        self, context: OrchestratorContext, resources: HostResources, *, boot: Callable[[str], None]
+    ) -> None:
         self._context = context
+        self._resources = resources
         self._boot = boot
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
 
     # ------------------------------------------------------------ for the orchestrator
 
-    def watch(self, name: str, instance: Instance) -> None:
-        """Start a supervisor thread for the VMM ``instance`` of VM ``name``."""
-        handle = _Handle(instance, AgentClient(instance.agent_channel))
+    def watch(self, name: str, instance: Instance, channel: AgentChannel) -> None:
+        """Start a supervisor thread for the VMM ``instance`` of VM ``name``, reaching its agent
+        over ``channel``.
+        """
+        handle = _Handle(instance, AgentClient(channel))
         self._handles[name] = handle
         threading.Thread(target=self._supervise, args=(name, handle), name=f"vm-{name}", daemon=True).start()
 
@@ -161,7 +168,10 @@ class Supervisor:
             if self._handles.get(name) is not handle or handle.stopping:
                 return
             del self._handles[name]
-            self._context.backends.detach_network(self._context.views.get(name))
+            record = self._context.store.vms.get_by_name(name)
+            self._resources.release(
+                self._context.views.view_of(record), self._context.views.booted_config(record)
+            )
             crashed = bool(handle.failure) or status != 0
             if crashed:
                 reason = handle.failure or f"VMM exited with status {status}"
@@ -172,7 +182,9 @@ class Supervisor:
                 self._context.transitions.set_status(
                     name, VMStatus.STOPPED, EventType.VM_STOPPED, "guest powered off", pid=None
                 )
-            self._context.host.hook.volant_vm_stopped(vm=self._context.views.get(name), exit_status=status)
+            self._context.plugins.calls.notify(
+                "volant_vm_stopped", vm=self._context.views.get(name), exit_status=status
+            )
             if crashed:
                 self.schedule_restart(name)
 

@@ -39,6 +39,10 @@ class Transitions:
             )
         )
 
+    def plugin_error(self, name: str, message: str) -> None:
+        """Publish a ``PLUGIN_ERROR`` event about VM ``name`` that no installed plugin can carry."""
+        self._events.publish(Event(type=EventType.PLUGIN_ERROR, name=name, message=message))
+
 
 def _reason(status: VMStatus, message: str) -> str | None:
     """Only states that need explaining keep a reason."""

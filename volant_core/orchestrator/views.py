@@ -67,6 +67,13 @@ class VMViews:
             config=current.config,
         )
 
+    def booted_config(self, record: VMRecord) -> VMConfig:
+        """The configuration the VM's VMM was last booted with (its current one before the first boot):
+        what its host resources were acquired for.
+        """
+        current = self._store.configs.current(record.id)
+        return VMConfig.model_validate(self._applied(record, current).config)
+
     def _applied(self, record: VMRecord, current: ConfigRecord) -> ConfigRecord:
         """The configuration the VMM was last booted with (``current`` before the first boot)."""
         if record.config_version in (None, current.version):

@@ -85,6 +85,7 @@ def make_spec() -> SpecFactory:
             "cpu_cores": 1,
             "memory_mb": 256,
             "kernel": kernel,
+            "vsock_cid": 3,
             "kernel_args": ("console=ttyS0",),
         }
         fields.update(overrides)

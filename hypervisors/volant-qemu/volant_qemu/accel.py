@@ -62,10 +62,17 @@ def kvm_device_opens(device: Path = KVM_DEVICE) -> bool:
 
 
 def choose_accelerator(
-    spec: LaunchSpec, *, binary: str, kvm_device: Path = KVM_DEVICE, probe_timeout: float = PROBE_TIMEOUT
+    spec: LaunchSpec,
+    *,
+    binary: str,
+    setting: str | None = None,
+    kvm_device: Path = KVM_DEVICE,
+    probe_timeout: float = PROBE_TIMEOUT,
 ) -> str:
-    """``kvm`` or ``tcg`` for launching ``spec`` with ``binary`` (see the module docstring)."""
-    setting = accel_setting()
+    """``kvm`` or ``tcg`` for launching ``spec`` with ``binary`` (see the module docstring);
+    ``setting`` is the plugin's ``accel`` setting (default: read from ``VOLANT_QEMU_ACCEL``).
+    """
+    setting = setting or accel_setting()
     if setting != "auto":
         return setting
     if not kvm_device_opens(kvm_device):

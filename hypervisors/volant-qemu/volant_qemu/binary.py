@@ -13,25 +13,29 @@ BINARY_ENV = "VOLANT_QEMU_BINARY"
 DEFAULT_BINARY = "qemu-system-x86_64"
 
 
-def find_binary() -> str | None:
-    """Absolute path of the QEMU binary to use, or None when it is not installed."""
-    return shutil.which(os.environ.get(BINARY_ENV) or DEFAULT_BINARY)
+def find_binary(wanted: str | None = None) -> str | None:
+    """Absolute path of the QEMU binary ``wanted`` (default: ``VOLANT_QEMU_BINARY`` or the usual
+    name), or None when it is not installed.
+    """
+    return shutil.which(wanted or os.environ.get(BINARY_ENV) or DEFAULT_BINARY)
 
 
-def missing_binary_reason() -> str | None:
-    """Why QEMU cannot run here (no binary), or None when it can."""
-    if find_binary() is not None:
+def missing_binary_reason(wanted: str | None = None) -> str | None:
+    """Why QEMU (``wanted``, as for :func:`find_binary`) cannot run here, or None when it can."""
+    if find_binary(wanted) is not None:
         return None
-    wanted = os.environ.get(BINARY_ENV) or DEFAULT_BINARY
+    wanted = wanted or os.environ.get(BINARY_ENV) or DEFAULT_BINARY
     return (
         f"{wanted} not found: install QEMU (Debian/Ubuntu: apt-get install --no-install-recommends "
         f"qemu-system-x86) or point {BINARY_ENV} at the binary"
     )
 
 
-def require_binary() -> str:
-    """The QEMU binary, or raise :class:`LaunchError` saying how to install it."""
-    binary = find_binary()
+def require_binary(wanted: str | None = None) -> str:
+    """The QEMU binary (``wanted``, as for :func:`find_binary`), or raise :class:`LaunchError` saying
+    how to install it.
+    """
+    binary = find_binary(wanted)
     if binary is None:
-        raise LaunchError(missing_binary_reason() or "QEMU not found")
+        raise LaunchError(missing_binary_reason(wanted) or "QEMU not found")
     return binary

@@ -42,6 +42,8 @@ def build_command(spec: LaunchSpec, *, accel: str, binary: str) -> list[str]:
     cmd += ["-pidfile", str(paths.pidfile)]
     cmd += _disk_args(spec)
     cmd += _nic_args(spec)
+    for pci in spec.pci_devices:
+        cmd += ["-device", f"vfio-pci,host={pci.address}"]
     for device in spec.devices:
         cmd += ["-device", device]
     cmd += list(spec.extra_args)
@@ -79,7 +81,10 @@ def _disk_args(spec: LaunchSpec) -> list[str]:
         drive = f"file={_escape(disk.path)},if=none,id=disk{index},format={disk.format}"
         if disk.readonly:
             drive += ",readonly=on"
-        args += ["-drive", drive, "-device", f"virtio-blk-pci,drive=disk{index}"]
+        device = f"virtio-blk-pci,drive=disk{index}"
+        if disk.serial is not None:
+            device += f",serial={_escape(disk.serial)}"
+        args += ["-drive", drive, "-device", device]
     return args
 
 
@@ -89,9 +94,14 @@ def _nic_args(spec: LaunchSpec) -> list[str]:
         # vhost stays off: without vhost-net on the host QEMU aborts on vhost=on.
         args += [
             "-netdev", f"tap,id=net{index},ifname={nic.tap},script=no,downscript=no",
-            "-device", f"virtio-net-pci,netdev=net{index},mac={nic.mac}",
+            "-device", f"virtio-net-pci,netdev=net{index},mac={nic.mac}" + _mtu(nic.mtu),
         ]  # fmt: skip
     return args
+
+
+def _mtu(mtu: int | None) -> str:
+    """The ``host_mtu`` property of a NIC with an MTU (the guest driver then uses it)."""
+    return f",host_mtu={mtu}" if mtu is not None else ""
 
 
 def _escape(value: object) -> str:

@@ -6,6 +6,7 @@ import itertools
 import subprocess
 import time
 
+from volant_core.context import PluginContext
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
 from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
@@ -15,6 +16,7 @@ from volant_qemu.command import CPU_MODELS, build_command, qmp_argument
 from volant_qemu.instance import REAP_TIMEOUT, QemuInstance
 from volant_qemu.paths import VmPaths
 from volant_qemu.qmp import QmpClient, QmpError
+from volant_qemu.settings import QemuSettings
 
 #: How long QEMU may take to open its QMP socket before the launch counts as failed.
 QMP_READY_TIMEOUT = 15.0
@@ -27,10 +29,26 @@ READY_POLL_INTERVAL = 0.05
 class QemuLauncher:
     """Implements :class:`volant_core.launch.Launcher` with ``qemu-system-x86_64``."""
 
-    def __init__(self, binary: str | None = None, *, ready_timeout: float = QMP_READY_TIMEOUT) -> None:
-        """Use ``binary`` (default: found on first launch) and wait up to ``ready_timeout`` s for QMP."""
+    def __init__(
+        self,
+        settings: QemuSettings | None = None,
+        binary: str | None = None,
+        *,
+        ready_timeout: float = QMP_READY_TIMEOUT,
+    ) -> None:
+        """Run guests as ``settings`` say (default: from the ``VOLANT_QEMU_*`` variables; the daemon
+        passes the plugin's validated settings), with ``binary`` overriding theirs; wait up to
+        ``ready_timeout`` s for QMP.
+        """
+        self._settings = settings or QemuSettings.from_environment()
         self._binary = binary
         self._ready_timeout = ready_timeout
+
+    @classmethod
+    def from_context(cls, context: PluginContext) -> QemuLauncher:
+        """The launcher of the daemon's ``qemu`` plugin, with the settings its context carries."""
+        assert isinstance(context.options, QemuSettings)
+        return cls(context.options)
 
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         """Start QEMU in its own session and return once its QMP socket answers.
@@ -38,12 +56,12 @@ class QemuLauncher:
         Raises :class:`LaunchError` (quoting the end of ``qemu.log`` when QEMU
         itself failed) and leaves no process behind.
         """
-        binary = self._binary or require_binary()
+        binary = self._binary or require_binary(self._settings.binary)
         _check_boot_files(spec)
         paths = VmPaths(spec.vm_dir)
         paths.check_socket_lengths()
         spec.vm_dir.mkdir(parents=True, exist_ok=True)
-        accel = choose_accelerator(spec, binary=binary)
+        accel = choose_accelerator(spec, binary=binary, setting=self._settings.accel)
         argv = build_command(spec, accel=accel, binary=binary)
         try:
             with paths.qemu_log.open("ab") as qemu_log:

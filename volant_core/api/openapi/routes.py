@@ -15,7 +15,7 @@ import falcon
 from falcon.routing.util import SuffixedMethodNotFoundError
 
 from volant_core.descriptors import RouteDescriptor
-from volant_core.plugins import PluginHost
+from volant_core.plugins import Plugins
 
 #: Hook through which plugins mount routes.
 ROUTES_HOOK = "volant_api_routes"
@@ -58,18 +58,20 @@ class RoutedApp(falcon.App):
         self.routes = [r for r in self.routes if r.template != uri_template] + [route]
 
 
-def mount_plugin_routes(app: RoutedApp, host: PluginHost) -> None:
-    """Mount the routes plugins return from ``volant_api_routes``.
+def mount_plugin_routes(app: RoutedApp, plugins: Plugins) -> None:
+    """Mount the routes plugins registered through ``volant_api_routes``.
 
     A plugin whose routes clash with mounted ones (the same template, or one
-    Falcon refuses beside them) is marked failed and none of its routes are
-    mounted; the core's routes are never replaced.
+    Falcon refuses beside them) is marked failed (keeping nothing it registered)
+    and none of its routes are mounted; the core's routes are never replaced.
     """
-    for owner, descriptors in host.call_each(ROUTES_HOOK):
-        routes: list[RouteDescriptor] = list(descriptors or [])
+    by_owner: dict[str, list[RouteDescriptor]] = {}
+    for owner, route in plugins.registries.routes:
+        by_owner.setdefault(owner, []).append(route)
+    for owner, routes in by_owner.items():
         problem = _clash(app, routes)
         if problem is not None:
-            host.fail(owner, f"{ROUTES_HOOK}: {problem}")
+            plugins.fail(owner, f"{ROUTES_HOOK}: {problem}")
             continue
         for route in routes:
             app.add_route(route.path, route.resource, suffix=route.suffix, tags=route.tags or (owner,))

@@ -1,0 +1,213 @@
+"""What a VM holds on the host, acquired in one order and released from one place.
+
+Acquisition, before every launch: network (the mode attaches the VM) -> boot media (kernel,
+initramfs layers, rootfs and disks) -> seed disk (cloud-init) -> devices (the device driver claims
+them) -> ``volant_prepare_launch``. When a step fails, exactly the steps before it are undone, in
+reverse order, and the error goes on.
+
+Release, on every path that ends a VMM or never started one (stop, crash, delete, recovery at
+daemon start, a failed launch): ``volant_release_launch`` -> devices -> seed -> network, each
+step isolated: a plugin that raises, or that is no longer installed, is logged, recorded on the
+plugin and published as ``PLUGIN_ERROR``; the other steps still run and the caller still moves
+the VM to its final state. Release steps are idempotent, so releasing twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from volant_core.descriptors import LaunchAdditions
+from volant_core.errors import PluginError, VolantError
+from volant_core.launch import Capability, DiskRole, LaunchSpec
+from volant_core.orchestrator.bootmedia import BootMedia
+from volant_core.orchestrator.context import OrchestratorContext
+from volant_core.orchestrator.requirements import cloud_init_of, devices_of
+from volant_core.orchestrator.vmconfig import VMConfig
+from volant_core.vm import VMView
+
+log = logging.getLogger(__name__)
+
+#: Directory of a VM's runtime directory holding its seed disk (rebuilt on every boot).
+SEED_DIR = "seed"
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One release step: which plugin it belongs to (for the report) and what it does."""
+
+    plugin: str
+    what: str
+    run: Callable[[], object]
+
+
+class HostResources:
+    """Acquires a VM's host resources into a :class:`LaunchSpec` and releases them again."""
+
+    def __init__(self, context: OrchestratorContext, boot_media: BootMedia) -> None:
+        self._context = context
+        self._boot_media = boot_media
+
+    def acquire(self, view: VMView, config: VMConfig) -> LaunchSpec:
+        """Acquire everything ``view`` needs to boot ``config`` and describe the launch.
+
+        On failure, undoes what was acquired and raises the error.
+        """
+        acquired: list[_Step] = []
+        try:
+            return self._acquire(view, config, acquired)
+        except BaseException:
+            self._run(reversed(acquired), view)
+            raise
+
+    def release(self, view: VMView, config: VMConfig) -> None:
+        """Release what ``view`` holds for ``config`` (the configuration it booted with), every step
+        isolated; failures are reported, never raised.
+        """
+        self._run(self._release_steps(view, config), view)
+
+    # ------------------------------------------------------------------ acquiring
+
+    def _acquire(self, view: VMView, config: VMConfig, acquired: list[_Step]) -> LaunchSpec:
+        backends = self._context.backends
+        mode = backends.network_mode(view.network_mode)
+        acquired.append(self._network_step(view))
+        attachment = mode.attach(view)
+        plan = self._boot_media.prepare(
+            view.name, view.runtime_dir, config.boot_manifest(), config.kernel_cmdline
+        )
+        if config.kernel_override is not None:
+            plan = replace(
+                plan, kernel=self._boot_media.fetch(config.kernel_override, None, field="kernel_override")
+            )
+        disks = plan.disks
+        cloud_init = cloud_init_of(config)
+        if cloud_init is not None:
+            acquired.append(self._seed_step(view))
+            directory = self._seed_dir(view)
+            shutil.rmtree(directory, ignore_errors=True)
+            directory.mkdir(parents=True)
+            seed = backends.seed_builder(cloud_init.seed_mode).build(view, cloud_init, directory)
+            disks += (replace(seed, readonly=True, role=DiskRole.SEED),)
+        pci_devices: tuple = ()
+        devices = devices_of(config)
+        if devices is not None:
+            driver = backends.device_driver("pci", field="devices.pci_passthrough")
+            acquired.append(self._devices_step(view))
+            pci_devices = tuple(driver.attach(view, devices))
+        acquired.append(self._launch_step(view))
+        spec = LaunchSpec(
+            name=view.name,
+            vm_dir=view.runtime_dir,
+            cpu_cores=config.resources.cpu_cores,
+            memory_mb=config.resources.memory_mb,
+            kernel=plan.kernel,
+            vsock_cid=view.vsock_cid,
+            initramfs=plan.initramfs,
+            kernel_args=plan.kernel_args + attachment.kernel_args,
+            disks=disks,
+            nics=attachment.nics,
+            pci_devices=pci_devices,
+        )
+        return self._check_capabilities(view, self._with_additions(view, spec))
+
+    def _with_additions(self, view: VMView, spec: LaunchSpec) -> LaunchSpec:
+        """Merge what ``volant_prepare_launch`` implementations add."""
+        results = self._context.plugins.calls.validate_by_plugin("volant_prepare_launch", vm=view, spec=spec)
+        for owner, add in results:
+            if not isinstance(add, LaunchAdditions):
+                raise PluginError(
+                    f"plugin {owner}: volant_prepare_launch must return LaunchAdditions or None, got {add!r}"
+                )
+            spec = replace(
+                spec,
+                kernel_args=spec.kernel_args + add.kernel_args,
+                disks=spec.disks + add.disks,
+                pci_devices=spec.pci_devices + add.pci_devices,
+                devices=spec.devices + add.devices,
+                extra_args=spec.extra_args + add.extra_args,
+            )
+        return spec
+
+    def _check_capabilities(self, view: VMView, spec: LaunchSpec) -> LaunchSpec:
+        """Refuse a launch whose parts the hypervisor cannot honour (a plugin added them)."""
+        capabilities = self._context.backends.hypervisor(view.hypervisor).capabilities
+        needed = {
+            Capability.DISKS: bool(spec.disks),
+            Capability.TAP_NICS: bool(spec.nics),
+            Capability.PCI_PASSTHROUGH: bool(spec.pci_devices),
+            Capability.RAW_ARGUMENTS: bool(spec.devices or spec.extra_args),
+        }
+        missing = sorted(c.value for c, wanted in needed.items() if wanted and c not in capabilities)
+        if missing:
+            raise PluginError(
+                f"vm {view.name!r}: the launch needs {', '.join(missing)}, which hypervisor "
+                f"{view.hypervisor!r} does not offer (a plugin added them in volant_prepare_launch?)"
+            )
+        return spec
+
+    # ------------------------------------------------------------------ releasing
+
+    def _release_steps(self, view: VMView, config: VMConfig) -> list[_Step]:
+        steps = [self._launch_step(view)]
+        if devices_of(config) is not None:
+            steps.append(self._devices_step(view))
+        if cloud_init_of(config) is not None:
+            steps.append(self._seed_step(view))
+        steps.append(self._network_step(view))
+        return steps
+
+    def _launch_step(self, view: VMView) -> _Step:
+        def release() -> None:
+            self._context.plugins.calls.notify("volant_release_launch", vm=view)
+
+        return _Step("core", "volant_release_launch", release)
+
+    def _devices_step(self, view: VMView) -> _Step:
+        registry = self._context.plugins.registries
+        driver = registry.device_driver_for("pci")
+        owner = registry.device_drivers.owner(driver.name) if driver is not None else "a device driver"
+
+        def release() -> None:
+            self._context.backends.device_driver("pci", field="devices.pci_passthrough").detach(view)
+
+        return _Step(owner, "releasing its devices", release)
+
+    def _seed_step(self, view: VMView) -> _Step:
+        return _Step(
+            "core", "removing its seed disk", lambda: shutil.rmtree(self._seed_dir(view), ignore_errors=True)
+        )
+
+    def _network_step(self, view: VMView) -> _Step:
+        registry = self._context.plugins.registries.network_modes
+        owner = registry.owner(view.network_mode) if view.network_mode in registry else "a network mode"
+
+        def release() -> None:
+            self._context.backends.network_mode(view.network_mode).detach(view)
+
+        return _Step(owner, f"detaching it from network mode {view.network_mode!r}", release)
+
+    def _seed_dir(self, view: VMView) -> Path:
+        return view.runtime_dir / SEED_DIR
+
+    def _run(self, steps: object, view: VMView) -> None:
+        """Run release steps in order, each isolated; report each failure and go on."""
+        for step in steps:  # type: ignore[attr-defined]
+            try:
+                step.run()
+            except VolantError as err:  # typically: the plugin is no longer installed
+                self._report(step, view, err.message)
+            except Exception as err:  # a plugin's bug never leaves the VM without a final state
+                self._report(step, view, f"{type(err).__name__}: {err}")
+
+    def _report(self, step: _Step, view: VMView, problem: str) -> None:
+        message = f"vm {view.name}: {step.what} failed ({problem}); what it held on the host may remain"
+        plugins = self._context.plugins
+        if step.plugin in plugins.info:
+            plugins.publish_failure(step.plugin, message, vm=view.name)
+        else:
+            log.error("%s", message)
+            self._context.transitions.plugin_error(view.name, message)

@@ -1,0 +1,101 @@
+"""Plugin settings: the models plugins declare through ``volant_settings``, read from ``VOLANT_<PLUGIN>_*``.
+
+Each field ``f`` of plugin ``p``'s model is the variable ``VOLANT_<P>_<F>`` (upper case, ``-`` and
+``.`` as ``_``) and the ``volantd`` option ``--<p>-<f>``. Values come from the environment, then from
+the command line; they are validated when the daemon starts, and a variable under a plugin's prefix
+that names none of its settings is refused (a typo is never silently ignored).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from volant_core.errors import ValidationError
+from volant_core.settings import ENVIRONMENT
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def variable_prefix(plugin: str) -> str:
+    """``VOLANT_<PLUGIN>_``: the prefix of every setting of ``plugin``."""
+    return "VOLANT_" + re.sub(r"[-.]", "_", plugin.upper()) + "_"
+
+
+@dataclass(frozen=True)
+class PluginSetting:
+    """One setting a plugin declared: its variable, its ``volantd`` option and its field."""
+
+    plugin: str
+    name: str
+    info: FieldInfo
+
+    @property
+    def variable(self) -> str:
+        """The environment variable, e.g. ``VOLANT_QEMU_ACCEL``."""
+        return variable_prefix(self.plugin) + self.name.upper()
+
+    @property
+    def option(self) -> str:
+        """The ``volantd`` option, e.g. ``--qemu-accel``."""
+        return "--" + self.variable.removeprefix("VOLANT_").lower().replace("_", "-")
+
+    @property
+    def default(self) -> Any:
+        """The default value (None when the setting is required)."""
+        return None if self.info.is_required() else self.info.get_default(call_default_factory=True)
+
+    @property
+    def help(self) -> str:
+        """The field's description, its variable and its default, for ``volantd --help``."""
+        shown = "required" if self.info.is_required() else f"default {self.default}"
+        description = f"{self.info.description} " if self.info.description else ""
+        return f"{description}(plugin {self.plugin}; env {self.variable}; {shown})"
+
+
+def model_problem(plugin: str, model: object) -> str | None:
+    """Why ``model`` cannot be the settings of ``plugin``, or None."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return f"volant_settings must return pydantic model classes, got {model!r}"
+    for name in model.model_fields:
+        if not _FIELD_NAME.fullmatch(name):
+            return f"volant_settings: field {name!r} must be lower-case letters, digits and '_'"
+        variable = variable_prefix(plugin) + name.upper()
+        if variable in ENVIRONMENT:
+            return f"volant_settings: {variable} is a setting of volantd itself; rename the field"
+    return None
+
+
+def settings_of(plugin: str, model: type[BaseModel]) -> list[PluginSetting]:
+    """The settings ``model`` declares for ``plugin``, in field order."""
+    return [PluginSetting(plugin, name, info) for name, info in model.model_fields.items()]
+
+
+def resolve_options(plugin: str, model: type[BaseModel], values: Mapping[str, str]) -> BaseModel:
+    """The plugin's settings from ``values`` (variables: the environment with volantd's options over it).
+
+    Raises :class:`ValidationError` naming the variable of the first bad value, or a variable under
+    the plugin's prefix that names no setting.
+    """
+    prefix = variable_prefix(plugin)
+    declared = {s.variable: s for s in settings_of(plugin, model)}
+    stray = sorted(v for v in values if v.startswith(prefix) and v not in declared)
+    if stray:
+        raise ValidationError(
+            f"{stray[0]}: plugin {plugin} has no such setting; its settings: {', '.join(declared) or 'none'}",
+            field=stray[0],
+        )
+    given = {s.name: values[v] for v, s in declared.items() if v in values}
+    try:
+        return model.model_validate(given)
+    except pydantic.ValidationError as err:
+        first = err.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        variable = prefix + name.upper()
+        raise ValidationError(f"{variable}: {first['msg']}", field=variable) from None
