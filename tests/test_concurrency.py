@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from volant_core.cli.client import Reply
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hooks import HookRecorder
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.processes import processes_mentioning
 from volant_core.testing.waiting import eventually
@@ -29,22 +29,6 @@ SUBNET = ipaddress.IPv4Network("10.201.0.0/24")
 HOST_IP = ipaddress.IPv4Address("10.201.0.1")
 #: Answers a create or delete may get under contention, and what each means.
 EXPECTED = {("create", 201), ("create", 409), ("delete", 204), ("delete", 404)}
-
-
-class AllocationRecorder:
-    """Watches the daemon's ``volant_allocate_ip`` calls (a hook-call monitor) and records what each
-    call of the core's default saw taken and what it chose.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[frozenset[str], frozenset[str], str | None]] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, hook: str, plugin: str, kwargs: dict[str, Any], result: Any) -> None:
-        """Note ``(taken, reserved, answer)`` of the core's allocation."""
-        if hook == "volant_allocate_ip" and plugin == "core":
-            with self._lock:
-                self.calls.append((kwargs["taken"], kwargs["reserved"], result))
 
 
 def run_concurrently(api: RunningDaemon, calls: list[tuple[str, str]]) -> list[tuple[str, str, Reply]]:
@@ -97,10 +81,15 @@ def check_all_gone(api: RunningDaemon, workload_marker: str) -> None:
     eventually(lambda: not processes_mentioning(workload_marker), "no workload process left")
 
 
-def check_lowest_free(recorder: AllocationRecorder, rows: list[Any]) -> None:
+def check_lowest_free(recorder: HookRecorder, rows: list[Any]) -> None:
     """Each allocation chose the lowest free address in numeric order; leases are unique and usable."""
-    assert recorder.calls, "volant_allocate_ip was never called"
-    for taken, reserved, answer in recorder.calls:
+    allocations = [
+        (r.kwargs["taken"], r.kwargs["reserved"], r.result)
+        for r in recorder.results("volant_allocate_ip")
+        if r.plugin == "core"
+    ]
+    assert allocations, "volant_allocate_ip was never called"
+    for taken, reserved, answer in allocations:
         assert {str(SUBNET.network_address), str(SUBNET.broadcast_address), str(HOST_IP)} <= reserved
         free = (a for a in SUBNET.hosts() if str(a) not in taken | reserved)
         assert answer == str(next(free))
@@ -113,14 +102,13 @@ def check_lowest_free(recorder: AllocationRecorder, rows: list[Any]) -> None:
 def test_concurrent_creates_and_deletes(
     leases_ip: bool, host_manifest: dict[str, Any], leased_ip_mode: Any
 ) -> None:
-    recorder = AllocationRecorder()
     marker = host_manifest["workload"]["entrypoint"][-1]
     rng = random.Random(20240603)
     calls = [(rng.choice(["create", "create", "delete"]), rng.choice(NAMES)) for _ in range(CALLS)]
     network_mode = leased_ip_mode.mode if leases_ip else "none"
     settings = {"network_mode": network_mode, "subnet": SUBNET, "host_ip": HOST_IP}
     with host_process_daemon(plugins=[leased_ip_mode.registration], **settings) as api:
-        api.daemon.plugins.calls.add_monitor(recorder)
+        recorder = HookRecorder.attach(api.daemon.plugins)
         assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
 
         check_answers(run_concurrently(api, calls))
@@ -129,7 +117,7 @@ def test_concurrent_creates_and_deletes(
         if leases_ip:
             check_lowest_free(recorder, rows)
         else:
-            assert recorder.calls == [] and all(vm.ip_address is None for vm in rows)
+            assert recorder.results("volant_allocate_ip") == [] and all(vm.ip_address is None for vm in rows)
 
         check_answers(run_concurrently(api, [("delete", name) for name in NAMES]))
         check_all_gone(api, marker)

@@ -16,14 +16,16 @@ given only the arguments it names, and ``context`` as its own plugin's
 
 Set ``VOLANT_TRACE_HOOKS=1`` to log every call; :meth:`HookCaller.add_monitor`
 lets a test see every call (:class:`volant_core.testing.hooks.HookRecorder`).
+Registration hooks are called by the registration pass
+(:func:`volant_core.registry.register_all`) through :meth:`HookCaller.call_one`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -36,9 +38,16 @@ log = logging.getLogger(__name__)
 
 #: Environment variable that makes every hook call logged (at INFO).
 TRACE_ENV = "VOLANT_TRACE_HOOKS"
-#: A monitor sees ``(hook name, plugin name, keyword arguments, result)`` after each implementation
-#: returned (it is not called for one that raised).
-Monitor = Callable[[str, str, dict[str, Any], Any], object]
+
+
+class HookMonitor(Protocol):
+    """Sees the hook calls of a :class:`HookCaller` (see :meth:`HookCaller.add_monitor`)."""
+
+    def hook_called(self, hook: str, kwargs: dict[str, Any]) -> None:
+        """``hook`` is being called with ``kwargs`` (whether or not any plugin implements it)."""
+
+    def implementation_returned(self, hook: str, plugin: str, kwargs: dict[str, Any], result: Any) -> None:
+        """The implementation of ``plugin`` returned ``result`` (not called when it raised)."""
 
 
 class HookCaller:
@@ -46,11 +55,11 @@ class HookCaller:
 
     def __init__(self, plugins: Plugins) -> None:
         self._plugins = plugins
-        self._monitors: list[Monitor] = []
+        self._monitors: list[HookMonitor] = []
         self._trace = bool(os.environ.get(TRACE_ENV))
 
-    def add_monitor(self, monitor: Monitor) -> None:
-        """Call ``monitor(hook, plugin, kwargs, result)`` after every implementation call from now on."""
+    def add_monitor(self, monitor: HookMonitor) -> None:
+        """Tell ``monitor`` of every hook call and every implementation's result from now on."""
         self._monitors.append(monitor)
 
     def implementations(self, hook: str) -> list[tuple[str, pluggy.HookImpl]]:
@@ -60,6 +69,7 @@ class HookCaller:
 
     def per_plugin(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
         """Call every implementation, yielding ``(plugin name, result)``; exceptions propagate."""
+        self._announce(hook, kwargs)
         for owner, impl in self.implementations(hook):
             yield owner, self.call_one(hook, owner, impl, kwargs)
 
@@ -80,6 +90,7 @@ class HookCaller:
         (the failure event names the VM of a ``vm`` argument).
         """
         self._expect(hook, Policy.NOTIFICATION)
+        self._announce(hook, kwargs)
         about = getattr(kwargs.get("vm"), "name", None)
         for owner, impl in self.implementations(hook):
             try:
@@ -92,6 +103,7 @@ class HookCaller:
     def resolve(self, hook: str, **kwargs: Any) -> Any:
         """The first non-None answer of a resolution hook, or None when every implementation abstains."""
         self._expect(hook, Policy.RESOLUTION)
+        self._announce(hook, kwargs)
         for owner, impl in self.implementations(hook):
             result = self.call_one(hook, owner, impl, kwargs)
             if result is not None:
@@ -107,8 +119,12 @@ class HookCaller:
             log.info("hook %s -> plugin %s", hook, owner)
         result = impl.function(**arguments)
         for monitor in self._monitors:
-            monitor(hook, owner, kwargs, result)
+            monitor.implementation_returned(hook, owner, kwargs, result)
         return result
+
+    def _announce(self, hook: str, kwargs: dict[str, Any]) -> None:
+        for monitor in self._monitors:
+            monitor.hook_called(hook, kwargs)
 
     def _argument(self, name: str, owner: str, kwargs: dict[str, Any]) -> Any:
         if name == "context" and "context" not in kwargs:

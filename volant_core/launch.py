@@ -24,6 +24,11 @@ AGENT_PORT = 8080
 AGENT_SERIAL_PORT_NAME = "volant.agent"
 
 
+#: Agent serial ports ("lanes") a hypervisor gives a new guest: that many connections at once (the
+#: core keeps one free for health probes).
+AGENT_LANES = 4
+
+
 def agent_serial_port_name(lane: int) -> str:
     """Name of the agent's virtio-serial port number ``lane``: ``volant.agent``, ``volant.agent.1``, ..."""
     if lane < 0:
@@ -192,6 +197,7 @@ class Instance(Protocol):
     def agent_channel(self) -> AgentChannel | None:
         """The channel to kestrel, or None when the backend has none (see the class documentation)."""
         ...
+
     console_socket: Path | None
     console_log: Path | None
 

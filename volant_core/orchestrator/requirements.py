@@ -110,5 +110,7 @@ def check_requirements(config: VMConfig, backends: Backends) -> None:
         try:
             backends.seed_builder(cloud_init.seed_mode, field="cloud_init.seed_mode")
         except NotFoundError as err:
-            raise ValidationError(f"cloud_init.seed_mode: {err.message}", field="cloud_init.seed_mode") from None
+            raise ValidationError(
+                f"cloud_init.seed_mode: {err.message}", field="cloud_init.seed_mode"
+            ) from None
         need(Capability.DISKS, "cloud_init", "a cloud-init seed disk")

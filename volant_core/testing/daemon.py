@@ -31,6 +31,20 @@ class RunningDaemon:
     state_dir: Path
     #: Sent on every request when set: ``dataclasses.replace(daemon, api_key=KEY)`` makes a keyed client.
     api_key: str | None = None
+    #: The in-process plugins it was started with (``restart`` registers them again by default).
+    plugins: tuple[tuple[str, object], ...] = ()
+
+    def restart(self, *, plugins: Iterable[tuple[str, object]] | None = None) -> None:
+        """Stop this daemon as volantd stops (VMs keep running) and start a new one on the same state,
+        settings and address, with ``plugins`` (default: the same in-process plugins) as it would
+        after an upgrade or a crash: it re-adopts the VMMs and calls ``volant_daemon_started``.
+        """
+        settings = self.daemon.settings.model_copy(update={"api_listen": self.url.removeprefix("http://")})
+        self.daemon.stop()
+        if plugins is not None:
+            self.plugins = tuple(plugins)
+        self.daemon = build_daemon(settings, plugins=load_plugins(extra=self.plugins))
+        self.daemon.start()
 
     def request(
         self,
@@ -70,12 +84,18 @@ def wait_for_vm_status(
 
 @contextmanager
 def running_daemon(
-    guest: GuestArtifacts | None = None, *, plugins: Iterable[tuple[str, object]] = (), **settings: Any
+    guest: GuestArtifacts | None = None,
+    *,
+    plugins: Iterable[tuple[str, object]] = (),
+    plugin_settings: Mapping[str, str] | None = None,
+    **settings: Any,
 ) -> Iterator[RunningDaemon]:
     """Start volantd on 127.0.0.1 (a free port) with state in a fresh short directory.
 
     ``plugins`` registers extra in-process plugins as ``(name, module_or_object)``
-    after the installed ones (test hypervisors, hook recorders).
+    after the installed ones (test hypervisors, hook recorders); ``plugin_settings``
+    gives plugin settings by variable (``{"VOLANT_QEMU_ACCEL": "tcg"}``), as the
+    environment would.
 
     On exit every VM is deleted, the server stops, any process still naming the
     state directory is killed and the directory is removed.
@@ -85,17 +105,19 @@ def running_daemon(
     if guest is not None:
         values.setdefault("kernel", guest.kernel)
         values.setdefault("initramfs", guest.initramfs)
-    daemon = build_daemon(load_settings({}, **values), plugins=load_plugins(extra=plugins))
+    extra = tuple(plugins)
+    daemon = build_daemon(load_settings({}, plugin_settings, **values), plugins=load_plugins(extra=extra))
     daemon.start()
     host, port = daemon.server.address
+    running = RunningDaemon(daemon, f"http://{host}:{port}", state, plugins=extra)
     try:
-        yield RunningDaemon(daemon, f"http://{host}:{port}", state)
+        yield running
     finally:
         try:
-            for vm in daemon.orchestrator.list_vms():
-                daemon.orchestrator.delete_vm(vm.name)
+            for vm in running.daemon.orchestrator.list_vms():
+                running.daemon.orchestrator.delete_vm(vm.name)
         finally:
-            daemon.stop()
+            running.daemon.stop()
             kill_mentioning(str(state))
             shutil.rmtree(state, ignore_errors=True)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import volant_qemu.paths
-from volant_qemu.channel import VirtioSerialChannel
 from volant_qemu.instance import QemuInstance
 from volant_qemu.launcher import QemuLauncher
 from volant_qemu.paths import VmPaths
 
 from volant_core.agent_client import AgentClient
+from volant_core.channels import SerialLaneChannel
 from volant_core.errors import AgentTimeout
 from volant_core.launch import LaunchSpec
 from volant_core.manifest import manifest_json, parse_manifest
@@ -35,7 +35,7 @@ def kestrel(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> Kestr
 
 
 def test_busy_lanes_make_a_request_wait_then_time_out(kestrel: KestrelHost) -> None:
-    channel = VirtioSerialChannel([kestrel.socket_path] * 2)  # two lanes leading to the same kestrel
+    channel = SerialLaneChannel([kestrel.socket_path] * 2)  # two lanes leading to the same kestrel
     client = AgentClient(channel)
     held = [channel.connect(5), channel.connect(5)]  # both lanes taken
     with pytest.raises(AgentTimeout) as caught:
@@ -50,7 +50,7 @@ def test_busy_lanes_make_a_request_wait_then_time_out(kestrel: KestrelHost) -> N
 
 
 def test_more_requests_than_lanes_all_get_answered(kestrel: KestrelHost) -> None:
-    channel = VirtioSerialChannel([kestrel.socket_path] * 2)
+    channel = SerialLaneChannel([kestrel.socket_path] * 2)
     client = AgentClient(channel)
     barrier = threading.Barrier(6)
 
@@ -67,7 +67,7 @@ def test_more_requests_than_lanes_all_get_answered(kestrel: KestrelHost) -> None
 
 
 def test_streams_held_open_never_take_the_lane_kept_for_health_probes(kestrel: KestrelHost) -> None:
-    channel = VirtioSerialChannel([kestrel.socket_path] * 2)
+    channel = SerialLaneChannel([kestrel.socket_path] * 2)
     client = AgentClient(channel)
     held = client.open("GET", "/v1/manifest", timeout=60)  # an answer nobody reads holds its lane
     with pytest.raises(AgentTimeout) as starved:

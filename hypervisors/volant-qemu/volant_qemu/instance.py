@@ -6,9 +6,9 @@ import logging
 import threading
 from pathlib import Path
 
+from volant_core.channels import SerialLaneChannel
 from volant_core.launch import AgentChannel
 from volant_core.processes import VmmProcess
-from volant_qemu.channel import VirtioSerialChannel
 from volant_qemu.paths import VmPaths
 from volant_qemu.qmp import QmpClient, QmpError
 
@@ -27,7 +27,7 @@ class QemuInstance:
         """Wrap ``process`` running the VM whose files live in ``paths``, booted with ``accelerator``."""
         self.pid = process.pid
         self.accelerator = accelerator
-        self.agent_channel: AgentChannel = VirtioSerialChannel(paths.present_agent_sockets())
+        self.agent_channel: AgentChannel = SerialLaneChannel(paths.present_agent_sockets())
         self.console_socket: Path | None = paths.console_socket
         self.console_log: Path | None = paths.console_log
         self.paths = paths

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from volant_core.errors import LaunchError
+from volant_core.launch import AGENT_LANES
 
 #: Longest path ``bind()`` accepts for a UNIX socket on Linux (``sun_path`` is 108 bytes, NUL included).
 MAX_SOCKET_PATH = 107
-#: Virtio-serial ports ("lanes") the agent channel of a new VM gets: as many connections at once.
-AGENT_LANES = 4
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,246 @@
+"""The plugin API v2 as a plugin package meets it, through a real daemon (host-process backend).
+
+The plugin is ``tests/packages/volant-lifecycle-example``: a network mode, a PCI device driver, a
+seed builder, settings and a reconcile hook, whose host resources are files in its own state
+directory. It is imported from its source tree here (its installed form is exercised by
+tests/test_packaging.py). The hypervisor is a TEST double: the host-process backend declaring
+the capabilities those extensions need (it runs kestrel on the host and attaches nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core import hookimpl
+from volant_core.errors import ValidationError
+from volant_core.launch import Capability, HypervisorDescriptor
+from volant_core.manifest import CloudInit, Devices
+from volant_core.testing.contracts import (
+    DeviceDriverContract,
+    NetworkModeContract,
+    SeedBuilderContract,
+    make_vm_view,
+)
+from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hooks import HookRecorder
+from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
+from volant_core.testing.waiting import eventually
+from volant_core.vm import VMView
+
+sys.path.insert(0, str(Path(__file__).parent / "packages" / "volant-lifecycle-example"))
+from volant_lifecycle_example import plugin as example
+
+from volant_core.context import PluginContext
+from volant_core.settings import load_settings
+
+PLUGIN = "lifecycle-example"
+#: The test hypervisor: capabilities for devices and the seed disk.
+HYPERVISOR = "test-host-process-capable"
+
+
+class CapableHostProcess:
+    """TEST double: the host-process backend declaring disks and PCI passthrough (it attaches neither:
+    kestrel runs on the host). It lets the example's device driver and seed builder run end to end.
+    """
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """``test-host-process-capable``."""
+        capabilities = frozenset({Capability.DISKS, Capability.PCI_PASSTHROUGH, Capability.ADOPT})
+        return [HypervisorDescriptor(HYPERVISOR, HostProcessLauncher, "TEST ONLY", capabilities=capabilities)]
+
+
+PLUGINS = ((PLUGIN, example), ("capable-host-process", CapableHostProcess()))
+
+
+@pytest.fixture
+def api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
+    """A daemon with the example plugin whose network detach raises."""
+    with host_process_daemon(
+        plugins=PLUGINS,
+        plugin_settings={"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH": "true"},
+        hypervisor=HYPERVISOR,
+        stop_timeout=5,
+    ) as daemon:
+        assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        yield daemon
+
+
+def state(api: RunningDaemon) -> Path:
+    """The example plugin's state directory in ``api``."""
+    return api.daemon.plugins.context(PLUGIN).state_dir
+
+
+def create(api: RunningDaemon, name: str, **config: Any) -> Any:
+    """Create VM ``name`` of hello-host with ``config`` and wait until it runs."""
+    answer = api.request("POST", "/api/v1/vms", {"name": name, "plugin": "hello-host", "config": config})
+    assert answer.status == 201, answer.json()
+    return api.wait_for_status(name, {"running"}, timeout=60)
+
+
+FULL = {
+    "network": {"mode": example.MODE},
+    "devices": {"pci_passthrough": ["0000:00:01.0"]},
+    "cloud_init": {"seed_mode": "example-seed", "user_data": {"content": "#cloud-config\n"}},
+}
+
+
+def test_a_failing_release_leaves_the_vm_stopped_and_the_rest_released(api: RunningDaemon) -> None:
+    create(api, "full", **FULL)
+    plugin_state = state(api)
+    assert (plugin_state / "attached" / "full").exists()
+    assert (plugin_state / "claims" / "full").read_text() == "0000:00:01.0\n"
+    seed = api.daemon.settings.runtime_dir / "full" / "seed" / "seed.img"
+    assert seed.read_text() == "#cloud-config"  # the manifest model trims strings
+
+    stopped = api.request("POST", "/api/v1/vms/full/stop")
+    assert stopped.status == 200 and stopped.json()["status"] == "stopped"
+    assert not (plugin_state / "claims" / "full").exists(), "the devices were not released"
+    assert not seed.parent.exists(), "the seed was not removed"
+    assert (plugin_state / "attached" / "full").exists()  # its detach raised: reported, not hidden
+    info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+    assert info[PLUGIN]["status"] == "degraded"
+    assert "example-net cannot detach full" in info[PLUGIN]["error"]
+    errors = [e for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
+    assert errors and errors[-1].vm_name == "full"
+
+    assert api.request("DELETE", "/api/v1/vms/full").status == 204
+    assert api.request("GET", "/api/v1/vms/full").status == 404
+
+
+def test_a_crash_releases_through_the_same_path(api: RunningDaemon) -> None:
+    vm = create(api, "crashes", **FULL)
+    claim = state(api) / "claims" / "crashes"
+    assert claim.exists()
+    os.kill(vm["pid"], signal.SIGKILL)
+    api.wait_for_status("crashes", {"crashed"}, timeout=30)
+    eventually(lambda: not claim.exists(), "the crashed VM's devices released")
+
+
+def test_a_device_claimed_by_one_vm_is_refused_to_another(api: RunningDaemon) -> None:
+    create(api, "first", devices=FULL["devices"])
+    answer = api.request(
+        "POST",
+        "/api/v1/vms",
+        {"name": "second", "plugin": "hello-host", "config": {"devices": FULL["devices"]}},
+    )
+    assert answer.status == 422
+    assert answer.json()["error"]["details"][0]["field"] == "devices.pci_passthrough[0]"
+    assert "claimed by vm first" in answer.json()["error"]["message"]
+    assert api.request("GET", "/api/v1/vms/second").status == 404
+
+
+def test_the_reconcile_hook_sees_the_vms_it_owns_after_a_restart(api: RunningDaemon) -> None:
+    create(api, "owned", network={"mode": example.MODE})
+    create(api, "other")
+    orphan = state(api) / "attached" / "vanished"
+    orphan.write_text("left by a VM deleted while volantd was down")
+
+    api.restart()
+
+    lines = [json.loads(line) for line in (state(api) / "reconciled.jsonl").read_text().splitlines()]
+    assert lines == [{"owned": []}, {"stopping": True}, {"owned": ["owned"]}]
+    assert not orphan.exists(), "the reconcile hook did not clean up"
+    assert api.wait_for_status("owned", {"running"})["pid"] is not None  # re-adopted, still running
+
+
+def test_an_uninstalled_plugin_never_blocks_stop_or_delete(api: RunningDaemon) -> None:
+    create(api, "orphaned", network={"mode": example.MODE})
+    api.restart(plugins=[p for p in PLUGINS if p[0] != PLUGIN])  # the package was uninstalled
+
+    assert api.wait_for_status("orphaned", {"running"})["status"] == "running"  # still re-adopted
+    stopped = api.request("POST", "/api/v1/vms/orphaned/stop")
+    assert stopped.status == 200 and stopped.json()["status"] == "stopped"
+    errors = [e.payload["message"] for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
+    assert any("unknown network mode 'example-net'" in message for message in errors)
+    started = api.request("POST", "/api/v1/vms/orphaned/start")
+    assert started.status == 404 and started.json()["error"]["details"][0]["field"] == "network.mode"
+    assert api.request("DELETE", "/api/v1/vms/orphaned").status == 204
+
+
+def test_invalid_plugin_settings_stop_the_daemon_naming_the_variable() -> None:
+    with pytest.raises(ValidationError, match="VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH"):
+        with host_process_daemon(
+            plugins=PLUGINS, plugin_settings={"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH": "maybe"}
+        ):
+            pass
+    with pytest.raises(
+        ValidationError, match="VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETAC: plugin lifecycle-example"
+    ):
+        with host_process_daemon(
+            plugins=PLUGINS, plugin_settings={"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETAC": "1"}
+        ):
+            pass
+
+
+def test_hooks_are_recorded_in_lifecycle_order(api: RunningDaemon) -> None:
+    recorder = HookRecorder.attach(api.daemon.plugins)
+    create(api, "seen", **FULL)
+    assert api.request("DELETE", "/api/v1/vms/seen").status == 204
+    order = recorder.hooks(ignore=("volant_event", "volant_allocate_ip"))
+    assert order == [
+        "volant_vm_validate",
+        "volant_prepare_launch",
+        "volant_vm_launched",
+        "volant_release_launch",
+        "volant_vm_stopped",
+        "volant_release_launch",
+        "volant_vm_deleted",
+    ], order
+
+
+# ------------------------------------------------------------------ the test kit's contract classes
+
+
+def _context(tmp_path: Path, **settings: str) -> PluginContext:
+    return PluginContext(PLUGIN, load_settings({}, state_dir=tmp_path), example.ExampleSettings(**settings))
+
+
+@pytest.fixture
+def vm(tmp_path: Path) -> VMView:
+    """A VM as the core hands it to plugins."""
+    return make_vm_view("contract", tmp_path / "vm", network_mode=example.MODE)
+
+
+class TestExampleNetworkMode(NetworkModeContract):
+    """The example's network mode honours the network-mode contract."""
+
+    @pytest.fixture
+    def network_mode(self, tmp_path: Path) -> Any:
+        return example.ExampleNetwork(_context(tmp_path))
+
+
+class TestExampleDeviceDriver(DeviceDriverContract):
+    """The example's device driver honours the device-driver contract."""
+
+    @pytest.fixture
+    def device_driver(self, tmp_path: Path) -> Any:
+        return example.ExampleDevices(_context(tmp_path))
+
+    @pytest.fixture
+    def devices(self) -> Devices:
+        return Devices(pci_passthrough=["0000:00:01.0", "0000:00:02.0"])
+
+    @pytest.fixture
+    def bad_devices(self) -> Devices:
+        return Devices(pci_passthrough=["01:00.0"])
+
+
+class TestExampleSeedBuilder(SeedBuilderContract):
+    """The example's seed builder honours the seed-builder contract."""
+
+    @pytest.fixture
+    def seed_builder(self) -> Any:
+        return example.ExampleSeed()
+
+    @pytest.fixture
+    def cloud_init(self) -> CloudInit:
+        return CloudInit(seed_mode="example-seed", user_data={"content": "#cloud-config\n"})  # type: ignore[arg-type]

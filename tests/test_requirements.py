@@ -1,0 +1,86 @@
+"""Nothing accepted and ignored: a field nothing installed honours is refused naming it (and the package
+that would handle it), at install, create, PATCH and rollback; hypervisor capabilities are checked and
+shown. Real daemons on the host-process backend, whose only capability is ``adopt``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from volant_core.testing.daemon import RunningDaemon
+
+
+def _refusal(answer: Any) -> tuple[str, str]:
+    error = answer.json()["error"]
+    return error["details"][0]["field"], error["message"]
+
+
+CONFIG_REFUSALS = [
+    ("devices", {"devices": {"pci_passthrough": ["0000:01:00.0"]}}, "devices.pci_passthrough", "volant-vfio"),
+    (
+        "cloud-init",
+        {"cloud_init": {"user_data": {"content": "#cloud-config"}}},
+        "cloud_init.seed_mode",
+        "volant-cloudinit",
+    ),
+    ("expose", {"expose": [{"port": 80}]}, "expose", "does not publish ports"),
+    ("subnet", {"network": {"mode": "none", "subnet": "10.9.0.0/24"}}, "network.subnet", "does not use it"),
+    ("api", {"api": {"host": "10.0.0.1"}}, "api", "not used"),
+    ("rootfs", {"rootfs": {"url": "http://127.0.0.1:9/root.img"}}, "rootfs", "capability 'disks'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "config", "field", "words"), CONFIG_REFUSALS, ids=[c[0] for c in CONFIG_REFUSALS]
+)
+def test_create_refuses_what_nothing_honours(
+    host_api: RunningDaemon, what: str, config: dict[str, Any], field: str, words: str
+) -> None:
+    answer = host_api.request(
+        "POST", "/api/v1/vms", {"name": "refused", "plugin": "hello-host", "config": config}
+    )
+    assert answer.status == 422, answer.json()
+    named, message = _refusal(answer)
+    assert named == field and words in message
+    assert host_api.request("GET", "/api/v1/vms").json() == []
+
+
+def test_install_refuses_a_manifest_nothing_can_boot(
+    host_api: RunningDaemon, host_manifest: dict[str, Any]
+) -> None:
+    manifest = copy.deepcopy(host_manifest)
+    manifest["name"] = manifest["runtime"] = "needs-a-gpu"
+    manifest["devices"] = {"pci_passthrough": ["0000:01:00.0"]}
+    answer = host_api.request("POST", "/api/v1/plugins", manifest)
+    assert answer.status == 422
+    field, message = _refusal(answer)
+    assert field == "devices.pci_passthrough" and "pip install volant-vfio" in message
+    assert host_api.request("GET", "/api/v1/plugins/needs-a-gpu").status == 404
+
+
+def test_patch_refuses_and_keeps_the_version(host_api: RunningDaemon) -> None:
+    assert host_api.request("POST", "/api/v1/vms", {"name": "kept", "plugin": "hello-host"}).status == 201
+    before = host_api.request("GET", "/api/v1/vms/kept/config").json()["version"]
+    answer = host_api.request("PATCH", "/api/v1/vms/kept/config", {"expose": [{"port": 8000}]})
+    assert answer.status == 422 and _refusal(answer)[0] == "expose"
+    assert host_api.request("GET", "/api/v1/vms/kept/config").json()["version"] == before
+
+
+def test_system_info_shows_what_each_hypervisor_can_do(host_api: RunningDaemon) -> None:
+    info = host_api.request("GET", "/api/v1/system/info").json()
+    hypervisors = {h["name"]: h for h in info["extensions"]["hypervisors"]}
+    assert hypervisors["test-host-process"]["capabilities"] == ["adopt", "test-only"]
+    assert hypervisors["test-host-process"]["plugin"] == "test-host-process"
+    modes = {m["name"]: m for m in info["extensions"]["network_modes"]}
+    assert modes["none"] == {
+        "name": "none",
+        "plugin": "core",
+        "description": modes["none"]["description"],
+        "leases_ip": False,
+        "requires": [],
+        "publishes_ports": False,
+        "honours": [],
+    }

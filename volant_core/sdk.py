@@ -1,0 +1,102 @@
+"""Everything a Volant plugin may import, in one module.
+
+Plugin packages import from here (and use :mod:`volant_core.testing` in their tests); every other
+module of ``volant_core`` is internal and may change in any release. What is listed in ``__all__``
+keeps its name and meaning within a minor series.
+"""
+
+from volant_core import hookimpl
+from volant_core.channels import SerialLaneChannel, TcpChannel, UnixSocketChannel
+from volant_core.context import PluginContext, call_with_context
+from volant_core.descriptors import (
+    BootSourceDescriptor,
+    DeviceDriver,
+    DeviceDriverDescriptor,
+    HostCheck,
+    HostCheckResult,
+    LaunchAdditions,
+    NetworkAttachment,
+    NetworkMode,
+    NetworkModeDescriptor,
+    RouteDescriptor,
+    SeedBuilder,
+    SeedBuilderDescriptor,
+)
+from volant_core.errors import (
+    AgentError,
+    ConflictError,
+    LaunchError,
+    NotFoundError,
+    PluginError,
+    ValidationError,
+)
+from volant_core.events import Event, EventType
+from volant_core.launch import (
+    AGENT_LANES,
+    AGENT_PORT,
+    AgentChannel,
+    Capability,
+    DiskRole,
+    DiskSpec,
+    HypervisorDescriptor,
+    Instance,
+    Launcher,
+    LaunchSpec,
+    NicSpec,
+    PciDeviceSpec,
+    agent_serial_port_name,
+)
+from volant_core.manifest import CloudInit, Devices, Manifest
+from volant_core.processes import AdoptedProcess, ChildProcess, VmmProcess, read_cmdline
+from volant_core.vm import VMStatus, VMView
+
+__all__ = [
+    "AGENT_LANES",
+    "AGENT_PORT",
+    "AdoptedProcess",
+    "AgentChannel",
+    "AgentError",
+    "BootSourceDescriptor",
+    "Capability",
+    "ChildProcess",
+    "CloudInit",
+    "ConflictError",
+    "DeviceDriver",
+    "DeviceDriverDescriptor",
+    "Devices",
+    "DiskRole",
+    "DiskSpec",
+    "Event",
+    "EventType",
+    "HostCheck",
+    "HostCheckResult",
+    "HypervisorDescriptor",
+    "Instance",
+    "LaunchAdditions",
+    "LaunchError",
+    "LaunchSpec",
+    "Launcher",
+    "Manifest",
+    "NetworkAttachment",
+    "NetworkMode",
+    "NetworkModeDescriptor",
+    "NicSpec",
+    "NotFoundError",
+    "PciDeviceSpec",
+    "PluginContext",
+    "PluginError",
+    "RouteDescriptor",
+    "SeedBuilder",
+    "SeedBuilderDescriptor",
+    "SerialLaneChannel",
+    "TcpChannel",
+    "UnixSocketChannel",
+    "VMStatus",
+    "VMView",
+    "ValidationError",
+    "VmmProcess",
+    "agent_serial_port_name",
+    "call_with_context",
+    "hookimpl",
+    "read_cmdline",
+]

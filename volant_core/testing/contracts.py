@@ -1,0 +1,226 @@
+"""Contract test classes: a plugin package subclasses one per extension it provides, and pytest runs
+the inherited tests against its objects, proving they honour the protocol the core relies on.
+
+Each class names the fixtures a subclass provides (define them as methods of the subclass or in its
+``conftest.py``). The core's own packages use them: ``hypervisors/volant-qemu`` subclasses
+:class:`HypervisorContract` (booting real guests), and the core tests run the other three against a
+test plugin. Example::
+
+    class TestMyVmm(HypervisorContract):
+        @pytest.fixture
+        def launcher(self):
+            return MyVmmLauncher(MySettings())
+
+        @pytest.fixture
+        def launch_spec(self, volant_guest, tmp_path):
+            return ...  # a LaunchSpec booting volant_guest with a healthy workload
+
+        @pytest.fixture
+        def broken_spec(self, tmp_path):
+            return ...  # a LaunchSpec the VMM refuses (a kernel that is not one)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core.agent_client import AgentClient
+from volant_core.descriptors import NetworkAttachment
+from volant_core.errors import LaunchError, ValidationError
+from volant_core.launch import DiskSpec, Instance, LaunchSpec, NicSpec, PciDeviceSpec
+from volant_core.manifest import CloudInit, Devices
+from volant_core.testing.processes import processes_mentioning
+from volant_core.vm import VMStatus, VMView
+
+
+def make_vm_view(name: str, runtime_dir: Path, **fields: Any) -> VMView:
+    """A :class:`VMView` as the core hands it to plugins, for contract tests (``fields`` override)."""
+    values: dict[str, Any] = {
+        "name": name,
+        "status": VMStatus.STARTING,
+        "runtime": "test",
+        "plugin": "test",
+        "hypervisor": "test",
+        "network_mode": "none",
+        "cpu_cores": 1,
+        "memory_mb": 256,
+        "mac_address": "52:54:00:12:34:56",
+        "vsock_cid": 3,
+        "runtime_dir": runtime_dir,
+    }
+    values.update(fields)
+    return VMView(**values)
+
+
+def _require_methods(obj: object, methods: dict[str, tuple[object, ...]]) -> None:
+    """Fail naming each method of ``methods`` that ``obj`` lacks or that does not take those parameters."""
+    problems = []
+    for name, parameters in methods.items():
+        method = getattr(obj, name, None)
+        if not callable(method):
+            problems.append(f"{type(obj).__name__} has no method {name}()")
+            continue
+        try:
+            inspect.signature(method).bind(*parameters)
+        except TypeError as err:
+            problems.append(
+                f"{type(obj).__name__}.{name}{inspect.signature(method)} cannot take {parameters}: {err}"
+            )
+    assert not problems, "; ".join(problems)
+
+
+class HypervisorContract:
+    """What every hypervisor backend must do, booting real guests.
+
+    Fixtures to provide: ``launcher`` (a new :class:`~volant_core.launch.Launcher`), ``launch_spec``
+    (a :class:`~volant_core.launch.LaunchSpec` that boots a guest whose kestrel turns healthy, in a
+    ``vm_dir`` of its own) and ``broken_spec`` (one the VMM refuses to boot). Tune ``boot_timeout``
+    and ``stop_timeout`` (seconds) for slow hosts.
+    """
+
+    boot_timeout = 120.0
+    stop_timeout = 60.0
+
+    def test_launcher_has_the_protocol_methods(self, launcher: Any) -> None:
+        """``launch(spec)`` and ``adopt(spec, pid)``."""
+        _require_methods(launcher, {"launch": ("spec",), "adopt": ("spec", 1)})
+
+    def test_boots_answers_is_adopted_and_stops(self, launcher: Any, launch_spec: LaunchSpec) -> None:
+        """A launched guest's kestrel answers over the instance's channel; a new launcher adopts the
+        VMM (and not for another VM); stop powers it off, leaves no process, and is idempotent.
+        """
+        instance = launcher.launch(launch_spec)
+        try:
+            self._check_instance(instance)
+            assert instance.agent_channel is not None, "the instance must offer an agent channel"
+            client = AgentClient(instance.agent_channel)
+            try:
+                assert client.wait_healthy(self.boot_timeout, alive=instance.alive)["status"] == "ok"
+            finally:
+                client.close()
+            elsewhere = dataclasses.replace(launch_spec, vm_dir=launch_spec.vm_dir.parent / "not-this-vm")
+            assert launcher.adopt(elsewhere, instance.pid) is None, "adopted the VMM of another VM"
+            adopted = launcher.adopt(launch_spec, instance.pid)
+            assert adopted is not None, "a running VMM was not adopted"
+            assert adopted.pid == instance.pid and adopted.alive()
+            status = adopted.stop(self.stop_timeout)
+            assert not adopted.alive() and instance.wait(10) is not None
+            assert adopted.stop(self.stop_timeout) == status, "stop is not idempotent"
+            adopted.kill()
+            assert processes_mentioning(str(launch_spec.vm_dir)) == []
+            assert launcher.adopt(launch_spec, instance.pid) is None, "adopted a VMM that is gone"
+        finally:
+            instance.kill()
+
+    def test_a_killed_vmm_is_seen_as_ended(self, launcher: Any, launch_spec: LaunchSpec) -> None:
+        """SIGKILL of the VMM: ``wait`` reports the signal, ``alive`` turns False, ``kill`` stays safe."""
+        instance = launcher.launch(launch_spec)
+        try:
+            os.kill(instance.pid, signal.SIGKILL)
+            assert instance.wait(30) == -signal.SIGKILL
+            assert not instance.alive()
+            instance.kill()
+        finally:
+            instance.kill()
+
+    def test_a_failed_launch_raises_and_leaves_no_process(
+        self, launcher: Any, broken_spec: LaunchSpec
+    ) -> None:
+        """A spec the VMM refuses raises LaunchError with a message, and nothing keeps running."""
+        with pytest.raises(LaunchError) as caught:
+            launcher.launch(broken_spec)
+        assert caught.value.message
+        assert processes_mentioning(str(broken_spec.vm_dir)) == []
+
+    @staticmethod
+    def _check_instance(instance: Any) -> None:
+        assert isinstance(instance, Instance), f"{type(instance).__name__} lacks Instance members"
+        assert isinstance(instance.pid, int) and isinstance(instance.accelerator, str)
+        assert instance.alive() and instance.wait(0) is None
+        _require_methods(instance, {"wait": (1.0,), "alive": (), "stop": (1.0,), "kill": ()})
+
+
+class NetworkModeContract:
+    """What every network mode must do. Fixtures: ``network_mode`` (the object its factory builds)
+    and ``vm`` (a :class:`VMView` for it; :func:`make_vm_view` makes one).
+    """
+
+    def test_network_mode_has_the_protocol_methods(self, network_mode: Any) -> None:
+        """``attach(vm)`` and ``detach(vm)``."""
+        _require_methods(network_mode, {"attach": ("vm",), "detach": ("vm",)})
+
+    def test_attach_then_detach_twice(self, network_mode: Any, vm: VMView) -> None:
+        """An attachment of NICs and kernel arguments; detach undoes it and may run again."""
+        attachment = network_mode.attach(vm)
+        try:
+            assert isinstance(attachment, NetworkAttachment)
+            for nic in attachment.nics:
+                assert isinstance(nic, NicSpec)
+                assert nic.host_mac != nic.mac, "the tap's MAC must differ from the guest's"
+            for argument in attachment.kernel_args:
+                assert argument and argument.isascii() and argument.isprintable() and " " not in argument
+        finally:
+            network_mode.detach(vm)
+        network_mode.detach(vm)
+
+    def test_detach_of_a_vm_never_attached_is_harmless(self, network_mode: Any, vm: VMView) -> None:
+        """Release runs on every path, also for a VM whose attach never happened."""
+        network_mode.detach(vm)
+
+
+class DeviceDriverContract:
+    """What every device driver must do. Fixtures: ``device_driver``, ``vm``, ``devices`` (a
+    :class:`~volant_core.manifest.Devices` it can attach) and ``bad_devices`` (one it must refuse).
+    """
+
+    def test_device_driver_has_the_protocol_methods(self, device_driver: Any) -> None:
+        """``validate(vm, devices)``, ``attach(vm, devices)`` and ``detach(vm)``."""
+        _require_methods(
+            device_driver, {"validate": ("vm", "devices"), "attach": ("vm", "devices"), "detach": ("vm",)}
+        )
+
+    def test_bad_devices_are_refused_naming_the_field(
+        self, device_driver: Any, vm: VMView, bad_devices: Devices
+    ) -> None:
+        """Validation refuses with a ValidationError whose field is under ``devices``."""
+        with pytest.raises(ValidationError) as caught:
+            device_driver.validate(vm, bad_devices)
+        assert (caught.value.field or "").startswith("devices")
+
+    def test_attach_then_detach_twice(self, device_driver: Any, vm: VMView, devices: Devices) -> None:
+        """Attach gives typed PCI specs for every address; detach gives them back, idempotently."""
+        device_driver.validate(vm, devices)
+        specs = device_driver.attach(vm, devices)
+        try:
+            assert all(isinstance(spec, PciDeviceSpec) for spec in specs)
+            assert [spec.address for spec in specs] == list(devices.pci_passthrough)
+        finally:
+            device_driver.detach(vm)
+        device_driver.detach(vm)
+
+
+class SeedBuilderContract:
+    """What every seed builder must do. Fixtures: ``seed_builder``, ``vm`` and ``cloud_init`` (a
+    :class:`~volant_core.manifest.CloudInit` to build).
+    """
+
+    def test_seed_builder_has_the_protocol_methods(self, seed_builder: Any) -> None:
+        """``build(vm, cloud_init, directory)``."""
+        _require_methods(seed_builder, {"build": ("vm", "cloud_init", Path("."))})
+
+    def test_builds_a_disk_inside_the_given_directory(
+        self, seed_builder: Any, vm: VMView, cloud_init: CloudInit, tmp_path: Path
+    ) -> None:
+        """The seed is a file under the VM's seed directory (removed with it), described as a disk."""
+        directory = tmp_path / "seed"
+        directory.mkdir()
+        disk = seed_builder.build(vm, cloud_init, directory)
+        assert isinstance(disk, DiskSpec)
+        assert disk.path.is_file() and disk.path.resolve().is_relative_to(directory.resolve())
