@@ -104,12 +104,15 @@ def _sections() -> dict[str, str]:
 
 
 def _hookimpls(text: str, filename: str) -> Iterator[tuple[str, tuple[str, ...]]]:
-    """``(function name, parameters)`` of every ``@hookimpl`` function in the Python blocks of ``text``."""
+    """``(function name, parameters)`` of every ``@hookimpl`` function in the Python blocks of ``text``
+    (a method's ``self`` left out: pluggy does not pass it by name).
+    """
     for block in PYTHON_BLOCK.finditer(text):
         for node in ast.walk(ast.parse(block["code"], filename=filename)):
             if isinstance(node, ast.FunctionDef) and any(_is_hookimpl(d) for d in node.decorator_list):
                 args = node.args
-                yield node.name, tuple(a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs])
+                params = tuple(a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs])
+                yield node.name, params[1:] if params[:1] == ("self",) else params
 
 
 def _doc_hookimpls() -> list[tuple[str, str, tuple[str, ...]]]:
