@@ -16,7 +16,7 @@ import re
 import sys
 import tokenize
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -105,7 +105,7 @@ def groups_of(module: ModuleType) -> list[Group]:
         if not owners:
             raise ValueError(f"hook {hook.name} comes before the first group banner of {module.__name__}")
         group = groups[owners[-1]]
-        groups[owners[-1]] = Group(group.title, group.summary, group.line, (*group.hooks, hook))
+        groups[owners[-1]] = replace(group, hooks=(*group.hooks, hook))
     return groups
 
 
