@@ -6,18 +6,24 @@ Through real daemons on the host-process backend, with in-process plugins that m
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pluggy
 import pytest
 
 from volant_core import hookimpl
+from volant_core.channels import UnixSocketChannel
 from volant_core.descriptors import NetworkModeDescriptor
-from volant_core.launch import HypervisorDescriptor, Instance
+from volant_core.errors import LaunchError
+from volant_core.launch import AgentChannel, HypervisorDescriptor, Instance, LaunchSpec
 from volant_core.plugins import load_plugins
 from volant_core.testing.daemon import RunningDaemon
-from volant_core.testing.hostvm import host_process_daemon
+from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
+from volant_core.testing.processes import processes_mentioning
 from volant_core.vm import VMView
 
 
@@ -203,3 +209,167 @@ def test_the_core_default_answers_last() -> None:
     plugins = load_plugins(disabled=())
     owners = [owner for owner, _ in plugins.calls.implementations("volant_allocate_ip")]
     assert owners[-1] == "core"
+
+
+class ShipsARuntime:
+    """Ships the example runtime as a dict, the way a pip package would."""
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        self.manifest = manifest
+
+    @hookimpl
+    def volant_runtime_manifests(self) -> list[dict[str, Any]]:
+        """One manifest."""
+        return [self.manifest]
+
+
+def test_shipped_runtimes_are_listed_with_their_package_and_go_with_it(host_manifest: dict[str, Any]) -> None:
+    shipped = {**host_manifest, "name": "shipped", "runtime": "shipped"}
+    with host_process_daemon(plugins=[("ships", ShipsARuntime(shipped))]) as api:
+        listed = {r["name"]: r for r in api.request("GET", "/api/v1/plugins").json()["plugins"]}
+        assert listed["shipped"]["source"] == "package:in-process"
+        assert api.request("POST", "/api/v1/vms", {"name": "s1", "plugin": "shipped"}).status == 201
+        api.daemon.plugins.fail("ships", "uninstalled by the test")
+        assert "shipped" not in {r["name"] for r in api.request("GET", "/api/v1/plugins").json()["plugins"]}
+
+
+class Scratch:
+    """Acquires a scratch file per VM in ``volant_prepare_launch`` and releases it in
+    ``volant_release_launch``; counts the releases.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.released: list[str] = []
+
+    @hookimpl
+    def volant_prepare_launch(self, vm: VMView) -> None:
+        """Take the file."""
+        (self.directory / vm.name).write_text("held")
+
+    @hookimpl
+    def volant_release_launch(self, vm: VMView) -> None:
+        """Give it back (idempotent)."""
+        (self.directory / vm.name).unlink(missing_ok=True)
+        self.released.append(vm.name)
+
+
+class FailingLauncher:
+    """A hypervisor whose launch always fails (after the host resources were acquired)."""
+
+    def launch(self, spec: LaunchSpec) -> Instance:
+        """Fail."""
+        raise LaunchError("this VMM never starts (test)")
+
+    def adopt(self, spec: LaunchSpec, pid: int) -> None:
+        """Nothing to adopt."""
+        return None
+
+
+class FailingHypervisor:
+    """Registers ``test-never-starts``."""
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """The failing backend."""
+        return [HypervisorDescriptor("test-never-starts", FailingLauncher, "TEST: launch always fails")]
+
+
+def test_what_prepare_launch_acquired_is_released_on_stop_crash_and_a_failed_launch(
+    tmp_path: Path, host_manifest: dict[str, Any]
+) -> None:
+    scratch = Scratch(tmp_path)
+    plugins = [("scratch", scratch), ("never-starts", FailingHypervisor())]
+    with host_process_daemon(plugins=plugins, stop_timeout=5) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        assert api.request("POST", "/api/v1/vms", {"name": "held", "plugin": "hello-host"}).status == 201
+        vm = api.wait_for_status("held", {"running"})
+        assert (tmp_path / "held").exists()
+        assert api.request("POST", "/api/v1/vms/held/stop").status == 200
+        assert not (tmp_path / "held").exists() and scratch.released == ["held"]
+
+        assert api.request("POST", "/api/v1/vms/held/start").status == 200
+        vm = api.wait_for_status("held", {"running"})
+        os.kill(vm["pid"], signal.SIGKILL)
+        api.wait_for_status("held", {"crashed"})
+        assert not (tmp_path / "held").exists() and scratch.released == ["held", "held"]
+
+        failed = api.request(
+            "POST",
+            "/api/v1/vms",
+            {"name": "never", "plugin": "hello-host", "hypervisor": "test-never-starts"},
+        )
+        assert failed.status == 500 and "never starts" in failed.json()["error"]["message"]
+        assert not (tmp_path / "never").exists() and scratch.released[-1] == "never"
+        assert api.request("GET", "/api/v1/vms/never").status == 404
+
+
+class ChannelLess:
+    """TEST backend: the host-process launcher whose instances offer no agent channel."""
+
+    def __init__(self) -> None:
+        self.inner = HostProcessLauncher()
+
+    def launch(self, spec: LaunchSpec) -> Instance:
+        """Launch, then hide the channel."""
+        return _without_channel(self.inner.launch(spec))
+
+    def adopt(self, spec: LaunchSpec, pid: int) -> Instance | None:
+        """Adopt, then hide the channel."""
+        instance = self.inner.adopt(spec, pid)
+        return _without_channel(instance) if instance is not None else None
+
+
+def _without_channel(instance: Any) -> Any:
+    instance.agent_channel = None
+    return instance
+
+
+class ChannelLessHypervisor:
+    """Registers ``test-channel-less``."""
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """The backend without channels."""
+        return [
+            HypervisorDescriptor(
+                "test-channel-less", ChannelLess, "TEST: no agent channel", capabilities=frozenset({"adopt"})
+            )
+        ]
+
+
+class OffersTheSocket:
+    """Offers the host-process agent socket as the channel of a VM whose instance has none."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    @hookimpl
+    def volant_agent_channel(self, vm: VMView, instance: Instance) -> AgentChannel | None:
+        """The kestrel socket in the VM's directory."""
+        self.asked.append(vm.name)
+        return UnixSocketChannel(vm.runtime_dir / "agent.sock", exclusive=False)
+
+
+def test_the_agent_channel_hook_is_asked_at_boot_and_at_re_adoption(host_manifest: dict[str, Any]) -> None:
+    offers = OffersTheSocket()
+    plugins = [("channel-less", ChannelLessHypervisor()), ("offers", offers)]
+    with host_process_daemon(plugins=plugins, hypervisor="test-channel-less", stop_timeout=5) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        assert api.request("POST", "/api/v1/vms", {"name": "c1", "plugin": "hello-host"}).status == 201
+        assert api.wait_for_status("c1", {"running"})["status"] == "running"
+        assert offers.asked == ["c1"]
+        api.restart()
+        assert api.wait_for_status("c1", {"running"})["status"] == "running"
+        assert offers.asked == ["c1", "c1"]
+        assert api.request("GET", "/api/v1/vms/c1/agent/v1/health").status == 200
+
+
+def test_a_vm_nobody_can_reach_is_not_booted(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon(
+        plugins=[("channel-less", ChannelLessHypervisor())], hypervisor="test-channel-less"
+    ) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        answer = api.request("POST", "/api/v1/vms", {"name": "c2", "plugin": "hello-host"})
+        assert answer.status == 500 and "kestrel cannot be reached" in answer.json()["error"]["message"]
+        assert processes_mentioning(str(api.state_dir)) == []

@@ -44,18 +44,7 @@ CALLER_METHODS = frozenset({"notify", "validate", "validate_by_plugin", "resolve
 
 #: Hooks no test exercises yet: neither implemented by a test plugin nor called by a test. Each
 #: entry is a missing test to write; remove the entry with it (a test below fails on a stale one).
-WITHOUT_BEHAVIOUR_TEST = frozenset(
-    {
-        "volant_device_drivers",  # a driver's validate/attach/detach around a VM with devices
-        "volant_runtime_manifests",  # shipped manifests listed with package:<distribution>
-        "volant_seed_builders",  # a seed disk attached read-only, rebuilt, removed on release
-        "volant_settings",  # VOLANT_<PLUGIN>_* read, validated, stray variables refused
-        "volant_daemon_started",  # called once after re-adoption, with every VM
-        "volant_daemon_stopping",  # called once at shutdown
-        "volant_release_launch",  # called on stop, crash, delete, recovery and a failed launch
-        "volant_agent_channel",  # asked only when the instance has no agent channel
-    }
-)
+WITHOUT_BEHAVIOUR_TEST: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

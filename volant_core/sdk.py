@@ -7,6 +7,8 @@ keeps its name and meaning within a minor series.
 
 from volant_core import hookimpl
 from volant_core.channels import SerialLaneChannel, TcpChannel, UnixSocketChannel
+from volant_core.cli.client import ApiClient
+from volant_core.cli.context import pass_client
 from volant_core.context import PluginContext, call_with_context
 from volant_core.descriptors import (
     BootSourceDescriptor,
@@ -56,6 +58,7 @@ __all__ = [
     "AdoptedProcess",
     "AgentChannel",
     "AgentError",
+    "ApiClient",
     "BootSourceDescriptor",
     "Capability",
     "ChildProcess",
@@ -98,5 +101,6 @@ __all__ = [
     "agent_serial_port_name",
     "call_with_context",
     "hookimpl",
+    "pass_client",
     "read_cmdline",
 ]

@@ -22,6 +22,10 @@ from volant_core.store import VMRecord
 from volant_core.vm import VMStatus, VMView
 
 
+#: Longest wait for a VMM killed during its boot to be gone (seconds).
+REAP_TIMEOUT = 10.0
+
+
 class Booter:
     """Launches VMMs from the VMs' current configurations and adopts the ones a daemon restart left.
 
@@ -57,7 +61,12 @@ class Booter:
         spec = self._resources.acquire(view, config)
         try:
             instance = launcher.launch(spec)
-            channel = self._channel_of(view, instance)
+            try:
+                channel = self._channel_of(view, instance)
+            except BaseException:
+                instance.kill()
+                instance.wait(REAP_TIMEOUT)
+                raise
         except BaseException:
             self._resources.release(view, config)
             raise
