@@ -226,11 +226,12 @@ def test_netns_fixture_without_the_testing_extra_says_what_to_install(
     ``volant_netns`` fails naming the extra, while the other tests run.
     """
     venv = make_venv(tmp_path / "venv", core_wheel, f"pytest=={pytest.__version__}")
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
-    (tmp_path / "test_uses_netns.py").write_text(
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "test_uses_netns.py").write_text(
         "def test_netns(volant_netns):\n    pass\n\n\ndef test_other(volant_kestrel):\n    pass\n"
     )
-    done = venv.run("python", "-m", "pytest", "-p", "no:cacheprovider", "-rA", cwd=tmp_path)
+    done = venv.pytest(run, "-rA")
     assert done.returncode == 1, done.stdout
     assert "the volant_netns fixture needs pyroute2: install volant-core[testing]" in done.stdout
     assert "1 passed, 1 error" in done.stdout, done.stdout

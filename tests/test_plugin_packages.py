@@ -30,8 +30,6 @@ PACKAGES = sorted(
 )
 #: Seconds one package's tests may take in its venv (guests do not boot there).
 RUN_TIMEOUT = 480
-#: The configuration of the copied tests: an empty one, so pytest looks no further up for another.
-PYTEST_INI = "[pytest]\n"
 
 
 @pytest.mark.parametrize("package", PACKAGES, ids=lambda package: str(package.relative_to(REPO)))
@@ -48,19 +46,7 @@ def test_package_passes_its_own_tests_installed_alone(
     )
     run = tmp_path / "run"
     shutil.copytree(package / "tests", run / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-    (run / "pytest.ini").write_text(PYTEST_INI)
-    done = venv.run(
-        "python",
-        "-m",
-        "pytest",
-        "-m",
-        "not e2e",
-        "-p",
-        "no:cacheprovider",
-        "tests",
-        cwd=run,
-        timeout=RUN_TIMEOUT,
-    )
+    done = venv.pytest(run, "-m", "not e2e", "tests", timeout=RUN_TIMEOUT)
     assert done.returncode == 0, (
         f"the tests of {package.relative_to(REPO)} fail installed alone (pytest exited {done.returncode}):\n"
         f"{done.stdout}{done.stderr}"

@@ -96,6 +96,16 @@ class Venv:
             check=False,
         )
 
+    def pytest(self, directory: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the venv's pytest ARGS in ``directory``, isolated from what lies above it: an empty
+        ``pytest.ini`` written there makes it the rootdir, so no configuration or ``conftest.py``
+        of an enclosing checkout leaks in.
+        """
+        (directory / "pytest.ini").write_text("[pytest]\n")
+        return self.run(
+            "python", "-m", "pytest", "-p", "no:cacheprovider", *args, cwd=directory, timeout=timeout
+        )
+
     def volar(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the venv's own ``volar ARGS`` (see :meth:`run`)."""
         return self.run("volar", *args)
