@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -20,11 +21,18 @@ from pyroute2 import IPRoute, netns
 from volant_core.testing.daemon import running_daemon
 from volant_core.testing.netns import NamespaceLeak, NetworkNamespace, network_namespace
 from volant_core.testing.processes import pid_alive
+from volant_core.testing.waiting import eventually
 
 #: Run by a child: the names of the network interfaces it sees, as JSON.
 LIST_INTERFACES = "import json, socket; print(json.dumps(sorted(n for _, n in socket.if_nameindex())))"
 #: A child that sleeps until killed (the namespace's cleanup sends SIGKILL, which nothing can ignore).
 SLEEPER = "import time; time.sleep(3600)"
+#: A child that starts :data:`SLEEPER` in a session of its own, prints its pid and exits, as daemons do.
+DAEMONIZER = (
+    "import subprocess, sys; "
+    f"print(subprocess.Popen([sys.executable, '-c', {SLEEPER!r}], start_new_session=True, "
+    "stdout=subprocess.DEVNULL).pid)"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +48,12 @@ def remove_if_left(name: str) -> None:
     """Delete the namespace ``name`` if it still exists."""
     if name in netns.listnetns():
         netns.remove(name)
+
+
+def kill_if_alive(pid: int) -> None:
+    """SIGKILL ``pid`` if it still runs."""
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def reap(child: subprocess.Popen[Any]) -> None:
@@ -134,6 +148,19 @@ def test_leaked_process_fails_and_is_killed(backstop: contextlib.ExitStack) -> N
     assert child.wait(timeout=30) == -signal.SIGKILL
     assert not pid_alive(child.pid)
     assert namespace.name not in netns.listnetns()
+
+
+def test_a_daemonized_process_left_inside_is_found_and_killed(backstop: contextlib.ExitStack) -> None:
+    """A process that left its parent (no Popen of the test knows it) is found by its namespace."""
+    with pytest.raises(NamespaceLeak) as leaked:
+        with network_namespace() as namespace:
+            backstop.callback(remove_if_left, namespace.name)
+            parent = namespace.popen([sys.executable, "-c", DAEMONIZER], stdout=subprocess.PIPE, text=True)
+            output, _ = parent.communicate(timeout=60)
+            daemon = int(output)
+            backstop.callback(kill_if_alive, daemon)
+    assert leaked.value.leaks == [f"process {daemon} ({sys.executable} -c {SLEEPER})"]
+    eventually(lambda: not pid_alive(daemon), f"process {daemon} to be gone")
 
 
 def test_leaked_link_fails_and_the_namespace_is_deleted(backstop: contextlib.ExitStack) -> None:

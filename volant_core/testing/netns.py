@@ -19,19 +19,18 @@ Creating a namespace needs root (``CAP_SYS_ADMIN``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute, netns
 
-from volant_core.testing.processes import pid_alive
 from volant_core.testing.waiting import eventually
 
 #: Seconds leaked processes have to die after SIGKILL, and this process's own threads
@@ -78,7 +77,7 @@ class NetworkNamespace:
         (lo,) = self.ipr.link_lookup(ifname="lo")
         self.ipr.link("set", index=lo, state="up")
 
-    @contextmanager
+    @contextlib.contextmanager
     def enter(self) -> Iterator[None]:
         """Move the current thread into the namespace for the ``with`` block, then back where it was."""
         home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
@@ -120,18 +119,19 @@ class NetworkNamespace:
 
     def close(self) -> list[str]:
         """Kill every process in the namespace, delete it, and say what the test leaked in it."""
-        try:
-            processes = self.processes()
-            for pid in processes:
-                try:
+        processes: dict[int, str] = {}
+
+        def kill_all() -> bool:
+            """SIGKILL what runs inside (again: a dying parent may have forked); True once nothing does."""
+            found = self.processes()
+            processes.update(found)
+            for pid in found:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            eventually(
-                lambda: not any(map(pid_alive, processes)),
-                f"killed processes of {self.name} to exit",
-                timeout=self._settle_timeout,
-            )
+            return not found
+
+        try:
+            eventually(kill_all, f"the processes of {self.name} to exit", timeout=self._settle_timeout)
             try:
                 eventually(lambda: not self.own_threads(), "threads to leave", timeout=self._settle_timeout)
             except AssertionError:
@@ -145,7 +145,7 @@ class NetworkNamespace:
         return leaks
 
 
-@contextmanager
+@contextlib.contextmanager
 def network_namespace(
     prefix: str = "volant-test", *, settle_timeout: float = SETTLE_TIMEOUT
 ) -> Iterator[NetworkNamespace]:
