@@ -17,6 +17,7 @@ from volant_core.descriptors import NetworkModeDescriptor
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.processes import kill_mentioning
+from volant_core.testing.venvs import build_wheel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -89,3 +90,11 @@ def host_api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
     with host_process_daemon(reconcile_interval=0.5, stop_timeout=5) as daemon:
         assert daemon.request("POST", "/api/v1/plugins", host_manifest).status == 201
         yield daemon
+
+
+@pytest.fixture(scope="session")
+def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """volant-core built from this checkout as a wheel (hatchling), once per session (never the
+    editable development install); skipped without uv.
+    """
+    return build_wheel(REPO, tmp_path_factory.mktemp("wheel"))

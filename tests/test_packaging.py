@@ -10,15 +10,11 @@ command) live in ``tests/packages/``.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +22,10 @@ import pytest
 
 from volant_core.testing.daemon import volantd_process
 from volant_core.testing.processes import kill_mentioning, processes_mentioning
+from volant_core.testing.venvs import Venv, clean_env, make_venv, require_uv
 from volant_core.testing.waiting import free_port
 
-_found_uv = shutil.which("uv")
-if _found_uv is None:
-    pytest.skip(
-        "uv is not installed (https://docs.astral.sh/uv/): cannot build test venvs", allow_module_level=True
-    )
-#: The uv executable that builds every venv of this module.
-UV: str = _found_uv
+require_uv()
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = Path(__file__).resolve().parent / "packages"
@@ -52,8 +43,6 @@ COMMAND_PLUGINS = {
 }
 #: Seconds a started daemon has to answer ``/healthz``, then to exit after SIGTERM.
 DAEMON_DEADLINE = 30.0
-#: Variables of the test run that must not leak into the venv's processes.
-LEAKY_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
 
 #: Run in a venv's Python: load plugins as volantd does and report what got imported.
 PROBE = """
@@ -70,84 +59,19 @@ print(json.dumps({
 """
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The test run's environment without ``VOLANT_*`` settings or venv/path leaks, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOLANT_") and k not in LEAKY_VARIABLES}
-    env.update(extra)
-    return env
+def list_plugins(venv: Venv, **env: str) -> dict[str, dict[str, str]]:
+    """Run the venv's ``volantd --list-plugins`` (which must exit 0) and parse its table by plugin name."""
+    done = venv.run("volantd", "--list-plugins", **env)
+    assert done.returncode == 0, f"volantd --list-plugins exited {done.returncode}:\n{done.stderr}"
+    return parse_table(done.stdout)
 
 
-def uv(*args: str) -> None:
-    """Run ``uv ARGS``, from uv's cache alone when it can, else reaching the package index."""
-    for network in (("--offline",), ()):
-        done = subprocess.run(
-            [UV, *args, *network], env=clean_env(), capture_output=True, text=True, timeout=300, check=False
-        )
-        if done.returncode == 0:
-            return
-    raise AssertionError(f"uv {' '.join(args)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-
-
-@dataclass(frozen=True)
-class Venv:
-    """A virtual environment built for one test module."""
-
-    root: Path
-
-    @property
-    def python(self) -> Path:
-        """The venv's interpreter."""
-        return self.root / "bin" / "python"
-
-    @property
-    def volantd(self) -> Path:
-        """The ``volantd`` console script installed in the venv."""
-        return self.root / "bin" / "volantd"
-
-    def volar(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run the venv's own ``volar ARGS`` to completion, capturing its output as text."""
-        return subprocess.run(
-            [str(self.root / "bin" / "volar"), *args],
-            env=clean_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-
-    def install(self, *requirements: Path) -> None:
-        """``uv pip install`` distributions, resolving dependencies as a user's install would."""
-        uv("pip", "install", "--no-sources", "--python", str(self.python), *map(str, requirements))
-
-    def uninstall(self, *names: str) -> None:
-        """``uv pip uninstall`` distributions by name."""
-        uv("pip", "uninstall", "--python", str(self.python), *names)
-
-    def list_plugins(self, **env: str) -> dict[str, dict[str, str]]:
-        """Run ``volantd --list-plugins`` (which must exit 0) and parse its table by plugin name."""
-        done = subprocess.run(
-            [str(self.volantd), "--list-plugins"],
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, f"volantd --list-plugins exited {done.returncode}:\n{done.stderr}"
-        return parse_table(done.stdout)
-
-    def probe(self, **env: str) -> dict[str, Any]:
-        """Run :data:`PROBE` in the venv and return what it printed."""
-        done = subprocess.run(
-            [str(self.python), "-c", PROBE],
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        result: dict[str, Any] = json.loads(done.stdout)
-        return result
+def probe(venv: Venv, **env: str) -> dict[str, Any]:
+    """Run :data:`PROBE` in the venv's Python and return what it printed."""
+    done = venv.run("python", "-c", PROBE, **env)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
 
 
 def project_metadata(source: Path) -> tuple[str, str]:
@@ -167,23 +91,6 @@ def parse_table(text: str) -> dict[str, dict[str, str]]:
         for line in lines
     ]
     return {row[names[0]]: row for row in rows}
-
-
-def make_venv(directory: Path, wheel: Path, *plugins: Path) -> Venv:
-    """A venv on this test run's interpreter with volant-core (from ``wheel``) and ``plugins``."""
-    uv("venv", "--quiet", "--python", sys.executable, str(directory))
-    venv = Venv(directory)
-    venv.install(wheel, *plugins)
-    return venv
-
-
-@pytest.fixture(scope="module")
-def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """volant-core built from this checkout as a wheel (hatchling), once per module."""
-    out = tmp_path_factory.mktemp("wheel")
-    uv("build", "--quiet", "--wheel", "--out-dir", str(out), str(REPO))
-    (wheel,) = out.glob("volant_core-*.whl")
-    return wheel
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +123,7 @@ def daemon_state_dir() -> Iterator[Path]:
 
 def test_core_alone_has_only_the_core_plugin(core_venv: Venv) -> None:
     """A bare install of volant-core lists its built-in plugin and nothing else."""
-    plugins = core_venv.list_plugins()
+    plugins = list_plugins(core_venv)
     assert set(plugins) == {"core"}
     assert plugins["core"]["STATUS"] == "loaded"
     assert plugins["core"]["DISTRIBUTION"] == "volant-core"
@@ -227,18 +134,18 @@ def test_installing_a_plugin_makes_it_appear_and_uninstalling_removes_it(core_ve
     distribution, version = project_metadata(QEMU_PACKAGE)
     core_venv.install(QEMU_PACKAGE)
     try:
-        plugins = core_venv.list_plugins()
+        plugins = list_plugins(core_venv)
         assert plugins["qemu"]["STATUS"] == "loaded", plugins["qemu"]
         assert (plugins["qemu"]["DISTRIBUTION"], plugins["qemu"]["VERSION"]) == (distribution, version)
         assert plugins["qemu"]["ERROR"] == ""
     finally:
         core_venv.uninstall("volant-qemu")
-    assert set(core_venv.list_plugins()) == {"core"}
+    assert set(list_plugins(core_venv)) == {"core"}
 
 
 def test_broken_plugins_are_listed_as_failed(plugins_venv: Venv) -> None:
     """A plugin that cannot import and one with a misspelled hook are reported, and nothing else breaks."""
-    plugins = plugins_venv.list_plugins()
+    plugins = list_plugins(plugins_venv)
     for name, (source, error) in BROKEN_PLUGINS.items():
         row = plugins[name]
         assert (row["STATUS"], row["DISTRIBUTION"], row["VERSION"]) == ("failed", *project_metadata(source))
@@ -271,13 +178,13 @@ def test_daemon_serves_and_reports_broken_plugins(plugins_venv: Venv, daemon_sta
 
 def test_disabled_plugin_is_listed_but_never_imported(plugins_venv: Venv) -> None:
     """``VOLANT_DISABLE_PLUGINS=qemu`` shows qemu as disabled and keeps its package out of the process."""
-    assert plugins_venv.list_plugins(VOLANT_DISABLE_PLUGINS="qemu")["qemu"]["STATUS"] == "disabled"
+    assert list_plugins(plugins_venv, VOLANT_DISABLE_PLUGINS="qemu")["qemu"]["STATUS"] == "disabled"
 
-    enabled = plugins_venv.probe()
+    enabled = probe(plugins_venv)
     assert enabled["plugins"]["qemu"] == "loaded"
     assert "volant_qemu" in enabled["imported"]  # so the probe would see an import
 
-    disabled = plugins_venv.probe(VOLANT_DISABLE_PLUGINS="qemu")
+    disabled = probe(plugins_venv, VOLANT_DISABLE_PLUGINS="qemu")
     assert disabled["plugins"]["qemu"] == "disabled"
     assert disabled["imported"] == []
     assert "qemu" not in disabled["hypervisors"]
@@ -310,3 +217,21 @@ def test_a_plugin_adds_a_volar_command_and_a_failing_one_is_skipped(core_venv: V
         core_venv.uninstall(*(project_metadata(source)[0] for source in COMMAND_PLUGINS.values()))
     unplugged = core_venv.volar("hello")
     assert unplugged.returncode == 2 and "No such command 'hello'" in unplugged.stderr
+
+
+def test_netns_fixture_without_the_testing_extra_says_what_to_install(
+    core_wheel: Path, tmp_path: Path
+) -> None:
+    """Without ``volant-core[testing]`` (no pyroute2) the pytest plugin still loads, and a test using
+    ``volant_netns`` fails naming the extra, while the other tests run.
+    """
+    venv = make_venv(tmp_path / "venv", core_wheel, f"pytest=={pytest.__version__}")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "test_uses_netns.py").write_text(
+        "def test_netns(volant_netns):\n    pass\n\n\ndef test_other(volant_kestrel):\n    pass\n"
+    )
+    done = venv.pytest(run, "-rA")
+    assert done.returncode == 1, done.stdout
+    assert "the volant_netns fixture needs pyroute2: install volant-core[testing]" in done.stdout
+    assert "1 passed, 1 error" in done.stdout, done.stdout

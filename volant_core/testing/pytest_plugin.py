@@ -13,7 +13,14 @@ Enabled automatically through the ``pytest11`` entry point. Fixtures:
 * ``volant_kestrel``: starts kestrel as a host process on a UNIX socket,
   ``volant_kestrel(manifest, **options)`` (see
   :func:`volant_core.testing.kestrel.kestrel_host`), stopped and reaped at
-  teardown.
+  teardown;
+* ``volant_netns``: a fresh network namespace for network plugins (see
+  :mod:`volant_core.testing.netns`): ``with volant_netns.enter(): ...`` runs
+  the block's thread (and what it starts) inside, ``volant_netns.popen(argv)``
+  starts a child inside, ``volant_netns.ipr`` is its pyroute2 ``IPRoute``. At
+  teardown it kills what still runs inside, deletes the namespace and fails
+  the test when processes, threads or links other than ``lo`` were left in it. Needs
+  root and pyroute2 (``pip install 'volant-core[testing]'``).
 
 Module fixtures that boot guests call :func:`require_qemu` first.
 """
@@ -26,7 +33,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -34,6 +41,9 @@ from volant_core.guest import GuestArtifacts, ensure_guest
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.kestrel import KestrelHost, kestrel_host
+
+if TYPE_CHECKING:
+    from volant_core.testing.netns import NetworkNamespace
 
 #: Environment variable naming a directory to keep built guest images between test sessions.
 CACHE_ENV = "VOLANT_TEST_CACHE"
@@ -92,3 +102,22 @@ def volant_kestrel(tmp_path: Path) -> Iterator[Callable[..., KestrelHost]]:
             return running.enter_context(kestrel_host(manifest, directory, **options))
 
         yield start
+
+
+@pytest.fixture
+def volant_netns() -> Iterator[NetworkNamespace]:
+    """A new network namespace (:func:`volant_core.testing.netns.network_namespace`), deleted at
+    teardown, which fails the test when processes, threads or links were left in it.
+    """
+    try:
+        from volant_core.testing.netns import network_namespace
+    except ModuleNotFoundError as missing:
+        if missing.name != "pyroute2":
+            raise
+        pytest.fail(
+            "the volant_netns fixture needs pyroute2: install volant-core[testing] "
+            "(a plugin lists it in its test dependencies)",
+            pytrace=False,
+        )
+    with network_namespace() as namespace:
+        yield namespace
