@@ -21,7 +21,6 @@ from volant_core.orchestrator.vmconfig import VMConfig
 from volant_core.store import VMRecord
 from volant_core.vm import VMStatus, VMView
 
-
 #: Longest wait for a VMM killed during its boot to be gone (seconds).
 REAP_TIMEOUT = 10.0
 
