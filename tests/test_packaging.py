@@ -41,6 +41,8 @@ COMMAND_PLUGINS = {
     "hello-command": PACKAGES / "volant-command-example",
     "failing-command": PACKAGES / "volant-failing-command-example",
 }
+#: The plugin of ``tests/packages`` built on the v2 API (network mode, device driver, seed builder, settings).
+LIFECYCLE_PLUGIN = PACKAGES / "volant-lifecycle-example"
 #: Seconds a started daemon has to answer ``/healthz``, then to exit after SIGTERM.
 DAEMON_DEADLINE = 30.0
 
@@ -48,12 +50,10 @@ DAEMON_DEADLINE = 30.0
 PROBE = """
 import json, sys
 from volant_core.plugins import load_plugins
-from volant_core.registry import build_registries
-host = load_plugins()
-registries = build_registries(host)
+plugins = load_plugins()
 print(json.dumps({
-    "plugins": {name: info.status for name, info in host.plugins.items()},
-    "hypervisors": registries.hypervisors.names(),
+    "plugins": {name: info.status for name, info in plugins.info.items()},
+    "hypervisors": plugins.registries.hypervisors.names(),
     "imported": sorted(m for m in sys.modules if m.split(".")[0] == "volant_qemu"),
 }))
 """
@@ -235,3 +235,36 @@ def test_netns_fixture_without_the_testing_extra_says_what_to_install(
     assert done.returncode == 1, done.stdout
     assert "the volant_netns fixture needs pyroute2: install volant-core[testing]" in done.stdout
     assert "1 passed, 1 error" in done.stdout, done.stdout
+
+
+def test_an_installed_plugins_settings_are_volantd_options_and_checked_at_start(
+    core_venv: Venv, daemon_state_dir: Path
+) -> None:
+    """``volantd --help`` lists an installed plugin's settings with their variables; an invalid value
+    stops volantd naming the variable; ``volar doctor`` shows the setting; uninstalled, all of it goes.
+    """
+    core_venv.install(LIFECYCLE_PLUGIN)
+    try:
+        shown = core_venv.run("volantd", "--help")
+        assert shown.returncode == 0, shown.stderr
+        assert "--lifecycle-example-fail-detach" in shown.stdout
+        assert "VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH" in " ".join(shown.stdout.split())
+        refused = core_venv.run(
+            "volantd",
+            "--state-dir",
+            str(daemon_state_dir),
+            "--listen",
+            "127.0.0.1:0",
+            "--lifecycle-example-fail-detach",
+            "maybe",
+        )
+        assert refused.returncode == 1
+        assert "VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH" in refused.stderr
+        doctor = core_venv.run("volar", "doctor", "-o", "json", VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH="true")
+        rows = {row["check"]: row for row in json.loads(doctor.stdout)}
+        assert rows["setting VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH"]["detail"] == (
+            "VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH=True (set)"
+        )
+    finally:
+        core_venv.uninstall(project_metadata(LIFECYCLE_PLUGIN)[0])
+    assert "--lifecycle-example-fail-detach" not in core_venv.run("volantd", "--help").stdout
