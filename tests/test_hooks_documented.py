@@ -40,7 +40,7 @@ TEST_ROOTS = [
     *sorted(ROOT.glob("plugins/*/tests")),
 ]
 #: ``HookCaller`` methods that call a hook named by their first argument.
-CALLER_METHODS = frozenset({"notify", "validate", "validate_by_plugin", "resolve", "per_plugin", "call_one"})
+CALLER_METHODS = frozenset({"notify", "validate", "resolve", "per_plugin", "call_one"})
 
 #: Hooks no test exercises yet: neither implemented by a test plugin nor called by a test. Each
 #: entry is a missing test to write; remove the entry with it (a test below fails on a stale one).

@@ -244,3 +244,13 @@ class TestExampleSeedBuilder(SeedBuilderContract):
     @pytest.fixture
     def cloud_init(self) -> CloudInit:
         return CloudInit(seed_mode="example-seed", user_data={"content": "#cloud-config\n"})  # type: ignore[arg-type]
+
+
+def test_rollback_to_a_version_nothing_can_honour_any_more_is_refused(api: RunningDaemon) -> None:
+    create(api, "rolled", devices=FULL["devices"])
+    assert api.request("PATCH", "/api/v1/vms/rolled/config", {"devices": None}).status == 200
+    api.restart(plugins=[p for p in PLUGINS if p[0] != PLUGIN])  # the device driver's package is gone
+    answer = api.request("POST", "/api/v1/vms/rolled/config/rollback", {"version": 1})
+    assert answer.status == 422
+    assert answer.json()["error"]["details"][0]["field"] == "devices.pci_passthrough"
+    assert api.request("GET", "/api/v1/vms/rolled/config").json()["version"] == 2

@@ -73,15 +73,11 @@ class HookCaller:
         for owner, impl in self.implementations(hook):
             yield owner, self.call_one(hook, owner, impl, kwargs)
 
-    def validate(self, hook: str, **kwargs: Any) -> list[Any]:
+    def validate(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Call every implementation of a validation hook; the first exception stops the call and
-        reaches the caller. The results that are not None, in call order.
+        reaches the caller. The results that are not None, each with the name of the plugin that
+        returned it, in call order.
         """
-        self._expect(hook, Policy.VALIDATION)
-        return [result for _, result in self.per_plugin(hook, **kwargs) if result is not None]
-
-    def validate_by_plugin(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
-        """:meth:`validate`, each non-None result with the name of the plugin that returned it."""
         self._expect(hook, Policy.VALIDATION)
         return [(owner, result) for owner, result in self.per_plugin(hook, **kwargs) if result is not None]
 

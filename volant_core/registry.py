@@ -193,7 +193,7 @@ def _collect(plugins: Plugins, owner: str, impl: Any, hook: str, done: _Pass) ->
         return
     if not isinstance(result, list | tuple):
         raise ValueError(f"{hook} must return a list, got {type(result).__name__}")
-    expected = getattr(impl_spec(plugins, hook), RETURNS_ATTRIBUTE)
+    expected = getattr(_spec_function(plugins, hook), RETURNS_ATTRIBUTE)
     for item in result:
         if not isinstance(item, expected):
             raise ValueError(f"{hook} must return {expected.__name__} items, got {item!r}")
@@ -216,7 +216,7 @@ def _collect(plugins: Plugins, owner: str, impl: Any, hook: str, done: _Pass) ->
         done.named[hook] = list(result)
 
 
-def impl_spec(plugins: Plugins, hook: str) -> Any:
+def _spec_function(plugins: Plugins, hook: str) -> Any:
     """The specification function of ``hook``."""
     return getattr(plugins.manager.hook, hook).spec.function
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from volant_core.descriptors import LaunchAdditions
 from volant_core.errors import PluginError, VolantError
-from volant_core.launch import Capability, DiskRole, LaunchSpec
+from volant_core.launch import Capability, DiskRole, LaunchSpec, PciDeviceSpec
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.requirements import cloud_init_of, devices_of
@@ -92,7 +92,7 @@ class HostResources:
             directory.mkdir(parents=True)
             seed = backends.seed_builder(cloud_init.seed_mode).build(view, cloud_init, directory)
             disks += (replace(seed, readonly=True, role=DiskRole.SEED),)
-        pci_devices: tuple = ()
+        pci_devices: tuple[PciDeviceSpec, ...] = ()
         devices = devices_of(config)
         if devices is not None:
             driver = backends.device_driver("pci", field="devices.pci_passthrough")
@@ -116,7 +116,7 @@ class HostResources:
 
     def _with_additions(self, view: VMView, spec: LaunchSpec) -> LaunchSpec:
         """Merge what ``volant_prepare_launch`` implementations add."""
-        results = self._context.plugins.calls.validate_by_plugin("volant_prepare_launch", vm=view, spec=spec)
+        results = self._context.plugins.calls.validate("volant_prepare_launch", vm=view, spec=spec)
         for owner, add in results:
             if not isinstance(add, LaunchAdditions):
                 raise PluginError(
@@ -193,9 +193,9 @@ class HostResources:
     def _seed_dir(self, view: VMView) -> Path:
         return view.runtime_dir / SEED_DIR
 
-    def _run(self, steps: object, view: VMView) -> None:
+    def _run(self, steps: Iterable[_Step], view: VMView) -> None:
         """Run release steps in order, each isolated; report each failure and go on."""
-        for step in steps:  # type: ignore[attr-defined]
+        for step in steps:
             try:
                 step.run()
             except VolantError as err:  # typically: the plugin is no longer installed
