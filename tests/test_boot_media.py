@@ -17,6 +17,7 @@ from volant_core.manifest import parse_manifest
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.registry import Registry
 from volant_core.settings import load_settings
+from volant_core.testing.qcow2 import write_qcow2
 
 
 @pytest.fixture
@@ -25,7 +26,9 @@ def media(tmp_path: Path) -> BootMedia:
     kernel, initramfs = tmp_path / "vmlinux", tmp_path / "initramfs.img"
     kernel.write_bytes(b"kernel")
     initramfs.write_bytes(b"base")
-    settings = load_settings({}, state_dir=tmp_path / "state", kernel=kernel, initramfs=initramfs)
+    settings = load_settings(
+        {}, state_dir=tmp_path / "state", kernel=kernel, initramfs=initramfs, artifact_dirs=(tmp_path,)
+    )
     sources: Registry[BootSourceDescriptor] = Registry("boot source")
     for source in builtins.volant_boot_sources():
         sources.add(source.name, source, "volant_core")
@@ -49,7 +52,7 @@ def test_rootfs_is_the_first_disk_read_only_and_named_on_the_command_line(
 ) -> None:
     rootfs = image(tmp_path / "root.ext4", b"root filesystem")
     data = image(tmp_path / "data.img", b"data")
-    seed = image(tmp_path / "seed.qcow2", b"seed")
+    seed = write_qcow2(tmp_path / "seed.qcow2")
     disks = [
         {"name": "data", "source": str(data)},
         {"name": "seed", "source": str(seed), "readonly": True, "format": "qcow2"},

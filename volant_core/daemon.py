@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 from volant_core.api.app import ApiDeps, create_app
 from volant_core.api.server import ApiServer
+from volant_core.confinement import ArtifactPolicy
 from volant_core.events import Event, EventBus
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.deployments import Deployments
 from volant_core.plugins import PluginHost, load_plugins
 from volant_core.registry import Registries, build_registries
 from volant_core.runtimes import RuntimeCatalog
-from volant_core.settings import Settings
+from volant_core.settings import IMAGES_DIR, Settings
 from volant_core.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ def build_daemon(settings: Settings, *, plugins: PluginHost | None = None) -> Da
     """Open the state, load the plugins and wire the daemon (not yet serving)."""
     for directory in (settings.state_dir, settings.runtime_dir, settings.log_dir, settings.cache_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / IMAGES_DIR).mkdir(exist_ok=True)
     store = open_store(settings.db_path)
     host = plugins or load_plugins()
     registries = build_registries(host)
@@ -73,7 +75,8 @@ def build_daemon(settings: Settings, *, plugins: PluginHost | None = None) -> Da
     def in_use(runtime: str) -> list[str]:
         return [vm.name for vm in store.vms.list() if vm.plugin == runtime]
 
-    catalog = RuntimeCatalog(store, registries.runtime_manifests, host, in_use)
+    artifacts = ArtifactPolicy.from_settings(settings)
+    catalog = RuntimeCatalog(store, registries.runtime_manifests, host, in_use, artifacts.check_all)
     bus = EventBus(persist=functools.partial(_persist_event, store, settings.events_keep))
     orchestrator = Orchestrator(settings, store, host, registries, catalog, bus)
     deployments = Deployments(store, bus, orchestrator, interval=settings.reconcile_interval)

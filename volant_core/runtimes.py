@@ -9,15 +9,18 @@ follow their package (uninstall or ``VOLANT_DISABLE_PLUGINS`` removes them).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from volant_core.errors import ConflictError, NotFoundError, ValidationError
-from volant_core.manifest import Manifest, manifest_json, parse_manifest
+from volant_core.manifest import ArtifactRef, Manifest, manifest_json, parse_manifest
 from volant_core.plugins import PluginHost
 from volant_core.store import Store
+
+log = logging.getLogger(__name__)
 
 #: ``source`` of a manifest installed through the API.
 SOURCE_INSTALLED = "installed"
@@ -60,7 +63,11 @@ def _load_shipped(item: Any) -> Manifest:
 
 
 class RuntimeCatalog:
-    """Looks up, installs and removes runtime manifests."""
+    """Looks up, installs and removes runtime manifests.
+
+    ``check_artifacts`` refuses (ValidationError) the files a manifest to install names when
+    volantd may not read them (see :class:`volant_core.confinement.ArtifactPolicy`).
+    """
 
     def __init__(
         self,
@@ -68,9 +75,11 @@ class RuntimeCatalog:
         shipped: Iterable[tuple[str, Any]],
         host: PluginHost,
         in_use: Callable[[str], list[str]],
+        check_artifacts: Callable[[list[ArtifactRef]], None],
     ) -> None:
         self._store = store
         self._in_use = in_use
+        self._check_artifacts = check_artifacts
         self._shipped: dict[str, RuntimeEntry] = {}
         for owner, item in shipped:
             try:
@@ -82,10 +91,20 @@ class RuntimeCatalog:
             self._shipped[manifest.name] = RuntimeEntry(manifest, True, f"package:{info.distribution}")
 
     def list(self) -> list[RuntimeEntry]:
-        """Every runtime, sorted by name."""
+        """Every runtime, sorted by name; a stored manifest that no longer validates (stored before
+        a rule it breaks) is left out with a warning, and can still be removed.
+        """
         entries = dict(self._shipped)
         for record in self._store.plugins.list():
-            entries[record.name] = self._installed(record.manifest, record.enabled)
+            try:
+                entries[record.name] = self._installed(record.manifest, record.enabled)
+            except ValidationError as err:
+                log.warning(
+                    "installed runtime %r is not listed, its stored manifest is invalid (%s); "
+                    "remove it with `volar plugins remove` and install a valid one",
+                    record.name,
+                    err.message,
+                )
         return [entries[name] for name in sorted(entries)]
 
     def get(self, name: str) -> RuntimeEntry:
@@ -122,6 +141,7 @@ class RuntimeCatalog:
                 "pick another name",
                 field="name",
             )
+        self._check_artifacts(manifest.artifacts())
         record = self._store.plugins.upsert(
             manifest.name, manifest.version, json.loads(manifest_json(manifest)), enabled=True
         )

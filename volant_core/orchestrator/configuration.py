@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from volant_core.confinement import ArtifactPolicy
 from volant_core.errors import NotFoundError
 from volant_core.events import EventType
 from volant_core.orchestrator.context import OrchestratorContext
@@ -59,10 +60,12 @@ class Configurations:
 
     def validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
         """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when its hypervisor or
-        network mode is not installed, or a ``volant_vm_validate`` implementation rejects it.
+        network mode is not installed, it names host files outside the artifact directories, or a
+        ``volant_vm_validate`` implementation rejects it.
         """
         self._context.backends.launcher(self._context.backends.hypervisor_of(config), field="hypervisor")
         self._context.backends.mode(self._context.backends.network_of(config).mode, field="network.mode")
+        ArtifactPolicy.from_settings(self._context.settings).check_all(config.artifacts())
         self._context.host.hook.volant_vm_validate(vm=self._draft_view(name, config, record))
 
     def _store_config(self, record: VMRecord, config: VMConfig, message: str) -> ConfigRecord:
