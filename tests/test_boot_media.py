@@ -12,6 +12,7 @@ import pytest
 from volant_core import builtins
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import ValidationError
+from volant_core.kernel_cmdline import MAX_CMDLINE_BYTES
 from volant_core.launch import DiskSpec
 from volant_core.manifest import parse_manifest
 from volant_core.orchestrator.bootmedia import BootMedia
@@ -92,3 +93,27 @@ def test_a_rootfs_with_the_wrong_checksum_is_refused_naming_the_field(
         media.prepare("web-1", vm_dir, manifest(rootfs={"url": str(rootfs), "checksum": wrong}), "")
     assert refused.value.field == "manifest.rootfs.url"
     assert not vm_dir.exists()  # nothing written for a VM that does not boot
+
+
+def test_a_writable_qcow2_is_checked_again_where_its_copy_lies(media: BootMedia, tmp_path: Path) -> None:
+    """A relative backing name starts from the image's directory: the VM's copy lies elsewhere."""
+    image(tmp_path / "base.img", b"base")
+    overlay = write_qcow2(tmp_path / "overlay.qcow2", backing="base.img", backing_format="raw")
+    runtime = manifest(disks=[{"name": "data", "source": str(overlay), "format": "qcow2"}])
+    with pytest.raises(ValidationError, match=r"base.img' of .*/disks/data.qcow2: no such file") as refused:
+        media.prepare("web-1", tmp_path / "vm", runtime, "")
+    assert refused.value.field == "manifest.disks[0].source"
+    read_only = manifest(
+        disks=[{"name": "data", "source": str(overlay), "format": "qcow2", "readonly": True}]
+    )
+    assert media.prepare("web-1", tmp_path / "vm", read_only, "").disks[0].path == overlay
+
+
+def test_a_command_line_the_guest_kernel_would_cut_is_refused(media: BootMedia, tmp_path: Path) -> None:
+    runtime = manifest()
+    fits = media.prepare("web-1", tmp_path / "vm", runtime, "")
+    room = MAX_CMDLINE_BYTES - 1 - len(" ".join(fits.kernel_args)) - 1  # the separating space
+    assert media.prepare("web-1", tmp_path / "vm", runtime, "x=" + "y" * (room - 2)).kernel_args
+    with pytest.raises(ValidationError, match="the guest kernel keeps 2047") as refused:
+        media.prepare("web-1", tmp_path / "vm", runtime, "x=" + "y" * (room - 1))
+    assert refused.value.field == "kernel_cmdline"
