@@ -164,6 +164,7 @@ def test_create_refuses_config_overrides_outside(
     body = {"name": "web-1", "plugin": "hello-http", "config": _override(key, BAD_FILES[case](volantd))}
     assert OUTSIDE in _refused(volantd.request("POST", "/api/v1/vms", body), _override_field(key))
     assert volantd.daemon.store.vms.list() == []
+    assert [e.type for e in volantd.daemon.store.events.since(0) if e.vm_name] == []  # refused before a row
     run_dir = volantd.daemon.settings.runtime_dir
     assert not run_dir.exists() or list(run_dir.iterdir()) == []
 
@@ -202,11 +203,10 @@ def _create_fails_at_boot(daemon: RunningDaemon, field: str) -> str:
     return message
 
 
-def test_a_disk_swapped_for_a_link_after_install_is_refused_at_boot(
+def test_a_disk_swapped_for_a_link_after_install_is_refused_at_create(
     volantd: RunningDaemon, hello_manifest: dict[str, Any]
 ) -> None:
-    """The link is refused before the file is read: with a checksum, the boot source would
-    otherwise copy the linked file into the cache, a place volantd reads from."""
+    """A VM's configuration snapshots the manifest: its files are checked again when a VM is made."""
     target = Path("/etc/hostname")
     disk = images_of(volantd) / "data.img"
     disk.write_bytes(target.read_bytes())
@@ -216,7 +216,7 @@ def test_a_disk_swapped_for_a_link_after_install_is_refused_at_boot(
     disk.unlink()
     disk.symlink_to(target)
     assert OUTSIDE in _create_fails_at_boot(volantd, "manifest.disks[0].source")
-    assert not volantd.daemon.settings.download_dir.exists()  # nothing copied
+    assert not volantd.daemon.settings.download_dir.exists()  # the checksummed file was not copied
 
 
 def test_a_qcow2_given_a_backing_file_after_install_is_refused_at_boot(

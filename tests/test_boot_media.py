@@ -117,3 +117,17 @@ def test_a_command_line_the_guest_kernel_would_cut_is_refused(media: BootMedia, 
     with pytest.raises(ValidationError, match="the guest kernel keeps 2047") as refused:
         media.prepare("web-1", tmp_path / "vm", runtime, "x=" + "y" * (room - 1))
     assert refused.value.field == "kernel_cmdline"
+
+
+def test_a_link_in_a_local_path_is_refused_before_the_file_is_read(media: BootMedia, tmp_path: Path) -> None:
+    """A linked directory in the middle of the path: opening the file without following a link in
+    its last component is not enough, the path is resolved and checked before the boot source reads
+    it (with a checksum it would copy the file into the cache, from where volantd reads images)."""
+    target = Path("/etc/hostname")
+    (tmp_path / "etc").symlink_to(target.parent)
+    checksum = hashlib.sha256(target.read_bytes()).hexdigest()
+    with pytest.raises(ValidationError, match=f"resolved: {target}") as refused:
+        media.fetch(str(tmp_path / "etc" / target.name), checksum, field="kernel_override")
+    assert "is outside the directories Volant reads images from" in refused.value.message
+    assert refused.value.field == "kernel_override"
+    assert not (tmp_path / "state" / "cache").exists()
