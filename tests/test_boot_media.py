@@ -12,11 +12,13 @@ import pytest
 from volant_core import builtins
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import ValidationError
+from volant_core.kernel_cmdline import MAX_CMDLINE_BYTES
 from volant_core.launch import DiskRole, DiskSpec
 from volant_core.manifest import parse_manifest
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.registry import Registry
 from volant_core.settings import load_settings
+from volant_core.testing.qcow2 import write_qcow2
 
 
 @pytest.fixture
@@ -25,7 +27,9 @@ def media(tmp_path: Path) -> BootMedia:
     kernel, initramfs = tmp_path / "vmlinux", tmp_path / "initramfs.img"
     kernel.write_bytes(b"kernel")
     initramfs.write_bytes(b"base")
-    settings = load_settings({}, state_dir=tmp_path / "state", kernel=kernel, initramfs=initramfs)
+    settings = load_settings(
+        {}, state_dir=tmp_path / "state", kernel=kernel, initramfs=initramfs, artifact_dirs=(tmp_path,)
+    )
     sources: Registry[BootSourceDescriptor] = Registry("boot source")
     for source in builtins.volant_boot_sources():
         sources.add(source.name, source, "volant_core")
@@ -49,7 +53,7 @@ def test_rootfs_is_the_first_disk_read_only_and_named_on_the_command_line(
 ) -> None:
     rootfs = image(tmp_path / "root.ext4", b"root filesystem")
     data = image(tmp_path / "data.img", b"data")
-    seed = image(tmp_path / "seed.qcow2", b"seed")
+    seed = write_qcow2(tmp_path / "seed.qcow2")
     disks = [
         {"name": "data", "source": str(data)},
         {"name": "seed", "source": str(seed), "readonly": True, "format": "qcow2"},
@@ -89,3 +93,41 @@ def test_a_rootfs_with_the_wrong_checksum_is_refused_naming_the_field(
         media.prepare("web-1", vm_dir, manifest(rootfs={"url": str(rootfs), "checksum": wrong}), "")
     assert refused.value.field == "manifest.rootfs.url"
     assert not vm_dir.exists()  # nothing written for a VM that does not boot
+
+
+def test_a_writable_qcow2_is_checked_again_where_its_copy_lies(media: BootMedia, tmp_path: Path) -> None:
+    """A relative backing name starts from the image's directory: the VM's copy lies elsewhere."""
+    image(tmp_path / "base.img", b"base")
+    overlay = write_qcow2(tmp_path / "overlay.qcow2", backing="base.img", backing_format="raw")
+    runtime = manifest(disks=[{"name": "data", "source": str(overlay), "format": "qcow2"}])
+    with pytest.raises(ValidationError, match=r"base.img' of .*/disks/data.qcow2: no such file") as refused:
+        media.prepare("web-1", tmp_path / "vm", runtime, "")
+    assert refused.value.field == "manifest.disks[0].source"
+    read_only = manifest(
+        disks=[{"name": "data", "source": str(overlay), "format": "qcow2", "readonly": True}]
+    )
+    assert media.prepare("web-1", tmp_path / "vm", read_only, "").disks[0].path == overlay
+
+
+def test_a_command_line_the_guest_kernel_would_cut_is_refused(media: BootMedia, tmp_path: Path) -> None:
+    runtime = manifest()
+    fits = media.prepare("web-1", tmp_path / "vm", runtime, "")
+    room = MAX_CMDLINE_BYTES - 1 - len(" ".join(fits.kernel_args)) - 1  # the separating space
+    assert media.prepare("web-1", tmp_path / "vm", runtime, "x=" + "y" * (room - 2)).kernel_args
+    with pytest.raises(ValidationError, match="the guest kernel keeps 2047") as refused:
+        media.prepare("web-1", tmp_path / "vm", runtime, "x=" + "y" * (room - 1))
+    assert refused.value.field == "kernel_cmdline"
+
+
+def test_a_link_in_a_local_path_is_refused_before_the_file_is_read(media: BootMedia, tmp_path: Path) -> None:
+    """A linked directory in the middle of the path: opening the file without following a link in
+    its last component is not enough, the path is resolved and checked before the boot source reads
+    it (with a checksum it would copy the file into the cache, from where volantd reads images)."""
+    target = Path("/etc/hostname")
+    (tmp_path / "etc").symlink_to(target.parent)
+    checksum = hashlib.sha256(target.read_bytes()).hexdigest()
+    with pytest.raises(ValidationError, match=f"resolved: {target}") as refused:
+        media.fetch(str(tmp_path / "etc" / target.name), checksum, field="kernel_override")
+    assert "is outside the directories Volant reads images from" in refused.value.message
+    assert refused.value.field == "kernel_override"
+    assert not (tmp_path / "state" / "cache").exists()

@@ -17,7 +17,7 @@ import pytest
 
 from volant_core import hookimpl
 from volant_core.channels import UnixSocketChannel
-from volant_core.descriptors import NetworkModeDescriptor
+from volant_core.descriptors import LaunchAdditions, NetworkModeDescriptor
 from volant_core.errors import LaunchError
 from volant_core.launch import AgentChannel, HypervisorDescriptor, Instance, LaunchSpec
 from volant_core.plugins import load_plugins
@@ -372,4 +372,23 @@ def test_a_vm_nobody_can_reach_is_not_booted(host_manifest: dict[str, Any]) -> N
         assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
         answer = api.request("POST", "/api/v1/vms", {"name": "c2", "plugin": "hello-host"})
         assert answer.status == 500 and "kestrel cannot be reached" in answer.json()["error"]["message"]
+        assert processes_mentioning(str(api.state_dir)) == []
+
+
+class SpacedArgument:
+    """Contributes a kernel argument with a space in it (two arguments to the guest, or a smuggled one)."""
+
+    @hookimpl
+    def volant_prepare_launch(self) -> LaunchAdditions:
+        """A bad argument."""
+        return LaunchAdditions(kernel_args=("x=1 volant.manifest=forged",))
+
+
+def test_a_plugins_kernel_argument_is_checked_and_the_create_undone(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon(plugins=[("spaced", SpacedArgument())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        answer = api.request("POST", "/api/v1/vms", {"name": "k1", "plugin": "hello-host"})
+        assert answer.status == 500
+        assert "plugin spaced gave the kernel argument" in answer.json()["error"]["message"]
+        assert api.request("GET", "/api/v1/vms/k1").status == 404
         assert processes_mentioning(str(api.state_dir)) == []

@@ -250,7 +250,7 @@ def test_manifest_is_immutable() -> None:
 INVALID = [
     ("missing workload", with_changes(MINIMAL, "workload", DELETE), "workload", "is required"),
     ("missing name", with_changes(MINIMAL, "name", DELETE), "name", "is required"),
-    ("blank name", with_changes(MINIMAL, "name", "   "), "name", "must not be empty"),
+    ("blank name", with_changes(MINIMAL, "name", "   "), "name", "'' is not a valid name"),
     (
         "empty entrypoint",
         with_changes(MINIMAL, "workload.entrypoint", []),

@@ -96,9 +96,9 @@ def test_config_file_and_flags_reach_the_configuration(host_api: RunningDaemon, 
 
 
 @pytest.mark.parametrize("medium", ["initramfs", "rootfs"])
-def test_boot_image_with_checksum(disks_api: RunningDaemon, tmp_path: Path, medium: str) -> None:
+def test_boot_image_with_checksum(disks_api: RunningDaemon, medium: str) -> None:
     host_api = disks_api
-    image = tmp_path / f"app.{medium}"
+    image = host_api.state_dir / "images" / f"app.{medium}"  # where volantd may read images from
     image.write_bytes(file_layer({"/etc/app.conf": b"answer=42\n"}))
     digest = "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest()
     name = f"with-{medium}"

@@ -15,7 +15,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from volant_core.confinement import local_path
 from volant_core.errors import ValidationError
+from volant_core.images import open_regular
 
 #: Largest artifact a download may bring (bytes).
 MAX_DOWNLOAD_BYTES = 16 * 1024**3
@@ -74,8 +76,8 @@ def _cached(digest: str | None, cache_dir: Path) -> Path | None:
 
 def fetch_file(url: str, checksum: str | None, cache_dir: Path) -> Path:
     """A local path or ``file://`` URL; verified and cached when a checksum is given, else used in place."""
-    path = Path(urllib.parse.urlparse(url).path if url.startswith("file://") else url)
-    if not path.is_absolute():
+    path = local_path(url)
+    if path is None or not path.is_absolute():
         raise ValidationError(f"{url}: local artifact paths must be absolute", field="url")
     if not path.is_file():
         raise ValidationError(f"{url}: no such file on the host", field="url")
@@ -84,7 +86,7 @@ def fetch_file(url: str, checksum: str | None, cache_dir: Path) -> Path:
         return path
     if hit := _cached(digest, cache_dir):
         return hit
-    with path.open("rb") as src:
+    with open_regular(path, field="url") as src:
         return _store(src, digest, cache_dir, url)
 
 

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 
 from volant_core.api.app import ApiDeps, create_app
 from volant_core.api.server import ApiServer
+from volant_core.confinement import ArtifactPolicy
 from volant_core.events import Event, EventBus
+from volant_core.manifest import Manifest
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.deployments import Deployments
 from volant_core.plugins import Plugins, load_plugins
 from volant_core.runtimes import RuntimeCatalog
-from volant_core.settings import Settings
+from volant_core.settings import IMAGES_DIR, Settings
 from volant_core.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,7 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
     plugins.configure(settings, publisher=lambda event: bus_ready[0].publish(event))
     for directory in (settings.state_dir, settings.runtime_dir, settings.log_dir, settings.cache_dir):
         directory.mkdir(parents=True, exist_ok=True)
+    (settings.state_dir / IMAGES_DIR).mkdir(exist_ok=True)
     for name in plugins.loaded():
         plugins.context(name).state_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.db_path)
@@ -78,9 +81,13 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
     def in_use(runtime: str) -> list[str]:
         return [vm.name for vm in store.vms.list() if vm.plugin == runtime]
 
-    catalog = RuntimeCatalog(
-        store, plugins, in_use, check=lambda manifest: orchestrator.check_manifest(manifest)
-    )
+    artifacts = ArtifactPolicy.from_settings(settings)
+
+    def check_manifest(manifest: Manifest) -> None:
+        artifacts.check_all(manifest.artifacts())
+        orchestrator.check_manifest(manifest)
+
+    catalog = RuntimeCatalog(store, plugins, in_use, check=check_manifest)
     bus = EventBus(persist=functools.partial(_persist_event, store, settings.events_keep))
     bus_ready.append(bus)
     orchestrator = Orchestrator(settings, store, plugins, catalog, bus)

@@ -23,6 +23,9 @@ Where we differ from Go, on purpose:
 * Checksums are SHA-256 only, ``sha256:<64 hex>`` or bare hex, stored as
   ``sha256:<lower-case hex>``.
 * Unknown keys are refused (the Go code ignored them silently).
+* ``name`` and ``runtime`` follow the VM name rule (a DNS label, see
+  :data:`volant_core.vm.NAME_PATTERN`): they become catalog keys, labels and
+  values on the guest's kernel command line.
 
 The guest receives the manifest as ``volant.manifest=<value>`` on the kernel
 command line, ``value`` being :func:`encode_for_guest`. Encoded manifests
@@ -48,7 +51,7 @@ import types
 import typing
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import pydantic
@@ -57,12 +60,14 @@ from pydantic_core import PydanticCustomError
 
 from volant_core.agent.constants import AGENT_PORT
 from volant_core.errors import ValidationError
+from volant_core.vm import NAME_PATTERN, name_problem
 
 __all__ = [
     "CMDLINE_MANIFEST_BUDGET",
     "DEFAULT_CPU_CORES",
     "DEFAULT_MEMORY_MB",
     "Action",
+    "ArtifactRef",
     "CloudInit",
     "CloudInitDoc",
     "Devices",
@@ -169,6 +174,12 @@ def _disk_name(value: str) -> str:
     return value
 
 
+def _runtime_name(value: str) -> str:
+    if problem := name_problem(value):
+        raise _invalid(problem)
+    return value
+
+
 def _without_empty_keys(value: dict[str, Any]) -> dict[str, Any]:
     return {key: item for key, item in value.items() if key}
 
@@ -183,6 +194,20 @@ DiskName = Annotated[
     str, AfterValidator(_disk_name), Field(json_schema_extra={"pattern": f"^{_DISK_NAME.pattern}$"})
 ]
 Millis = Annotated[int, Field(ge=0)]
+#: A runtime's ``name`` and ``runtime`` follow the VM name rule: they become keys, labels and
+#: kernel command line values.
+RuntimeName = Annotated[
+    str, AfterValidator(_runtime_name), Field(json_schema_extra={"pattern": NAME_PATTERN.pattern})
+]
+
+
+class ArtifactRef(NamedTuple):
+    """A file a manifest or VM configuration names: where (``field``), what (``location``) and,
+    for disk images, the declared ``format``."""
+
+    field: str
+    location: str
+    format: str | None = None
 
 
 class _Model(BaseModel):
@@ -378,12 +403,14 @@ class Manifest(_Model):
     """JSON Schema the document claims to follow (kept, not checked)."""
     schema_version: str | None = None
     """Manifest format version."""
-    name: NonEmptyStr
-    """Name of the runtime; the key it is installed under."""
+    name: RuntimeName
+    """Name of the runtime; the key it is installed under (a DNS label, like VM names)."""
     version: NonEmptyStr
     """Version of the runtime."""
-    runtime: str = Field(default="", validate_default=True)
-    """Runtime a VM must ask for to use this manifest; defaults to ``name``."""
+    runtime: Annotated[str, Field(json_schema_extra={"pattern": NAME_PATTERN.pattern})] = Field(
+        default="", validate_default=True
+    )
+    """Runtime a VM must ask for to use this manifest (a DNS label); defaults to ``name``."""
     image: str | None = None
     """OCI image the boot media were built from (informational)."""
     image_digest: str | None = None
@@ -418,7 +445,9 @@ class Manifest(_Model):
     @field_validator("runtime")
     @classmethod
     def _runtime(cls, value: str, info: pydantic.ValidationInfo) -> str:
-        return value or info.data.get("name", "")
+        if not value and "name" not in info.data:
+            return value  # the name is invalid: its error is the one to report
+        return _runtime_name(value or info.data["name"])
 
     @field_validator("labels")
     @classmethod
@@ -447,6 +476,17 @@ class Manifest(_Model):
         if duplicates:
             raise _invalid(f"disk names must be unique; repeated: {', '.join(duplicates)}")
         return value
+
+    def artifacts(self, prefix: str = "") -> list[ArtifactRef]:
+        """The files this manifest boots from, each with its field path (after ``prefix``)."""
+        found = [
+            ArtifactRef(f"{prefix}disks[{i}].source", d.source, d.format) for i, d in enumerate(self.disks)
+        ]
+        if self.rootfs is not None:
+            found.insert(0, ArtifactRef(f"{prefix}rootfs.url", self.rootfs.url, self.rootfs.format))
+        if self.initramfs is not None:
+            found.insert(0, ArtifactRef(f"{prefix}initramfs.url", self.initramfs.url))
+        return found
 
 
 # --------------------------------------------------------------------------

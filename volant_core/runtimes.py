@@ -9,14 +9,17 @@ follow their package (uninstall or ``VOLANT_DISABLE_PLUGINS`` removes them).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from volant_core.errors import ConflictError, NotFoundError
+from volant_core.errors import ConflictError, NotFoundError, ValidationError
 from volant_core.manifest import Manifest, manifest_json, parse_manifest
 from volant_core.plugins import Plugins
 from volant_core.store import Store
+
+log = logging.getLogger(__name__)
 
 #: ``source`` of a manifest installed through the API.
 SOURCE_INSTALLED = "installed"
@@ -51,7 +54,11 @@ class RuntimeEntry:
 
 
 class RuntimeCatalog:
-    """Looks up, installs and removes runtime manifests."""
+    """Looks up, installs and removes runtime manifests.
+
+    ``check_artifacts`` refuses (ValidationError) the files a manifest to install names when
+    volantd may not read them (see :class:`volant_core.confinement.ArtifactPolicy`).
+    """
 
     def __init__(
         self,
@@ -74,10 +81,20 @@ class RuntimeCatalog:
         }
 
     def list(self) -> list[RuntimeEntry]:
-        """Every runtime, sorted by name."""
+        """Every runtime, sorted by name; a stored manifest that no longer validates (stored before
+        a rule it breaks) is left out with a warning, and can still be removed.
+        """
         entries = dict(self._shipped)
         for record in self._store.plugins.list():
-            entries[record.name] = self._installed(record.manifest, record.enabled)
+            try:
+                entries[record.name] = self._installed(record.manifest, record.enabled)
+            except ValidationError as err:
+                log.warning(
+                    "installed runtime %r is not listed, its stored manifest is invalid (%s); "
+                    "remove it with `volar plugins remove` and install a valid one",
+                    record.name,
+                    err.message,
+                )
         return [entries[name] for name in sorted(entries)]
 
     def get(self, name: str) -> RuntimeEntry:
@@ -109,16 +126,17 @@ class RuntimeCatalog:
         """Validate and store a manifest (replacing an installed one of the same name); it is enabled.
 
         ``check`` (given at construction) refuses a manifest that VMs of this daemon could not boot
-        as written (a field nothing installed honours).
+        as written: a field nothing installed honours, a host file volantd may not read (see
+        :class:`volant_core.confinement.ArtifactPolicy`).
         """
         manifest = parse_manifest(document)
-        self._check(manifest)
         if manifest.name in self._shipped:
             raise ConflictError(
                 f"runtime {manifest.name!r} ships in {self._shipped[manifest.name].source}; "
                 "pick another name",
                 field="name",
             )
+        self._check(manifest)
         record = self._store.plugins.upsert(
             manifest.name, manifest.version, json.loads(manifest_json(manifest)), enabled=True
         )

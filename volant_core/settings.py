@@ -19,6 +19,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from volant_core.errors import ValidationError
 
+#: Directory under the state directory that is an artifact directory by default (made by volantd).
+IMAGES_DIR = "images"
+
 #: An IPv4 or IPv6 network, as in ``VOLANT_API_ALLOW_CIDR``.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -41,6 +44,7 @@ class Settings(BaseModel):
     runtime_dir: Path
     log_dir: Path
     cache_dir: Path
+    artifact_dirs: tuple[Path, ...]
     hypervisor: str = "qemu"
     network_mode: str = "none"
     kernel: Path | None = None
@@ -90,6 +94,17 @@ class Settings(BaseModel):
                 raise ValueError(f"{item!s} is not a CIDR such as 10.0.0.0/8 or fd00::/8 ({err})") from None
         return tuple(networks)
 
+    @field_validator("artifact_dirs", mode="before")
+    @classmethod
+    def _absolute_dirs(cls, value: object) -> tuple[Path, ...]:
+        directories = tuple(Path(str(item)).expanduser() for item in _comma_list(value))
+        for directory in directories:
+            if not directory.is_absolute():
+                raise ValueError(
+                    f"{directory} is not an absolute path; list absolute directories, comma-separated"
+                )
+        return directories
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: object) -> tuple[str, ...]:
@@ -98,6 +113,11 @@ class Settings(BaseModel):
             if origin != "*" and not _ORIGIN.fullmatch(origin):
                 raise ValueError(f"{origin} is not an origin such as https://console.example.com, or *")
         return origins
+
+    @property
+    def download_dir(self) -> Path:
+        """Where boot sources store verified artifacts (volantd reads them like ``artifact_dirs``)."""
+        return self.cache_dir / "artifacts"
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -140,6 +160,7 @@ ENVIRONMENT = {
     "VOLANT_RUNTIME_DIR": "runtime_dir",
     "VOLANT_LOG_DIR": "log_dir",
     "VOLANT_CACHE_DIR": "cache_dir",
+    "VOLANT_ARTIFACT_DIRS": "artifact_dirs",
     "VOLANT_HYPERVISOR": "hypervisor",
     "VOLANT_NETWORK_MODE": "network_mode",
     "VOLANT_KERNEL": "kernel",
@@ -170,7 +191,10 @@ def load_settings(
 ) -> Settings:
     """Settings from ``environ`` (default: the process environment), then ``overrides``.
 
-    Paths left unset are derived from the state directory. Invalid values raise
+    Paths left unset are derived from the state directory; host files named through the API
+    (``artifact_dirs``) are read from the cache and ``<state_dir>/images`` unless
+    ``VOLANT_ARTIFACT_DIRS`` says otherwise (never the whole state directory: it holds
+    ``state.db`` and every VM's writable disk copies). Invalid values raise
     :class:`~volant_core.errors.ValidationError` naming the variable. ``VOLANT_*`` variables
     that are not volantd's own are kept, with ``plugin_overrides`` (by variable) over them, for the
     plugins' settings.
@@ -198,6 +222,7 @@ def load_settings(
     }
     for field, default in defaults.items():
         values[field] = Path(str(values.get(field) or default)).expanduser()
+    values.setdefault("artifact_dirs", (values["cache_dir"], state / IMAGES_DIR))
     if values.get("api_key_file"):
         source = sources.get("api_key_file", "--api-key-file")
         if values.get("api_key"):

@@ -94,9 +94,9 @@ def images(volant_guest: GuestArtifacts, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture(scope="module")
 def api(volant_guest: GuestArtifacts, images: tuple[Path, Path]) -> Iterator[RunningDaemon]:
-    """A daemon with the runtime ``rooted`` installed."""
+    """A daemon with the runtime ``rooted`` installed (reading images from their directory)."""
     rootfs, data = images
-    with running_daemon(volant_guest) as daemon:
+    with running_daemon(volant_guest, artifact_dirs=(rootfs.parent,)) as daemon:
         assert daemon.request("POST", "/api/v1/plugins", rooted_manifest(rootfs, data)).status == 201
         yield daemon
 
@@ -156,11 +156,11 @@ def test_a_root_filesystem_that_does_not_match_its_checksum_is_refused(
     ],
 )
 def test_a_root_the_workload_cannot_use_fails_the_boot_with_the_reason(
-    api: RunningDaemon, images: tuple[Path, Path], tmp_path: Path, case: str, reason: str
+    api: RunningDaemon, images: tuple[Path, Path], case: str, reason: str
 ) -> None:
     rootfs, data = images
     if case == "no file system":
-        rootfs = tmp_path / "blank.img"
+        rootfs = rootfs.parent / "blank.img"
         rootfs.write_bytes(bytes(1 << 20))
     runtime = rooted_manifest(rootfs, data)
     if case == "workdir missing":

@@ -34,3 +34,7 @@ CMDLINE_ROOTFS_KEY = "volant.rootfs"
 ROOTFS_DEVICE = "/dev/vda"
 #: Guest directory where kestrel assembles the workload's root (the root filesystem under a RAM overlay).
 WORKLOAD_ROOT = "/run/volant/root"
+#: Kernel command line key: the VM's name.
+CMDLINE_NAME_KEY = "volant.name"
+#: Kernel command line key: the runtime the VM boots.
+CMDLINE_RUNTIME_KEY = "volant.runtime"

@@ -23,10 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from volant_core.agent.constants import CMDLINE_ROOTFS_KEY, ROOTFS_DEVICE
+from volant_core.agent.constants import (
+    CMDLINE_NAME_KEY,
+    CMDLINE_ROOTFS_KEY,
+    CMDLINE_RUNTIME_KEY,
+    ROOTFS_DEVICE,
+)
+from volant_core.confinement import ArtifactPolicy
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import ValidationError
 from volant_core.guest import BASE_KERNEL_ARGS, ensure_guest, file_layer
+from volant_core.kernel_cmdline import check_length
 from volant_core.launch import DiskRole, DiskSpec
 from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Disk, Manifest, encode_for_guest, manifest_json
 from volant_core.registry import Registry
@@ -55,6 +62,7 @@ class BootMedia:
         self._settings = settings
         self._sources = sources
         self._log = log
+        self._policy = ArtifactPolicy.from_settings(settings)
         self._lock = threading.Lock()
         self._base: tuple[Path, Path] | None = None
 
@@ -69,15 +77,23 @@ class BootMedia:
                 self._base = (kernel, initramfs)
             return self._base
 
-    def fetch(self, url: str, checksum: str | None, *, field: str) -> Path:
-        """Fetch and verify an artifact through the boot source registered for its URL scheme."""
+    def fetch(self, url: str, checksum: str | None, *, field: str, image_format: str | None = None) -> Path:
+        """Fetch and verify an artifact through the boot source registered for its URL scheme.
+
+        A local path must lie in the artifact directories (the source reads it resolved); so must
+        the path the source returns, and an image declared qcow2 must keep its backing chain there.
+        """
         scheme = urllib.parse.urlparse(url).scheme
+        local = self._policy.resolve(url, field=field)
         for source in self._sources:
             if scheme in source.schemes:
                 try:
-                    return source.fetch(url, checksum, self._settings.cache_dir / "artifacts")
+                    fetched = source.fetch(str(local or url), checksum, self._settings.download_dir)
                 except ValidationError as err:
                     raise ValidationError(f"{field}: {err.message}", field=field) from None
+                path = self._policy.confine(fetched, f"{url} (fetched to {fetched})", field=field)
+                self._policy.check_image(path, image_format, field=field)
+                return path
         raise ValidationError(
             f"{field}: no boot source handles {scheme or 'plain path'!r} URLs; installed sources: "
             + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
@@ -94,7 +110,7 @@ class BootMedia:
             layers.append(self.fetch(url, checksum, field="manifest.initramfs.url"))
         disks = self._disks(vm_dir, manifest)
         kernel, base = self.base_image()
-        args = [*BASE_KERNEL_ARGS, f"volant.name={name}", f"volant.runtime={manifest.runtime}"]
+        args = [*BASE_KERNEL_ARGS, f"{CMDLINE_NAME_KEY}={name}", f"{CMDLINE_RUNTIME_KEY}={manifest.runtime}"]
         if manifest.rootfs is not None:
             args.append(f"{CMDLINE_ROOTFS_KEY}={ROOTFS_DEVICE}")
         encoded = encode_for_guest(manifest)
@@ -104,6 +120,7 @@ class BootMedia:
         else:
             manifest_layer = file_layer({MANIFEST_LAYER_PATH: manifest_json(manifest)})
         args.extend(extra_args.split())
+        check_length(args)
         if not layers and manifest_layer is None:
             return BootPlan(kernel, base, tuple(args), disks)
         vm_dir.mkdir(parents=True, exist_ok=True)
@@ -120,14 +137,20 @@ class BootMedia:
         disks: list[DiskSpec] = []
         if manifest.rootfs is not None:
             rootfs = manifest.rootfs
-            image = self.fetch(rootfs.url, rootfs.checksum, field="manifest.rootfs.url")
+            image = self.fetch(
+                rootfs.url, rootfs.checksum, field="manifest.rootfs.url", image_format=rootfs.format
+            )
             disks.append(DiskSpec(image, readonly=True, format=rootfs.format, role=DiskRole.ROOTFS))
-        fetched = [
-            (disk, self.fetch(disk.source, disk.checksum, field=f"manifest.disks[{index}].source"))
-            for index, disk in enumerate(manifest.disks)
-        ]  # all of them before the first copy: a disk that cannot be fetched leaves no copy behind
-        for disk, image in fetched:
-            path = image if disk.readonly else _own_copy(image, vm_dir, disk)
+        fetched = []  # all of them before the first copy: a disk that cannot be fetched leaves no copy behind
+        for index, disk in enumerate(manifest.disks):
+            field = f"manifest.disks[{index}].source"
+            image = self.fetch(disk.source, disk.checksum, field=field, image_format=disk.format)
+            fetched.append((disk, field, image))
+        for disk, field, image in fetched:
+            path = image
+            if not disk.readonly:  # the copy's relative backing names start from the VM's directory
+                path = _own_copy(image, vm_dir, disk)
+                self._policy.check_image(path, disk.format, field=field)
             disks.append(DiskSpec(path, readonly=disk.readonly, format=disk.format, serial=disk.target))
         return tuple(disks)
 

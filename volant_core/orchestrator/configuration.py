@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from volant_core.confinement import ArtifactPolicy
 from volant_core.errors import NotFoundError
 from volant_core.events import EventType
 from volant_core.orchestrator.context import OrchestratorContext
@@ -61,12 +62,14 @@ class Configurations:
     def validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
         """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when its hypervisor or
         network mode is not installed or cannot run it, a field it sets has nothing to honour it
-        (:func:`~volant_core.orchestrator.requirements.check_requirements`), its device driver
-        refuses its devices, or a ``volant_vm_validate`` implementation rejects it.
+        (:func:`~volant_core.orchestrator.requirements.check_requirements`), it names host files
+        outside the artifact directories, its device driver refuses its devices, or a
+        ``volant_vm_validate`` implementation rejects it.
         """
         backends = self._context.backends
         backends.launcher(backends.hypervisor_of(config), field="hypervisor")
         check_requirements(config, backends)
+        ArtifactPolicy.from_settings(self._context.settings).check_all(config.artifacts())
         view = self._draft_view(name, config, record)
         if (devices := devices_of(config)) is not None:
             backends.device_driver("pci", field="devices.pci_passthrough").validate(view, devices)

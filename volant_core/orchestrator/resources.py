@@ -22,6 +22,7 @@ from pathlib import Path
 
 from volant_core.descriptors import LaunchAdditions
 from volant_core.errors import PluginError, VolantError
+from volant_core.kernel_cmdline import check_argument, check_length
 from volant_core.launch import Capability, DiskRole, LaunchSpec, PciDeviceSpec
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.context import OrchestratorContext
@@ -112,7 +113,10 @@ class HostResources:
             nics=attachment.nics,
             pci_devices=pci_devices,
         )
-        return self._check_capabilities(view, self._with_additions(view, spec))
+        _check_plugin_arguments(mode_owner(self._context, view), attachment.kernel_args)
+        spec = self._check_capabilities(view, self._with_additions(view, spec))
+        check_length(spec.kernel_args)
+        return spec
 
     def _with_additions(self, view: VMView, spec: LaunchSpec) -> LaunchSpec:
         """Merge what ``volant_prepare_launch`` implementations add."""
@@ -122,6 +126,7 @@ class HostResources:
                 raise PluginError(
                     f"plugin {owner}: volant_prepare_launch must return LaunchAdditions or None, got {add!r}"
                 )
+            _check_plugin_arguments(owner, add.kernel_args)
             spec = replace(
                 spec,
                 kernel_args=spec.kernel_args + add.kernel_args,
@@ -182,8 +187,7 @@ class HostResources:
         )
 
     def _network_step(self, view: VMView) -> _Step:
-        registry = self._context.plugins.registries.network_modes
-        owner = registry.owner(view.network_mode) if view.network_mode in registry else "a network mode"
+        owner = mode_owner(self._context, view)
 
         def release() -> None:
             self._context.backends.network_mode(view.network_mode).detach(view)
@@ -211,3 +215,18 @@ class HostResources:
         else:
             log.error("%s", message)
             self._context.transitions.plugin_error(view.name, message)
+
+
+def mode_owner(context: OrchestratorContext, view: VMView) -> str:
+    """The plugin that registered the network mode ``view`` boots with (``a network mode`` when none does)."""
+    registry = context.plugins.registries.network_modes
+    return registry.owner(view.network_mode) if view.network_mode in registry else "a network mode"
+
+
+def _check_plugin_arguments(owner: str, arguments: tuple[str, ...]) -> None:
+    """Refuse kernel arguments a plugin contributes that are not one clean token each."""
+    for argument in arguments:
+        try:
+            check_argument(argument)
+        except ValueError as err:
+            raise PluginError(f"plugin {owner} gave the kernel argument {argument!r}: {err}") from None

@@ -31,10 +31,21 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from volant_core.errors import ValidationError
-from volant_core.manifest import ArtifactLocation, CloudInit, Devices, Initramfs, Manifest, Network, RootFS
+from volant_core.kernel_cmdline import check_user_cmdline
+from volant_core.manifest import (
+    ArtifactLocation,
+    ArtifactRef,
+    CloudInit,
+    Devices,
+    Initramfs,
+    Manifest,
+    Network,
+    RootFS,
+)
 
 __all__ = [
     "FIELD_GROUPS",
@@ -68,9 +79,17 @@ def _port_from_text(value: Any) -> Any:
     return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
 
+def _user_cmdline(value: str) -> str:
+    """:func:`~volant_core.kernel_cmdline.check_user_cmdline`, its reason as the field's message."""
+    try:
+        return check_user_cmdline(value)
+    except ValueError as err:
+        raise PydanticCustomError("volant_invalid", "{reason}", {"reason": str(err)}) from None
+
+
 CpuCores = Annotated[int, Field(ge=1, le=64)]
 MemoryMB = Annotated[int, Field(ge=128, le=1024 * 1024)]
-KernelCmdline = Annotated[str, Field(max_length=1024)]
+KernelCmdline = Annotated[str, Field(max_length=1024), AfterValidator(_user_cmdline)]
 Port = Annotated[int, BeforeValidator(_port_from_text), Field(ge=1, le=65535)]
 RestartMode = Literal["never", "on-failure"]
 MaxRestarts = Annotated[int, Field(ge=0)]
@@ -190,6 +209,17 @@ class VMConfig(_Model):
     def to_json(self) -> dict[str, Any]:
         """The stored JSON document (keys without a value are left out)."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def artifacts(self) -> list[ArtifactRef]:
+        """The host files this configuration names: its overrides and its manifest's boot media."""
+        found = self.manifest.artifacts("manifest.")
+        if self.initramfs is not None:
+            found.append(ArtifactRef("initramfs.url", self.initramfs.url))
+        if self.rootfs is not None:
+            found.append(ArtifactRef("rootfs.url", self.rootfs.url, self.rootfs.format))
+        if self.kernel_override is not None:
+            found.append(ArtifactRef("kernel_override", self.kernel_override))
+        return found
 
     def boot_manifest(self) -> Manifest:
         """The manifest the guest boots: the snapshot, with the ``initramfs`` or ``rootfs`` override
