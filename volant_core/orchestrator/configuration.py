@@ -68,8 +68,8 @@ class Configurations:
         """
         backends = self._context.backends
         backends.launcher(backends.hypervisor_of(config), field="hypervisor")
-        check_requirements(config, backends)
         ArtifactPolicy.from_settings(self._context.settings).check_all(config.artifacts())
+        check_requirements(config, backends)
         view = self._draft_view(name, config, record)
         if (devices := devices_of(config)) is not None:
             backends.device_driver("pci", field="devices.pci_passthrough").validate(view, devices)
