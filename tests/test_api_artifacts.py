@@ -79,7 +79,7 @@ def _refused(reply: Any, field: str) -> str:
 
 
 def _nothing_installed_or_cached(daemon: RunningDaemon) -> None:
-    assert daemon.daemon.store.plugins.list() == []
+    assert daemon.daemon.store.runtimes.list() == []
     assert daemon.request("GET", "/api/v1/plugins").json()["plugins"] == []
     downloads = daemon.daemon.settings.download_dir
     assert not downloads.exists() or not any(p.is_file() for p in downloads.rglob("*"))
@@ -275,14 +275,14 @@ def test_a_stored_row_from_before_the_rule_is_skipped_and_can_be_removed(
     volantd: RunningDaemon, hello_manifest: dict[str, Any], name: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     assert volantd.request("POST", "/api/v1/plugins", hello_manifest).status == 201
-    volantd.daemon.store.plugins.upsert(name, "0.1", {**hello_manifest, "name": name}, enabled=True)
+    volantd.daemon.store.runtimes.upsert(name, "0.1", {**hello_manifest, "name": name}, enabled=True)
     with caplog.at_level(logging.WARNING, logger="volant_core.runtimes"):
         listed = volantd.request("GET", "/api/v1/plugins")
     assert listed.status == 200
     assert [plugin["name"] for plugin in listed.json()["plugins"]] == ["hello-http"]
     assert any(name in record.getMessage() and "invalid" in record.getMessage() for record in caplog.records)
     assert volantd.request("DELETE", f"/api/v1/plugins/{name}").status in (200, 204)
-    assert [record.name for record in volantd.daemon.store.plugins.list()] == ["hello-http"]
+    assert [record.name for record in volantd.daemon.store.runtimes.list()] == ["hello-http"]
 
 
 RESERVED = ["volant.name", "volant.runtime", "volant.manifest", "volant.rootfs", "volant.ip", "volant.gw"]

@@ -340,24 +340,24 @@ def test_deleting_a_vm_cascades_to_config_history_and_lease(store: Store, db_pat
 
 
 def test_plugin_upsert_get_list_toggle_delete(store: Store) -> None:
-    installed = store.plugins.upsert("pyhttp", "1.0", {"name": "pyhttp", "version": "1.0"})
-    store.plugins.upsert("caddy", "2.0", {"name": "caddy"})
+    installed = store.runtimes.upsert("pyhttp", "1.0", {"name": "pyhttp", "version": "1.0"})
+    store.runtimes.upsert("caddy", "2.0", {"name": "caddy"})
 
-    upgraded = store.plugins.upsert("pyhttp", "1.1", {"name": "pyhttp", "version": "1.1"})
+    upgraded = store.runtimes.upsert("pyhttp", "1.1", {"name": "pyhttp", "version": "1.1"})
 
     assert (upgraded.id, upgraded.installed_at) == (installed.id, installed.installed_at)
     assert (upgraded.version, upgraded.manifest["version"], upgraded.enabled) == ("1.1", "1.1", True)
     assert upgraded.updated_at > installed.updated_at
-    assert [p.name for p in store.plugins.list()] == ["caddy", "pyhttp"]
-    assert store.plugins.set_enabled("pyhttp", False).enabled is False
-    assert store.plugins.get("pyhttp").enabled is False
+    assert [p.name for p in store.runtimes.list()] == ["caddy", "pyhttp"]
+    assert store.runtimes.set_enabled("pyhttp", False).enabled is False
+    assert store.runtimes.get("pyhttp").enabled is False
 
-    store.plugins.delete("pyhttp")
+    store.runtimes.delete("pyhttp")
 
     with pytest.raises(NotFoundError, match="pyhttp"):
-        store.plugins.get("pyhttp")
+        store.runtimes.get("pyhttp")
     with pytest.raises(NotFoundError):
-        store.plugins.set_enabled("pyhttp", True)
+        store.runtimes.set_enabled("pyhttp", True)
 
 
 # --------------------------------------------------------------------------

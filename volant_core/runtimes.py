@@ -85,7 +85,7 @@ class RuntimeCatalog:
         a rule it breaks) is left out with a warning, and can still be removed.
         """
         entries = dict(self._shipped)
-        for record in self._store.plugins.list():
+        for record in self._store.runtimes.list():
             try:
                 entries[record.name] = self._installed(record.manifest, record.enabled)
             except ValidationError as err:
@@ -102,7 +102,7 @@ class RuntimeCatalog:
         if name in self._shipped:
             return self._shipped[name]
         try:
-            record = self._store.plugins.get(name)
+            record = self._store.runtimes.get(name)
         except NotFoundError:
             known = ", ".join(e.name for e in self.list()) or "none installed"
             raise NotFoundError(
@@ -137,7 +137,7 @@ class RuntimeCatalog:
                 field="name",
             )
         self._check(manifest)
-        record = self._store.plugins.upsert(
+        record = self._store.runtimes.upsert(
             manifest.name, manifest.version, json.loads(manifest_json(manifest)), enabled=True
         )
         return self._installed(record.manifest, True)
@@ -145,7 +145,7 @@ class RuntimeCatalog:
     def set_enabled(self, name: str, enabled: bool) -> RuntimeEntry:
         """Enable or disable an installed runtime."""
         self._refuse_shipped(name, "enabled or disabled")
-        record = self._store.plugins.set_enabled(name, enabled)
+        record = self._store.runtimes.set_enabled(name, enabled)
         return self._installed(record.manifest, record.enabled)
 
     def remove(self, name: str) -> None:
@@ -157,7 +157,7 @@ class RuntimeCatalog:
                 f"runtime plugin {name!r} is used by VMs {', '.join(users)}; delete them first",
                 field="plugin",
             )
-        self._store.plugins.delete(name)
+        self._store.runtimes.delete(name)
 
     def _refuse_shipped(self, name: str, what: str) -> None:
         if name in self._shipped:

@@ -48,7 +48,7 @@ class CreateVMRequest(BaseModel):
             raise ValueError(problem)
         return value
 
-    def plugin_name(self) -> str:
+    def runtime_name(self) -> str:
         """The plugin to boot: ``plugin`` or ``config.plugin``, which must agree when both are given."""
         named = self.config.plugin if self.config is not None else None
         if self.plugin is None and named is None:

@@ -149,7 +149,7 @@ class Orchestrator:
 
         ``group_id`` makes it a member of that deployment.
         """
-        entry = self.catalog.get_enabled(request.plugin_name())
+        entry = self.catalog.get_enabled(request.runtime_name())
         config = apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), request.overrides())
         if request.config is not None:
             config = apply_patch(config, request.config)

@@ -12,7 +12,7 @@ from volant_core.store.records import (
     GroupRecord,
     IdempotencyRecord,
     LeaseRecord,
-    PluginRecord,
+    RuntimeRecord,
     VMRecord,
 )
 from volant_core.store.store import Store, open_store
@@ -23,7 +23,7 @@ __all__ = [
     "GroupRecord",
     "IdempotencyRecord",
     "LeaseRecord",
-    "PluginRecord",
+    "RuntimeRecord",
     "Store",
     "VMRecord",
     "open_store",

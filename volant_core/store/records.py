@@ -58,7 +58,7 @@ class ConfigRecord:
 
 
 @dataclass(frozen=True)
-class PluginRecord:
+class RuntimeRecord:
     """An installed runtime manifest and whether VMs may use it."""
 
     id: int

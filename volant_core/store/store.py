@@ -15,7 +15,7 @@ from volant_core.store.groups import GroupRepository
 from volant_core.store.idempotency import IdempotencyRepository
 from volant_core.store.ips import IPRepository
 from volant_core.store.migrate import migrate
-from volant_core.store.plugins import PluginRepository
+from volant_core.store.runtimes import RuntimeRepository
 from volant_core.store.vms import VMRepository
 
 
@@ -33,7 +33,7 @@ class Store:
         self.path = path
         self.vms = VMRepository(db)
         self.configs = ConfigRepository(db)
-        self.plugins = PluginRepository(db)
+        self.runtimes = RuntimeRepository(db)
         self.ips = IPRepository(db)
         self.groups = GroupRepository(db)
         self.events = EventRepository(db)

@@ -9,16 +9,16 @@ from typing import Any
 from volant_core.errors import NotFoundError
 from volant_core.store.integrity import integrity_errors
 from volant_core.store.models import Plugin, utcnow
-from volant_core.store.records import PluginRecord
+from volant_core.store.records import RuntimeRecord
 from volant_core.store.repository import Repository
 
 
-class PluginRepository(Repository):
+class RuntimeRepository(Repository):
     """Installed runtime manifests, keyed by name."""
 
     def upsert(
         self, name: str, version: str, manifest: Mapping[str, Any], enabled: bool = True
-    ) -> PluginRecord:
+    ) -> RuntimeRecord:
         """Install ``manifest`` as ``name``, or replace it (keeping ``installed_at``)."""
         now = utcnow()
         row = {
@@ -40,15 +40,15 @@ class PluginRepository(Repository):
             )
             return self.get(name)
 
-    def get(self, name: str) -> PluginRecord:
+    def get(self, name: str) -> RuntimeRecord:
         """The plugin called ``name``; :class:`NotFoundError` if it is not installed."""
-        return PluginRecord(**self._one(Plugin.select().where(Plugin.name == name), _missing(name)))
+        return RuntimeRecord(**self._one(Plugin.select().where(Plugin.name == name), _missing(name)))
 
-    def list(self) -> builtins.list[PluginRecord]:
+    def list(self) -> builtins.list[RuntimeRecord]:
         """All installed plugins, by name."""
-        return [PluginRecord(**row) for row in self._rows(Plugin.select().order_by(Plugin.name))]
+        return [RuntimeRecord(**row) for row in self._rows(Plugin.select().order_by(Plugin.name))]
 
-    def set_enabled(self, name: str, enabled: bool) -> PluginRecord:
+    def set_enabled(self, name: str, enabled: bool) -> RuntimeRecord:
         """Enable or disable plugin ``name``; return the updated row."""
         with self._atomic():
             query = Plugin.update(enabled=enabled, updated_at=utcnow()).where(Plugin.name == name)
