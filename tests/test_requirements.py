@@ -84,3 +84,15 @@ def test_system_info_shows_what_each_hypervisor_can_do(host_api: RunningDaemon) 
         "publishes_ports": False,
         "honours": [],
     }
+
+
+def test_a_manifest_installed_disabled_stays_disabled(
+    host_api: RunningDaemon, host_manifest: dict[str, Any]
+) -> None:
+    manifest = {**host_manifest, "name": "later", "runtime": "later", "enabled": False}
+    installed = host_api.request("POST", "/api/v1/plugins", manifest)
+    assert installed.status == 201 and installed.json()["enabled"] is False
+    refused = host_api.request("POST", "/api/v1/vms", {"name": "early", "plugin": "later"})
+    assert refused.status == 409 and "is disabled" in refused.json()["error"]["message"]
+    assert host_api.request("POST", "/api/v1/plugins/later/enabled", {"enabled": True}).status == 200
+    assert host_api.request("POST", "/api/v1/vms", {"name": "early", "plugin": "later"}).status == 201

@@ -123,7 +123,8 @@ class RuntimeCatalog:
         return entry
 
     def install(self, document: Any) -> RuntimeEntry:
-        """Validate and store a manifest (replacing an installed one of the same name); it is enabled.
+        """Validate and store a manifest (replacing an installed one of the same name), enabled unless
+        it says ``"enabled": false``.
 
         ``check`` (given at construction) refuses a manifest that VMs of this daemon could not boot
         as written: a field nothing installed honours, a host file volantd may not read (see
@@ -138,9 +139,9 @@ class RuntimeCatalog:
             )
         self._check(manifest)
         record = self._store.runtimes.upsert(
-            manifest.name, manifest.version, json.loads(manifest_json(manifest)), enabled=True
+            manifest.name, manifest.version, json.loads(manifest_json(manifest)), enabled=manifest.enabled
         )
-        return self._installed(record.manifest, True)
+        return self._installed(record.manifest, record.enabled)
 
     def set_enabled(self, name: str, enabled: bool) -> RuntimeEntry:
         """Enable or disable an installed runtime."""
