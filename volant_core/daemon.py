@@ -69,8 +69,9 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
     setting before anything is opened.
     """
     plugins = plugins or load_plugins()
-    bus_ready: list[EventBus] = []
-    plugins.configure(settings, publisher=lambda event: bus_ready[0].publish(event))
+    bus: EventBus  # made once the store is open; plugins publish only after that
+    orchestrator: Orchestrator
+    plugins.configure(settings, publisher=lambda event: bus.publish(event))
     for directory in (settings.state_dir, settings.runtime_dir, settings.log_dir, settings.cache_dir):
         directory.mkdir(parents=True, exist_ok=True)
     (settings.state_dir / IMAGES_DIR).mkdir(exist_ok=True)
@@ -89,7 +90,6 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
 
     catalog = RuntimeCatalog(store, plugins, in_use, check=check_manifest)
     bus = EventBus(persist=functools.partial(_persist_event, store, settings.events_keep))
-    bus_ready.append(bus)
     orchestrator = Orchestrator(settings, store, plugins, catalog, bus)
     deployments = Deployments(store, bus, orchestrator, interval=settings.reconcile_interval)
     bus.add_listener(deployments.on_event)
