@@ -6,7 +6,8 @@ Enabled automatically through the ``pytest11`` entry point. Fixtures:
   (cached in ``$VOLANT_TEST_CACHE`` when set);
 * ``volantd``: a real daemon on a loopback port with its own state directory,
   torn down with every VM it started;
-* ``volantd_with_guest``: the same, booting ``volant_guest``;
+* ``volantd_with_guest``: the same, booting ``volant_guest`` with ``volant_hypervisor``
+  (``qemu`` unless a hypervisor package's conftest overrides that fixture);
 * ``volantd_host_process``: the same, whose VMs run on the TEST hypervisor
   ``test-host-process`` (kestrel and the workload as host processes, no VM;
   see :mod:`volant_core.testing.hostvm`);
@@ -71,10 +72,21 @@ def volantd() -> Iterator[RunningDaemon]:
 
 
 @pytest.fixture
-def volantd_with_guest(volant_guest: GuestArtifacts) -> Iterator[RunningDaemon]:
-    """A running volantd whose VMs boot the session's guest image with QEMU; skipped without QEMU."""
-    require_qemu()
-    with running_daemon(volant_guest) as daemon:
+def volant_hypervisor() -> str:
+    """The hypervisor ``volantd_with_guest`` boots VMs with: ``qemu``. A hypervisor package overrides
+    this fixture (in its ``conftest.py``) to run the same daemon tests on its own backend.
+    """
+    return "qemu"
+
+
+@pytest.fixture
+def volantd_with_guest(volant_guest: GuestArtifacts, volant_hypervisor: str) -> Iterator[RunningDaemon]:
+    """A running volantd whose VMs boot the session's guest image with ``volant_hypervisor``
+    (skipped when that is QEMU and QEMU is not installed).
+    """
+    if volant_hypervisor == "qemu":
+        require_qemu()
+    with running_daemon(volant_guest, hypervisor=volant_hypervisor) as daemon:
         yield daemon
 
 

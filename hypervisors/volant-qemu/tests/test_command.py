@@ -10,7 +10,7 @@ import pytest
 from volant_qemu.command import build_command
 
 from volant_core.errors import LaunchError
-from volant_core.launch import DiskSpec, LaunchSpec, NicSpec
+from volant_core.launch import DiskSpec, LaunchSpec, NicSpec, PciDeviceSpec
 
 VM_DIR = Path("/run/volant/vms/web")
 
@@ -115,6 +115,19 @@ def test_tap_nics_never_use_vhost(build: Builder) -> None:
         "virtio-net-pci,netdev=net1,mac=02:00:00:00:00:02",
     ]
     assert not any("vhost" in arg for arg in argv)
+
+
+def test_typed_parts_are_rendered_in_qemu_syntax(build: Builder) -> None:
+    """A disk's serial, a NIC's MTU and a PCI device spec each become QEMU's own syntax."""
+    argv = build(
+        disks=(DiskSpec(Path("/d/data.img"), serial="data,1"),),
+        nics=(NicSpec("vtap0", "02:00:00:00:00:01", host_mac="02:00:00:00:00:ff", mtu=1400),),
+        pci_devices=(PciDeviceSpec("0000:01:00.0", Path("/sys/bus/pci/devices/0000:01:00.0"), 7),),
+    )
+    devices = option_values(argv, "-device")
+    assert "virtio-blk-pci,drive=disk0,serial=data,,1" in devices
+    assert "virtio-net-pci,netdev=net0,mac=02:00:00:00:00:01,host_mtu=1400" in devices
+    assert "vfio-pci,host=0000:01:00.0" in devices
 
 
 def test_devices_then_extra_args_last(build: Builder) -> None:
