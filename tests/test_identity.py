@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from volant_core import builtins, hookimpl
-from volant_core.orchestrator.identity import IFNAME_MAX, mac_address, tap_name
+from volant_core.netdev import IFNAME_MAX, tap_name
+from volant_core.orchestrator.identity import mac_address
 from volant_core.plugins import load_plugins
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon

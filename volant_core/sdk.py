@@ -49,12 +49,14 @@ from volant_core.launch import (
     agent_serial_port_name,
 )
 from volant_core.manifest import CloudInit, Devices, Manifest
+from volant_core.netdev import IFNAME_MAX, tap_name
 from volant_core.processes import AdoptedProcess, ChildProcess, VmmProcess, read_cmdline
 from volant_core.vm import VMStatus, VMView
 
 __all__ = [
     "AGENT_LANES",
     "AGENT_PORT",
+    "IFNAME_MAX",
     "AdoptedProcess",
     "AgentChannel",
     "AgentError",
@@ -103,4 +105,5 @@ __all__ = [
     "hookimpl",
     "pass_client",
     "read_cmdline",
+    "tap_name",
 ]

@@ -9,20 +9,3 @@ def mac_address(name: str, attempt: int = 0) -> str:
     """A locally administered unicast MAC derived from the VM name (``attempt`` varies it on a clash)."""
     digest = hashlib.sha256(f"{name}|{attempt}".encode()).digest()
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
-
-
-#: Longest network interface name Linux accepts (``IFNAMSIZ`` is 16 with the final NUL).
-IFNAME_MAX = 15
-#: Prefix of the tap devices Volant creates.
-TAP_PREFIX = "vt"
-
-
-def tap_name(vm_name: str) -> str:
-    """The host tap device of ``vm_name``: ``vt`` and 13 hex digits of a hash of the whole name.
-
-    Always :data:`IFNAME_MAX` characters, and distinct names give distinct taps
-    (52 bits of SHA-256), unlike a shortened or sanitised name (``web-1`` and
-    ``web1`` must not share ``vttap-web1``).
-    """
-    digest = hashlib.sha256(vm_name.encode()).hexdigest()
-    return TAP_PREFIX + digest[: IFNAME_MAX - len(TAP_PREFIX)]
