@@ -40,7 +40,7 @@ def test_manifest_without_workload_is_refused(volantd: RunningDaemon, hello_mani
     assert volantd.request("GET", "/api/v1/plugins").json()["plugins"] == []
 
 
-@pytest.mark.parametrize("name", ["../x", "", "a" * 200, "Upper", "-lead", "sp ace", "a/b"])
+@pytest.mark.parametrize("name", ["../x", "", "a" * 200, "Upper", "-lead", "sp ace", "a/b", "web\n"])
 def test_invalid_vm_names_are_refused(volantd: RunningDaemon, hello_manifest: dict, name: str) -> None:
     assert volantd.request("POST", "/api/v1/plugins", hello_manifest).status == 201
     response = volantd.request("POST", "/api/v1/vms", {"name": name, "plugin": "hello-http"})
