@@ -23,6 +23,5 @@ def test_a_plugin_registering_a_taken_name_is_reported_failed() -> None:
         plugins = {p["name"]: p for p in daemon.request("GET", "/api/v1/system/plugins").json()["plugins"]}
     assert plugins[CORE_PLUGIN_NAME]["status"] == "loaded"
     assert plugins["test-squatter"]["status"] == "failed"
-    assert f"network mode 'none' is registered by plugin {CORE_PLUGIN_NAME!r} already" in (
-        plugins["test-squatter"]["error"]
-    )
+    error = plugins["test-squatter"]["error"]
+    assert f"network mode 'none' is registered by plugin {CORE_PLUGIN_NAME!r} already" in error
