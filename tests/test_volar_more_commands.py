@@ -275,9 +275,12 @@ def test_completion_completes_commands() -> None:
     assert answer.stdout.split() == ["plain,list", "plain,logs"]
 
 
-def test_unreachable_daemon_exits_1() -> None:
-    result = run_volar("http://127.0.0.1:9", "events")
-    assert result.returncode == 1 and "cannot reach volantd" in result.stderr
+@pytest.mark.parametrize("args", [("events",), ("vms", "list")])
+def test_unreachable_daemon_is_one_line_and_exit_1(args: tuple[str, ...]) -> None:
+    result = run_volar("http://127.0.0.1:9", *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot reach volantd at http://127.0.0.1:9")
 
 
 @pytest.fixture
