@@ -22,7 +22,7 @@ from volant_core.cli.output import cell
 from volant_core.testing.cli import VOLAR, run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
-from volant_core.testing.processes import kill_mentioning
+from volant_core.testing.processes import default_sigint, kill_mentioning
 from volant_core.testing.waiting import eventually, free_port
 
 
@@ -40,13 +40,14 @@ def volar(api: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def spawn_volar(api: RunningDaemon, *args: str) -> subprocess.Popen[str]:
-    """Start ``volar ARGS`` in the background (line-buffered text output)."""
+    """Start ``volar ARGS`` in the background (line-buffered text output), interruptible by SIGINT."""
     return subprocess.Popen(
         [str(VOLAR), "--api", api.url, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         bufsize=1,
+        preexec_fn=default_sigint,
     )
 
 
