@@ -272,6 +272,28 @@ def test_boot_manifest_swaps_the_boot_medium(base: VMConfig) -> None:
 
 
 @pytest.mark.parametrize(
+    ("own", "override"), [("rootfs", "initramfs"), ("initramfs", "rootfs")], ids=["rootfs", "initramfs"]
+)
+def test_an_override_replaces_the_manifests_own_boot_medium(
+    base: VMConfig, manifest: dict[str, Any], own: str, override: str
+) -> None:
+    """A manifest that boots from one medium, configured to boot from the other, boots only the other."""
+    media = {"rootfs": ROOTFS, "initramfs": INITRAMFS}
+    patch = {"manifest": {**manifest, own: media[own]}, "initramfs": None, override: media[override]}
+    booted = apply_patch(base, parse_patch(patch)).boot_manifest()
+    assert getattr(booted, own) is None
+    assert getattr(booted, override).url == media[override]["url"]
+
+
+def test_the_restart_backoff_doubles_up_to_its_cap(base: VMConfig) -> None:
+    """The waits before automatic restarts: ``backoff_s``, doubled each time, at most a minute."""
+    policy = {"mode": "on-failure", "max_restarts": 8, "backoff_s": 1.5}
+    config = apply_patch(base, parse_patch({"restart_policy": policy}))
+    waits = [config.restart_policy.delay(attempt) for attempt in range(9)]
+    assert waits == [1.5, 3.0, 6.0, 12.0, 24.0, 48.0, 60.0, 60.0, None]
+
+
+@pytest.mark.parametrize(
     ("patch", "restart"),
     [
         ({"metadata": {"x": 1}}, False),
