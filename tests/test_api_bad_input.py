@@ -46,7 +46,16 @@ def test_invalid_vm_names_are_refused(volantd: RunningDaemon, hello_manifest: di
     response = volantd.request("POST", "/api/v1/vms", {"name": name, "plugin": "hello-http"})
     assert response.status == 422
     assert _field(response) == "name"
+    assert "is not a valid name; use 1-63 characters" in response.json()["error"]["message"]
     _assert_nothing_left(volantd)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/deployments/Web", "/api/v1/vms/Web/config"])
+def test_invalid_names_in_paths_are_refused_with_the_rule(volantd: RunningDaemon, path: str) -> None:
+    response = volantd.request("GET", path)
+    assert response.status == 422
+    assert _field(response) == "name"
+    assert "'Web' is not a valid name; use 1-63 characters" in response.json()["error"]["message"]
 
 
 def test_unknown_hypervisor_lists_the_registered_ones(volantd: RunningDaemon, hello_manifest: dict) -> None:

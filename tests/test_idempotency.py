@@ -87,6 +87,7 @@ def test_vm_create_is_replayed_not_repeated(api: RunningDaemon) -> None:
     # The same key with another body, or on another path, is refused, naming the header.
     status, answer = post(api, "/api/v1/vms", {"name": "twice", "plugin": "hello-host"}, "key-1")
     assert status == 409 and conflict_field(answer) == HEADER
+    assert answer["error"]["message"].endswith("use a new key for a new request")
     status, answer = post(api, "/api/v1/deployments", body, "key-1")
     assert status == 409 and conflict_field(answer) == HEADER
     assert vm_names(api) == ["once"]
@@ -141,7 +142,17 @@ def test_bad_keys_are_422(api: RunningDaemon, key: str) -> None:
     headers = {"Content-Type": "application/json", HEADER: key}
     reply = api.request("POST", "/api/v1/vms", raw=b"{}", headers=headers)
     assert reply.status == 422
-    assert reply.json()["error"]["details"][0]["field"] == HEADER
+    error = reply.json()["error"]
+    assert error["details"][0]["field"] == HEADER
+    assert "give 1 to 255 printable characters" in error["message"]
+
+
+@pytest.mark.parametrize("key", ["k", "k" * 255], ids=["shortest", "longest"])
+def test_keys_of_1_to_255_characters_are_accepted(api: RunningDaemon, key: str) -> None:
+    body = {"name": "edge", "plugin": "hello-host"}
+    first = post(api, "/api/v1/vms", body, key)
+    assert first[0] == 201
+    assert post(api, "/api/v1/vms", body, key) == first
 
 
 def test_header_is_documented(api: RunningDaemon) -> None:
