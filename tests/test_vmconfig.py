@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -283,6 +284,22 @@ def test_an_override_replaces_the_manifests_own_boot_medium(
     booted = apply_patch(base, parse_patch(patch)).boot_manifest()
     assert getattr(booted, own) is None
     assert getattr(booted, override).url == media[override]["url"]
+
+
+def test_an_invalid_stored_config_names_the_field(base: VMConfig) -> None:
+    document = {**base.to_json(), "resources": {"cpu_cores": 0}}
+    with pytest.raises(ValidationError) as refused:
+        validate_config(document)
+    assert refused.value.field == "resources.cpu_cores"
+
+
+def test_the_manifests_schema_key_survives_the_config_round_trip(base: VMConfig, manifest: dict) -> None:
+    """A stored configuration is read back as it was written, ``$schema`` included."""
+    schema = "https://example.com/runtime-manifest.schema.json"
+    config = apply_patch(base, parse_patch({"manifest": {**manifest, "$schema": schema}}))
+    stored = json.loads(json.dumps(config.to_json()))
+    assert stored["manifest"]["$schema"] == schema
+    assert validate_config(stored) == config
 
 
 def test_the_restart_backoff_doubles_up_to_its_cap(base: VMConfig) -> None:
