@@ -58,6 +58,20 @@ def test_invalid_names_in_paths_are_refused_with_the_rule(volantd: RunningDaemon
     assert "'Web' is not a valid name; use 1-63 characters" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("a" * 70, repr("a" * 70)), ("a" * 71, repr("a" * 60 + "..."))],
+    ids=["70 shown whole", "71 shortened"],
+)
+def test_a_refused_name_is_quoted_at_most_70_characters_long(
+    volantd: RunningDaemon, name: str, shown: str
+) -> None:
+    response = volantd.request("POST", "/api/v1/deployments", {"name": name, "config": {"plugin": "x"}})
+    assert response.status == 422
+    assert _field(response) == "name"
+    assert f"{shown} is not a valid name" in response.json()["error"]["message"]
+
+
 def test_unknown_hypervisor_lists_the_registered_ones(volantd: RunningDaemon, hello_manifest: dict) -> None:
     volantd.request("POST", "/api/v1/plugins", hello_manifest)
     response = volantd.request(
