@@ -21,12 +21,14 @@ def main() -> int:
         return 1
     stats = json.loads(STATS.read_text())
     caught = stats["killed"] + stats["timeout"]
-    judged = stats["total"] - stats["skipped"]
+    missed = stats["survived"] + stats["no_tests"] + stats["suspicious"] + stats["segfault"]
+    judged = caught + missed
+    unchecked = stats["total"] - judged - stats["skipped"]
     score = 100 * caught / judged if judged else 0.0
     print(
         f"mutation score {score:.1f}% ({caught} of {judged} mutants caught: {stats['killed']} killed, "
         f"{stats['timeout']} timed out; {stats['survived']} survived, {stats['no_tests']} untested, "
-        f"{stats['suspicious']} suspicious)"
+        f"{stats['suspicious']} suspicious); {unchecked} not run (a partial run)"
     )
     return 0
 

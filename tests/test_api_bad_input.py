@@ -79,7 +79,7 @@ def test_unknown_hypervisor_lists_the_registered_ones(volantd: RunningDaemon, he
     )
     assert response.status == 404
     assert _field(response) == "hypervisor"
-    assert "choose one of: qemu" in response.json()["error"]["message"]
+    assert response.json()["error"]["message"].startswith("unknown hypervisor 'xen'; choose one of: qemu")
     _assert_nothing_left(volantd)
 
 
