@@ -4,7 +4,7 @@ export UV_PYTHON_DOWNLOADS := never
 # Built guest images are kept here between test runs (ignored by git).
 export VOLANT_TEST_CACHE ?= $(CURDIR)/.cache/guest
 
-.PHONY: bootstrap guest demo demo-stop test test-fast lint bench
+.PHONY: bootstrap guest demo demo-stop test test-fast lint bench mutate
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -27,6 +27,14 @@ test-fast: bootstrap
 
 # The import package of every workspace member under hypervisors/ and plugins/ (found, never listed).
 PACKAGE_MODULES = $(wildcard hypervisors/*/volant_* plugins/*/volant_*)
+
+# Mutation testing of the core modules against the fast tests (slow; not in CI): docs/testing.md.
+mutate: bootstrap
+	$(VENV)/bin/mutmut run
+	$(VENV)/bin/mutmut export-cicd-stats
+	@echo "survivors (inspect one with: $(VENV)/bin/mutmut show NAME):"
+	@$(VENV)/bin/mutmut results
+	@$(VENV)/bin/python scripts/mutation_score.py
 
 lint: bootstrap
 	$(VENV)/bin/ruff check .

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install what Volant needs on a fresh Debian 12 host: Debian packages (QEMU, lz4 for the guest
 # kernel, Debian's python3.11 for the guest userland, e2fsprogs for the tests' root filesystem
-# images), uv, and the project's locked environment.
+# images, busybox-static for the tests that unpack the guest's cpio archives), uv, and the
+# project's locked environment.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates e2fsprogs)
+APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates e2fsprogs busybox-static)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from volant_core import hookimpl
 from volant_core.builtins import NoNetwork
 from volant_core.descriptors import NetworkModeDescriptor
+from volant_core.guest import GuestArtifacts
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.processes import kill_mentioning
@@ -98,3 +101,42 @@ def core_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     editable development install); skipped without uv.
     """
     return build_wheel(REPO, tmp_path_factory.mktemp("wheel"))
+
+
+#: A package the guest image is built from, fetched to learn whether ``apt-get download`` works.
+APT_PROBE_PACKAGE = "busybox-static"
+
+
+@pytest.fixture(scope="session")
+def apt_download() -> None:
+    """Skip the test, saying why, when ``apt-get download`` cannot fetch a package here (no apt,
+    no package lists, no network). Tried once per session.
+    """
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            fetched = subprocess.run(
+                ["apt-get", "download", "-q", APT_PROBE_PACKAGE],
+                cwd=directory,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        except FileNotFoundError:
+            pytest.skip("apt-get is not installed: the guest image cannot be built here")
+    if fetched.returncode != 0:
+        said = (fetched.stderr or fetched.stdout).strip().splitlines() or [f"exit {fetched.returncode}"]
+        pytest.skip(f"apt-get download {APT_PROBE_PACKAGE} fails here: {said[-1]}")
+
+
+@pytest.fixture
+def buildable_guest(request: pytest.FixtureRequest) -> GuestArtifacts:
+    """The session's ``volant_guest``; when it cannot be built because ``apt-get download`` does
+    not work here, the test is skipped with apt's reason (any other build failure is an error).
+    """
+    try:
+        guest: GuestArtifacts = request.getfixturevalue("volant_guest")
+    except Exception:
+        request.getfixturevalue("apt_download")
+        raise
+    return guest

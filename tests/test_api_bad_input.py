@@ -40,13 +40,36 @@ def test_manifest_without_workload_is_refused(volantd: RunningDaemon, hello_mani
     assert volantd.request("GET", "/api/v1/plugins").json()["plugins"] == []
 
 
-@pytest.mark.parametrize("name", ["../x", "", "a" * 200, "Upper", "-lead", "sp ace", "a/b"])
+@pytest.mark.parametrize("name", ["../x", "", "a" * 200, "Upper", "-lead", "sp ace", "a/b", "web\n"])
 def test_invalid_vm_names_are_refused(volantd: RunningDaemon, hello_manifest: dict, name: str) -> None:
     assert volantd.request("POST", "/api/v1/plugins", hello_manifest).status == 201
     response = volantd.request("POST", "/api/v1/vms", {"name": name, "plugin": "hello-http"})
     assert response.status == 422
     assert _field(response) == "name"
+    assert "is not a valid name; use 1-63 characters" in response.json()["error"]["message"]
     _assert_nothing_left(volantd)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/deployments/Web", "/api/v1/vms/Web/config"])
+def test_invalid_names_in_paths_are_refused_with_the_rule(volantd: RunningDaemon, path: str) -> None:
+    response = volantd.request("GET", path)
+    assert response.status == 422
+    assert _field(response) == "name"
+    assert "'Web' is not a valid name; use 1-63 characters" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("a" * 70, repr("a" * 70)), ("a" * 71, repr("a" * 60 + "..."))],
+    ids=["70 shown whole", "71 shortened"],
+)
+def test_a_refused_name_is_quoted_at_most_70_characters_long(
+    volantd: RunningDaemon, name: str, shown: str
+) -> None:
+    response = volantd.request("POST", "/api/v1/deployments", {"name": name, "config": {"plugin": "x"}})
+    assert response.status == 422
+    assert _field(response) == "name"
+    assert f"{shown} is not a valid name" in response.json()["error"]["message"]
 
 
 def test_unknown_hypervisor_lists_the_registered_ones(volantd: RunningDaemon, hello_manifest: dict) -> None:
@@ -56,7 +79,7 @@ def test_unknown_hypervisor_lists_the_registered_ones(volantd: RunningDaemon, he
     )
     assert response.status == 404
     assert _field(response) == "hypervisor"
-    assert "choose one of: qemu" in response.json()["error"]["message"]
+    assert response.json()["error"]["message"].startswith("unknown hypervisor 'xen'; choose one of: qemu")
     _assert_nothing_left(volantd)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -83,3 +84,21 @@ def test_doctor_reports_every_check() -> None:
     assert {"state-dir", "guest-image-tools", "qemu-binary", "qemu-accelerator"} <= set(rows)
     assert all(row["status"] in {"pass", "warn", "fail"} for row in rows.values())
     assert result.returncode == (1 if any(r["status"] == "fail" for r in rows.values()) else 0)
+
+
+def test_doctor_fails_what_is_missing(tmp_path: Path) -> None:
+    """No QEMU and no image tools on PATH, a state directory that cannot be created: each is reported."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "VOLANT_QEMU_BINARY"}
+    env |= {"PATH": str(empty), "VOLANT_STATE_DIR": str(blocker / "state")}
+    result = subprocess.run(
+        [str(VOLAR), "doctor", "-o", "json"], capture_output=True, text=True, env=env, timeout=60
+    )
+    statuses = {row["check"]: row["status"] for row in json.loads(result.stdout)}
+    assert statuses["state-dir"] == "fail"
+    assert statuses["qemu-binary"] == "fail"
+    assert statuses["guest-image-tools"] == "warn"
+    assert result.returncode == 1

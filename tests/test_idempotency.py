@@ -12,6 +12,7 @@ import pytest
 
 from volant_core import hookimpl
 from volant_core.api.idempotency import HEADER
+from volant_core.errors import VolantError
 from volant_core.store.idempotency import KEY_LIFETIME
 from volant_core.store.models import IdempotencyKey, utcnow
 from volant_core.testing.daemon import RunningDaemon
@@ -20,19 +21,25 @@ from volant_core.vm import VMView
 
 
 class Gate:
-    """A plugin that fails the validation of VM ``flaky`` once, and holds VM ``slow`` until opened."""
+    """A plugin that fails the validation of VMs ``flaky`` and ``refused`` once, and holds VM ``slow``.
+
+    ``flaky`` crashes (an unexpected exception); ``refused`` raises a :class:`VolantError`, which the
+    API answers itself with its 500; ``slow`` waits until the gate is opened.
+    """
 
     def __init__(self) -> None:
-        self.failures = 1
+        self.failures = {"flaky": 1, "refused": 1}
         self.entered = threading.Event()
         self.opened = threading.Event()
 
     @hookimpl
     def volant_vm_validate(self, vm: VMView) -> None:
-        """Crash (a 500) or wait, depending on the VM's name."""
-        if vm.name == "flaky" and self.failures:
-            self.failures -= 1
-            raise RuntimeError("flaky plugin")
+        """Crash, refuse (each a 500) or wait, depending on the VM's name."""
+        if self.failures.get(vm.name):
+            self.failures[vm.name] -= 1
+            if vm.name == "flaky":
+                raise RuntimeError("flaky plugin")
+            raise VolantError("the plugin refuses this once")
         if vm.name == "slow":
             self.entered.set()
             assert self.opened.wait(30)
@@ -80,6 +87,7 @@ def test_vm_create_is_replayed_not_repeated(api: RunningDaemon) -> None:
     # The same key with another body, or on another path, is refused, naming the header.
     status, answer = post(api, "/api/v1/vms", {"name": "twice", "plugin": "hello-host"}, "key-1")
     assert status == 409 and conflict_field(answer) == HEADER
+    assert answer["error"]["message"].endswith("use a new key for a new request")
     status, answer = post(api, "/api/v1/deployments", body, "key-1")
     assert status == 409 and conflict_field(answer) == HEADER
     assert vm_names(api) == ["once"]
@@ -91,10 +99,12 @@ def test_failures_4xx_remembered_5xx_not(api: RunningDaemon) -> None:
     assert first[0] == 404
     assert post(api, "/api/v1/vms", missing, "key-404") == first
 
-    flaky = {"name": "flaky", "plugin": "hello-host"}
-    assert post(api, "/api/v1/vms", flaky, "key-500")[0] == 500
-    assert post(api, "/api/v1/vms", flaky, "key-500")[0] == 201
-    assert vm_names(api) == ["flaky"]
+    # A 5xx frees the key, whether the responder crashed or answered the 500 itself: a retry runs.
+    for name in ("flaky", "refused"):
+        body = {"name": name, "plugin": "hello-host"}
+        assert post(api, "/api/v1/vms", body, f"key-{name}")[0] == 500
+        assert post(api, "/api/v1/vms", body, f"key-{name}")[0] == 201
+    assert vm_names(api) == ["flaky", "refused"]
 
 
 def test_key_in_use_is_409_until_the_first_request_ends(api: RunningDaemon, gate: Gate) -> None:
@@ -132,7 +142,17 @@ def test_bad_keys_are_422(api: RunningDaemon, key: str) -> None:
     headers = {"Content-Type": "application/json", HEADER: key}
     reply = api.request("POST", "/api/v1/vms", raw=b"{}", headers=headers)
     assert reply.status == 422
-    assert reply.json()["error"]["details"][0]["field"] == HEADER
+    error = reply.json()["error"]
+    assert error["details"][0]["field"] == HEADER
+    assert "give 1 to 255 printable characters" in error["message"]
+
+
+@pytest.mark.parametrize("key", ["k", "k" * 255], ids=["shortest", "longest"])
+def test_keys_of_1_to_255_characters_are_accepted(api: RunningDaemon, key: str) -> None:
+    body = {"name": "edge", "plugin": "hello-host"}
+    first = post(api, "/api/v1/vms", body, key)
+    assert first[0] == 201
+    assert post(api, "/api/v1/vms", body, key) == first
 
 
 def test_header_is_documented(api: RunningDaemon) -> None:

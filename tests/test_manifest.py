@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -458,6 +459,16 @@ def test_encoding_is_deterministic() -> None:
 
     assert encode_for_guest(parse_manifest(GO_INITRAMFS)) == first
     assert encode_for_guest(parse_manifest(reordered)) == first
+
+
+def test_encoding_does_not_depend_on_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VM created an hour later gets the same kernel command line for the same manifest."""
+    now = time.time()
+    first = encode_for_guest(parse_manifest(GO_INITRAMFS))
+
+    monkeypatch.setattr(time, "time", lambda: now + 3600)
+
+    assert encode_for_guest(parse_manifest(GO_INITRAMFS)) == first
 
 
 def test_decode_accepts_legacy_raw_json() -> None:

@@ -41,12 +41,28 @@ def test_on_failure_restarts_until_the_limit(host_manifest: dict[str, Any]) -> N
         assert types[-1] == "VM_CRASHED" and types.count("VM_STARTING") == 2
 
 
-def test_never_is_the_default(host_manifest: dict[str, Any]) -> None:
+def test_never_is_the_default_and_leaves_a_crashed_vm_down(host_manifest: dict[str, Any]) -> None:
     with host_process_daemon() as api:
         api.request("POST", "/api/v1/plugins", host_manifest)
-        api.request("POST", "/api/v1/vms", {"name": "once", "plugin": "hello-host"})
+        # "once" sets only the backoff (its mode is the default); "phoenix" restarts after the same wait.
+        once = {"name": "once", "plugin": "hello-host", "config": {"restart_policy": {"backoff_s": 0.2}}}
+        policy = {"mode": "on-failure", "backoff_s": 0.2}
+        phoenix = {"name": "phoenix", "plugin": "hello-host", "config": {"restart_policy": policy}}
+        assert api.request("POST", "/api/v1/vms", once).status == 201
+        assert api.request("POST", "/api/v1/vms", phoenix).status == 201
+        config = api.request("GET", "/api/v1/vms/once/config").json()["config"]
+        assert config["restart_policy"]["mode"] == "never"
+
         vm = api.wait_for_status("once", {"running"}, timeout=30)
         os.kill(vm["pid"], signal.SIGKILL)
         api.wait_for_status("once", {"crashed"}, timeout=10)
-        config = api.request("GET", "/api/v1/vms/once/config").json()["config"]
-        assert config["restart_policy"]["mode"] == "never"
+        # A VM that crashed later with the same backoff is back: a restart of "once" was due before.
+        first = api.wait_for_status("phoenix", {"running"}, timeout=30)
+        os.kill(first["pid"], signal.SIGKILL)
+        eventually(
+            lambda: (vm := _vm(api, "phoenix"))["status"] == "running" and vm["pid"] != first["pid"],
+            "phoenix restarted",
+        )
+        assert _vm(api, "once")["status"] == "crashed"
+        types = [e.type for e in api.daemon.store.events.since(0) if e.vm_name == "once"]
+        assert types.count("VM_STARTING") == 1 and types[-1] == "VM_CRASHED"

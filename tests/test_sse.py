@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -295,3 +296,29 @@ def test_a_stream_stays_open_past_a_minute_with_heartbeats() -> None:
             assert time.monotonic() - opened >= 60
             new = _publish(api, "VM_RUNNING", "late")
             assert _ids_and_types(client.events(1)) == [(new, "VM_RUNNING")]
+
+
+def test_streams_opened_while_events_are_published_get_each_event_once() -> None:
+    """Events published while a stream switches from replaying the store to live delivery arrive once."""
+    with running_daemon() as api:
+        publishing = threading.Event()
+        publishing.set()
+
+        def publish_until_stopped() -> None:
+            while publishing.is_set():
+                _publish(api, "VM_LOG", "busy")
+
+        publisher = threading.Thread(target=publish_until_stopped)
+        publisher.start()
+        try:
+            for _ in range(20):
+                resume = api.daemon.store.events.latest_id()
+                with _open(api, headers={"Last-Event-ID": str(resume)}) as client:
+                    end = api.daemon.store.events.latest_id() + 20
+                    ids: list[int | None] = []
+                    while not ids or (ids[-1] or 0) < end:
+                        ids += [f.id for f in client.events(1)]
+                assert ids == list(range(resume + 1, end + 1))
+        finally:
+            publishing.clear()
+            publisher.join(30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,16 +14,21 @@ from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import NAME as HOST_BACKEND
 from volant_core.testing.hostvm import host_process_daemon
 
+#: The network the VMs lease their addresses from.
+SUBNET = ipaddress.IPv4Network("10.78.0.0/28")
 #: VM name -> runtime manifest; "b-two" ends up stopped, the others running.
 VMS = {"c-one": "hello-host", "a-web": "hello-host", "b-two": "hello-other"}
 
 
 @pytest.fixture
-def api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
-    """A daemon with two runtimes installed and the VMs of :data:`VMS`, created in that order."""
+def api(host_manifest: dict[str, Any], leased_ip_mode: Any) -> Iterator[RunningDaemon]:
+    """A daemon with two runtimes installed and the VMs of :data:`VMS`, created in that order, each
+    with an IP address from :data:`SUBNET`.
+    """
     other = copy.deepcopy(host_manifest)
     other["name"] = other["runtime"] = "hello-other"
-    with host_process_daemon(stop_timeout=5) as daemon:
+    network = {"network_mode": leased_ip_mode.mode, "subnet": SUBNET, "host_ip": SUBNET[1]}
+    with host_process_daemon(plugins=[leased_ip_mode.registration], stop_timeout=5, **network) as daemon:
         for manifest in (host_manifest, other):
             assert daemon.request("POST", "/api/v1/plugins", manifest).status == 201
         for name, plugin in VMS.items():
@@ -52,8 +58,8 @@ def test_list_filters_sorts_and_pages(api: RunningDaemon) -> None:
     assert names(api, "q=WEB") == (["a-web"], 1)
     assert names(api, "q=other") == (["b-two"], 1)  # runtime substring
     ip = api.request("GET", "/api/v1/vms/c-one").json()["ip_address"]
-    if ip:
-        assert "c-one" in names(api, f"q={ip}")[0]
+    assert ipaddress.ip_address(ip) in SUBNET
+    assert names(api, f"q={ip}") == (["c-one"], 1)
     assert names(api, "sort=name") == (["a-web", "b-two", "c-one"], 3)
     assert names(api, "sort=name&order=DESC") == (["c-one", "b-two", "a-web"], 3)
     assert names(api, "sort=status&order=asc")[0] == ["c-one", "a-web", "b-two"]

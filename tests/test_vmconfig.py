@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -269,6 +270,44 @@ def test_boot_manifest_swaps_the_boot_medium(base: VMConfig) -> None:
     assert with_rootfs.boot_manifest().initramfs is None
     plain = apply_patch(base, parse_patch({"initramfs": None}))
     assert plain.boot_manifest() == plain.manifest
+
+
+@pytest.mark.parametrize(
+    ("own", "override"), [("rootfs", "initramfs"), ("initramfs", "rootfs")], ids=["rootfs", "initramfs"]
+)
+def test_an_override_replaces_the_manifests_own_boot_medium(
+    base: VMConfig, manifest: dict[str, Any], own: str, override: str
+) -> None:
+    """A manifest that boots from one medium, configured to boot from the other, boots only the other."""
+    media = {"rootfs": ROOTFS, "initramfs": INITRAMFS}
+    patch = {"manifest": {**manifest, own: media[own]}, "initramfs": None, override: media[override]}
+    booted = apply_patch(base, parse_patch(patch)).boot_manifest()
+    assert getattr(booted, own) is None
+    assert getattr(booted, override).url == media[override]["url"]
+
+
+def test_an_invalid_stored_config_names_the_field(base: VMConfig) -> None:
+    document = {**base.to_json(), "resources": {"cpu_cores": 0}}
+    with pytest.raises(ValidationError) as refused:
+        validate_config(document)
+    assert refused.value.field == "resources.cpu_cores"
+
+
+def test_the_manifests_schema_key_survives_the_config_round_trip(base: VMConfig, manifest: dict) -> None:
+    """A stored configuration is read back as it was written, ``$schema`` included."""
+    schema = "https://example.com/runtime-manifest.schema.json"
+    config = apply_patch(base, parse_patch({"manifest": {**manifest, "$schema": schema}}))
+    stored = json.loads(json.dumps(config.to_json()))
+    assert stored["manifest"]["$schema"] == schema
+    assert validate_config(stored) == config
+
+
+def test_the_restart_backoff_doubles_up_to_its_cap(base: VMConfig) -> None:
+    """The waits before automatic restarts: ``backoff_s``, doubled each time, at most a minute."""
+    policy = {"mode": "on-failure", "max_restarts": 8, "backoff_s": 1.5}
+    config = apply_patch(base, parse_patch({"restart_policy": policy}))
+    waits = [config.restart_policy.delay(attempt) for attempt in range(9)]
+    assert waits == [1.5, 3.0, 6.0, 12.0, 24.0, 48.0, 60.0, 60.0, None]
 
 
 @pytest.mark.parametrize(

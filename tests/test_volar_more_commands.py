@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 import yaml
 
+from volant_core.cli.output import cell
 from volant_core.testing.cli import VOLAR, run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
-from volant_core.testing.processes import kill_mentioning
+from volant_core.testing.processes import default_sigint, kill_mentioning
 from volant_core.testing.waiting import eventually, free_port
 
 
@@ -39,13 +40,14 @@ def volar(api: RunningDaemon, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def spawn_volar(api: RunningDaemon, *args: str) -> subprocess.Popen[str]:
-    """Start ``volar ARGS`` in the background (line-buffered text output)."""
+    """Start ``volar ARGS`` in the background (line-buffered text output), interruptible by SIGINT."""
     return subprocess.Popen(
         [str(VOLAR), "--api", api.url, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         bufsize=1,
+        preexec_fn=default_sigint,
     )
 
 
@@ -179,7 +181,9 @@ def test_plugin_commands(api: RunningDaemon, tmp_path: Path) -> None:
     assert "hello-host" in [p["name"] for p in listed]
     assert json.loads(volar(api, "plugins", "show", "hello-host").stdout)["name"] == "hello-host"
     assert volar(api, "plugins", "disable", "hello-host").stdout.strip() == "hello-host disabled"
+    assert api.request("GET", "/api/v1/plugins/hello-host/manifest").status == 409  # not for new VMs
     assert volar(api, "plugins", "enable", "hello-host").stdout.strip() == "hello-host enabled"
+    assert api.request("GET", "/api/v1/plugins/hello-host/manifest").status == 200
     manifest = json.loads(volar(api, "plugins", "show", "hello-host").stdout)
     manifest["name"] = "hello-copy"
     (tmp_path / "copy.json").write_text(json.dumps(manifest))
@@ -199,12 +203,19 @@ def test_system_views(api: RunningDaemon) -> None:
         route = "/api/v1/" + "/".join(args)
         if route not in system_routes(api):
             continue  # routes being added: only those this volantd serves are checked
+        before = api.request("GET", route).json()
         as_json = json.loads(volar(api, *args, "-o", "json").stdout)
-        assert isinstance(as_json, dict)
-        assert set(as_json) == set(api.request("GET", route).json())
-        assert set(yaml.safe_load(volar(api, *args, "-o", "yaml").stdout)) == set(as_json)
-        table = volar(api, *args).stdout
-        assert [line.split()[0] for line in table.splitlines()] == sorted(as_json)
+        as_yaml = yaml.safe_load(volar(api, *args, "-o", "yaml").stdout)
+        table = dict(line.partition("  ")[::2] for line in volar(api, *args).stdout.splitlines())
+        after = api.request("GET", route).json()
+        assert set(as_json) == set(as_yaml) == {key.strip() for key in table} == set(after)
+        # Every value that did not change meanwhile (an uptime does) is shown as the API answered it.
+        steady = {key: value for key, value in after.items() if before[key] == value}
+        assert steady, f"{route}: nothing to compare"
+        assert {key: as_json[key] for key in steady} == steady
+        assert {key: as_yaml[key] for key in steady} == steady
+        shown = {key.strip(): text.strip() for key, text in table.items()}
+        assert {key: shown[key] for key in steady} == {key: cell(value) for key, value in steady.items()}
 
 
 def test_deployment_update(api: RunningDaemon, tmp_path: Path) -> None:
@@ -237,7 +248,25 @@ def test_completion_script(shell: str) -> None:
     script = subprocess.run(
         [str(VOLAR), "completion", shell], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    assert "_VOLAR_COMPLETE" in script and f"{shell}_complete" in script
+    # The script asks volar itself, through the variable volar answers (see the test below).
+    assert f"_VOLAR_COMPLETE={shell}_complete" in script
+
+
+def test_bash_completes_with_the_script(tmp_path: Path) -> None:
+    """``eval "$(volar completion bash)"``, then ``volar vms l<TAB>`` in a real bash."""
+    (tmp_path / "volar").symlink_to(VOLAR)
+    session = """
+        eval "$(volar completion bash)"
+        spec=$(complete -p volar) || exit 3
+        function=${spec##*-F }; function=${function%% *}
+        COMP_WORDS=(volar vms l); COMP_CWORD=2
+        "$function" volar l vms
+        printf '%s\\n' "${COMPREPLY[@]}"
+    """
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"}
+    answer = subprocess.run(["bash", "-c", session], capture_output=True, text=True, env=env, timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.split() == ["list", "logs"]
 
 
 def test_completion_completes_commands() -> None:
@@ -247,9 +276,12 @@ def test_completion_completes_commands() -> None:
     assert answer.stdout.split() == ["plain,list", "plain,logs"]
 
 
-def test_unreachable_daemon_exits_1() -> None:
-    result = run_volar("http://127.0.0.1:9", "events")
-    assert result.returncode == 1 and "cannot reach volantd" in result.stderr
+@pytest.mark.parametrize("args", [("events",), ("vms", "list")])
+def test_unreachable_daemon_is_one_line_and_exit_1(args: tuple[str, ...]) -> None:
+    result = run_volar("http://127.0.0.1:9", *args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: cannot reach volantd at http://127.0.0.1:9")
 
 
 @pytest.fixture

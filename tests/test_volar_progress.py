@@ -80,6 +80,7 @@ def test_a_create_ending_crashed_exits_1_with_the_reason(host_manifest: dict[str
         assert after_the_spinner.startswith("Error: vm d-2 is crashed: guest agent never became healthy")
 
 
+@pytest.mark.usefixtures("apt_download")
 @pytest.mark.parametrize("terminal", [True, False], ids=["terminal", "pipe"])
 def test_image_build_draws_bars_on_a_terminal_only(
     volant_guest: GuestArtifacts, tmp_path: Path, terminal: bool

@@ -71,7 +71,7 @@ def volant_allocate_ip(
 def _check_state_dir(context: PluginContext) -> HostCheckResult:
     state = context.settings.state_dir
     existing = next((p for p in (state, *state.parents) if p.exists()), None)
-    if existing is not None and os.access(existing, os.W_OK):
+    if existing is not None and existing.is_dir() and os.access(existing, os.W_OK):
         return HostCheckResult("pass", f"{state} is writable")
     return HostCheckResult("fail", f"cannot write {state}", "set VOLANT_STATE_DIR to a writable directory")
 

@@ -53,16 +53,3 @@ def test_install_create_call_delete_with_volar(volantd_with_guest: RunningDaemon
     missing = volar(api, "vms", "get", "demo")
     assert missing.returncode == 3
     assert missing.stderr.strip().splitlines() == ["Error: vm 'demo' not found (HTTP 404)"]
-
-
-def test_unreachable_daemon_is_one_line_and_exit_1() -> None:
-    result = subprocess.run(
-        [str(VOLAR), "--api", "http://127.0.0.1:9", "vms", "list"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 1
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: cannot reach volantd at http://127.0.0.1:9")

@@ -13,23 +13,23 @@ from volant_core.guest import GuestArtifacts, ensure_guest
 ELF_MAGIC = b"\x7fELF"
 
 
-def test_second_call_is_cached(volant_guest: GuestArtifacts) -> None:
-    before = (volant_guest.kernel.stat().st_mtime_ns, volant_guest.initramfs.stat().st_mtime_ns)
+def test_second_call_is_cached(buildable_guest: GuestArtifacts) -> None:
+    before = (buildable_guest.kernel.stat().st_mtime_ns, buildable_guest.initramfs.stat().st_mtime_ns)
     said: list[str] = []
-    again = ensure_guest(volant_guest.kernel.parent.parent, log=said.append)
+    again = ensure_guest(buildable_guest.kernel.parent.parent, log=said.append)
     assert said == [], f"the cached image was built again: {said}"
-    assert again == volant_guest
+    assert again == buildable_guest
     assert (again.kernel.stat().st_mtime_ns, again.initramfs.stat().st_mtime_ns) == before
 
 
-def test_kernel_is_an_uncompressed_elf(volant_guest: GuestArtifacts) -> None:
-    with volant_guest.kernel.open("rb") as kernel:
+def test_kernel_is_an_uncompressed_elf(buildable_guest: GuestArtifacts) -> None:
+    with buildable_guest.kernel.open("rb") as kernel:
         assert kernel.read(4) == ELF_MAGIC
 
 
 @pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
-def test_initramfs_holds_init_python_modules_and_busybox(volant_guest: GuestArtifacts) -> None:
-    archive = gzip.decompress(volant_guest.initramfs.read_bytes())
+def test_initramfs_holds_init_python_modules_and_busybox(buildable_guest: GuestArtifacts) -> None:
+    archive = gzip.decompress(buildable_guest.initramfs.read_bytes())
     listing = subprocess.run(["busybox", "cpio", "-t"], input=archive, capture_output=True, check=True)
     names = set(listing.stdout.decode().split())
     expected = {"init", "dev/console", "dev/urandom", "usr/bin/python3.11", "usr/bin/busybox", "usr/bin/sh"}

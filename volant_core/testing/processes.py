@@ -16,6 +16,16 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child the test will interrupt: give it the default SIGINT disposition.
+
+    A test run started with SIGINT ignored (under ``nohup``, or as a shell's background job)
+    passes that on: an ignored signal stays ignored across ``exec``, and a Python child then
+    installs no KeyboardInterrupt handler, so the SIGINT the test sends does nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Pids of the live processes whose argv contains ``text`` (not this process)."""
     needle = os.fsencode(text)

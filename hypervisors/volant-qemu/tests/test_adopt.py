@@ -1,4 +1,4 @@
-"""adopt() refuses processes that are not this VM's QEMU (no guest needed)."""
+"""adopt() takes over this VM's running QEMU and refuses any other process (no guest needed)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from volant_qemu.command import build_command
 from volant_qemu.launcher import QemuLauncher
+from volant_qemu.paths import VmPaths
 
 from volant_core.launch import LaunchSpec
+from volant_core.testing.waiting import eventually
 
 SpecFactory = Callable[..., LaunchSpec]
 
@@ -29,6 +32,42 @@ def sleeper(vm_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         process.kill()
         process.wait(10)
+
+
+#: The options that load a guest: left out, QEMU starts (paused) without one.
+BOOT_OPTIONS = frozenset({"-kernel", "-initrd", "-append"})
+
+
+@pytest.fixture
+def vm_qemu(
+    qemu_binary: str, vm_dir: Path, make_spec: SpecFactory, garbage_kernel: Path
+) -> Iterator[tuple[LaunchSpec, subprocess.Popen[bytes]]]:
+    """A VM's spec and a QEMU started with its argv, paused (``-S``) and without the kernel options."""
+    spec = make_spec(vm_dir, garbage_kernel)
+    argv = build_command(spec, accel="tcg", binary=qemu_binary)
+    dropped = {i + offset for i, arg in enumerate(argv) if arg in BOOT_OPTIONS for offset in (0, 1)}
+    kept = [arg for i, arg in enumerate(argv) if i not in dropped]
+    vm_dir.mkdir(parents=True)
+    process = subprocess.Popen([*kept, "-S"], stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        eventually(lambda: VmPaths(vm_dir).pidfile_pid() == process.pid, "QEMU to write its pidfile")
+        yield spec, process
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_adopts_the_vms_running_qemu(vm_qemu: tuple[LaunchSpec, subprocess.Popen[bytes]]) -> None:
+    spec, process = vm_qemu
+    adopted = QemuLauncher().adopt(spec, process.pid)
+    assert adopted is not None
+    assert (adopted.pid, adopted.accelerator) == (process.pid, "tcg")
+    assert adopted.alive() and adopted.wait(0) is None
+    with adopted.qmp() as session:  # the adopted instance controls that QEMU
+        assert session.execute("query-status")["status"] == "prelaunch"
+    adopted.kill()
+    assert process.wait(10) == -9
+    assert not adopted.alive()
 
 
 def test_refuses_a_foreign_process(
