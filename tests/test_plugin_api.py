@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -254,3 +255,13 @@ def test_rollback_to_a_version_nothing_can_honour_any_more_is_refused(api: Runni
     assert answer.status == 422
     assert answer.json()["error"]["details"][0]["field"] == "devices.pci_passthrough"
     assert api.request("GET", "/api/v1/vms/rolled/config").json()["version"] == 2
+
+
+def test_a_refused_daemon_leaves_no_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(ValidationError):
+        with host_process_daemon(
+            plugins=PLUGINS, plugin_settings={"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH": "x"}
+        ):
+            pass
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("volant-")] == []

@@ -106,7 +106,11 @@ def running_daemon(
         values.setdefault("kernel", guest.kernel)
         values.setdefault("initramfs", guest.initramfs)
     extra = tuple(plugins)
-    daemon = build_daemon(load_settings({}, plugin_settings, **values), plugins=load_plugins(extra=extra))
+    try:
+        daemon = build_daemon(load_settings({}, plugin_settings, **values), plugins=load_plugins(extra=extra))
+    except BaseException:  # refused settings, say: nothing was started, nothing may stay behind
+        shutil.rmtree(state, ignore_errors=True)
+        raise
     daemon.start()
     host, port = daemon.server.address
     running = RunningDaemon(daemon, f"http://{host}:{port}", state, plugins=extra)
