@@ -5,7 +5,7 @@ module of ``volant_core`` is internal and may change in any release. What is lis
 keeps its name and meaning within a minor series.
 """
 
-from volant_core import hookimpl
+from volant_core import hookimpl, hostnet
 from volant_core.channels import SerialLaneChannel, TcpChannel, UnixSocketChannel
 from volant_core.cli.client import ApiClient
 from volant_core.cli.context import pass_client
@@ -103,6 +103,7 @@ __all__ = [
     "agent_serial_port_name",
     "call_with_context",
     "hookimpl",
+    "hostnet",
     "pass_client",
     "read_cmdline",
     "tap_name",

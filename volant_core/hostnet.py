@@ -1,0 +1,132 @@
+"""Host network devices for network-mode plugins: a VM's tap device on a bridge, made with pyroute2.
+
+Shared through :mod:`volant_core.sdk` so that every mode creates, names and removes taps the same
+way (a mode never imports another mode). Every call works in the network namespace of the calling
+thread, and needs ``CAP_NET_ADMIN`` there. pyroute2 comes with ``volant-core[network]``; without
+it each call raises :class:`~volant_core.errors.PluginError` saying what to install.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from volant_core.errors import PluginError
+
+#: First octet of a tap's own MAC: locally administered, unicast, never that of a guest (``02:``).
+HOST_MAC_PREFIX = "fe"
+
+
+@dataclass(frozen=True)
+class BridgeState:
+    """What a bridge looks like now: whether it is up, its MTU and its IPv4 addresses (``ip/prefix``)."""
+
+    name: str
+    up: bool
+    mtu: int
+    addresses: tuple[ipaddress.IPv4Interface, ...]
+
+
+@contextlib.contextmanager
+def _netlink() -> Iterator[Any]:
+    """A pyroute2 ``IPRoute`` of the calling thread's network namespace, closed afterwards."""
+    try:
+        from pyroute2 import IPRoute
+    except ImportError:
+        raise PluginError("pyroute2 is not installed: pip install 'volant-core[network]'") from None
+    ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: Any, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def host_mac(guest_mac: str) -> str:
+    """The MAC of the host side of a tap: the guest's with its first octet replaced by ``fe``.
+
+    Distinct from the guest's (a bridge must not learn the guest's address on its own port) and
+    stable for a VM, so a recreated tap keeps it.
+    """
+    octets = guest_mac.lower().split(":")
+    if len(octets) != 6:
+        raise ValueError(f"{guest_mac!r} is not a MAC address")
+    return ":".join((HOST_MAC_PREFIX, *octets[1:]))
+
+
+def bridge_state(bridge: str) -> BridgeState | None:
+    """The state of ``bridge``, or None when no bridge of that name exists."""
+    with _netlink() as ipr:
+        index = _index(ipr, bridge)
+        if index is None:
+            return None
+        (link,) = ipr.get_links(index)
+        info = link.get("IFLA_LINKINFO")
+        if info is None or info.get("IFLA_INFO_KIND") != "bridge":
+            return None
+        addresses = tuple(
+            ipaddress.IPv4Interface(f"{address.get('IFA_ADDRESS')}/{address['prefixlen']}")
+            for address in ipr.get_addr(index=index, family=2)
+        )
+        return BridgeState(
+            bridge,
+            link.get("IFLA_OPERSTATE") != "DOWN" and bool(link["flags"] & 1),
+            int(link.get("IFLA_MTU")),
+            addresses,
+        )
+
+
+def create_tap(name: str, bridge: str, *, mac: str | None = None, mtu: int | None = None) -> None:
+    """Create tap ``name`` with the host-side ``mac``, enslave it to ``bridge`` and bring it up.
+
+    A stale link of that name (left by a crash) is removed first. ``mtu`` defaults to the
+    bridge's. On failure nothing of the tap remains and :class:`PluginError` names what failed.
+    """
+    state = bridge_state(bridge)
+    if state is None:
+        raise PluginError(f"bridge {bridge} does not exist; create it with `volar setup` (as root)")
+    delete_link(name)
+    with _netlink() as ipr:
+        try:
+            ipr.link("add", ifname=name, kind="tuntap", mode="tap")
+            index = _index(ipr, name)
+            changes: dict[str, Any] = {"mtu": mtu or state.mtu}
+            if mac is not None:
+                changes["address"] = mac
+            ipr.link("set", index=index, **changes)
+            ipr.link("set", index=index, master=_index(ipr, bridge))
+            ipr.link("set", index=index, state="up")
+        except Exception as err:
+            with contextlib.suppress(Exception):
+                if (index := _index(ipr, name)) is not None:
+                    ipr.link("del", index=index)
+            raise PluginError(f"cannot create tap {name} on bridge {bridge}: {err}") from err
+
+
+def delete_link(name: str) -> bool:
+    """Remove link ``name``; True when it existed. A missing link is not an error (idempotent)."""
+    with _netlink() as ipr:
+        index = _index(ipr, name)
+        if index is None:
+            return False
+        with contextlib.suppress(Exception):
+            ipr.link("set", index=index, state="down")
+        try:
+            ipr.link("del", index=index)
+        except Exception as err:
+            if _index(ipr, name) is not None:
+                raise PluginError(f"cannot remove link {name}: {err}") from err
+        return True
+
+
+def link_exists(name: str) -> bool:
+    """Whether a link called ``name`` exists in the calling thread's network namespace."""
+    with _netlink() as ipr:
+        return _index(ipr, name) is not None
