@@ -7,7 +7,10 @@ request (its body as it is read) and hands the answer back as an
 reads that whole answer. Connections are kept alive and reused; a channel that
 carries one stream at a time (``exclusive``, e.g. a single serial port) gets
 exactly one connection and callers take turns on it, each turn lasting until
-the answer's body has been read or the stream closed.
+the answer's body has been read or the stream closed. A channel's
+``request_headers`` (optional, read with ``getattr``: the VM's agent token, see
+:class:`~volant_core.channels.TokenChannel`) go with every request and replace
+a caller's headers of the same name.
 """
 
 from __future__ import annotations
@@ -205,6 +208,7 @@ class AgentClient:
         self._ordinary = (
             threading.BoundedSemaphore(lanes - 1) if isinstance(lanes, int) and lanes > 1 else None
         )
+        self._channel_headers: Mapping[str, str] = getattr(channel, "request_headers", None) or {}
         self._idle: list[_ChannelConnection] = []
         self._connecting = 0  # callers opening a new connection: they get the next one given back
         self._pool_lock = threading.Lock()
@@ -240,7 +244,7 @@ class AgentClient:
                 conn = self._checkout(what, max(deadline - time.monotonic(), 0.001))
                 sock = conn.sock
                 try:
-                    answer = self._send(conn, method, path, body, headers or {})
+                    answer = self._send(conn, method, path, body, self._headers(headers))
                 except (OSError, http.client.HTTPException) as exc:
                     conn.close()
                     replayable = isinstance(body, bytes | None)
@@ -317,6 +321,12 @@ class AgentClient:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+    def _headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """The caller's ``headers`` with the channel's own in place of any of the same name."""
+        own = {name.lower() for name in self._channel_headers}
+        kept = {name: value for name, value in (headers or {}).items() if name.lower() not in own}
+        return {**kept, **self._channel_headers}
 
     def _take_turn(self, deadline: float, what: str, reserved: bool) -> Callable[[], None]:
         """Wait for the turn on an exclusive channel, or for an ordinary request's share of the

@@ -4,7 +4,8 @@ leading to kestrel.
 Hypervisor plugins whose agent channel is a UNIX socket on the host (kestrel running as a host
 process) reuse :class:`UnixSocketChannel`; those that give the guest the agent's serial ports
 (QEMU's virtio-serial chardevs) reuse :class:`SerialLaneChannel`, the core's lane convention, which
-kestrel serves on the guest side.
+kestrel serves on the guest side. :class:`TokenChannel` wraps any of them so that every request
+over it carries the VM's agent token, which kestrel's TCP listener asks for.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from __future__ import annotations
 import socket
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+from volant_core.agent.constants import AGENT_TOKEN_HEADER
+from volant_core.launch import AgentChannel
 
 
 class UnixSocketChannel:
@@ -53,7 +58,9 @@ class UnixSocketChannel:
 class TcpChannel:
     """kestrel over TCP (``host:port``): a guest NIC's address, or a port the hypervisor forwards.
 
-    Not exclusive: every request may use a connection of its own.
+    Not exclusive: every request may use a connection of its own. kestrel answers on TCP only
+    requests that carry the VM's agent token: the core sends it over every channel it gets (see
+    :class:`TokenChannel`), so a plugin returns a plain ``TcpChannel``.
     """
 
     exclusive = False
@@ -157,3 +164,35 @@ class SerialLaneChannel:
         with self._changed:
             self._free.add(lane)
             self._changed.notify()
+
+
+class TokenChannel:
+    """Implements :class:`volant_core.launch.AgentChannel` as ``inner`` does, and asks that every
+    request over it carry the VM's agent ``token`` (in :attr:`request_headers`, which
+    :class:`~volant_core.agent_client.AgentClient` sends with each request).
+
+    The core wraps every VM's channel in one: kestrel requires the token on TCP and ignores it on
+    host-only channels (virtio-serial, vsock), so the host never has to know which one it uses.
+    The token never appears in :meth:`describe` or ``repr``.
+    """
+
+    def __init__(self, inner: AgentChannel, token: str) -> None:
+        """Wrap ``inner``; ``token`` is the VM's agent token."""
+        self.inner = inner
+        self.exclusive = inner.exclusive
+        self.request_headers: Mapping[str, str] = {AGENT_TOKEN_HEADER: token}
+
+    def __repr__(self) -> str:
+        return f"TokenChannel({self.inner!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        """Optional attributes of the wrapped channel (``lanes``)."""
+        return getattr(self.inner, name)
+
+    def connect(self, timeout: float) -> socket.socket:
+        """As the wrapped channel."""
+        return self.inner.connect(timeout)
+
+    def describe(self) -> str:
+        """As the wrapped channel."""
+        return self.inner.describe()

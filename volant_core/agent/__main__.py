@@ -14,10 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import rootfs, shell, system, transports
-from .api import AgentApi
+from .api import AgentApi, TokenGate
 from .console import say
 from .constants import (
     AGENT_PORT,
+    AGENT_TOKEN_FILE,
     CMDLINE_GATEWAY_KEY,
     CMDLINE_IP_KEY,
     CMDLINE_ROOTFS_KEY,
@@ -126,6 +127,27 @@ def _workload_root(cmdline: str) -> tuple[str | None, str | None]:
     return str(root), None
 
 
+def _take_agent_token(path: Path = Path(AGENT_TOKEN_FILE)) -> str | None:
+    """The agent token the host put in the initramfs, removed from the file system once read
+    (the workload needs it not); None when there is none (an image booted without one).
+    """
+    try:
+        token = path.read_text().strip()
+    except OSError:
+        return None
+    path.unlink(missing_ok=True)
+    return token or None
+
+
+def _listen_on_tcp(agent: Agent, token: str | None) -> None:
+    """Serve the agent on TCP port 8080 to requests that carry ``token``; without a token, not at all."""
+    if token is None:
+        say(f"kestrel: no agent token in {AGENT_TOKEN_FILE}; not listening on TCP")
+        return
+    gate = TokenGate(agent.api, token)
+    transports.start_socket_server(socket.AF_INET, ("0.0.0.0", AGENT_PORT), gate)
+
+
 def run_pid1() -> None:
     """Boot the guest and serve forever; powers off on shutdown. Never returns."""
     _attempt("mounting file systems", system.mount_filesystems)
@@ -136,6 +158,7 @@ def run_pid1() -> None:
     cmdline = Path("/proc/cmdline").read_text() if Path("/proc/cmdline").exists() else ""
     _attempt(f"configuring {GUEST_NIC}", lambda: _configure_network(cmdline))
     found = load_manifest(cmdline, Path(MANIFEST_FILE))
+    token = _take_agent_token()
     say(
         f"kestrel: manifest from {found.source}"
         if found.manifest
@@ -146,10 +169,7 @@ def run_pid1() -> None:
     if root_error is not None:
         agent.workload.refuse(root_error)
     agent.start()
-    _attempt(
-        "listening on TCP",
-        lambda: transports.start_socket_server(socket.AF_INET, ("0.0.0.0", AGENT_PORT), agent.api),
-    )
+    _attempt("listening on TCP", lambda: _listen_on_tcp(agent, token))
     if hasattr(socket, "AF_VSOCK"):
         address = (socket.VMADDR_CID_ANY, AGENT_PORT)
         _attempt(

@@ -1,14 +1,16 @@
-"""kestrel's HTTP routes, one handler for every transport."""
+"""kestrel's HTTP routes, one handler for every transport, and the token gate of its TCP listener."""
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from . import proxy
-from .httpio import Request, Response
+from .constants import AGENT_TOKEN_HEADER
+from .httpio import Handler, Request, Response
 from .workload import Workload
 
 
@@ -27,7 +29,9 @@ class AgentApi:
         self._started = time.monotonic()
 
     def __call__(self, request: Request) -> Response:
-        """Answer one request."""
+        """Answer one request (the agent token header, if any, is dropped: the workload never sees it)."""
+        token_header = AGENT_TOKEN_HEADER.lower()
+        request.headers = [(k, v) for k, v in request.headers if k.lower() != token_header]
         path = request.path
         if not path.startswith("/v1/"):
             return Response.error(404, "not_found", f"no route {path}; agent routes live under /v1/")
@@ -75,3 +79,30 @@ class AgentApi:
         if base_url is None:
             return Response.error(503, "no_workload", "the manifest names no workload.base_url to proxy to")
         return proxy.forward(base_url, path, request)
+
+
+class TokenGate:
+    """Passes to ``handler`` only requests that carry the VM's agent ``token`` in
+    :data:`~volant_core.agent.constants.AGENT_TOKEN_HEADER`: 401 without it, 403 with another.
+
+    kestrel puts it in front of its TCP listener, which every guest on the same network can reach;
+    the virtio-serial and vsock channels reach only the host and need none.
+    """
+
+    def __init__(self, handler: Handler, token: str) -> None:
+        """Guard ``handler`` with ``token`` (not empty)."""
+        if not token:
+            raise ValueError("an empty agent token would let every request through")
+        self._handler = handler
+        self._token = token.encode()
+
+    def __call__(self, request: Request) -> Response:
+        """Answer 401/403, or pass ``request`` on."""
+        given = request.header(AGENT_TOKEN_HEADER)
+        if given is None:
+            return Response.error(
+                401, "unauthenticated", f"kestrel's TCP listener needs the {AGENT_TOKEN_HEADER} header"
+            )
+        if not hmac.compare_digest(given.encode("latin-1"), self._token):
+            return Response.error(403, "forbidden", f"wrong {AGENT_TOKEN_HEADER}")
+        return self._handler(request)

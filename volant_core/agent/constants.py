@@ -38,3 +38,8 @@ WORKLOAD_ROOT = "/run/volant/root"
 CMDLINE_NAME_KEY = "volant.name"
 #: Kernel command line key: the runtime the VM boots.
 CMDLINE_RUNTIME_KEY = "volant.runtime"
+#: Guest file (in an initramfs layer the host adds) holding the VM's agent token; kestrel reads it
+#: at boot, removes it, and then asks every request on its TCP listener for the token.
+AGENT_TOKEN_FILE = "/volant/agent-token"
+#: Request header carrying the agent token (kestrel never passes it on to the workload).
+AGENT_TOKEN_HEADER = "X-Volant-Agent-Token"

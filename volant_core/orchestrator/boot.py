@@ -11,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
+from volant_core.agent_token import vm_token
+from volant_core.channels import TokenChannel
 from volant_core.errors import ConflictError, LaunchError, PluginError
 from volant_core.events import EventType
 from volant_core.launch import AgentChannel, Instance, LaunchSpec
@@ -119,16 +121,18 @@ class Booter:
             return None
 
     def _channel_of(self, view: VMView, instance: Instance) -> AgentChannel:
-        """The instance's agent channel, else one a plugin offers through ``volant_agent_channel``."""
-        if instance.agent_channel is not None:
-            return instance.agent_channel
-        channel = self._context.plugins.calls.resolve("volant_agent_channel", vm=view, instance=instance)
+        """The instance's agent channel, else one a plugin offers through ``volant_agent_channel``;
+        either way sending the VM's agent token with every request (kestrel asks for it on TCP).
+        """
+        channel = instance.agent_channel
+        if channel is None:
+            channel = self._context.plugins.calls.resolve("volant_agent_channel", vm=view, instance=instance)
         if channel is None:
             raise LaunchError(
                 f"vm {view.name!r}: hypervisor {view.hypervisor!r} gives no agent channel and no plugin "
                 f"offers one for network mode {view.network_mode!r}; kestrel cannot be reached"
             )
-        return channel  # type: ignore[no-any-return]
+        return TokenChannel(channel, vm_token(self._context.settings.state_dir, view.name))
 
     def _apply_config(self, name: str, config: VMConfig, version: int) -> VMRecord:
         """Make the VM row describe the configuration about to boot, leasing or releasing the VM's

@@ -4,7 +4,9 @@ The base image is the one ``volantd`` is configured with (``VOLANT_KERNEL`` /
 ``VOLANT_INITRAMFS``) or, by default, the one :func:`volant_core.guest.ensure_guest`
 builds. A runtime's own ``initramfs`` is fetched through the boot sources and
 appended to the base; the manifest rides on the kernel command line when it is
-small, else in one more appended layer at ``/volant/manifest.json``.
+small, else in one more appended layer at ``/volant/manifest.json``. The last layer
+always holds the VM's agent token (:mod:`volant_core.agent_token`), so every VM gets
+an initramfs of its own, ``vm_dir/initramfs.img``, readable by its owner only.
 
 A runtime's ``rootfs`` is fetched the same way and becomes the first disk, read-only
 (the guest sees ``/dev/vda``): kestrel still boots from the base image, mounts it under
@@ -16,6 +18,7 @@ across restarts and removed with the VM), a read-only one is used where it was f
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import urllib.parse
@@ -24,11 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from volant_core.agent.constants import (
+    AGENT_TOKEN_FILE,
     CMDLINE_NAME_KEY,
     CMDLINE_ROOTFS_KEY,
     CMDLINE_RUNTIME_KEY,
     ROOTFS_DEVICE,
 )
+from volant_core.agent_token import vm_token
 from volant_core.confinement import ArtifactPolicy
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import ValidationError
@@ -101,8 +106,9 @@ class BootMedia:
         )
 
     def prepare(self, name: str, vm_dir: Path, manifest: Manifest, extra_args: str) -> BootPlan:
-        """Fetch the manifest's boot media and disks, write ``vm_dir/initramfs.img`` when layers
-        are needed (and writable disk copies under ``vm_dir/disks``), compose the command line.
+        """Fetch the manifest's boot media and disks, write ``vm_dir/initramfs.img`` (the base, the
+        runtime's layer, the VM's private layer) and writable disk copies under ``vm_dir/disks``,
+        compose the command line.
         """
         layers: list[Path] = []
         if manifest.initramfs is not None:
@@ -114,22 +120,25 @@ class BootMedia:
         if manifest.rootfs is not None:
             args.append(f"{CMDLINE_ROOTFS_KEY}={ROOTFS_DEVICE}")
         encoded = encode_for_guest(manifest)
-        manifest_layer = None
+        private = {AGENT_TOKEN_FILE: vm_token(self._settings.state_dir, name).encode()}
         if len(encoded) <= CMDLINE_MANIFEST_BUDGET:
             args.append(f"volant.manifest={encoded}")
         else:
-            manifest_layer = file_layer({MANIFEST_LAYER_PATH: manifest_json(manifest)})
+            private[MANIFEST_LAYER_PATH] = manifest_json(manifest)
         args.extend(extra_args.split())
         check_length(args)
-        if not layers and manifest_layer is None:
-            return BootPlan(kernel, base, tuple(args), disks)
         vm_dir.mkdir(parents=True, exist_ok=True)
         composed = vm_dir / "initramfs.img"
-        with composed.open("wb") as out:
-            for part in (base, *layers):
-                out.write(part.read_bytes())
-            if manifest_layer is not None:
-                out.write(manifest_layer)
+        partial = vm_dir / "initramfs.img.partial"
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for part in (base, *layers):
+                    out.write(part.read_bytes())
+                out.write(file_layer(private))
+            partial.replace(composed)
+        finally:
+            partial.unlink(missing_ok=True)
         return BootPlan(kernel, composed, tuple(args), disks)
 
     def _disks(self, vm_dir: Path, manifest: Manifest) -> tuple[DiskSpec, ...]:
