@@ -3,12 +3,14 @@
 A TEST hypervisor, ``qemu-user-net``, wraps the QEMU backend: it gives the guest a NIC on
 QEMU's user-mode network with a loopback port forwarded to kestrel's TCP port, configures the
 guest address through ``volant.ip=``, returns an instance whose agent channel is that TCP port,
-and deletes the virtio-serial socket so nothing could reach kestrel that way.
+and deletes the virtio-serial socket so nothing could reach kestrel that way. The core sends the
+VM's agent token over it; a request without it, or with another VM's, is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,8 @@ import pytest
 from volant_qemu.launcher import QemuLauncher
 
 from volant_core import hookimpl
+from volant_core.agent.constants import AGENT_TOKEN_HEADER
+from volant_core.agent_token import vm_token
 from volant_core.channels import TcpChannel
 from volant_core.guest import GuestArtifacts
 from volant_core.launch import HypervisorDescriptor, Instance, LaunchSpec
@@ -59,11 +63,14 @@ class TcpAgentInstance:
 
 
 class UserNetLauncher:
-    """QEMU with a user-mode NIC whose forwarded port is the agent channel."""
+    """QEMU with a user-mode NIC whose forwarded port is the agent channel (``ports``: VM name -> port)."""
+
+    def __init__(self) -> None:
+        self.ports: dict[str, int] = {}
 
     def launch(self, spec: LaunchSpec) -> TcpAgentInstance:
         """Launch through the QEMU backend with the extra NIC, then drop the serial channel."""
-        port = free_port()
+        port = self.ports[spec.name] = free_port()
         spec = dataclasses.replace(
             spec,
             kernel_args=(*spec.kernel_args, f"volant.ip={GUEST_ADDRESS}/24", "volant.gw=10.0.2.2"),
@@ -87,24 +94,43 @@ class UserNetLauncher:
 class UserNetPlugin:
     """Registers the ``qemu-user-net`` test hypervisor."""
 
+    def __init__(self) -> None:
+        self.launcher = UserNetLauncher()
+
     @hookimpl
     def volant_hypervisors(self) -> list[HypervisorDescriptor]:
         """The test backend."""
-        return [HypervisorDescriptor("qemu-user-net", UserNetLauncher, "TEST: QEMU, agent over TCP")]
+        return [HypervisorDescriptor("qemu-user-net", lambda: self.launcher, "TEST: QEMU, agent over TCP")]
 
 
 @pytest.fixture
-def api(volant_guest: GuestArtifacts, qemu_binary: str) -> Iterator[RunningDaemon]:
+def plugin() -> UserNetPlugin:
+    """The test hypervisor's plugin (its launcher knows each VM's forwarded port)."""
+    return UserNetPlugin()
+
+
+@pytest.fixture
+def api(volant_guest: GuestArtifacts, qemu_binary: str, plugin: UserNetPlugin) -> Iterator[RunningDaemon]:
     """A daemon whose VMs run on ``qemu-user-net``, with the example runtime installed."""
     manifest: dict[str, Any] = json.loads((REPO / "examples" / "hello-http" / "manifest.json").read_text())
     with running_daemon(
-        volant_guest, plugins=[("qemu-user-net-test", UserNetPlugin())], hypervisor="qemu-user-net"
+        volant_guest, plugins=[("qemu-user-net-test", plugin)], hypervisor="qemu-user-net"
     ) as daemon:
         assert daemon.request("POST", "/api/v1/plugins", manifest).status == 201
         yield daemon
 
 
-def test_proxy_actions_and_openapi_over_tcp(api: RunningDaemon) -> None:
+def status_of(port: int, method: str, path: str, headers: dict[str, str]) -> int:
+    """The status kestrel answers a plain HTTP request on the forwarded port with."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(method, path, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_proxy_actions_and_openapi_over_tcp(api: RunningDaemon, plugin: UserNetPlugin) -> None:
     assert api.request("POST", "/api/v1/vms", {"name": "tcp", "plugin": "hello-http"}).status == 201
     vm = api.wait_for_status("tcp", {"running", "crashed"})
     assert vm["status"] == "running", vm
@@ -117,4 +143,13 @@ def test_proxy_actions_and_openapi_over_tcp(api: RunningDaemon) -> None:
     assert api.request("GET", "/api/v1/vms/tcp/openapi").json()["info"]["title"] == "hello-http"
     logs = api.request("GET", "/api/v1/vms/tcp/logs?tail=400").body.decode(errors="replace")
     assert f"kestrel: eth0 is {GUEST_ADDRESS}/24" in logs
+
+    port = plugin.launcher.ports["tcp"]
+    other_vm = vm_token(api.state_dir, "other")
+    assert status_of(port, "POST", "/v1/shutdown", {}) == 401
+    assert status_of(port, "POST", "/v1/shutdown", {AGENT_TOKEN_HEADER: other_vm}) == 403
+    assert status_of(port, "GET", "/v1/", {AGENT_TOKEN_HEADER: "wrong"}) == 403  # the workload proxy
+    assert status_of(port, "GET", "/v1/health", {AGENT_TOKEN_HEADER: vm_token(api.state_dir, "tcp")}) == 200
+    assert api.request("GET", "/api/v1/vms/tcp").json()["status"] == "running"
+    assert vm_token(api.state_dir, "tcp") not in api.request("GET", "/api/v1/vms/tcp").body.decode()
     assert api.request("DELETE", "/api/v1/vms/tcp").status == 204
