@@ -59,6 +59,9 @@ class Capability(StrEnum):
     KVM = "kvm"
     #: Runs guests emulated (no accelerator needed).
     TCG = "tcg"
+    #: Gives every instance an agent channel of its own that only the host can use (virtio-serial
+    #: ports, a hybrid vsock socket): :attr:`Instance.agent_channel` is never None.
+    AGENT_CHANNEL = "agent-channel"
 
 
 class DiskRole(StrEnum):

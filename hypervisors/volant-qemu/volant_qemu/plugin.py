@@ -29,6 +29,7 @@ CAPABILITIES = frozenset(
         Capability.CONSOLE,
         Capability.GRACEFUL_STOP,
         Capability.ADOPT,
+        Capability.AGENT_CHANNEL,
     }
 )
 #: Present on hosts whose KVM is PVM: only PVM-built guest kernels run under it.

@@ -1,0 +1,1 @@
+"""Volant network mode ``vsock``: no NIC, no address; the agent only over the hypervisor's own channel."""
