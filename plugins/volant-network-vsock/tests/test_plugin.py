@@ -35,7 +35,12 @@ class WithChannel:
 
 def runtime(workdir: Path) -> dict[str, Any]:
     """A runtime whose workload is ``python -m http.server`` on the host."""
-    return {"name": "files", "version": "1.0.0", "workload": http_server_workload(workdir)}
+    return {
+        "name": "files",
+        "version": "1.0.0",
+        "workload": http_server_workload(workdir),
+        "health_check": {"endpoint": "/", "timeout_ms": 20000},  # running once it serves
+    }
 
 
 @pytest.fixture
