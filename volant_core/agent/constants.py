@@ -38,3 +38,7 @@ WORKLOAD_ROOT = "/run/volant/root"
 CMDLINE_NAME_KEY = "volant.name"
 #: Kernel command line key: the runtime the VM boots.
 CMDLINE_RUNTIME_KEY = "volant.runtime"
+#: Kernel command line key: the guest's DNS servers, comma-separated IPv4 addresses (network modes set it).
+CMDLINE_DNS_KEY = "volant.dns"
+#: Kernel command line key: the guest's host name (network modes set it).
+CMDLINE_HOSTNAME_KEY = "volant.hostname"
