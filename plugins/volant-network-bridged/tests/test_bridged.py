@@ -94,7 +94,7 @@ def test_a_missing_bridge_is_a_clear_error_and_leaves_no_tap(
 ) -> None:
     with namespace.enter():
         mode = bridged(tmp_path, bridge="nobr0")
-        with pytest.raises(PluginError, match="bridge nobr0 does not exist.*VOLANT_BRIDGED_BRIDGE"):
+        with pytest.raises(PluginError, match=r"bridge nobr0 does not exist.*VOLANT_BRIDGED_BRIDGE"):
             mode.attach(vm)
     assert namespace.links() == []
 
