@@ -15,8 +15,10 @@ from volant_network_bridged import dns
 from volant_network_bridged.plugin import BridgedNetwork, BridgedSettings
 
 from volant_core.sdk import PluginContext, PluginError, VMView, hostnet, tap_name
+from volant_core.sdk import ValidationError as VolantValidationError
 from volant_core.settings import load_settings
 from volant_core.testing.contracts import NetworkModeContract, make_vm_view
+from volant_core.testing.daemon import running_daemon
 from volant_core.testing.netns import NetworkNamespace, network_namespace
 
 BRIDGE = "vbtest0"
@@ -158,3 +160,9 @@ def test_the_dns_setting_is_normalised() -> None:
 def test_a_bridge_name_linux_would_refuse_is_refused_up_front(name: str) -> None:
     with pytest.raises(ValidationError, match="bridge"):
         BridgedSettings(bridge=name)
+
+
+def test_the_daemon_refuses_to_start_with_a_bad_setting_naming_its_variable() -> None:
+    refused = pytest.raises(VolantValidationError, match=r"VOLANT_BRIDGED_DNS: .*'x' is not an IPv4 address")
+    with refused, running_daemon(plugin_settings={"VOLANT_BRIDGED_DNS": "1.1.1.1,x"}):
+        pass
