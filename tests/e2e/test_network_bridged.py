@@ -41,6 +41,8 @@ HOST_IP = SUBNET[1]
 #: The guests' DNS servers (the ``dns`` setting): addresses of the bridge, so a lookup is refused
 #: at once instead of timing out.
 DNS = (str(HOST_IP), str(SUBNET[53]))
+#: An address of the host side outside the subnet: a guest reaches it only through its default route.
+BEYOND = "10.250.0.1"
 HOST_ANSWER = "hello from the host side\n"
 #: The Python workload of ``peer-a``: who it is (host name, resolver and hosts files) and a fetcher
 #: of any URL, so the test can make the guest call others.
@@ -142,15 +144,19 @@ def build_rootfs(directory: Path, busybox: bytes) -> Path:
 
 @dataclass
 class HostSide:
-    """An HTTP listener on the bridge address, recording who called it."""
+    """An HTTP listener on every address of the host side, recording who called it."""
 
     server: ThreadingHTTPServer
     callers: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        """Its base URL."""
-        return f"http://{HOST_IP}:{self.server.server_address[1]}/"
+        """Its base URL on the bridge's address."""
+        return self.url_at(str(HOST_IP))
+
+    def url_at(self, address: str) -> str:
+        """Its base URL on ``address``."""
+        return f"http://{address}:{self.server.server_address[1]}/"
 
 
 @contextlib.contextmanager
@@ -159,7 +165,10 @@ def host_listener() -> Iterator[HostSide]:
     side: HostSide
 
     class Answer(BaseHTTPRequestHandler):
+        """Records the caller and answers :data:`HOST_ANSWER`."""
+
         def do_GET(self) -> None:
+            """Answer any path."""
             side.callers.append(self.client_address[0])
             data = HOST_ANSWER.encode()
             self.send_response(200)
@@ -168,9 +177,9 @@ def host_listener() -> Iterator[HostSide]:
             self.wfile.write(data)
 
         def log_message(self, *args: Any) -> None:
-            pass
+            """Quiet."""
 
-    side = HostSide(ThreadingHTTPServer((str(HOST_IP), 0), Answer))
+    side = HostSide(ThreadingHTTPServer(("0.0.0.0", 0), Answer))
     thread = threading.Thread(target=side.server.serve_forever, name="host-listener")
     thread.start()
     try:
@@ -208,6 +217,7 @@ def lan(volant_guest: GuestArtifacts, tmp_path_factory: pytest.TempPathFactory) 
         (bridge,) = ns.ipr.link_lookup(ifname=BRIDGE)
         for address in DNS:
             ns.ipr.addr("add", index=bridge, address=address, prefixlen=SUBNET.prefixlen)
+        ns.ipr.addr("add", index=bridge, address=BEYOND, prefixlen=32)
         ns.ipr.link("set", index=bridge, state="up")
         try:
             with (
@@ -272,6 +282,10 @@ def test_both_guests_reach_the_host(lan: Lan) -> None:
     assert fetch_from_peer(lan, lan.host.url) == {"status": 200, "body": HOST_ANSWER}
     assert agent(lan, "rooted-b", "host.txt") == HOST_ANSWER  # fetched by its workload at boot
     assert {lan.ip("peer-a"), lan.ip("rooted-b")} <= set(lan.host.callers)
+
+
+def test_a_guest_reaches_beyond_its_subnet_through_the_gateway(lan: Lan) -> None:
+    assert fetch_from_peer(lan, lan.host.url_at(BEYOND)) == {"status": 200, "body": HOST_ANSWER}
 
 
 def test_the_agent_proxy_answers_for_both(lan: Lan) -> None:
