@@ -285,7 +285,16 @@ def test_a_stored_row_from_before_the_rule_is_skipped_and_can_be_removed(
     assert [record.name for record in volantd.daemon.store.runtimes.list()] == ["hello-http"]
 
 
-RESERVED = ["volant.name", "volant.runtime", "volant.manifest", "volant.rootfs", "volant.ip", "volant.gw"]
+RESERVED = [
+    "volant.name",
+    "volant.runtime",
+    "volant.manifest",
+    "volant.rootfs",
+    "volant.ip",
+    "volant.gw",
+    "volant.dns",
+    "volant.hostname",
+]
 
 
 @pytest.mark.parametrize("where", ["top", "config"])

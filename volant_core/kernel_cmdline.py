@@ -2,11 +2,12 @@
 and how long the whole line may be.
 
 Volant sets ``volant.name``, ``volant.runtime``, ``volant.manifest``, ``volant.rootfs``,
-``volant.ip`` and ``volant.gw`` itself; kestrel believes them, so a user's ``kernel_cmdline``
-may not set them (``volant.console`` is a user knob and stays allowed). Every argument is
-printable ASCII: the guest kernel and kestrel split the line on whitespace, and a control
-character could end or forge a line of the console. The guest kernel keeps
-:data:`MAX_CMDLINE_BYTES` bytes (the terminating NUL included) and silently cuts the rest.
+``volant.ip``, ``volant.gw``, ``volant.dns`` and ``volant.hostname`` itself; kestrel believes
+them, so a user's ``kernel_cmdline`` may not set them (``volant.console`` is a user knob and
+stays allowed). Every argument is printable ASCII: the guest kernel and kestrel split the line
+on whitespace, and a control character could end or forge a line of the console. The guest
+kernel keeps :data:`MAX_CMDLINE_BYTES` bytes (the terminating NUL included) and silently cuts
+the rest.
 
 The checks raise ``ValueError`` (so a pydantic field validator can use them) or, where a
 whole command line is composed, :class:`~volant_core.errors.ValidationError`.
@@ -17,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from volant_core.agent.constants import (
+    CMDLINE_DNS_KEY,
     CMDLINE_GATEWAY_KEY,
+    CMDLINE_HOSTNAME_KEY,
     CMDLINE_IP_KEY,
     CMDLINE_MANIFEST_KEY,
     CMDLINE_NAME_KEY,
@@ -35,6 +38,8 @@ RESERVED_KEYS = frozenset(
         CMDLINE_ROOTFS_KEY,
         CMDLINE_IP_KEY,
         CMDLINE_GATEWAY_KEY,
+        CMDLINE_DNS_KEY,
+        CMDLINE_HOSTNAME_KEY,
     }
 )
 #: Size of the guest kernel's command line buffer (x86 ``COMMAND_LINE_SIZE``), NUL included.

@@ -13,14 +13,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import rootfs, shell, system, transports
+from . import network, rootfs, shell, system, transports
 from .api import AgentApi, TokenGate
 from .console import say
 from .constants import (
     AGENT_PORT,
     AGENT_TOKEN_FILE,
-    CMDLINE_GATEWAY_KEY,
-    CMDLINE_IP_KEY,
     CMDLINE_ROOTFS_KEY,
     GUEST_NIC,
     MANIFEST_FILE,
@@ -94,12 +92,17 @@ def _watch_power_buttons(agent: Agent) -> None:
         ).start()
 
 
-def _configure_network(cmdline: str) -> None:
-    """Configure the guest NIC when a network mode put ``volant.ip=`` on the command line."""
-    address = cmdline_value(cmdline, CMDLINE_IP_KEY)
-    if address:
-        system.configure_nic(address, cmdline_value(cmdline, CMDLINE_GATEWAY_KEY))
-        say(f"kestrel: {GUEST_NIC} is {address}")
+def _configure_network(cmdline: str, root: str | None) -> None:
+    """Configure the guest NIC, DNS and host name from what the network mode put on the command
+    line, in the base image and in the workload's ``root`` when it has its own.
+    """
+    config = network.NetworkConfig.from_cmdline(cmdline)
+    network.apply(config, ["/", *([root] if root else [])])
+    if config.address is not None:
+        say(f"kestrel: {GUEST_NIC} is {config.address} (gateway {config.gateway or 'none'})")
+    if config.nameservers or config.hostname:
+        dns = ",".join(map(str, config.nameservers)) or "unchanged"
+        say(f"kestrel: hostname {config.hostname or 'unchanged'}, DNS {dns}")
 
 
 def _start_console_shell(agent: Agent, cmdline: str) -> None:
@@ -156,7 +159,6 @@ def run_pid1() -> None:
     )
     _attempt("bringing up lo", system.loopback_up)
     cmdline = Path("/proc/cmdline").read_text() if Path("/proc/cmdline").exists() else ""
-    _attempt(f"configuring {GUEST_NIC}", lambda: _configure_network(cmdline))
     found = load_manifest(cmdline, Path(MANIFEST_FILE))
     token = _take_agent_token()
     say(
@@ -165,6 +167,7 @@ def run_pid1() -> None:
         else f"kestrel: manifest error: {found.error}"
     )
     root, root_error = _workload_root(cmdline)
+    _attempt(f"configuring {GUEST_NIC}", lambda: _configure_network(cmdline, root))
     agent = Agent(found, root)
     if root_error is not None:
         agent.workload.refuse(root_error)

@@ -43,3 +43,7 @@ CMDLINE_RUNTIME_KEY = "volant.runtime"
 AGENT_TOKEN_FILE = "/volant/agent-token"
 #: Request header carrying the agent token (kestrel never passes it on to the workload).
 AGENT_TOKEN_HEADER = "X-Volant-Agent-Token"
+#: Kernel command line key: the guest's DNS servers, comma-separated IPv4 addresses (network modes set it).
+CMDLINE_DNS_KEY = "volant.dns"
+#: Kernel command line key: the guest's host name (network modes set it).
+CMDLINE_HOSTNAME_KEY = "volant.hostname"

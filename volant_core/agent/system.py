@@ -1,4 +1,5 @@
-"""What kestrel does only as PID 1: mounts, kernel modules, loopback, power button, power off."""
+"""What kestrel does only as PID 1: mounts, kernel modules, loopback, power button, power off
+(the network: :mod:`.network`)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ import fcntl
 import os
 import socket
 import struct
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from .console import say
-from .constants import BUSYBOX, GUEST_NIC
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _SYS_FINIT_MODULE = 313  # x86_64
@@ -65,15 +64,6 @@ def loopback_up() -> None:
         request = struct.pack("16sH14x", b"lo", 0)
         flags = struct.unpack_from("16sH", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
-
-
-def configure_nic(address: str, gateway: str | None, device: str = GUEST_NIC) -> None:
-    """Give ``device`` the ``address`` (``ip/prefix``), bring it up and route through ``gateway``."""
-    commands = [["link", "set", "dev", device, "up"], ["addr", "add", address, "dev", device]]
-    if gateway:
-        commands.append(["route", "add", "default", "via", gateway])
-    for command in commands:
-        subprocess.run([BUSYBOX, "ip", *command], check=True, capture_output=True, timeout=10)
 
 
 def power_off() -> None:
