@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import rootfs, shell, system, transports
+from . import dhcp, rootfs, shell, system, transports
 from .api import AgentApi
 from .console import say
 from .constants import (
@@ -95,6 +95,9 @@ def _watch_power_buttons(agent: Agent) -> None:
 
 def _configure_network(cmdline: str) -> None:
     """Configure the guest NIC when a network mode put ``volant.ip=`` on the command line."""
+    if dhcp.wanted(cmdline):
+        say(f"kestrel: {GUEST_NIC} lease (DHCP): {dhcp.request_lease(GUEST_NIC)}")
+        return
     address = cmdline_value(cmdline, CMDLINE_IP_KEY)
     if address:
         system.configure_nic(address, cmdline_value(cmdline, CMDLINE_GATEWAY_KEY))

@@ -38,3 +38,11 @@ WORKLOAD_ROOT = "/run/volant/root"
 CMDLINE_NAME_KEY = "volant.name"
 #: Kernel command line key: the runtime the VM boots.
 CMDLINE_RUNTIME_KEY = "volant.runtime"
+#: Kernel command line key naming how the guest NIC gets its address: ``volant.net=dhcp`` asks over DHCP.
+CMDLINE_NET_KEY = "volant.net"
+#: The ``volant.net`` value for DHCP (busybox ``udhcpc`` on the guest NIC).
+NET_DHCP = "dhcp"
+#: udhcpc's event script in the guest image (busybox's default path; busybox ships no script).
+UDHCPC_SCRIPT = "/usr/share/udhcpc/default.script"
+#: Where the udhcpc script records the lease it applied: ``<ip>/<prefix> <router>``.
+DHCP_LEASE_FILE = "/run/volant/dhcp.lease"
