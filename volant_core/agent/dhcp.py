@@ -1,8 +1,9 @@
 """kestrel's DHCP client: busybox ``udhcpc`` on the guest NIC when the command line says ``volant.net=dhcp``.
 
 Busybox ships no udhcpc event script; :data:`SCRIPT` is the one the guest image installs at
-:data:`~.constants.UDHCPC_SCRIPT`. It applies the lease idempotently (an address already set is kept), sets the default
-route through the server's router and writes ``/etc/resolv.conf`` when the server names DNS servers.
+:data:`~.constants.UDHCPC_SCRIPT`. It applies the lease idempotently (an address already set is
+kept), sets the default route through the server's router and writes ``/etc/resolv.conf`` when
+the server names DNS servers.
 """
 
 from __future__ import annotations
@@ -62,5 +63,7 @@ def request_lease(device: str = GUEST_NIC) -> str:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=ATTEMPTS * ATTEMPT_INTERVAL_S + 30)
     lease = Path(DHCP_LEASE_FILE)
     if done.returncode != 0 or not lease.exists():
-        raise RuntimeError(f"no DHCP lease on {device} (udhcpc exit {done.returncode}): {done.stderr.strip()}")
+        raise RuntimeError(
+            f"no DHCP lease on {device} (udhcpc exit {done.returncode}): {done.stderr.strip()}"
+        )
     return lease.read_text().strip()

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from volant_network_dhcp.dnsmasq import DnsmasqServer, ServerConfig, find_binary
 
 from volant_core.testing.netns import NetworkNamespace, network_namespace
-from volant_network_dhcp.dnsmasq import DnsmasqServer, ServerConfig, find_binary
 
 BRIDGE = "tbr0"
 NETWORK = ipaddress.IPv4Network("10.77.0.0/24")
@@ -91,9 +91,10 @@ def lan() -> Iterator[Lan]:
 
 @pytest.fixture
 def server_dir() -> Iterator[Path]:
-    """A fresh directory for a server's files (as the plugin's state directory would hold)."""
+    """A fresh directory for a server's files, under one only root may enter (as a state directory
+    may be: dnsmasq, which drops to its own user, must not need to read anything there).
+    """
     path = Path(tempfile.mkdtemp(prefix="dhcp-srv-"))
-    path.chmod(0o755)
     try:
         yield path / BRIDGE
     finally:

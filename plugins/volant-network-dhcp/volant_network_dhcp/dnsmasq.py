@@ -2,15 +2,19 @@
 
 Everything lives in the server's own directory (``<plugin state dir>/<bridge>/``):
 
-* ``dnsmasq.conf``: the configuration, rewritten before every start;
 * ``hosts.json``: the VMs served (name -> MAC and address), the source of truth;
-* ``hosts``: the same as dnsmasq's ``--dhcp-hostsfile`` lines (``mac,ip,infinite``), re-read on SIGHUP;
+* ``dnsmasq.conf``: the configuration with one ``dhcp-host=mac,ip,infinite`` line per VM, written
+  before every start (so it is what the running dnsmasq read);
 * ``leases``, ``dnsmasq.pid``, ``dnsmasq.log``: dnsmasq's lease file, pid file and log.
 
 dnsmasq answers only the MACs listed (``dhcp-range=<network>,static``) with the address the core's
-IPAM leased to that VM, for ever (``infinite``), and serves no DNS (``port=0``). It runs in a
-session of its own so that it outlives volantd, like the VMs it serves; a later daemon finds it
-again by its pid file and its command line (:meth:`DnsmasqServer.adopt`), never starting a second.
+IPAM leased to that VM, for ever (``infinite``), and serves no DNS (``port=0``). When the VMs served
+change, it is restarted (in milliseconds) rather than sent SIGHUP: it reads its configuration as
+root, but re-reads a ``dhcp-hostsfile`` only after dropping to its own user, who may not reach the
+state directory; and a SIGHUP would not drop the in-memory lease of a VM gone, which would keep
+its address from the next VM leased it. It runs in a session of its own so that it outlives
+volantd, like the VMs it serves; a later daemon finds it again by its pid file and its command
+line (:meth:`DnsmasqServer.adopt`), never starting a second.
 """
 
 from __future__ import annotations
@@ -69,8 +73,10 @@ def find_binary(binary: str) -> str | None:
     return shutil.which(binary, path=search)
 
 
-def render_config(config: ServerConfig, directory: Path) -> str:
-    """The ``dnsmasq.conf`` of a server whose files are in ``directory``."""
+def render_config(config: ServerConfig, directory: Path, hosts: Mapping[str, Host]) -> str:
+    """The ``dnsmasq.conf`` of a server whose files are in ``directory``, serving ``hosts``: one
+    static, never-expiring lease per VM.
+    """
     lines = [
         "# Written by volant-network-dhcp before every start; edits are lost.",
         f"interface={config.bridge}",
@@ -82,25 +88,19 @@ def render_config(config: ServerConfig, directory: Path) -> str:
         f"dhcp-range={config.network.network_address},static,{config.network.netmask},infinite",
         f"dhcp-option=option:router,{config.router}",
         "dhcp-authoritative",
-        f"dhcp-hostsfile={directory / 'hosts'}",
         f"dhcp-leasefile={directory / 'leases'}",
         f"pid-file={directory / 'dnsmasq.pid'}",
         f"log-facility={directory / 'dnsmasq.log'}",
         "log-dhcp",
+        *(f"dhcp-host={host.mac},{host.ip},infinite" for _name, host in sorted(hosts.items())),
     ]
     return "\n".join(lines) + "\n"
 
 
-def render_hosts(hosts: Mapping[str, Host]) -> str:
-    """The ``--dhcp-hostsfile`` lines: one static, never-expiring lease per VM."""
-    return "".join(f"{host.mac},{host.ip},infinite\n" for _name, host in sorted(hosts.items()))
-
-
 def _write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically (dnsmasq may read it at any time), readable by dnsmasq's user."""
+    """Replace ``path`` atomically (a crash leaves the old content or the new, never half)."""
     partial = path.with_name(path.name + ".new")
     partial.write_text(text)
-    partial.chmod(0o644)
     partial.replace(path)
 
 
@@ -148,16 +148,14 @@ class DnsmasqServer:
         return {name: Host(**entry) for name, entry in stored.items()}
 
     def _save_hosts(self, hosts: Mapping[str, Host]) -> None:
-        self.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-        self.directory.chmod(0o755)  # dnsmasq re-reads the hosts file after dropping its privileges
-        _write(self.directory / "hosts", render_hosts(hosts))
+        self.directory.mkdir(parents=True, exist_ok=True)
         entries = {name: {"mac": host.mac, "ip": host.ip} for name, host in hosts.items()}
         _write(self.directory / "hosts.json", json.dumps(entries, indent=2, sort_keys=True))
 
     # ------------------------------------------------------------------ hosts
 
     def add(self, name: str, host: Host) -> None:
-        """Serve ``host`` as VM ``name``: record it and start dnsmasq, or have it re-read its hosts.
+        """Serve ``host`` as VM ``name``: record it and (re)start dnsmasq with it.
 
         On failure the host is not recorded, and a dnsmasq started for it alone is stopped again.
         """
@@ -167,7 +165,9 @@ class DnsmasqServer:
                 return
             taken = [other for other, known in hosts.items() if other != name and host.ip == known.ip]
             if taken:
-                raise PluginError(f"{host.ip} is served to VM {taken[0]} already on bridge {self.config.bridge}")
+                raise PluginError(
+                    f"{host.ip} is served to VM {taken[0]} already on bridge {self.config.bridge}"
+                )
             before = dict(hosts)
             hosts[name] = host
             try:
@@ -178,8 +178,8 @@ class DnsmasqServer:
                 raise
 
     def remove(self, name: str) -> None:
-        """Stop serving VM ``name`` (unknown is fine). dnsmasq restarts without its lease (a later VM
-        given the same address must get it), or stops, with its files, after the last VM.
+        """Stop serving VM ``name`` (unknown is fine): dnsmasq restarts without it and its lease (a
+        later VM given the same address must get it), or stops, with its files, after the last VM.
         """
         with self._lock:
             hosts = self.hosts()
@@ -187,9 +187,8 @@ class DnsmasqServer:
                 self.sync(hosts)
 
     def sync(self, hosts: Mapping[str, Host]) -> None:
-        """Serve exactly ``hosts``: adopt or start dnsmasq for them, or stop it and remove every file
-        when there are none. A host dropped or changed restarts dnsmasq without its lease; new ones
-        are read again on SIGHUP.
+        """Serve exactly ``hosts``: keep (or adopt) the dnsmasq that serves them already, else restart
+        it with them, dropping the leases of hosts gone; with no hosts, stop it and remove every file.
         """
         with self._lock:
             known = self.hosts()
@@ -199,20 +198,21 @@ class DnsmasqServer:
                 return
             dropped = tuple(host for name, host in known.items() if hosts.get(name) != host)
             self._save_hosts(hosts)
-            if dropped:
-                self._restart_forgetting(dropped)
-                return
-            self.ensure_running()
-            if dict(hosts) != known:
-                self._signal(signal.SIGHUP)
+            if not self.running():
+                self._process = self.adopt()
+            wanted = render_config(self.config, self.directory, hosts)
+            if not self.running() or self._started_with() != wanted:
+                self.stop()
+                self._prune_leases(dropped)
+                self._process = self._start()
+            self._supervise()
 
-    def _restart_forgetting(self, gone: tuple[Host, ...]) -> None:
-        """Restart dnsmasq without the leases of ``gone`` (a lease it holds in memory would keep the
-        address from the next VM it is leased to; a SIGHUP does not drop it).
-        """
-        self.stop()
-        self._prune_leases(gone)
-        self.ensure_running()
+    def _started_with(self) -> str | None:
+        """The configuration the running dnsmasq read (written just before it started)."""
+        try:
+            return self.conf_file.read_text()
+        except FileNotFoundError:
+            return None
 
     def _prune_leases(self, gone: tuple[Host, ...]) -> None:
         try:
@@ -239,13 +239,6 @@ class DnsmasqServer:
         """The pid of the running dnsmasq, if any."""
         return self._process.pid if self.running() and self._process is not None else None
 
-    def ensure_running(self) -> None:
-        """Adopt the dnsmasq an earlier daemon left for this bridge, else start one; then supervise it."""
-        with self._lock:
-            if not self.running():
-                self._process = self.adopt() or self._start()
-            self._supervise()
-
     def adopt(self) -> AdoptedProcess | None:
         """The dnsmasq of this server still running from an earlier daemon: the process the pid file
         names, if its command line is dnsmasq with this server's configuration file; else None.
@@ -263,8 +256,8 @@ class DnsmasqServer:
         binary = find_binary(self.config.binary)
         if binary is None:
             raise PluginError(f"{self.config.binary} is not installed: apt-get install dnsmasq-base")
-        self.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-        _write(self.conf_file, render_config(self.config, self.directory))
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write(self.conf_file, render_config(self.config, self.directory, self.hosts()))
         self.pid_file.unlink(missing_ok=True)
         self.lease_file.touch()
         with self.log_file.open("ab") as log:
@@ -300,11 +293,6 @@ class DnsmasqServer:
         except FileNotFoundError:
             return "no log"
         return " | ".join(lines[-3:]) or "no output"
-
-    def _signal(self, number: signal.Signals) -> None:
-        if self._process is not None and self._process.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._process.pid, number)
 
     def stop(self) -> None:
         """Stop dnsmasq (and its supervision): SIGTERM, then SIGKILL after :data:`STOP_TIMEOUT`."""

@@ -34,7 +34,9 @@ KERNEL_ARG = "volant.net=dhcp"
 class DhcpSettings(BaseModel):
     """Settings of the ``dhcp`` mode (``VOLANT_DHCP_<FIELD>``, ``volantd --dhcp-<field>``)."""
 
-    bridge: str = Field("vbr0", min_length=1, description="host bridge the VMs' taps join (made by `volar setup`)")
+    bridge: str = Field(
+        "vbr0", min_length=1, description="host bridge the VMs' taps join (made by `volar setup`)"
+    )
     dnsmasq: str = Field(
         "dnsmasq", min_length=1, description="the dnsmasq binary (a path or a name; Debian: dnsmasq-base)"
     )
