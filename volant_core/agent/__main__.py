@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import network, rootfs, shell, system, transports
+from . import dhcp, network, rootfs, shell, system, transports
 from .api import AgentApi, TokenGate
 from .console import say
 from .constants import (
@@ -93,9 +93,12 @@ def _watch_power_buttons(agent: Agent) -> None:
 
 
 def _configure_network(cmdline: str, root: str | None) -> None:
-    """Configure the guest NIC, DNS and host name from what the network mode put on the command
-    line, in the base image and in the workload's ``root`` when it has its own.
+    """Configure the guest NIC (over DHCP when the network mode says so), DNS and host name from what
+    the network mode put on the command line, in the base image and in the workload's ``root`` when it
+    has its own.
     """
+    if dhcp.wanted(cmdline):
+        say(f"kestrel: {GUEST_NIC} lease (DHCP): {dhcp.request_lease(GUEST_NIC)}")
     config = network.NetworkConfig.from_cmdline(cmdline)
     network.apply(config, ["/", *([root] if root else [])])
     if config.address is not None:

@@ -47,3 +47,11 @@ AGENT_TOKEN_HEADER = "X-Volant-Agent-Token"
 CMDLINE_DNS_KEY = "volant.dns"
 #: Kernel command line key: the guest's host name (network modes set it).
 CMDLINE_HOSTNAME_KEY = "volant.hostname"
+#: Kernel command line key naming how the guest NIC gets its address: ``volant.net=dhcp`` asks over DHCP.
+CMDLINE_NET_KEY = "volant.net"
+#: The ``volant.net`` value for DHCP (busybox ``udhcpc`` on the guest NIC).
+NET_DHCP = "dhcp"
+#: udhcpc's event script in the guest image (busybox's default path; busybox ships no script).
+UDHCPC_SCRIPT = "/usr/share/udhcpc/default.script"
+#: Where the udhcpc script records the lease it applied: ``<ip>/<prefix> <router>``.
+DHCP_LEASE_FILE = "/run/volant/dhcp.lease"

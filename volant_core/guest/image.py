@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..agent import constants as guest_paths
+from ..agent import dhcp
 from . import debs, kernel, python_runtime
 from .cpio import CpioEntry, gzip_writer, newc_members, parent_dirs
 
@@ -131,6 +132,7 @@ def _initramfs_entries(root: Path, busybox: Path, modules_dir: Path) -> list[Cpi
     entries += [CpioEntry.symlink(link, target) for link, target in _MERGED_USR_LINKS.items()]
     entries += [CpioEntry.chardev(f"dev/{name}", *node) for name, node in _DEVICE_NODES.items()]
     entries += [CpioEntry.file(path, data) for path, data in _ETC_FILES.items()]
+    entries.append(CpioEntry.file(guest_paths.UDHCPC_SCRIPT.lstrip("/"), dhcp.SCRIPT.encode(), 0o755))
     entries += _busybox_entries(busybox)
     entries += _module_entries(modules_dir)
     entries += python_runtime.runtime_entries(root / "python")
