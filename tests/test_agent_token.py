@@ -19,7 +19,7 @@ import pytest
 from volant_core import builtins
 from volant_core.agent.__main__ import _take_agent_token
 from volant_core.agent.api import TokenGate
-from volant_core.agent.constants import AGENT_TOKEN_FILE, AGENT_TOKEN_HEADER
+from volant_core.agent.constants import AGENT_TOKEN_FILE, AGENT_TOKEN_HEADER, REQUEST_ID_HEADER
 from volant_core.agent.httpio import Request, Response
 from volant_core.agent.transports import start_socket_server
 from volant_core.agent_client import AgentClient
@@ -183,3 +183,4 @@ def test_the_workload_never_sees_the_token(echoing: KestrelHost) -> None:
     headers = json.loads(answer.body)["headers"]
     assert headers["x-other"] == "kept"
     assert AGENT_TOKEN_HEADER.lower() not in headers
+    assert REQUEST_ID_HEADER.lower() not in headers  # the host's request number is kestrel's alone

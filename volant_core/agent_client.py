@@ -21,11 +21,13 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, Any
 
+from volant_core.agent.constants import REQUEST_ID_HEADER
 from volant_core.agent.hangup import break_off
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.launch import AgentChannel
@@ -398,11 +400,46 @@ class AgentClient:
     def _send(
         conn: _ChannelConnection, method: str, path: str, body: AgentBody, headers: Mapping[str, str]
     ) -> http.client.HTTPResponse:
-        conn.request(method, path, body=body, headers=dict(headers))
+        request_id = uuid.uuid4().hex
+        conn.request(method, path, body=body, headers={**headers, REQUEST_ID_HEADER: request_id})
         answer = conn.getresponse()
+        while answer.getheader(REQUEST_ID_HEADER, request_id) != request_id:
+            answer = _next_answer(conn, answer, method)
         if answer.will_close:
             conn.close()  # the answer holds the socket until its body is read or closed
         return answer
+
+
+class _KeptOpen:
+    """A response's reader whose ``close`` leaves it open, so that what it read ahead stays."""
+
+    def __init__(self, reader: IO[bytes]) -> None:
+        self._reader = reader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def close(self) -> None:
+        """Keep the reader open (the next answer on the connection is in its buffer)."""
+
+
+def _next_answer(
+    conn: _ChannelConnection, late: http.client.HTTPResponse, method: str
+) -> http.client.HTTPResponse:
+    """Read off ``late``, the answer to a request given up on earlier (a serial lane keeps kestrel's
+    answer for whoever connects next), and return the answer after it on ``conn``.
+    """
+    if late.will_close:
+        late.close()
+        raise http.client.RemoteDisconnected("the agent closed the connection after a late answer")
+    reader = late.fp
+    late.fp = _KeptOpen(reader)  # type: ignore[assignment]
+    late.read()
+    answer = http.client.HTTPResponse(conn.sock, method=method)  # type: ignore[arg-type]
+    answer.fp.close()
+    answer.fp = reader
+    answer.begin()
+    return answer
 
 
 def _nothing() -> None:

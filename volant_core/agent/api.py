@@ -9,9 +9,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from . import proxy
-from .constants import AGENT_TOKEN_HEADER
+from .constants import AGENT_TOKEN_HEADER, REQUEST_ID_HEADER
 from .httpio import Handler, Request, Response
 from .workload import Workload
+
+#: Request headers meant for kestrel alone, lower-case.
+_HOST_HEADERS = frozenset({AGENT_TOKEN_HEADER.lower(), REQUEST_ID_HEADER.lower()})
 
 
 class AgentApi:
@@ -29,9 +32,10 @@ class AgentApi:
         self._started = time.monotonic()
 
     def __call__(self, request: Request) -> Response:
-        """Answer one request (the agent token header, if any, is dropped: the workload never sees it)."""
-        token_header = AGENT_TOKEN_HEADER.lower()
-        request.headers = [(k, v) for k, v in request.headers if k.lower() != token_header]
+        """Answer one request (the host's own headers, the agent token and the request number, are
+        dropped: the workload never sees them).
+        """
+        request.headers = [(k, v) for k, v in request.headers if k.lower() not in _HOST_HEADERS]
         path = request.path
         if not path.startswith("/v1/"):
             return Response.error(404, "not_found", f"no route {path}; agent routes live under /v1/")

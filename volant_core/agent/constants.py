@@ -55,3 +55,7 @@ NET_DHCP = "dhcp"
 UDHCPC_SCRIPT = "/usr/share/udhcpc/default.script"
 #: Where the udhcpc script records the lease it applied: ``<ip>/<prefix> <router>``.
 DHCP_LEASE_FILE = "/run/volant/dhcp.lease"
+#: Request header the host numbers every request with; kestrel echoes it in the answer, so that the
+#: host recognises the late answer to a request it gave up on (a serial lane delivers it to whoever
+#: connects next) and skips it.
+REQUEST_ID_HEADER = "X-Volant-Request-Id"

@@ -14,16 +14,20 @@ import json
 import re
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
+from string import hexdigits
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from .console import say
+from .constants import REQUEST_ID_HEADER
 from .hangup import HangupWatch
 
 _MAX_HEAD = 64 * 1024
 _MAX_HEADERS = 256
 _REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|TRACE) (\S+) (HTTP/1\.[01])$")
 _MAX_BODY = 64 * 1024 * 1024
+#: Longest request number echoed (the host sends 32 hex digits).
+_REQUEST_ID_MAX = 64
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
@@ -273,6 +277,16 @@ def _handle(handler: Handler, request: Request) -> Response:
         return Response.error(500, "internal", f"agent error: {exc}")
 
 
+def _echo_request_id(request_id: str | None, response: Response) -> None:
+    """Answer with the request's number (:data:`REQUEST_ID_HEADER`) when it is a plausible one (hex,
+    short), and never with one the workload's answer carries.
+    """
+    name = REQUEST_ID_HEADER.lower()
+    response.headers = [(k, v) for k, v in response.headers if k.lower() != name]
+    if request_id and len(request_id) <= _REQUEST_ID_MAX and all(c in hexdigits for c in request_id):
+        response.headers.append((REQUEST_ID_HEADER, request_id))
+
+
 def _send_stream(
     stream: Stream, request: Request, response: Response, keep_alive: bool, watch: WatchFactory | None
 ) -> bool:
@@ -322,9 +336,11 @@ def serve_stream(stream: Stream, handler: Handler, watch: WatchFactory | None = 
             request = reader.read()
             if request is None:
                 return
+            request_id = request.header(REQUEST_ID_HEADER)  # before the handler drops it
             response = _handle(handler, request)
             for _unread in request.chunks:  # what the handler left of the body
                 pass
+            _echo_request_id(request_id, response)
         except HttpError as exc:
             stream.sendall(Response.error(exc.status, "bad_request", exc.message).encode(keep_alive=False))
             return
