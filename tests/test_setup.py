@@ -1,0 +1,270 @@
+"""``volar setup``: the real CLI run inside a network namespace of the test's own, with every file
+under a ``--root`` of the test's own and ``--no-systemctl`` (no systemd here). Links, addresses,
+sysctls under ``/proc/sys/net`` and nftables tables are per namespace: nothing of this machine's
+network or ``/etc`` is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core.testing.netns import NetworkNamespace
+
+VOLAR = str(Path(sys.executable).parent / "volar")
+
+#: Kernel parameters setup may change (``ip_forward`` flips the ``forwarding`` ones with it).
+SYSCTLS = ("ipv4/ip_forward", "ipv4/conf/all/forwarding", "ipv4/conf/default/forwarding")
+
+#: A table of somebody else's: setup and uninstall must leave it as it is.
+FOREIGN_TABLE = "table inet keepme { chain input { type filter hook input priority 0; policy accept; }; }"
+
+
+def run(
+    ns: NetworkNamespace, *args: str, env: dict[str, str] | None = None, **kwargs: Any
+) -> tuple[int, str, str]:
+    """``volar <args>`` inside ``ns``: exit status, stdout, stderr."""
+    child = ns.popen(
+        [VOLAR, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
+    )
+    out, err = child.communicate(timeout=120)
+    return child.returncode, out, err
+
+
+def setup(ns: NetworkNamespace, root: Path, *args: str, **kwargs: Any) -> tuple[int, str, str]:
+    """``volar setup`` inside ``ns``, ALWAYS with ``--root`` and ``--no-systemctl``."""
+    return run(ns, "setup", "--root", str(root), "--no-systemctl", *args, **kwargs)
+
+
+def setup_json(ns: NetworkNamespace, root: Path, *args: str) -> dict[str, Any]:
+    """``volar setup -o json``, which must succeed; its report."""
+    status, out, err = setup(ns, root, "-o", "json", *args)
+    assert status == 0, err
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+def nft(ns: NetworkNamespace, *args: str, stdin: str | None = None) -> str:
+    """``nft <args>`` inside ``ns``; its output."""
+    child = ns.popen(
+        ["nft", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    out, err = child.communicate(stdin, timeout=30)
+    assert child.returncode == 0, err
+    return out
+
+
+def sysctls(ns: NetworkNamespace) -> dict[str, str]:
+    """The values of :data:`SYSCTLS` in ``ns``."""
+    with ns.enter():
+        return {key: (Path("/proc/sys/net") / key).read_text().strip() for key in SYSCTLS}
+
+
+def links(ns: NetworkNamespace) -> dict[str, tuple[str, bool, list[str]]]:
+    """Each link of ``ns``: its kind, whether it is up, its IPv4 addresses."""
+    found = {}
+    for link in ns.ipr.get_links():
+        info = link.get("IFLA_LINKINFO")
+        kind = (info.get("IFLA_INFO_KIND") if info is not None else None) or ""
+        addresses = sorted(
+            f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}" for a in ns.ipr.get_addr(index=link["index"], family=2)
+        )
+        found[link.get("ifname")] = (kind, bool(link["flags"] & 1), addresses)
+    return found
+
+
+def files(root: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Everything under ``root``: mode, and content for files."""
+    found: dict[str, tuple[int, bytes | None]] = {}
+    for path in sorted(root.rglob("*")):
+        mode = path.lstat().st_mode
+        found[str(path.relative_to(root))] = (mode, path.read_bytes() if stat.S_ISREG(mode) else None)
+    return found
+
+
+def snapshot(ns: NetworkNamespace, root: Path) -> dict[str, Any]:
+    """What setup may change: links, addresses, the nft ruleset, the sysctls, the files."""
+    return {
+        "links": links(ns),
+        "nft": nft(ns, "list", "ruleset"),
+        "sysctls": sysctls(ns),
+        "files": files(root),
+    }
+
+
+def doctor_rows(ns: NetworkNamespace, state: Path) -> dict[str, dict[str, str]]:
+    """``volar doctor -o json`` in ``ns``: its rows by check name."""
+    env = {**os.environ, "VOLANT_STATE_DIR": str(state)}
+    _, out, err = run(ns, "doctor", "-o", "json", env=env)
+    return {row["check"]: row for row in json.loads(out)}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """The ``--root`` every setup of the test writes under."""
+    (tmp_path / "root").mkdir()
+    return tmp_path / "root"
+
+
+def test_setup_sets_up_once_changes_nothing_the_second_time_and_uninstall_restores(
+    volant_netns: NetworkNamespace, root: Path
+) -> None:
+    """A fresh namespace: setup makes the bridge, the address, forwarding, NAT and the files; a second
+    run changes nothing and says so; --uninstall puts everything back as it was."""
+    ns = volant_netns
+    nft(ns, "-f", "-", stdin=FOREIGN_TABLE)
+    before = snapshot(ns, root)
+
+    first = setup_json(ns, root)
+    assert first["done"]
+    set_up = snapshot(ns, root)
+    assert set_up["links"]["vbr0"] == ("bridge", True, ["192.168.127.1/24"])
+    assert set_up["sysctls"]["ipv4/ip_forward"] == "1"
+    assert 'ip saddr 192.168.127.0/24 oifname != "vbr0" masquerade' in set_up["nft"]
+    assert "table inet keepme" in set_up["nft"]
+    key_mode, key = set_up["files"]["etc/volant/api-key"]
+    assert stat.S_IMODE(key_mode) == 0o600 and key is not None and len(key.strip()) >= 32
+    unit = (root / "etc/systemd/system/volantd.service").read_text()
+    for line in (
+        "Environment=VOLANT_API_LISTEN=127.0.0.1:7777",
+        "Environment=VOLANT_SUBNET=192.168.127.0/24",
+        "Environment=VOLANT_HOST_IP=192.168.127.1",
+        "Environment=VOLANT_API_KEY_FILE=/etc/volant/api-key",
+        "Environment=VOLANT_BRIDGED_BRIDGE=vbr0",  # volant-network-bridged is installed here
+    ):
+        assert line in unit.splitlines()
+    assert (root / "etc/sysctl.d/90-volant.conf").read_text().endswith("net.ipv4.ip_forward = 1\n")
+
+    second = setup_json(ns, root)
+    assert second["done"] == []
+    assert snapshot(ns, root) == set_up
+    assert setup_json(ns, root, "--dry-run")["planned"] == []
+
+    undone = setup_json(ns, root, "--uninstall")
+    assert undone["undone"]
+    assert snapshot(ns, root) == before
+    assert setup_json(ns, root, "--uninstall")["undone"] == []
+
+
+def test_uninstall_keeps_what_the_host_had_before(volant_netns: NetworkNamespace, root: Path) -> None:
+    """A bridge that existed (down, another address) stays; a replaced unit file comes back with its
+    mode; an existing API key is used and kept; ip_forward already 1 stays 1."""
+    ns = volant_netns
+    ns.ipr.link("add", ifname="vbr0", kind="bridge")
+    (index,) = ns.ipr.link_lookup(ifname="vbr0")
+    ns.ipr.addr("add", index=index, address="10.9.0.1", prefixlen=16)
+    with ns.enter():
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "volantd.service").write_text("[Service]\nExecStart=/opt/mine\n")
+    (units / "volantd.service").chmod(0o640)
+    (root / "etc/volant").mkdir()
+    (root / "etc/volant/api-key").write_text("my-own-key\n")
+    before = snapshot(ns, root)
+
+    setup_json(ns, root)
+    after = snapshot(ns, root)
+    assert after["links"]["vbr0"] == ("bridge", True, ["10.9.0.1/16", "192.168.127.1/24"])
+    assert (root / "etc/volant/api-key").read_text() == "my-own-key\n"
+    assert "ExecStart=/opt/mine" not in (units / "volantd.service").read_text()
+
+    setup_json(ns, root, "--uninstall")
+    assert snapshot(ns, root) == before
+    ns.ipr.link("del", index=index)
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(volant_netns: NetworkNamespace, root: Path) -> None:
+    """--dry-run lists the steps a real run takes, and the host stays as it was."""
+    before = snapshot(volant_netns, root)
+    planned = setup_json(volant_netns, root, "--dry-run")["planned"]
+    assert "create bridge vbr0" in planned and "set net.ipv4.ip_forward = 1 (was 0)" in planned
+    assert snapshot(volant_netns, root) == before
+    done = setup_json(volant_netns, root)["done"]
+    assert done == planned[: len(done)] and len(done) == len(planned)
+    setup_json(volant_netns, root, "--uninstall")
+
+
+def test_a_failing_step_undoes_the_whole_run(volant_netns: NetworkNamespace, root: Path) -> None:
+    """The units cannot be written (``etc/systemd`` is a file): the bridge, forwarding, rules and the
+    files written before are undone, and the error names what failed."""
+    (root / "etc").mkdir()
+    (root / "etc/systemd").write_text("in the way\n")
+    before = snapshot(volant_netns, root)
+    status, _, err = setup(volant_netns, root)
+    assert status != 0
+    assert "etc/systemd" in err and "undone" in err
+    assert snapshot(volant_netns, root) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "named"),
+    [
+        (["--subnet", "192.168.127.0/33"], {}, "--subnet"),
+        (["--subnet", "192.168.127.1/24"], {}, "--subnet"),
+        (["--host-ip", "10.0.0.1"], {}, "--host-ip"),
+        (["--host-ip", "192.168.127.255"], {}, "--host-ip"),
+        ([], {"VOLANT_SUBNET": "10.1.0.0/24"}, "--host-ip"),
+        (["--bridge", "a-name-far-too-long"], {}, "--bridge"),
+        (["--listen", "7777"], {}, "--listen"),
+        (["--api-key-file", "relative/key"], {}, "--api-key-file"),
+        ([], {"PATH": "/nonexistent"}, "nft"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_flag_and_nothing_changes(
+    volant_netns: NetworkNamespace, root: Path, args: list[str], env: dict[str, str], named: str
+) -> None:
+    """Each bad option (or nft and iptables both missing) exits non-zero naming it; nothing changed."""
+    before = snapshot(volant_netns, root)
+    status, _, err = setup(volant_netns, root, *args, env={**os.environ, **env})
+    assert status != 0
+    assert named in err
+    assert snapshot(volant_netns, root) == before
+
+
+def test_setup_refuses_to_run_as_a_normal_user(volant_netns: NetworkNamespace, root: Path) -> None:
+    """Without root it changes nothing and says to use sudo (or --dry-run). (A user namespace of its
+    own, without a mapping, makes the child uid 65534 yet lets it read this venv.)"""
+    before = snapshot(volant_netns, root)
+    argv = ["unshare", "--user", VOLAR, "setup", "--root", str(root), "--no-systemctl"]
+    child = volant_netns.popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode != 0 and "run it as root" in err
+    assert snapshot(volant_netns, root) == before
+
+
+def test_an_existing_non_bridge_link_of_that_name_is_refused(
+    volant_netns: NetworkNamespace, root: Path
+) -> None:
+    """A tap called like the bridge: refused naming --bridge, the tap left as it was."""
+    volant_netns.ipr.link("add", ifname="vbr0", kind="tuntap", mode="tap")
+    before = snapshot(volant_netns, root)
+    status, _, err = setup(volant_netns, root)
+    assert status != 0 and "--bridge" in err
+    assert snapshot(volant_netns, root) == before
+    volant_netns.ipr.link("del", index=volant_netns.ipr.link_lookup(ifname="vbr0")[0])
+
+
+def test_doctor_warns_before_setup_and_passes_after(
+    volant_netns: NetworkNamespace, root: Path, tmp_path: Path
+) -> None:
+    """`volar doctor` in the namespace: the bridge, ip_forward and NAT checks warn with the fix before
+    setup, pass after it, and warn again after --uninstall."""
+    checks = ("host-bridge", "ip-forward", "nat")
+    rows = doctor_rows(volant_netns, tmp_path / "state")
+    for check in checks:
+        assert rows[check]["status"] == "warn", rows[check]
+        assert "volar setup" in rows[check]["fix"]
+    setup_json(volant_netns, root)
+    rows = doctor_rows(volant_netns, tmp_path / "state")
+    assert {check: rows[check]["status"] for check in checks} == dict.fromkeys(checks, "pass")
+    setup_json(volant_netns, root, "--uninstall")
+    rows = doctor_rows(volant_netns, tmp_path / "state")
+    assert {check: rows[check]["status"] for check in checks} == dict.fromkeys(checks, "warn")
