@@ -102,7 +102,7 @@ def snapshot(ns: NetworkNamespace, root: Path) -> dict[str, Any]:
 def doctor_rows(ns: NetworkNamespace, state: Path) -> dict[str, dict[str, str]]:
     """``volar doctor -o json`` in ``ns``: its rows by check name."""
     env = {**os.environ, "VOLANT_STATE_DIR": str(state)}
-    _, out, err = run(ns, "doctor", "-o", "json", env=env)
+    _, out, _ = run(ns, "doctor", "-o", "json", env=env)
     return {row["check"]: row for row in json.loads(out)}
 
 
@@ -268,3 +268,23 @@ def test_doctor_warns_before_setup_and_passes_after(
     setup_json(volant_netns, root, "--uninstall")
     rows = doctor_rows(volant_netns, tmp_path / "state")
     assert {check: rows[check]["status"] for check in checks} == dict.fromkeys(checks, "warn")
+
+
+def test_a_run_with_other_options_adds_to_the_record_and_uninstall_undoes_both(
+    volant_netns: NetworkNamespace, root: Path
+) -> None:
+    """Set up, then again with another subnet: the rules and units follow the new subnet, both
+    addresses stay on the bridge; --uninstall still restores the host as it was before the first run."""
+    before = snapshot(volant_netns, root)
+    setup_json(volant_netns, root)
+    changed = setup_json(volant_netns, root, "--subnet", "10.77.0.0/24", "--host-ip", "10.77.0.1")["done"]
+    assert "add address 10.77.0.1/24 to vbr0" in changed
+    state = snapshot(volant_netns, root)
+    assert 'ip saddr 10.77.0.0/24 oifname != "vbr0" masquerade' in state["nft"]
+    assert "192.168.127.0/24" not in state["nft"]
+    assert state["links"]["vbr0"] == ("bridge", True, ["10.77.0.1/24", "192.168.127.1/24"])
+    assert (
+        "Environment=VOLANT_SUBNET=10.77.0.0/24" in (root / "etc/systemd/system/volantd.service").read_text()
+    )
+    setup_json(volant_netns, root, "--uninstall")
+    assert snapshot(volant_netns, root) == before
