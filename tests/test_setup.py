@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -288,3 +289,57 @@ def test_a_run_with_other_options_adds_to_the_record_and_uninstall_undoes_both(
     )
     setup_json(volant_netns, root, "--uninstall")
     assert snapshot(volant_netns, root) == before
+
+
+def iptables_rules(ns: NetworkNamespace) -> str:
+    """``iptables -S`` of the filter and nat tables in ``ns``."""
+    listing = ""
+    for table in ("filter", "nat"):
+        child = ns.popen(["iptables", "-w", "-t", table, "-S"], stdout=subprocess.PIPE, text=True)
+        listing += child.communicate(timeout=30)[0]
+        assert child.returncode == 0
+    return listing
+
+
+@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables is not installed")
+def test_iptables_is_used_where_nft_is_missing(
+    volant_netns: NetworkNamespace, root: Path, tmp_path: Path
+) -> None:
+    """With iptables but no nft on PATH: the masquerade and forward rules go in with iptables (ahead
+    of a DROP rule already in FORWARD), a second run changes nothing, --uninstall removes them."""
+    ns = volant_netns
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "iptables").symlink_to(shutil.which("iptables") or "")
+    env = {**os.environ, "PATH": str(bin_dir)}
+    child = ns.popen(["iptables", "-w", "-A", "FORWARD", "-j", "DROP"])
+    assert child.wait(timeout=30) == 0
+    before = iptables_rules(ns)
+
+    status, _, err = setup(ns, root, env=env)
+    assert status == 0, err
+    rules = iptables_rules(ns).splitlines()
+    assert (
+        "-A POSTROUTING -s 192.168.127.0/24 ! -o vbr0 -m comment --comment volant-setup -j MASQUERADE"
+        in rules
+    )
+    forward = [rule for rule in rules if rule.startswith("-A FORWARD")]
+    assert forward[0] == "-A FORWARD -i vbr0 -m comment --comment volant-setup -j ACCEPT"
+    assert forward[-1] == "-A FORWARD -j DROP"
+    assert not (root / "etc/volant/setup.nft").exists()
+    set_up = (iptables_rules(ns), snapshot_without_nft(ns, root))
+
+    status, out, err = setup(ns, root, "-o", "json", env=env)
+    assert status == 0 and json.loads(out)["done"] == [], err
+    assert (iptables_rules(ns), snapshot_without_nft(ns, root)) == set_up
+
+    status, _, err = setup(ns, root, "--uninstall", env=env)
+    assert status == 0, err
+    assert iptables_rules(ns) == before
+    assert not files(root)
+    assert "vbr0" not in links(ns)
+
+
+def snapshot_without_nft(ns: NetworkNamespace, root: Path) -> dict[str, Any]:
+    """:func:`snapshot` but the nft ruleset (iptables-nft keeps its own tables there)."""
+    return {"links": links(ns), "sysctls": sysctls(ns), "files": files(root)}
