@@ -216,6 +216,7 @@ def test_a_failing_step_undoes_the_whole_run(volant_netns: NetworkNamespace, roo
         (["--bridge", "a-name-far-too-long"], {}, "--bridge"),
         (["--listen", "7777"], {}, "--listen"),
         (["--api-key-file", "relative/key"], {}, "--api-key-file"),
+        (["--root", "/nonexistent/volant-root"], {}, "--root"),
         ([], {"PATH": "/nonexistent"}, "nft"),
     ],
 )

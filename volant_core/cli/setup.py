@@ -102,10 +102,10 @@ def setup(
       sudo volar setup --subnet 10.20.0.0/24 --host-ip 10.20.0.1
       sudo volar setup --uninstall
     """
-    if os.geteuid() != 0 and not dry_run:
+    if os.geteuid() != 0:
         raise click.ClickException(
-            "volar setup changes links, kernel parameters and firewall rules: run it as root "
-            "(sudo volar setup), or add --dry-run to see the plan"
+            "volar setup changes links, kernel parameters and firewall rules (and reads the firewall "
+            "rules even with --dry-run): run it as root, e.g. sudo volar setup --dry-run"
         )
     try:
         options = parse_options(

@@ -22,11 +22,19 @@ FIX = "run `sudo volar setup` (see docs/networking/setup.md)"
 NOT_NEEDED = HostCheckResult("pass", "no installed network mode uses a host bridge")
 
 
+#: Bridges by the plugin settings variables they were found with: the three checks share one lookup.
+_found: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+
+
 def _bridges(context: PluginContext) -> dict[str, str]:
+    """Plugin -> bridge, for the plugins installed here."""
     from volant_core.hostsetup.bridges import configured_bridges
     from volant_core.plugins import load_plugins
 
-    return configured_bridges(load_plugins(), context.settings)
+    key = tuple(sorted(context.settings.plugin_env.items()))
+    if key not in _found:
+        _found[key] = configured_bridges(load_plugins(), context.settings)
+    return _found[key]
 
 
 def check_bridges(context: PluginContext) -> HostCheckResult:

@@ -125,8 +125,10 @@ def parse_options(
             field="api_key_file",
         )
     root_dir = Path(root)
-    if not root_dir.is_absolute():
-        raise ValidationError(f"--root: {root} is not an absolute path", field="root")
+    if not (root_dir.is_absolute() and root_dir.is_dir()):
+        raise ValidationError(
+            f"--root: {root} is not an existing directory given by its absolute path", field="root"
+        )
     return SetupOptions(
         bridge=bridge,
         interface=ipaddress.IPv4Interface(f"{address}/{network.prefixlen}"),
