@@ -205,30 +205,30 @@ def test_a_failing_step_undoes_the_whole_run(volant_netns: NetworkNamespace, roo
     assert snapshot(volant_netns, root) == before
 
 
-@pytest.mark.parametrize(
-    ("args", "env", "named"),
-    [
-        (["--subnet", "192.168.127.0/33"], {}, "--subnet"),
-        (["--subnet", "192.168.127.1/24"], {}, "--subnet"),
-        (["--host-ip", "10.0.0.1"], {}, "--host-ip"),
-        (["--host-ip", "192.168.127.255"], {}, "--host-ip"),
-        ([], {"VOLANT_SUBNET": "10.1.0.0/24"}, "--host-ip"),
-        (["--bridge", "a-name-far-too-long"], {}, "--bridge"),
-        (["--listen", "7777"], {}, "--listen"),
-        (["--api-key-file", "relative/key"], {}, "--api-key-file"),
-        (["--root", "/nonexistent/volant-root"], {}, "--root"),
-        ([], {"PATH": "/nonexistent"}, "nft"),
-    ],
-)
+#: Bad options (or nft and iptables both missing from PATH), and what the error must name.
+BAD_OPTIONS = [
+    (["--subnet", "192.168.127.0/33"], {}, "--subnet"),
+    (["--subnet", "192.168.127.1/24"], {}, "--subnet"),
+    (["--host-ip", "10.0.0.1"], {}, "--host-ip"),
+    (["--host-ip", "192.168.127.255"], {}, "--host-ip"),
+    ([], {"VOLANT_SUBNET": "10.1.0.0/24"}, "--host-ip"),
+    (["--bridge", "a-name-far-too-long"], {}, "--bridge"),
+    (["--listen", "7777"], {}, "--listen"),
+    (["--api-key-file", "relative/key"], {}, "--api-key-file"),
+    (["--root", "/nonexistent/volant-root"], {}, "--root"),
+    ([], {"PATH": "/nonexistent"}, "nft"),
+]
+
+
 def test_bad_options_are_refused_naming_the_flag_and_nothing_changes(
-    volant_netns: NetworkNamespace, root: Path, args: list[str], env: dict[str, str], named: str
+    volant_netns: NetworkNamespace, root: Path
 ) -> None:
-    """Each bad option (or nft and iptables both missing) exits non-zero naming it; nothing changed."""
+    """Each bad option exits non-zero naming it, and the host stays as it was."""
     before = snapshot(volant_netns, root)
-    status, _, err = setup(volant_netns, root, *args, env={**os.environ, **env})
-    assert status != 0
-    assert named in err
-    assert snapshot(volant_netns, root) == before
+    for args, env, named in BAD_OPTIONS:
+        status, _, err = setup(volant_netns, root, *args, env={**os.environ, **env})
+        assert status != 0 and named in err, (args, env, err)
+        assert snapshot(volant_netns, root) == before, (args, env)
 
 
 def test_setup_refuses_to_run_as_a_normal_user(volant_netns: NetworkNamespace, root: Path) -> None:
