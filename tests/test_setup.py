@@ -258,15 +258,28 @@ def test_doctor_warns_before_setup_and_passes_after(
     volant_netns: NetworkNamespace, root: Path, tmp_path: Path
 ) -> None:
     """`volar doctor` in the namespace: the bridge, ip_forward and NAT checks warn with the fix before
-    setup, pass after it, and warn again after --uninstall."""
+    setup, pass after it; a flushed NAT chain and ip_forward reset to 0 warn again, and a new setup
+    run repairs both; after --uninstall they warn again."""
     checks = ("host-bridge", "ip-forward", "nat")
     rows = doctor_rows(volant_netns, tmp_path / "state")
     for check in checks:
         assert rows[check]["status"] == "warn", rows[check]
         assert "volar setup" in rows[check]["fix"]
     setup_json(volant_netns, root)
+    set_up = snapshot(volant_netns, root)
     rows = doctor_rows(volant_netns, tmp_path / "state")
     assert {check: rows[check]["status"] for check in checks} == dict.fromkeys(checks, "pass")
+
+    nft(volant_netns, "flush", "chain", "ip", "volant_setup", "postrouting")
+    with volant_netns.enter():
+        Path("/proc/sys/net/ipv4/ip_forward").write_text("0\n")
+    rows = doctor_rows(volant_netns, tmp_path / "state")
+    assert (rows["nat"]["status"], rows["ip-forward"]["status"]) == ("warn", "warn")
+    assert setup_json(volant_netns, root)["done"]  # repaired
+    assert snapshot(volant_netns, root) == set_up
+    rows = doctor_rows(volant_netns, tmp_path / "state")
+    assert {check: rows[check]["status"] for check in checks} == dict.fromkeys(checks, "pass")
+
     setup_json(volant_netns, root, "--uninstall")
     rows = doctor_rows(volant_netns, tmp_path / "state")
     assert {check: rows[check]["status"] for check in checks} == dict.fromkeys(checks, "warn")
