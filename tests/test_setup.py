@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from volant_core.testing.netns import NetworkNamespace
+from volant_core.testing.netns import NetworkNamespace, network_namespace
 
 VOLAR = str(Path(sys.executable).parent / "volar")
 
@@ -357,3 +358,36 @@ def test_iptables_is_used_where_nft_is_missing(
 def snapshot_without_nft(ns: NetworkNamespace, root: Path) -> dict[str, Any]:
     """:func:`snapshot` but the nft ruleset (iptables-nft keeps its own tables there)."""
     return {"links": links(ns), "sysctls": sysctls(ns), "files": files(root)}
+
+
+def test_the_boot_unit_re_applies_the_setup_on_a_rebooted_host(
+    volant_netns: NetworkNamespace, root: Path
+) -> None:
+    """A fresh namespace with the files of a set-up host stands for the host after a reboot (no bridge,
+    ip_forward 0, no rules): the command of volant-setup.service (with --root appended, so that it
+    writes under the test's root) brings back the same links, rules and sysctls, and changes no file;
+    --uninstall there restores the fresh state."""
+    setup_json(volant_netns, root)
+    set_up = snapshot(volant_netns, root)
+    unit = (root / "etc/systemd/system/volant-setup.service").read_text()
+    (exec_start,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    assert argv[:3] == [VOLAR, "setup", "--no-systemctl"]
+
+    with network_namespace() as rebooted:
+        pristine = snapshot(rebooted, root)
+        assert "vbr0" not in pristine["links"] and pristine["sysctls"]["ipv4/ip_forward"] == "0"
+        child = rebooted.popen(
+            [*argv, "--root", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        assert snapshot(rebooted, root) == set_up
+        setup_json(rebooted, root, "--uninstall")
+        after = snapshot(rebooted, root)
+        assert {key: after[key] for key in ("links", "nft", "sysctls")} == {
+            key: pristine[key] for key in ("links", "nft", "sysctls")
+        }
+        assert after["files"] == {}
+    # The host before the reboot: its bridge goes with it.
+    volant_netns.ipr.link("del", index=volant_netns.ipr.link_lookup(ifname="vbr0")[0])
