@@ -391,3 +391,20 @@ def test_the_boot_unit_re_applies_the_setup_on_a_rebooted_host(
         assert after["files"] == {}
     # The host before the reboot: its bridge goes with it.
     volant_netns.ipr.link("del", index=volant_netns.ipr.link_lookup(ifname="vbr0")[0])
+
+
+def test_a_file_to_write_that_is_a_symlink_is_refused(
+    volant_netns: NetworkNamespace, root: Path, tmp_path: Path
+) -> None:
+    """volantd.service is a link to a file elsewhere: setup refuses (it never writes through a link),
+    naming the path; the link's target and the host stay as they were."""
+    elsewhere = tmp_path / "elsewhere.service"
+    elsewhere.write_text("[Service]\nExecStart=/opt/other\n")
+    units = root / "etc/systemd/system"
+    units.mkdir(parents=True)
+    (units / "volantd.service").symlink_to(elsewhere)
+    before = snapshot(volant_netns, root)
+    status, _, err = setup(volant_netns, root)
+    assert status != 0 and "volantd.service" in err
+    assert elsewhere.read_text() == "[Service]\nExecStart=/opt/other\n"
+    assert snapshot(volant_netns, root) == before

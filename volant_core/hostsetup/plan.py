@@ -69,11 +69,11 @@ class Planner:
         self._bridge()
         self._sysctl()
         self._firewall()
-        units_changed = len(self.steps)
+        before_units = len(self.steps)
         for spec in units:
             self._file(spec)
         if self.options.systemctl:
-            self._systemd(reload=len(self.steps) > units_changed)
+            self._systemd(reload=len(self.steps) > before_units)
         return self.steps
 
     def _directory(self, path: Path) -> None:
@@ -98,8 +98,11 @@ class Planner:
         full = self.options.path(spec.path)
         prior = None
         if full.exists() or full.is_symlink():
-            if not full.is_file():
-                raise HostSetupError(f"{full} exists and is not a regular file; move it away and run again")
+            if not full.is_file() or (full.is_symlink() and not spec.keep_existing):
+                raise HostSetupError(
+                    f"{full} exists and is not a regular file (setup does not write through links); "
+                    "move it away and run again"
+                )
             if spec.keep_existing:
                 if not full.read_text().strip():
                     raise HostSetupError(
