@@ -408,3 +408,34 @@ def test_a_file_to_write_that_is_a_symlink_is_refused(
     assert status != 0 and "volantd.service" in err
     assert elsewhere.read_text() == "[Service]\nExecStart=/opt/other\n"
     assert snapshot(volant_netns, root) == before
+
+
+def test_a_run_killed_half_way_is_undone_by_uninstall(
+    volant_netns: NetworkNamespace, root: Path, tmp_path: Path
+) -> None:
+    """volar is SIGKILLed as it loads the rules (an ``nft`` first on PATH kills its parent on ``-f``
+    and otherwise runs the real one): the record written after each step lets --uninstall undo the
+    bridge, address, ip_forward and files it had done; a new run instead would finish the job."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    killer = bin_dir / "nft"
+    real = shutil.which("nft")
+    killer.write_text(f'#!/bin/sh\nif [ "$1" = -f ]; then kill -9 $PPID; exit 1; fi\nexec {real} "$@"\n')
+    killer.chmod(0o755)
+    before = snapshot(volant_netns, root)
+    killing = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    status, _, _ = setup(volant_netns, root, env=killing)
+    assert status == -9
+    half = snapshot(volant_netns, root)
+    assert half["links"]["vbr0"] == ("bridge", True, ["192.168.127.1/24"])
+    assert "volant_setup" not in half["nft"]
+    assert setup_json(volant_netns, root, "--uninstall")["undone"]
+    assert snapshot(volant_netns, root) == before
+
+    status, _, _ = setup(volant_netns, root, env=killing)
+    assert status == -9
+    finished = setup_json(volant_netns, root)["done"]  # from where the killed run stopped
+    assert finished[0] == "load the NAT and forward rules for 192.168.127.0/24 (nftables)"
+    assert all("vbr0" not in step and "ip_forward" not in step for step in finished)
+    setup_json(volant_netns, root, "--uninstall")
+    assert snapshot(volant_netns, root) == before

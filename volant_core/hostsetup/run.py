@@ -36,7 +36,7 @@ def apply(options: SetupOptions, steps: list[Step], record: Record) -> None:
     for step in steps:
         try:
             step.do()
-        except Exception as err:
+        except BaseException as err:  # Ctrl-C too: nothing half-applied
             if before is None:
                 path.unlink(missing_ok=True)
             else:
@@ -45,6 +45,8 @@ def apply(options: SetupOptions, steps: list[Step], record: Record) -> None:
             message = f"{step.summary} failed: {err}; the changes of this run were undone"
             if left:
                 message += "; these could not be: " + "; ".join(f"{_describe(c)}: {e}" for c, e in left)
+            if not isinstance(err, Exception):
+                raise
             raise HostSetupError(message) from err
         if step.change is not None:
             done.append(step.change)
