@@ -2,13 +2,14 @@
 # Install what Volant needs on a fresh Debian 12 host: Debian packages (QEMU, lz4 for the guest
 # kernel, Debian's python3.11 for the guest userland, e2fsprogs for the tests' root filesystem
 # images, busybox-static for the tests that unpack the guest's cpio archives, dnsmasq-base and
-# nftables for the dhcp network mode and port publishing: neither starts a service), uv, and the
+# nftables for the dhcp network mode and port publishing: neither starts a service; iptables for
+# the fallback of `volar setup` where nft is missing), uv, and the
 # project's locked environment.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates e2fsprogs busybox-static dnsmasq-base nftables)
+APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates e2fsprogs busybox-static dnsmasq-base nftables iptables)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

@@ -21,6 +21,7 @@ from volant_core.descriptors import (
     NetworkAttachment,
     NetworkModeDescriptor,
 )
+from volant_core.hostsetup import checks as hostsetup_checks
 from volant_core.vm import VMView
 
 
@@ -93,5 +94,11 @@ GUEST_BUILD_TOOLS = ("apt-get", "dpkg-deb", "lz4", "python3.11")
 
 @hookimpl
 def volant_host_checks() -> list[HostCheck]:
-    """The core's checks: a writable state directory and the guest image build tools."""
-    return [HostCheck("state-dir", _check_state_dir), HostCheck("guest-image-tools", _check_image_tools)]
+    """The core's checks: a writable state directory, the guest image build tools, and what
+    ``volar setup`` sets up for bridged networking (:mod:`volant_core.hostsetup.checks`).
+    """
+    return [
+        HostCheck("state-dir", _check_state_dir),
+        HostCheck("guest-image-tools", _check_image_tools),
+        *hostsetup_checks.HOST_CHECKS,
+    ]

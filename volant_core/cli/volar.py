@@ -13,6 +13,7 @@ from volant_core.cli.events import events
 from volant_core.cli.image import image
 from volant_core.cli.openapi import openapi
 from volant_core.cli.runtimes import plugins
+from volant_core.cli.setup import setup
 from volant_core.cli.system import system
 from volant_core.cli.vms import vms
 from volant_core.plugins import load_plugins
@@ -42,7 +43,7 @@ def cli(ctx: click.Context, api: str, api_key: str | None, timeout: float) -> No
     ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
 
 
-for _group in (vms, deployments, plugins, system, events, image, doctor, openapi, completion):
+for _group in (vms, deployments, plugins, system, events, image, doctor, setup, openapi, completion):
     cli.add_command(_group)
 
 
