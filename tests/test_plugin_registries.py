@@ -22,10 +22,14 @@ class Squatter:
 
 
 def test_a_plugin_registering_a_taken_name_is_reported_failed_and_keeps_nothing() -> None:
+    with running_daemon() as daemon:
+        installed = daemon.request("GET", "/api/v1/system/info").json()["network_modes"]
     with running_daemon(plugins=[("test-squatter", Squatter())]) as daemon:
         plugins = {p["name"]: p for p in daemon.request("GET", "/api/v1/system/plugins").json()["plugins"]}
         offered = daemon.request("GET", "/api/v1/system/info").json()["network_modes"]
-    assert offered == ["none"]  # the core's; nothing of the failed plugin
+        none_mode = daemon.daemon.plugins.registries.network_modes.get("none")
+    assert "none" in installed and offered == installed  # nothing of the failed plugin
+    assert not none_mode.needs_ip  # still the core's ``none``
     assert plugins[CORE_PLUGIN_NAME]["status"] == "loaded"
     assert plugins["test-squatter"]["status"] == "failed"
     error = plugins["test-squatter"]["error"]
