@@ -18,8 +18,8 @@ import pytest
 
 from volant_core.errors import ConflictError
 from volant_core.manifest import Manifest
-from volant_core.orchestrator.publishing import PortPublisher
-from volant_core.orchestrator.vmconfig import VMConfig, validate_config
+from volant_core.orchestrator.publishing import PortPublisher, published_ports
+from volant_core.orchestrator.vmconfig import VMConfig, apply_patch, parse_patch, validate_config
 from volant_core.portmap import PortMapError, PortTable, PublishedPort, listening
 from volant_core.testing.netns import NetworkNamespace, network_namespace
 from volant_core.vm import VMStatus, VMView
@@ -217,3 +217,16 @@ def _config(manifest: dict[str, Any], expose: list[dict[str, Any]]) -> VMConfig:
     """A configuration of ``manifest`` with ``expose``."""
     base = VMConfig.from_manifest("hello-http", Manifest.model_validate(manifest)).to_json()
     return validate_config({**base, "expose": expose})
+
+
+def test_a_new_vm_publishes_its_manifests_ports_until_its_own_expose_replaces_them(
+    hello_manifest: dict[str, Any],
+) -> None:
+    manifest = Manifest.model_validate({**hello_manifest, "expose": [{"port": 8000, "host_port": 18080}]})
+    config = VMConfig.from_manifest("hello-http", manifest)
+    published = (PublishedPort("tcp", 18080, GUEST_IP, 8000),)
+    assert published_ports(config, "bridged", GUEST_IP) == published
+    own = apply_patch(config, parse_patch({"expose": [{"port": 53, "protocol": "udp"}]}))
+    assert published_ports(own, "bridged", GUEST_IP) == (PublishedPort("udp", 53, GUEST_IP, 53),)
+    assert published_ports(apply_patch(own, parse_patch({"expose": None})), "bridged", GUEST_IP) == published
+    assert published_ports(apply_patch(own, parse_patch({"expose": []})), "bridged", GUEST_IP) == ()

@@ -18,6 +18,7 @@ import pytest
 from volant_core.guest import GuestArtifacts
 from volant_core.portmap import PortTable, PublishedPort
 from volant_core.sdk import tap_name
+from volant_core.testing.cli import run_volar
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.netns import NetworkNamespace, network_namespace
 from volant_core.testing.pytest_plugin import require_qemu
@@ -41,17 +42,20 @@ class Setup:
 
 
 def public_manifest(hello: dict[str, Any]) -> dict[str, Any]:
-    """hello-http as ``hello-public``, its workload listening on 0.0.0.0 (reachable from the host)."""
-    source = hello["workload"]["entrypoint"][-1]
+    """hello-http as ``hello-public``: its workload listens on 0.0.0.0 (reachable from the host) and
+    the manifest publishes it on host port 18080.
+    """
+    *command, source = hello["workload"]["entrypoint"]
     assert '("127.0.0.1", 8000)' in source
-    workload = {
-        **hello["workload"],
-        "entrypoint": [
-            *hello["workload"]["entrypoint"][:-1],
-            source.replace('("127.0.0.1", 8000)', '("0.0.0.0", 8000)'),
-        ],
+    public = source.replace('("127.0.0.1", 8000)', '("0.0.0.0", 8000)')
+    workload = {**hello["workload"], "entrypoint": [*command, public]}
+    return {
+        **hello,
+        "name": "hello-public",
+        "runtime": "hello-public",
+        "workload": workload,
+        "expose": EXPOSE,
     }
-    return {**hello, "name": "hello-public", "runtime": "hello-public", "workload": workload}
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +78,8 @@ def setup(volant_guest: GuestArtifacts, hello_manifest_module: dict[str, Any]) -
 
 @pytest.fixture(scope="module")
 def web(setup: Setup) -> dict[str, Any]:
-    """VM ``web`` publishing its workload's port 8000 on host port 18080, running."""
-    body = {"name": "web", "plugin": "hello-public", "config": {"expose": EXPOSE}}
+    """VM ``web`` publishing its workload's port 8000 on host port 18080 (its manifest's expose), running."""
+    body = {"name": "web", "plugin": "hello-public"}
     reply = setup.daemon.request("POST", "/api/v1/vms", body)
     assert reply.status == 201, reply.body
     vm = setup.daemon.wait_for_status("web", {"running", "crashed"}, timeout=240)
@@ -126,22 +130,25 @@ def test_the_published_port_reaches_the_guests_workload_and_the_api_shows_it(
         }
     ]
     assert refused("127.0.0.1")  # loopback is not published (docs/adr/0021-port-publishing.md)
+    shown = run_volar(setup.daemon.url, "vms", "get", "web")
+    mapping = f"{HOST_PORT}/tcp -> {web['ip_address']}:8000"
+    assert ["published_ports", mapping] in [line.split(None, 1) for line in shown.stdout.splitlines()]
 
 
 def test_a_host_port_another_vm_publishes_is_refused_with_409_naming_it(
     setup: Setup, web: dict[str, Any]
 ) -> None:
     before = ruleset()
-    body = {
-        "name": "twin",
-        "plugin": "hello-public",
-        "config": {"expose": [{"port": 80, "host_port": HOST_PORT}]},
-    }
+    body = {"name": "twin", "plugin": "hello-public"}  # the same manifest, so the same host port
     reply = setup.daemon.request("POST", "/api/v1/vms", body)
     assert reply.status == 409, reply.body
     assert f"{HOST_PORT}/tcp" in reply.json()["error"]["message"]
     assert "'web'" in reply.json()["error"]["message"]
     assert setup.daemon.request("GET", "/api/v1/vms/twin").status == 404
+    twice = {"expose": [*EXPOSE, {"port": 8001, "host_port": HOST_PORT}]}
+    reply = setup.daemon.request("PATCH", "/api/v1/vms/web/config", twice)
+    assert reply.status == 422, reply.body
+    assert reply.json()["error"]["details"][0]["field"] == "expose[1].host_port"
     assert ruleset() == before
     assert fetch()["path"] == "/published"
 
