@@ -12,6 +12,7 @@ A host port is refused (409, naming it) when:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 
 from volant_core.errors import ConflictError, ValidationError
@@ -88,18 +89,23 @@ class PortPublisher:
     def __init__(self, table: PortTable) -> None:
         """Publish through ``table``."""
         self._table = table
+        self._lock = threading.Lock()  # two launches must not both find a host port free
 
     def publish(self, view: VMView, config: VMConfig) -> None:
         """Publish what ``config`` exposes for the VM of ``view``; :class:`ConflictError` naming a host
         port another VM's rules or a host socket hold (no rule is written then).
         """
         ports = published_ports(config, view.network_mode, view.ip_address)
-        if not ports:
-            return
+        if ports:
+            with self._lock:
+                self._publish(view.name, ports)
+
+    def _publish(self, vm: str, ports: tuple[PublishedPort, ...]) -> None:
+        """Check ``ports`` are free of other VMs and host sockets, then publish them for ``vm``."""
         taken = {
-            (str(port.protocol), port.host_port): vm
-            for vm, held in self._table.published().items()
-            if vm != view.name
+            (str(port.protocol), port.host_port): owner
+            for owner, held in self._table.published().items()
+            if owner != vm
             for port in held
         }
         for port in ports:
@@ -116,7 +122,7 @@ class PortPublisher:
                     "choose another host_port or stop what holds it",
                     field="expose",
                 )
-        self._table.publish(view.name, ports)
+        self._table.publish(vm, ports)
 
     def unpublish(self, view: VMView) -> None:
         """Remove every rule of the VM of ``view`` (none is fine)."""
