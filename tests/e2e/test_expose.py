@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -192,6 +194,18 @@ def test_a_daemon_restart_restores_a_running_vms_rules_and_drops_stale_ones(
     assert ruleset() == published
     assert fetch()["path"] == "/published"
     assert refused(port=18099)
+
+
+def test_a_crash_removes_the_rules(setup: Setup, web: dict[str, Any]) -> None:
+    published = ruleset()
+    pid = setup.daemon.request("GET", "/api/v1/vms/web").json()["pid"]
+    os.kill(pid, signal.SIGKILL)  # the VMM dies under the daemon (restart policy: never)
+    assert setup.daemon.wait_for_status("web", {"crashed"})["published_ports"] == []
+    assert ruleset() == setup.empty_ruleset
+    assert refused()
+    assert setup.daemon.request("POST", "/api/v1/vms/web/start").status == 200
+    assert setup.daemon.wait_for_status("web", {"running", "crashed"}, timeout=240)["status"] == "running"
+    assert ruleset() == published
 
 
 def test_delete_removes_the_rules(setup: Setup, web: dict[str, Any]) -> None:
