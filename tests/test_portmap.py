@@ -155,7 +155,7 @@ def test_publishing_again_replaces_the_ports_and_leaves_other_vms_alone(bench: B
     with pytest.raises(ConnectionRefusedError):
         fetch(HOST_IP, 18080)
     assert fetch(HOST_IP, 18082) == fetch(HOST_IP, 18090) == b"from the guest"
-    bench.table.unpublish(["web"])
+    bench.table.publish("web", [])
     assert bench.table.published() == {"api": [tcp(18090)]}
     bench.table.unpublish(["api", "never-published"])
     assert bench.table.published() == {}

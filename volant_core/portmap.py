@@ -71,9 +71,7 @@ class PublishedPort:
 
 
 def render_publish(vm: str, ports: Sequence[PublishedPort]) -> str:
-    """The ``nft`` script that makes VM ``vm``'s chains hold exactly ``ports`` (none: removes them)."""
-    if not ports:
-        return render_unpublish([vm])
+    """The ``nft`` script that makes VM ``vm``'s chains hold exactly ``ports`` (at least one)."""
     lines = [f"add table {FAMILY} {TABLE}"]
     for suffix, hook in _HOOKS.items():
         chain = f"{FAMILY} {TABLE} {CHAIN_PREFIX}{vm}{suffix}"
@@ -121,7 +119,10 @@ class PortTable:
         self._lock = threading.Lock()  # removing the empty table must not race a publish
 
     def publish(self, vm: str, ports: Sequence[PublishedPort]) -> None:
-        """Make VM ``vm``'s rules publish exactly ``ports``, atomically."""
+        """Make VM ``vm``'s rules publish exactly ``ports``, atomically (none: :meth:`unpublish`)."""
+        if not ports:
+            self.unpublish([vm])
+            return
         with self._lock:
             self._run(["-f", "-"], render_publish(vm, ports))
 
