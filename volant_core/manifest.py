@@ -3,7 +3,8 @@
 A runtime manifest names the workload (``name``, ``version``, ``runtime``), its
 resources, how kestrel starts and probes it (``workload``, ``health_check``,
 ``actions``), its boot media (``rootfs`` or ``initramfs``, plus ``disks``) and
-optional guest configuration (``cloud_init``, ``network``, ``devices``). The
+optional guest configuration (``cloud_init``, ``network``, ``devices``) and the
+guest ports its VMs publish on the host (``expose``). The
 models accept every manifest the Go Volant accepts through its JSON Schema and
 normalise it the same way: strings are trimmed, ``runtime`` defaults to
 ``name``, ``labels`` always carry ``volant.plugin`` and ``volant.runtime``,
@@ -220,6 +221,30 @@ class _Model(BaseModel):
         frozen=True,
         use_attribute_docstrings=True,
     )
+
+
+def _port_from_text(value: Any) -> Any:
+    """Accept ports written as decimal strings (the Go config stored ``api.port`` as text)."""
+    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+#: A TCP or UDP port number.
+Port = Annotated[int, BeforeValidator(_port_from_text), Field(ge=1, le=65535)]
+
+
+class Expose(_Model):
+    """A guest port published on the host (docs/networking/expose.md)."""
+
+    name: str | None = None
+    """Name of the mapping."""
+    protocol: Literal["tcp", "udp"] = "tcp"
+    """Transport protocol."""
+    port: Port
+    """Port in the guest."""
+    host_port: Port | None = None
+    """Port on the host; the guest port when omitted."""
+    mode: str = ""
+    """Network mode the mapping applies to; empty for any."""
 
 
 class Resources(_Model):
@@ -441,6 +466,8 @@ class Manifest(_Model):
     """Preferred network mode."""
     devices: Devices | None = None
     """Passthrough devices."""
+    expose: list[Expose] = []
+    """Guest ports each VM of this manifest publishes on the host (a VM's own ``expose`` replaces them)."""
 
     @field_validator("runtime")
     @classmethod

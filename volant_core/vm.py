@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from volant_core.errors import ValidationError
+from volant_core.portmap import PublishedPort
 
 
 class VMStatus(StrEnum):
@@ -55,6 +56,8 @@ class VMView:
     and ``kernel_cmdline`` are what the VM last booted with; ``config`` is its
     current configuration, version ``config_version``. ``restart_pending`` is
     True while the VMM runs a configuration that a later change made stale.
+    ``published_ports`` are the guest ports published on the host while the VM
+    is active (from the ``expose`` it booted with), empty otherwise.
     """
 
     name: str
@@ -78,6 +81,7 @@ class VMView:
     updated_at: str | None = None
     config_version: int = 0
     restart_pending: bool = False
+    published_ports: tuple[PublishedPort, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -85,5 +89,6 @@ class VMView:
         data = asdict(self)
         data["status"] = str(self.status)
         data["runtime_dir"] = str(self.runtime_dir)
+        data["published_ports"] = [port.to_dict() for port in self.published_ports]
         data.pop("config")
         return data

@@ -26,6 +26,7 @@ __all__ = [
     "ErrorInfo",
     "HealthStatus",
     "PluginInfoResource",
+    "PublishedPortResource",
     "RuntimeCount",
     "RuntimeList",
     "RuntimeSummary",
@@ -150,6 +151,17 @@ class SystemSummary(_Response):
     plugins: list[RuntimeCount]
 
 
+class PublishedPortResource(_Response):
+    """A guest port published on the host: ``<host address>:<host_port>`` reaches the guest's port."""
+
+    protocol: Literal["tcp", "udp"]
+    host_port: int = Field(ge=1, le=65535)
+    guest_ip: str
+    guest_port: int = Field(ge=1, le=65535)
+    name: str | None
+    """Name of the ``expose`` entry, if it has one."""
+
+
 class VMResource(_Response):
     """A VM (``VMView.to_dict``): what it last booted with, its state and its configuration version."""
 
@@ -180,6 +192,8 @@ class VMResource(_Response):
     """Current configuration version (see ``/config``)."""
     restart_pending: bool
     """True while the VMM runs a configuration a later change made stale."""
+    published_ports: list[PublishedPortResource]
+    """Guest ports published on the host while the VM is active (from the ``expose`` it booted with)."""
 
 
 class ConfigVersion(_Response):

@@ -70,11 +70,19 @@ def list_vms(client: ApiClient, output: str, quiet: bool) -> None:
 @output_option
 @pass_client
 def get_vm(client: ApiClient, name: str, output: str) -> None:
-    """Show one VM.
+    """Show one VM; its published ports read ``HOST_PORT/PROTOCOL -> GUEST_IP:GUEST_PORT``.
 
     Example: volar vms get web-1
     """
-    emit_fields(client.json("GET", f"/api/v1/vms/{name}"), output)
+    vm = client.json("GET", f"/api/v1/vms/{name}")
+    if output == "table":
+        vm["published_ports"] = ", ".join(map(port_mapping, vm.get("published_ports", [])))
+    emit_fields(vm, output)
+
+
+def port_mapping(port: dict[str, Any]) -> str:
+    """A published port for people: ``8080/tcp -> 10.0.0.5:80``."""
+    return f"{port['host_port']}/{port['protocol']} -> {port['guest_ip']}:{port['guest_port']}"
 
 
 #: Seconds between two looks at a VM being waited for.

@@ -15,6 +15,7 @@ from volant_core.errors import NotFoundError
 from volant_core.events import EventType
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.identity import mac_address
+from volant_core.orchestrator.publishing import check_expose
 from volant_core.orchestrator.requirements import check_requirements, devices_of
 from volant_core.orchestrator.vmconfig import ConfigPatch, VMConfig, apply_patch, validate_config
 from volant_core.store import ConfigRecord, VMRecord
@@ -62,7 +63,9 @@ class Configurations:
     def validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
         """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when its hypervisor or
         network mode is not installed or cannot run it, a field it sets has nothing to honour it
-        (:func:`~volant_core.orchestrator.requirements.check_requirements`), it names host files
+        (:func:`~volant_core.orchestrator.requirements.check_requirements`), it publishes a host port
+        twice or one another VM's configuration publishes
+        (:func:`~volant_core.orchestrator.publishing.check_expose`), it names host files
         outside the artifact directories, its device driver refuses its devices, or a
         ``volant_vm_validate`` implementation rejects it.
         """
@@ -70,6 +73,7 @@ class Configurations:
         backends.launcher(backends.hypervisor_of(config), field="hypervisor")
         ArtifactPolicy.from_settings(self._context.settings).check_all(config.artifacts())
         check_requirements(config, backends)
+        check_expose(name, config, self._context.store, backends)
         view = self._draft_view(name, config, record)
         if (devices := devices_of(config)) is not None:
             backends.device_driver("pci", field="devices.pci_passthrough").validate(view, devices)

@@ -1,12 +1,14 @@
 """What a VM holds on the host, acquired in one order and released from one place.
 
-Acquisition, before every launch: network (the mode attaches the VM) -> boot media (kernel,
+Acquisition, before every launch: network (the mode attaches the VM) -> published ports (the
+nftables rules of its ``expose``, :mod:`.publishing`) -> boot media (kernel,
 initramfs layers, rootfs and disks) -> seed disk (cloud-init) -> devices (the device driver claims
 them) -> ``volant_prepare_launch``. When a step fails, exactly the steps before it are undone, in
 reverse order, and the error goes on.
 
 Release, on every path that ends a VMM or never started one (stop, crash, delete, recovery at
-daemon start, a failed launch): ``volant_release_launch`` -> devices -> seed -> network, each
+daemon start, a failed launch): ``volant_release_launch`` -> devices -> seed -> published ports
+-> network, each
 step isolated: a plugin that raises, or that is no longer installed, is logged, recorded on the
 plugin and published as ``PLUGIN_ERROR``; the other steps still run and the caller still moves
 the VM to its final state. Release steps are idempotent, so releasing twice is harmless.
@@ -26,6 +28,7 @@ from volant_core.kernel_cmdline import check_argument, check_length
 from volant_core.launch import Capability, DiskRole, LaunchSpec, PciDeviceSpec
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.context import OrchestratorContext
+from volant_core.orchestrator.publishing import PortPublisher, published_ports
 from volant_core.orchestrator.requirements import cloud_init_of, devices_of
 from volant_core.orchestrator.vmconfig import VMConfig
 from volant_core.vm import VMView
@@ -48,9 +51,10 @@ class _Step:
 class HostResources:
     """Acquires a VM's host resources into a :class:`LaunchSpec` and releases them again."""
 
-    def __init__(self, context: OrchestratorContext, boot_media: BootMedia) -> None:
+    def __init__(self, context: OrchestratorContext, boot_media: BootMedia, ports: PortPublisher) -> None:
         self._context = context
         self._boot_media = boot_media
+        self._ports = ports
 
     def acquire(self, view: VMView, config: VMConfig) -> LaunchSpec:
         """Acquire everything ``view`` needs to boot ``config`` and describe the launch.
@@ -77,6 +81,9 @@ class HostResources:
         mode = backends.network_mode(view.network_mode)
         acquired.append(self._network_step(view))
         attachment = mode.attach(view)
+        if _publishes(view, config):
+            acquired.append(self._ports_step(view))
+            self._ports.publish(view, config)
         plan = self._boot_media.prepare(
             view.name, view.runtime_dir, config.boot_manifest(), config.kernel_cmdline
         )
@@ -162,6 +169,8 @@ class HostResources:
             steps.append(self._devices_step(view))
         if cloud_init_of(config) is not None:
             steps.append(self._seed_step(view))
+        if _publishes(view, config):
+            steps.append(self._ports_step(view))
         steps.append(self._network_step(view))
         return steps
 
@@ -185,6 +194,9 @@ class HostResources:
         return _Step(
             "core", "removing its seed disk", lambda: shutil.rmtree(self._seed_dir(view), ignore_errors=True)
         )
+
+    def _ports_step(self, view: VMView) -> _Step:
+        return _Step("core", "removing its published ports", lambda: self._ports.unpublish(view))
 
     def _network_step(self, view: VMView) -> _Step:
         owner = mode_owner(self._context, view)
@@ -215,6 +227,11 @@ class HostResources:
         else:
             log.error("%s", message)
             self._context.transitions.plugin_error(view.name, message)
+
+
+def _publishes(view: VMView, config: VMConfig) -> bool:
+    """Whether a VM of ``view`` booted with ``config`` publishes ports."""
+    return bool(published_ports(config, view.network_mode, view.ip_address))
 
 
 def mode_owner(context: OrchestratorContext, view: VMView) -> str:

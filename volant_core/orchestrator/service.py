@@ -35,6 +35,7 @@ from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.listing import VMQuery
 from volant_core.orchestrator.locks import NamedLocks
+from volant_core.orchestrator.publishing import PortPublisher
 from volant_core.orchestrator.requests import CreateVMRequest
 from volant_core.orchestrator.requirements import check_requirements
 from volant_core.orchestrator.resources import HostResources
@@ -43,6 +44,7 @@ from volant_core.orchestrator.transitions import Transitions
 from volant_core.orchestrator.views import VMViews
 from volant_core.orchestrator.vmconfig import ConfigPatch, VMConfig, apply_patch, parse_patch
 from volant_core.plugins import Plugins
+from volant_core.portmap import PortTable
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import Settings
 from volant_core.store import ConfigRecord, Store, VMRecord
@@ -91,7 +93,8 @@ class Orchestrator:
             transitions=self._transitions,
         )
         self._configs = Configurations(context)
-        self._resources = HostResources(context, self.boot_media)
+        self._ports = PortPublisher(PortTable())
+        self._resources = HostResources(context, self.boot_media, self._ports)
         # The booter hands what it launches to the supervisor, which boots crashed VMs again.
         self._supervisor = Supervisor(context, self._resources, boot=lambda name: self._booter.boot(name))
         self._booter = Booter(context, self.boot_media, self._resources, watch=self._supervisor.watch)
@@ -287,8 +290,10 @@ class Orchestrator:
 
     def recover(self) -> None:
         """After a daemon start: re-adopt VMMs that still run; mark the others crashed, release what
-        they held and restart them if their policy says so.
+        they held and restart them if their policy says so. Published ports are reconciled first:
+        those of VMs recorded as active are written again, every other VM's are removed.
         """
+        self._reconcile_ports()
         for record in self.store.vms.list():
             if record.status not in ACTIVE_STATES:
                 continue
@@ -310,6 +315,14 @@ class Orchestrator:
         self.plugins.calls.notify("volant_daemon_started", vms=self.list_vms())
 
     # ----------------------------------------------------------------- internals
+
+    def _reconcile_ports(self) -> None:
+        """Make the published-port rules those of the VMs recorded as active (a failure is logged)."""
+        active = [record for record in self.store.vms.list() if record.status in ACTIVE_STATES]
+        try:
+            self._ports.reconcile((self._views.view_of(r), self._views.booted_config(r)) for r in active)
+        except VolantError as err:
+            log.error("reconciling published ports failed: %s", err.message)
 
     def _stop_locked(self, name: str) -> None:
         """Power the watched VMM off and release the VM's host resources (lock held); an active VM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from volant_core.orchestrator.backends import Backends
+from volant_core.orchestrator.publishing import published_ports
 from volant_core.orchestrator.vmconfig import VMConfig, needs_restart
 from volant_core.store import ConfigRecord, Store, VMRecord
 from volant_core.vm import ACTIVE_STATES, VMStatus, VMView
@@ -42,13 +43,16 @@ class VMViews:
             current = self._store.configs.current(record.id)
         if applied is None:
             applied = self._applied(record, current)
+        booted = VMConfig.model_validate(applied.config)
+        network_mode = self._backends.network_of(booted).mode
+        active = record.status in ACTIVE_STATES
         return VMView(
             name=record.name,
             status=VMStatus(record.status),
             runtime=record.runtime,
             plugin=record.plugin,
             hypervisor=record.hypervisor,
-            network_mode=self._backends.network_of(VMConfig.model_validate(applied.config)).mode,
+            network_mode=network_mode,
             cpu_cores=record.cpu_cores,
             memory_mb=record.memory_mb,
             mac_address=record.mac_address,
@@ -63,7 +67,8 @@ class VMViews:
             created_at=record.created_at.isoformat(),
             updated_at=record.updated_at.isoformat(),
             config_version=current.version,
-            restart_pending=record.status in ACTIVE_STATES and needs_restart(applied.config, current.config),
+            restart_pending=active and needs_restart(applied.config, current.config),
+            published_ports=published_ports(booted, network_mode, record.ip_address) if active else (),
             config=current.config,
         )
 

@@ -15,8 +15,8 @@
   (``manifest``, ``devices``, ``cloud_init``, ``network``, ``initramfs``,
   ``rootfs``, ``metadata`` and ``expose`` included; ``[]`` clears ``expose``);
 * ``null`` puts a key (or sub-field) back to its default: what a new VM of
-  the same manifest would get (the manifest's ``runtime`` and ``resources``,
-  no overrides, empty ``metadata`` and ``expose``, the default policy).
+  the same manifest would get (the manifest's ``runtime``, ``resources`` and
+  ``expose``, no overrides, empty ``metadata``, the default policy).
   ``hypervisor`` and ``network`` become None, which the orchestrator
   resolves to the manifest's or the daemon's default when it stores the
   result; ``manifest`` and ``plugin`` have no default and refuse ``null``;
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from volant_core.errors import ValidationError
@@ -41,9 +41,11 @@ from volant_core.manifest import (
     ArtifactRef,
     CloudInit,
     Devices,
+    Expose,
     Initramfs,
     Manifest,
     Network,
+    Port,
     RootFS,
 )
 
@@ -74,11 +76,6 @@ FIELD_GROUPS = frozenset({"resources", "api", "restart_policy"})
 LIVE_FIELDS = frozenset({"metadata", "restart_policy"})
 
 
-def _port_from_text(value: Any) -> Any:
-    """Accept ports written as decimal strings (the Go config stored ``api.port`` as text)."""
-    return int(value) if isinstance(value, str) and value.strip().isdigit() else value
-
-
 def _user_cmdline(value: str) -> str:
     """:func:`~volant_core.kernel_cmdline.check_user_cmdline`, its reason as the field's message."""
     try:
@@ -90,7 +87,6 @@ def _user_cmdline(value: str) -> str:
 CpuCores = Annotated[int, Field(ge=1, le=64)]
 MemoryMB = Annotated[int, Field(ge=128, le=1024 * 1024)]
 KernelCmdline = Annotated[str, Field(max_length=1024), AfterValidator(_user_cmdline)]
-Port = Annotated[int, BeforeValidator(_port_from_text), Field(ge=1, le=65535)]
 RestartMode = Literal["never", "on-failure"]
 MaxRestarts = Annotated[int, Field(ge=0)]
 BackoffSeconds = Annotated[float, Field(gt=0)]
@@ -147,21 +143,6 @@ class RestartPolicyConfig(_Model):
         return min(self.backoff_s * 2**attempt, MAX_BACKOFF_S)
 
 
-class Expose(_Model):
-    """A guest port published on the host."""
-
-    name: str | None = None
-    """Name of the mapping."""
-    protocol: Literal["tcp", "udp"] = "tcp"
-    """Transport protocol."""
-    port: Port
-    """Port in the guest."""
-    host_port: Port | None = None
-    """Port on the host; the guest port when omitted."""
-    mode: str = ""
-    """Network mode the mapping applies to; empty for any."""
-
-
 class VMConfig(_Model):
     """One version of a VM's configuration (see the module documentation)."""
 
@@ -186,7 +167,7 @@ class VMConfig(_Model):
     metadata: dict[str, Any] = {}
     """Free-form data for people and plugins."""
     expose: list[Expose] = []
-    """Guest ports published on the host."""
+    """Guest ports published on the host (a new VM gets its manifest's)."""
     cloud_init: CloudInit | None = None
     """cloud-init seed, replacing the manifest's."""
     network: Network | None = None
@@ -200,10 +181,18 @@ class VMConfig(_Model):
 
     @classmethod
     def from_manifest(cls, plugin: str, manifest: Manifest) -> VMConfig:
-        """The configuration a new VM of ``manifest`` starts from: its runtime and resources, no overrides."""
+        """The configuration a new VM of ``manifest`` starts from: its runtime, resources and published
+        ports, no overrides.
+        """
         resources = {"cpu_cores": manifest.resources.cpu_cores, "memory_mb": manifest.resources.memory_mb}
         return validate_config(
-            {"plugin": plugin, "runtime": manifest.runtime, "resources": resources, "manifest": manifest}
+            {
+                "plugin": plugin,
+                "runtime": manifest.runtime,
+                "resources": resources,
+                "manifest": manifest,
+                "expose": manifest.expose,
+            }
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -285,7 +274,7 @@ class ConfigPatch(_Model):
     metadata: dict[str, Any] | None = None
     """New metadata, replacing all of it; null clears it."""
     expose: list[Expose] | None = None
-    """New published ports, replacing all of them; [] or null clears them."""
+    """New published ports, replacing all of them; [] clears them, null restores the manifest's."""
     cloud_init: CloudInit | None = None
     """New cloud-init seed; null for the manifest's."""
     network: Network | None = None

@@ -118,6 +118,7 @@ def volant_network_modes() -> list[NetworkModeDescriptor]:
             name="bridged",
             factory=BridgedNetwork,
             needs_ip=True,
+            publishes_ports=True,
             requires=frozenset({"tap-nics"}),
             description="a tap on the host bridge; a static address from volantd's subnet, DNS and host name",
         )
