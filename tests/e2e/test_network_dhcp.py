@@ -1,7 +1,8 @@
 """The ``dhcp`` network mode on real guests: volantd (a real process, killed with -9 and started
 again) inside a network namespace of the test's own, with the bridge the test made there.
 
-The module boots three guests in all: ``a`` and ``b`` together, ``c`` after the restart.
+The module boots three guests in all: ``a`` and ``b`` together (``b`` publishes its workload on the
+host), ``c`` after the restart.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import shutil
 import signal
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,8 @@ pytestmark = pytest.mark.e2e
 BRIDGE = "vbr0"
 SUBNET = ipaddress.IPv4Network("10.88.0.0/24")
 HOST_IP = ipaddress.IPv4Address("10.88.0.1")
+#: Host port guest ``b`` publishes its workload on.
+PUBLISHED_PORT = 18081
 
 #: A workload that reports the guest's IPv4 addresses on eth0 and its routes, as the guest sees them.
 NET_REPORTER = """
@@ -52,7 +56,7 @@ class Report(BaseHTTPRequestHandler):
         self.wfile.write(data)
     def log_message(self, *args):
         pass
-ThreadingHTTPServer(("127.0.0.1", 8000), Report).serve_forever()
+ThreadingHTTPServer(("0.0.0.0", 8000), Report).serve_forever()
 """
 
 MANIFEST: dict[str, Any] = {
@@ -151,8 +155,10 @@ def host(volant_guest: GuestArtifacts) -> Iterator[DhcpHost]:
 @pytest.fixture(scope="module")
 def first_two(host: DhcpHost) -> dict[str, dict[str, Any]]:
     """Guests ``a`` and ``b``, booted together; their API resources once running."""
-    for name in ("a", "b"):
-        assert host.api().send("POST", "/api/v1/vms", {"name": name, "plugin": "net-report"}).status == 201
+    configs = {"a": {}, "b": {"expose": [{"port": 8000, "host_port": PUBLISHED_PORT}]}}
+    for name, config in configs.items():
+        body = {"name": name, "plugin": "net-report", "config": config}
+        assert host.api().send("POST", "/api/v1/vms", body).status == 201
     return {name: wait_for_vm_status(host.api(), name, {"running"}, timeout=180) for name in ("a", "b")}
 
 
@@ -179,6 +185,15 @@ def test_a_second_guest_gets_another_address(host: DhcpHost, first_two: dict[str
     assert first_two["b"]["ip_address"] != first_two["a"]["ip_address"]
     assert_guest_has(host, first_two["b"])
     assert len(host.dnsmasq_pids()) == 1
+
+
+def test_a_dhcp_guest_publishes_ports_on_the_host(
+    host: DhcpHost, first_two: dict[str, dict[str, Any]]
+) -> None:
+    url = f"http://{HOST_IP}:{PUBLISHED_PORT}/net"
+    with urllib.request.urlopen(url, timeout=30) as answer:  # from the namespace's host side
+        addresses = re.findall(r"inet (\S+)", json.load(answer)["addresses"])
+    assert addresses == [f"{first_two['b']['ip_address']}/{SUBNET.prefixlen}"]  # b's workload answered
 
 
 def test_after_kill_9_of_volantd_dnsmasq_is_adopted_and_a_third_guest_gets_an_address(

@@ -120,6 +120,7 @@ def volant_network_modes() -> list[NetworkModeDescriptor]:
             name=MODE,
             factory=DhcpNetwork,
             needs_ip=True,
+            publishes_ports=True,
             requires=frozenset({Capability.TAP_NICS}),
             description="a tap on the host bridge; the guest asks a dnsmasq of volantd's for its address",
         )
