@@ -18,22 +18,10 @@ from volant_core.descriptors import (
     BootSourceDescriptor,
     HostCheck,
     HostCheckResult,
-    NetworkAttachment,
     NetworkModeDescriptor,
+    NoNetwork,
 )
 from volant_core.hostsetup import checks as hostsetup_checks
-from volant_core.vm import VMView
-
-
-class NoNetwork:
-    """The ``none`` network mode: the VM gets no NIC and holds nothing on the host."""
-
-    def attach(self, vm: VMView) -> NetworkAttachment:
-        """Nothing to create."""
-        return NetworkAttachment()
-
-    def detach(self, vm: VMView) -> None:
-        """Nothing to remove."""
 
 
 @hookimpl

@@ -29,6 +29,7 @@ __all__ = [
     "NetworkAttachment",
     "NetworkMode",
     "NetworkModeDescriptor",
+    "NoNetwork",
     "RouteDescriptor",
     "SeedBuilder",
     "SeedBuilderDescriptor",
@@ -157,6 +158,19 @@ class NetworkMode(Protocol):
     def detach(self, vm: VMView) -> None:
         """Remove what :meth:`attach` created. Idempotent: missing resources are fine."""
         ...
+
+
+class NoNetwork:
+    """A :class:`NetworkMode` that gives the VM no NIC and holds nothing on the host (the core's
+    ``none``; modes that differ from it only in what they require of the hypervisor reuse it).
+    """
+
+    def attach(self, vm: VMView) -> NetworkAttachment:
+        """Nothing to create."""
+        return NetworkAttachment()
+
+    def detach(self, vm: VMView) -> None:
+        """Nothing to remove."""
 
 
 class SeedBuilder(Protocol):

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from volant_core.errors import PluginError
+from volant_core.errors import PluginError, VolantError
 
 #: First octet of a tap's own MAC: locally administered, unicast, never that of a guest (``02:``).
 HOST_MAC_PREFIX = "fe"
@@ -31,12 +31,14 @@ class BridgeState:
 
 
 @contextlib.contextmanager
-def _netlink() -> Iterator[Any]:
-    """A pyroute2 ``IPRoute`` of the calling thread's network namespace, closed afterwards."""
+def netlink(error: type[VolantError] = PluginError) -> Iterator[Any]:
+    """A pyroute2 ``IPRoute`` of the calling thread's network namespace, closed afterwards; ``error``
+    (with what to install) when pyroute2 is missing.
+    """
     try:
         from pyroute2 import IPRoute
     except ImportError:
-        raise PluginError("pyroute2 is not installed: pip install 'volant-core[network]'") from None
+        raise error("pyroute2 is not installed: pip install 'volant-core[network]'") from None
     ipr = IPRoute()
     try:
         yield ipr
@@ -44,7 +46,8 @@ def _netlink() -> Iterator[Any]:
         ipr.close()
 
 
-def _index(ipr: Any, name: str) -> int | None:
+def link_index(ipr: Any, name: str) -> int | None:
+    """The index of link ``name`` as ``ipr`` sees it, or None when there is none."""
     found = ipr.link_lookup(ifname=name)
     return found[0] if found else None
 
@@ -63,8 +66,8 @@ def host_mac(guest_mac: str) -> str:
 
 def bridge_state(bridge: str) -> BridgeState | None:
     """The state of ``bridge``, or None when no bridge of that name exists."""
-    with _netlink() as ipr:
-        index = _index(ipr, bridge)
+    with netlink() as ipr:
+        index = link_index(ipr, bridge)
         if index is None:
             return None
         (link,) = ipr.get_links(index)
@@ -93,27 +96,27 @@ def create_tap(name: str, bridge: str, *, mac: str | None = None, mtu: int | Non
     if state is None:
         raise PluginError(f"bridge {bridge} does not exist; create it with `volar setup` (as root)")
     delete_link(name)
-    with _netlink() as ipr:
+    with netlink() as ipr:
         try:
             ipr.link("add", ifname=name, kind="tuntap", mode="tap")
-            index = _index(ipr, name)
+            index = link_index(ipr, name)
             changes: dict[str, Any] = {"mtu": mtu or state.mtu}
             if mac is not None:
                 changes["address"] = mac
             ipr.link("set", index=index, **changes)
-            ipr.link("set", index=index, master=_index(ipr, bridge))
+            ipr.link("set", index=index, master=link_index(ipr, bridge))
             ipr.link("set", index=index, state="up")
         except Exception as err:
             with contextlib.suppress(Exception):
-                if (index := _index(ipr, name)) is not None:
+                if (index := link_index(ipr, name)) is not None:
                     ipr.link("del", index=index)
             raise PluginError(f"cannot create tap {name} on bridge {bridge}: {err}") from err
 
 
 def delete_link(name: str) -> bool:
     """Remove link ``name``; True when it existed. A missing link is not an error (idempotent)."""
-    with _netlink() as ipr:
-        index = _index(ipr, name)
+    with netlink() as ipr:
+        index = link_index(ipr, name)
         if index is None:
             return False
         with contextlib.suppress(Exception):
@@ -121,12 +124,12 @@ def delete_link(name: str) -> bool:
         try:
             ipr.link("del", index=index)
         except Exception as err:
-            if _index(ipr, name) is not None:
+            if link_index(ipr, name) is not None:
                 raise PluginError(f"cannot remove link {name}: {err}") from err
         return True
 
 
 def link_exists(name: str) -> bool:
     """Whether a link called ``name`` exists in the calling thread's network namespace."""
-    with _netlink() as ipr:
-        return _index(ipr, name) is not None
+    with netlink() as ipr:
+        return link_index(ipr, name) is not None

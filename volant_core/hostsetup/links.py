@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-from collections.abc import Iterator
 from typing import Any
 
+from volant_core.hostnet import link_index, netlink
 from volant_core.hostsetup.errors import HostSetupError
-
-
-@contextlib.contextmanager
-def _netlink() -> Iterator[Any]:
-    """A pyroute2 ``IPRoute`` of the calling thread's network namespace, closed afterwards."""
-    try:
-        from pyroute2 import IPRoute
-    except ImportError:
-        raise HostSetupError("pyroute2 is not installed: pip install 'volant-core[network]'") from None
-    ipr = IPRoute()
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
-def _index(ipr: Any, name: str) -> int | None:
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
 
 
 def link_kind(name: str) -> str | None:
     """The kind of link ``name`` (``bridge``, ``dummy``, ``""`` for a plain device), None if absent."""
-    with _netlink() as ipr:
-        index = _index(ipr, name)
+    with netlink(HostSetupError) as ipr:
+        index = link_index(ipr, name)
         if index is None:
             return None
         (link,) = ipr.get_links(index)
@@ -42,8 +22,8 @@ def link_kind(name: str) -> str | None:
 
 def is_up(name: str) -> bool:
     """Whether link ``name`` is administratively up (False when it does not exist)."""
-    with _netlink() as ipr:
-        index = _index(ipr, name)
+    with netlink(HostSetupError) as ipr:
+        index = link_index(ipr, name)
         if index is None:
             return False
         (link,) = ipr.get_links(index)
@@ -52,8 +32,8 @@ def is_up(name: str) -> bool:
 
 def addresses(name: str) -> list[ipaddress.IPv4Interface]:
     """The IPv4 addresses of link ``name`` (empty when it does not exist)."""
-    with _netlink() as ipr:
-        index = _index(ipr, name)
+    with netlink(HostSetupError) as ipr:
+        index = link_index(ipr, name)
         if index is None:
             return []
         return [
@@ -63,8 +43,8 @@ def addresses(name: str) -> list[ipaddress.IPv4Interface]:
 
 
 def _change(what: str, name: str, call: Any) -> None:
-    with _netlink() as ipr:
-        index = _index(ipr, name)
+    with netlink(HostSetupError) as ipr:
+        index = link_index(ipr, name)
         if index is None:
             raise HostSetupError(f"cannot {what}: link {name} does not exist")
         try:
@@ -75,7 +55,7 @@ def _change(what: str, name: str, call: Any) -> None:
 
 def create_bridge(name: str) -> None:
     """Create bridge ``name`` (down, no address)."""
-    with _netlink() as ipr:
+    with netlink(HostSetupError) as ipr:
         try:
             ipr.link("add", ifname=name, kind="bridge")
         except Exception as err:
@@ -84,8 +64,8 @@ def create_bridge(name: str) -> None:
 
 def delete_link(name: str) -> None:
     """Remove link ``name``; gone already is fine."""
-    with _netlink() as ipr:
-        index = _index(ipr, name)
+    with netlink(HostSetupError) as ipr:
+        index = link_index(ipr, name)
         if index is not None:
             ipr.link("del", index=index)
 

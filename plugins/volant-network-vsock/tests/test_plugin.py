@@ -84,7 +84,8 @@ def test_with_an_agent_channel_the_vm_runs_without_any_address(daemon: RunningDa
 
 
 def test_attach_and_detach_hold_nothing() -> None:
-    mode = plugin.VsockNetwork()
+    (descriptor,) = plugin.volant_network_modes()
+    mode = descriptor.factory()
     attachment = mode.attach(None)  # type: ignore[arg-type]  # it looks at nothing of the VM
     assert attachment.nics == () and attachment.kernel_args == ()
     mode.detach(None)  # type: ignore[arg-type]

@@ -11,21 +11,10 @@ no promise about how the agent is reached.
 
 from __future__ import annotations
 
-from volant_core.sdk import Capability, NetworkAttachment, NetworkModeDescriptor, VMView, hookimpl
+from volant_core.sdk import Capability, NetworkModeDescriptor, NoNetwork, hookimpl
 
 #: What the mode needs of the hypervisor.
 REQUIRES = frozenset({Capability.AGENT_CHANNEL})
-
-
-class VsockNetwork:
-    """Attaches nothing: no tap, no address, no kernel arguments."""
-
-    def attach(self, vm: VMView) -> NetworkAttachment:
-        """Nothing to create on the host."""
-        return NetworkAttachment()
-
-    def detach(self, vm: VMView) -> None:
-        """Nothing to remove."""
 
 
 @hookimpl
@@ -34,7 +23,7 @@ def volant_network_modes() -> list[NetworkModeDescriptor]:
     return [
         NetworkModeDescriptor(
             name="vsock",
-            factory=VsockNetwork,
+            factory=NoNetwork,  # nothing on the host: no tap, no address, no kernel arguments
             requires=REQUIRES,
             description="no network; the agent only over the hypervisor's own host-only channel",
         )
