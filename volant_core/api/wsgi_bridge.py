@@ -385,6 +385,8 @@ class WsgiBridge:
         loop = asyncio.get_running_loop()
         environ = wsgi_environ(scope, _RequestBody(lambda: None, self.body_timeout))
         environ["wsgi.input"].put(None)  # an opening has no body
+        if (await receive())["type"] != "websocket.connect":  # the first message of every WebSocket
+            return
         headers = [(key.decode("latin-1"), value.decode("latin-1")) for key, value in scope["headers"]]
         upgrade = WebSocketUpgrade(environ[RAW_TARGET_KEY], headers)
         environ[UPGRADE_KEY] = upgrade
