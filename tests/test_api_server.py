@@ -1,21 +1,26 @@
-"""volantd's HTTP server against clients that hold connections open without finishing a request.
+"""volantd's HTTP server: clients that hold connections open without finishing a request, and the
+request log.
 
-Run on the real ``volantd`` executable with the usual soft limit of open files (1,024): slow
-clients must neither stop ``/healthz`` from answering nor keep their connections, and an idle
-daemon must not burn CPU, even when they use up every descriptor it may open.
+Run on the real ``volantd`` executable with an open-file limit of 1,024: slow clients must neither
+stop ``/healthz`` from answering nor keep their connections, and an idle daemon must not burn CPU,
+even when there are more of them than descriptors it may open.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from volant_core.testing.daemon import RunningProcess, volantd_process
+import pytest
+
+from volant_core.testing.daemon import RunningProcess, running_daemon, volantd_process
 from volant_core.testing.waiting import eventually, free_port
 
 #: Half a request line: what a slow (or malicious) client sends before it stops.
@@ -113,3 +118,17 @@ def test_slow_clients_neither_block_healthz_nor_keep_their_connections(tmp_path:
         assert _healthz(daemon.url, PROBE_TIMEOUT_S) == 200
         assert _cpu_used_while_idle(pid) < IDLE_CPU_S
     assert "Too many open files" not in (tmp_path / "volantd.log").read_text()
+
+
+def test_each_answered_request_is_logged_once_unless_the_log_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="volant_core.api.server")
+    line = re.compile(r"GET /api/v1/vms/ghost\?api_key=<redacted> 40[14] \d+\.\dms$")
+    for access_log in (True, False):
+        caplog.clear()
+        with running_daemon(access_log=access_log) as api:
+            assert api.request("GET", "/api/v1/vms/ghost?api_key=secret").status in (401, 404)
+        # the daemon has stopped: every line it would log is written
+        logged = [record.getMessage() for record in caplog.records if record.name == "volant_core.api.server"]
+        requests = [message for message in logged if "/api/v1/vms/ghost" in message]
+        assert [bool(line.search(message)) for message in requests] == ([True] if access_log else [])
+        assert "secret" not in caplog.text
