@@ -243,10 +243,13 @@ def call_app(app: WsgiApp, environ: dict[str, Any]) -> _Answer:
             _close(result)
     else:
         chunks = iter(result)
-        first = b"" if head else next(chunks, b"")  # start_response may wait for the first chunk
+        first = None if head else next(chunks, b"")  # start_response may wait for the first chunk
         body = _Stream(result, chunks, first)
     status, headers = head
     encoded = [(key.encode("latin-1"), value.encode("latin-1")) for key, value in headers]
+    if isinstance(body, _Stream):
+        lengths = [value for key, value in headers if key.lower() == "content-length"]
+        body.length = int(lengths[0]) if lengths and lengths[0].isdigit() else None
     return _Answer(int(status.split(" ", 1)[0]), encoded, body)
 
 
@@ -261,23 +264,43 @@ def _close(result: object) -> None:
 
 
 class _Stream:
-    """A streamed answer's body: ``next_chunk()`` in a stream thread, ``close()`` at the end."""
+    """A streamed answer's body, read in stream threads: ``next_chunk()``, ``close()`` at the end.
 
-    def __init__(self, result: Iterable[bytes], chunks: Iterator[bytes], first: bytes) -> None:
+    The app's iterable is closed by the call that finds its end; with ``length`` (its
+    ``Content-Length``) that is the call that reads its last byte, so a short answer costs no
+    extra hand-over to learn that nothing follows.
+    """
+
+    def __init__(self, result: Iterable[bytes], chunks: Iterator[bytes], first: bytes | None) -> None:
         self._result = result
         self._chunks = chunks
-        self._first: bytes | None = first
+        self._first = first
+        self.length: int | None = None  #: the body's Content-Length, when the app gave one
+        self._sent = 0
+        self.ended = False  #: whether the body was read to its end (and closed)
 
     def next_chunk(self) -> bytes | None:
-        """The next chunk; None at the end."""
+        """The next chunk; None at the end (the iterable is then closed)."""
+        chunk: bytes | None
         if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        return next(self._chunks, None)
+            chunk, self._first = self._first, None
+        else:
+            chunk = next(self._chunks, None)
+        if chunk is None or (self.length is not None and self._sent + len(chunk) >= self.length):
+            if chunk is not None:
+                self._sent += len(chunk)
+                if next(self._chunks, None) is not None:  # more than its length: cut, as a client would
+                    log.warning("a streamed answer went on past its Content-Length; cut there")
+            self.close()
+            return chunk
+        self._sent += len(chunk)
+        return chunk
 
     def close(self) -> None:
-        """End the app's iterable (``close()`` of WSGI)."""
-        _close(self._result)
+        """End the app's iterable (``close()`` of WSGI), once."""
+        if not self.ended:
+            self.ended = True
+            _close(self._result)
 
 
 class _BlockingWebSocket:
@@ -372,13 +395,15 @@ class WsgiBridge:
         try:
             while not hangup.happened:
                 chunk = await loop.run_in_executor(self.streams, stream.next_chunk)
-                if chunk is None:
-                    await send({"type": "http.response.body", "body": b""})
-                    return
                 if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not stream.ended})
+                if stream.ended:
+                    if not chunk:
+                        await send({"type": "http.response.body", "body": b""})
+                    return
         finally:
-            await loop.run_in_executor(self.streams, stream.close)
+            if not stream.ended:
+                await loop.run_in_executor(self.streams, stream.close)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
