@@ -132,3 +132,12 @@ def test_each_answered_request_is_logged_once_unless_the_log_is_off(caplog: pyte
         requests = [message for message in logged if "/api/v1/vms/ghost" in message]
         assert [bool(line.search(message)) for message in requests] == ([True] if access_log else [])
         assert "secret" not in caplog.text
+
+
+def test_a_header_spelled_with_underscores_does_not_pass_for_one_with_dashes() -> None:
+    """Behind a trusted proxy, only ``X-Forwarded-For`` names the client: ``X_Forwarded_For`` (which
+    a WSGI environ would spell the same) is dropped, so it cannot smuggle an allowed address in.
+    """
+    with running_daemon(api_allow_cidr="10.0.0.0/8", trusted_proxies="127.0.0.0/8") as api:
+        assert api.request("GET", "/api/v1/vms", headers={"X-Forwarded-For": "10.1.2.3"}).status == 200
+        assert api.request("GET", "/api/v1/vms", headers={"X_Forwarded_For": "10.1.2.3"}).status == 403

@@ -2,10 +2,10 @@
 
 uvicorn's event loop holds every connection, so idle or slow clients cost a
 socket and a little memory, never a thread; the app runs in thread pools
-(:mod:`volant_core.api.wsgi_bridge`). On top of uvicorn's own limits
-(connections, keep-alive, WebSocket pings) this module adds the one it lacks: a
-client must send its request head within ``header_timeout`` seconds of
-connecting (or of its previous answer), or it is disconnected.
+(:mod:`volant_core.api.wsgi_bridge`). On top of what uvicorn does (keep-alive
+and its timeout, WebSocket handshakes and pings) this module adds what it lacks:
+a timeout for the request head, and a cap on connections below the open-file
+limit that pushes out the connection waiting longest for its head.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 import h11
 import uvicorn
@@ -54,12 +53,12 @@ STOP_GRACE_S = 2.0
 class ServerLimits:
     """How much the API server takes on, and how long it waits for a client."""
 
-    max_connections: int = 4096
-    threads: int = 64
-    header_timeout: float = 10.0
-    body_timeout: float = 30.0
-    keepalive_timeout: float = 5.0
-    access_log: bool = True
+    max_connections: int
+    threads: int
+    header_timeout: float
+    body_timeout: float
+    keepalive_timeout: float
+    access_log: bool
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ServerLimits:
@@ -202,10 +201,10 @@ def raise_open_file_limit() -> tuple[int, int]:
 class ApiServer:
     """The HTTP server of volantd, started in a background thread."""
 
-    def __init__(self, app: WsgiApp, host: str, port: int, limits: ServerLimits | None = None) -> None:
+    def __init__(self, app: WsgiApp, host: str, port: int, limits: ServerLimits) -> None:
         """Serve ``app`` on ``host:port`` (port 0: any free one) within ``limits``."""
         self.app = app  # the WSGI application served
-        self.limits = limits or ServerLimits()
+        self.limits = limits
         self._socket = _listening_socket(host, port)
         self.calls = DaemonThreadPool(self.limits.threads, "api")
         self.streams = DaemonThreadPool(self.limits.max_connections, "api-stream")
@@ -278,7 +277,7 @@ class ApiServer:
         asyncio.run(self._server.serve(sockets=[self._socket]))
 
 
-def _log_request(method: str, target: str, status: int, seconds: float, *_: Any) -> None:
+def _log_request(method: str, target: str, status: int, seconds: float) -> None:
     """The access log: one line per answered request (the API key of a query string redacted)."""
     if log.isEnabledFor(logging.INFO):
         log.info("%s %s %d %.1fms", method, redact_query_key(target), status, seconds * 1000)

@@ -48,11 +48,6 @@ class DaemonThreadPool(Executor):
                     thread.start()
         return future
 
-    @property
-    def size(self) -> int:
-        """Threads started so far."""
-        return len(self._threads)
-
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Let idle threads end; calls already running go on (their threads are daemons)."""
         for _ in range(len(self._threads)):

@@ -209,6 +209,8 @@ def wsgi_environ(scope: Scope, body: object) -> dict[str, Any]:
     if client := scope.get("client"):
         environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = str(client[0]), str(client[1])
     for raw_name, raw_value in scope["headers"]:
+        if b"_" in raw_name:  # X_Forwarded_For would pass for X-Forwarded-For: dropped, as wsgiref does
+            continue
         name = raw_name.decode("latin-1").upper().replace("-", "_")
         key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
         value = raw_value.decode("latin-1")
