@@ -44,3 +44,5 @@ lint: bootstrap
 bench: bootstrap
 	$(VENV)/bin/python bench/agent_proxy.py
 	$(VENV)/bin/python bench/create_to_running.py
+	$(VENV)/bin/python bench/api_server.py
+	$(VENV)/bin/python bench/control_plane.py

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 
 from volant_core.api.app import ApiDeps, create_app
-from volant_core.api.server import ApiServer
+from volant_core.api.server import ApiServer, ServerLimits
 from volant_core.confinement import ArtifactPolicy
 from volant_core.events import Event, EventBus
 from volant_core.manifest import Manifest
@@ -108,5 +108,5 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
             log.warning(
                 "plugin %s (%s %s) failed: %s", info.name, info.distribution, info.version, info.error
             )
-    server = ApiServer(app, *settings.listen_address)
+    server = ApiServer(app, *settings.listen_address, ServerLimits.from_settings(settings))
     return Daemon(settings, store, plugins, catalog, orchestrator, deployments, server)

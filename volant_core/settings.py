@@ -64,6 +64,12 @@ class Settings(BaseModel):
     events_keep: int = Field(default=10_000, ge=100)
     sse_heartbeat: float = Field(default=15.0, gt=0)
     sse_queue: int = Field(default=256, ge=1)
+    api_max_connections: int = Field(default=4096, ge=16)
+    api_threads: int = Field(default=64, ge=2)
+    api_header_timeout: float = Field(default=10.0, gt=0)
+    api_body_timeout: float = Field(default=30.0, gt=0)
+    api_keepalive_timeout: float = Field(default=5.0, gt=0)
+    access_log: bool = True
     plugin_env: dict[str, str] = {}
     """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
     options for plugin settings over the environment's values."""
@@ -181,6 +187,12 @@ ENVIRONMENT = {
     "VOLANT_EVENTS_KEEP": "events_keep",
     "VOLANT_SSE_HEARTBEAT": "sse_heartbeat",
     "VOLANT_SSE_QUEUE": "sse_queue",
+    "VOLANT_API_MAX_CONNECTIONS": "api_max_connections",
+    "VOLANT_API_THREADS": "api_threads",
+    "VOLANT_API_HEADER_TIMEOUT": "api_header_timeout",
+    "VOLANT_API_BODY_TIMEOUT": "api_body_timeout",
+    "VOLANT_API_KEEPALIVE_TIMEOUT": "api_keepalive_timeout",
+    "VOLANT_ACCESS_LOG": "access_log",
 }
 
 

@@ -2,24 +2,22 @@
 
 The agent proxy (``/api/v1/vms/{name}/agent/{path}``) sends kestrel the path
 exactly as the client encoded it, the request body as it is read from the
-client, and hands the answer's body to the WSGI server chunk by chunk (which
-writes and flushes each one), so neither body is ever held whole in volantd.
+client, and hands the answer's body to the server chunk by chunk (which writes
+each one as it comes), so neither body is ever held whole in volantd.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import urllib.parse
 from collections.abc import Callable, Iterator
 
 import falcon
 
-from volant_core.agent.hangup import HangupWatch
 from volant_core.agent_client import CHUNK_SIZE, AgentStream
-from volant_core.api.server import CLIENT_SOCKET_KEY, RAW_TARGET_KEY
 from volant_core.api.workload import HOP_BY_HOP_HEADERS, HOP_HEADERS, relay_head
+from volant_core.api.wsgi_bridge import HANGUP_KEY, RAW_TARGET_KEY, ClientHangup
 from volant_core.errors import AgentError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -79,17 +77,17 @@ def relay_stream(answer: AgentStream, req: falcon.Request, resp: falcon.Response
     its body as it arrives, for as long as the guest and the client keep the stream open.
 
     The body has no idle limit: when the client of ``req`` hangs up while the
-    guest is quiet, the stream is broken off at once (volantd's server says
-    where the client's socket is). The agent connection is given back when the
-    WSGI server closes the body (at its end, or when the client went away).
+    guest is quiet, the stream is broken off at once (volantd's server tells,
+    through :data:`HANGUP_KEY`). The agent connection is given back when the
+    server closes the body (at its end, or when the client went away).
     """
     relay_head(answer.status, answer.headers, resp, HOP_BY_HOP_HEADERS)
-    client = req.env.get(CLIENT_SOCKET_KEY)
-    if not isinstance(client, socket.socket):
-        client = None  # another WSGI server: the per-chunk timeout stays
+    hangup = req.env.get(HANGUP_KEY)
+    if not isinstance(hangup, ClientHangup):
+        hangup = None  # another WSGI server: the per-chunk timeout stays
     else:
         answer.set_idle_timeout(None)
-    resp.stream = _RelayedBody(answer, client)
+    resp.stream = _RelayedBody(answer, hangup)
 
 
 class _RelayedBody:
@@ -97,16 +95,12 @@ class _RelayedBody:
     its connection. A body the agent breaks off, or whose client hangs up, just ends early (logged).
     """
 
-    def __init__(self, answer: AgentStream, client: socket.socket | None) -> None:
+    def __init__(self, answer: AgentStream, hangup: ClientHangup | None) -> None:
         self._answer = answer
-        self._client = client
+        self._hangup = hangup
 
     def __iter__(self) -> Iterator[bytes]:
-        watch = (
-            HangupWatch.on_socket(self._client, self._hung_up)
-            if self._client is not None
-            else contextlib.nullcontext()
-        )
+        watch = self._hangup.watch(self._hung_up) if self._hangup is not None else contextlib.nullcontext()
         try:
             with watch:
                 yield from self._answer

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 
 import falcon
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.connection import Connection
 
 from volant_core.api.models import ResourceName
 from volant_core.api.openapi.operations import operation
 from volant_core.api.security import origin_allowed
-from volant_core.api.upgrade import upgrade_of
+from volant_core.api.upgrade import WebSocket, upgrade_of
 from volant_core.errors import ForbiddenError
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.console import ConsoleSession
@@ -32,7 +31,7 @@ CHUNK_BYTES = 4096
 GUEST_CLOSED_REASON = "the console closed: the VM stopped"
 
 
-def bridge(websocket: Connection, console: ConsoleSession) -> None:
+def bridge(websocket: WebSocket, console: ConsoleSession) -> None:
     """Copy bytes both ways between ``websocket`` and ``console`` until either side ends."""
 
     def guest_to_client() -> None:

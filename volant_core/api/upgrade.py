@@ -1,26 +1,24 @@
 """WebSocket routes on the WSGI app: a resource accepts the upgrade, the server runs the session.
 
 WSGI has no way to hand a connection over, so the server and the resources meet
-half-way (ADR 14). For a request that asks for ``Upgrade: websocket`` the server
-puts a :class:`WebSocketUpgrade` in the environ (:data:`UPGRADE_KEY`). The request
-goes through the middleware (allowlist, API key) and the resource like any other;
-the resource does its checks, answering errors as plain HTTP, then calls
+half-way (ADR 14, ADR 24). For a WebSocket opening the server puts a
+:class:`WebSocketUpgrade` in the environ (:data:`UPGRADE_KEY`). The request goes
+through the middleware (allowlist, API key) and the resource like any other; the
+resource does its checks, answering errors as plain HTTP, then calls
 :meth:`WebSocketUpgrade.accept` with the session to run. Once the app returned,
-the server sees the accepted upgrade, sends the ``101`` handshake itself instead
-of the app's response, and runs the session on the connection (the websockets
-library does the framing, pings and closing handshake).
+the server (uvicorn, with the websockets library) completes the handshake and runs
+the session in a thread of its own on a blocking :class:`WebSocket`.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 import falcon
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
-from websockets.sync.connection import Connection
 
 from volant_core.errors import ValidationError
 
@@ -28,12 +26,30 @@ log = logging.getLogger(__name__)
 
 #: WSGI environ key of the :class:`WebSocketUpgrade` a request offers.
 UPGRADE_KEY = "volant.websocket"
-#: Seconds between keepalive pings, and the longest wait for the peer's closing handshake.
+#: Seconds between keepalive pings (and the longest wait for their pong).
 PING_INTERVAL_S = 20.0
-CLOSE_TIMEOUT_S = 5.0
+
+
+class WebSocket(Protocol):
+    """The blocking side of an accepted WebSocket that a session sees.
+
+    Like :class:`websockets.sync.connection.Connection`: ``send`` raises
+    :class:`websockets.exceptions.ConnectionClosed` once the connection is
+    closed, and iterating ends when the peer closes it.
+    """
+
+    def send(self, message: bytes | str) -> None:
+        """Send one binary (bytes) or text (str) message."""
+
+    def __iter__(self) -> Iterator[bytes | str]:
+        """The messages received, until the connection closes."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (nothing when already closed)."""
+
 
 #: What runs on an accepted WebSocket; the connection is closed when it returns.
-Session = Callable[[Connection], None]
+Session = Callable[[WebSocket], None]
 
 
 class WebSocketUpgrade:
@@ -47,19 +63,15 @@ class WebSocketUpgrade:
         self._protocol = ServerProtocol()
         self._answer: Response | None = None
         self.session: Session | None = None
-        self._cleanup: Callable[[], None] = lambda: None
-
-    @staticmethod
-    def requested(headers: Iterable[tuple[str, str]]) -> bool:
-        """Whether these request headers ask for a WebSocket."""
-        return any(key.lower() == "upgrade" and "websocket" in value.lower() for key, value in headers)
+        self.cleanup: Callable[[], None] = lambda: None  #: runs once the accepted connection is over
 
     def check(self) -> Response:
         """The ``101`` answer to this opening; :class:`ValidationError` (422) when it is not a valid
         WebSocket opening (no key, wrong version). Parsed once; call it before any other check.
         """
         if self._answer is None:
-            # The protocol parses the request itself, so that its parser then moves on to frames.
+            # The server lets an invalid opening reach the app, so that it is answered like any
+            # refusal (after the allowlist and the key); the websockets library tells what is wrong.
             self._protocol.receive_data(self._head)
             requests = [event for event in self._protocol.events_received() if isinstance(event, Request)]
             if not requests:
@@ -76,29 +88,24 @@ class WebSocketUpgrade:
         """Switch protocols after the app returns, then run ``session``.
 
         ``cleanup`` runs once the connection is over, whether the session ran or
-        the handshake could not be sent.
+        the handshake could not be completed.
         """
-        self._protocol.send_response(self.check())
+        self.check()
         self.session = session
-        self._cleanup = cleanup
+        self.cleanup = cleanup
 
-    def run(self, sock: socket.socket) -> None:
-        """Send the ``101`` answer on ``sock`` and run the accepted session until it ends."""
+    def run(self, websocket: WebSocket) -> None:
+        """Run the accepted session on ``websocket`` until it ends, then close it and clean up."""
         assert self.session is not None, "run() of an upgrade no resource accepted"
         try:
-            sock.sendall(b"".join(self._protocol.data_to_send()))
-            connection = Connection(
-                sock, self._protocol, ping_interval=PING_INTERVAL_S, close_timeout=CLOSE_TIMEOUT_S
-            )
-            try:
-                self.session(connection)
-            except Exception:
-                log.exception("WebSocket session for %s failed", self._target)
-                connection.close(1011, "internal error; see the volantd log")
-            else:
-                connection.close()
+            self.session(websocket)
+        except Exception:
+            log.exception("WebSocket session for %s failed", self._target)
+            websocket.close(1011, "internal error; see the volantd log")
+        else:
+            websocket.close()
         finally:
-            self._cleanup()
+            self.cleanup()
 
 
 def upgrade_of(req: falcon.Request) -> WebSocketUpgrade:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,12 +134,14 @@ def volantd_process(
     env: Mapping[str, str] | None = None,
     binary: Path | None = None,
     extra_args: Iterable[str] = (),
+    preexec: Callable[[], None] | None = None,
 ) -> Iterator[RunningProcess]:
     """Run the real ``volantd`` executable as a child process on 127.0.0.1:``port``.
 
     ``binary`` defaults to the one beside this interpreter; ``env`` (the whole
     environment) to this process's; ``extra_args`` are appended to its command
-    line. Waits until ``/healthz`` answers; its output goes to ``state_dir/volantd.log``.
+    line; ``preexec`` runs in the child before ``volantd`` starts (e.g. to lower a resource
+    limit). Waits until ``/healthz`` answers; its output goes to ``state_dir/volantd.log``.
     On exit the daemon is killed if it still runs; VMs it started are left to the caller
     (they outlive volantd by design).
     """
@@ -152,6 +154,7 @@ def volantd_process(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(os.environ if env is None else env),
+            preexec_fn=preexec,
         )
     running = RunningProcess(process, f"http://127.0.0.1:{port}", state_dir)
     try:

@@ -1,0 +1,143 @@
+"""volantd's HTTP server: clients that hold connections open without finishing a request, and the
+request log.
+
+Run on the real ``volantd`` executable with an open-file limit of 1,024: slow clients must neither
+stop ``/healthz`` from answering nor keep their connections, and an idle daemon must not burn CPU,
+even when there are more of them than descriptors it may open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from volant_core.testing.daemon import RunningProcess, running_daemon, volantd_process
+from volant_core.testing.waiting import eventually, free_port
+
+#: Half a request line: what a slow (or malicious) client sends before it stops.
+HALF_REQUEST = b"GET /healthz HT"
+#: A probe's socket timeout: generous for a request a healthy server answers in milliseconds, and
+#: well below the daemon's header timeout, so that an answer does not come from the slow
+#: connections being closed.
+PROBE_TIMEOUT_S = 3.0
+HEADER_TIMEOUT_S = 12.0
+#: CPU seconds an idle daemon may use over :data:`IDLE_WINDOW_S` (a spinning loop uses them all).
+IDLE_WINDOW_S = 3.0
+IDLE_CPU_S = 0.5
+
+
+def _open_files_limit(soft: int, hard: int) -> Callable[[], None]:
+    """A ``preexec`` setting the child's limit of open files."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return limit
+
+
+@contextlib.contextmanager
+def _daemon(tmp_path: Path, preexec: Callable[[], None], header_timeout: float) -> Iterator[RunningProcess]:
+    env = {**os.environ, "VOLANT_API_HEADER_TIMEOUT": str(header_timeout)}
+    with volantd_process(tmp_path, free_port(), env=env, preexec=preexec) as daemon:
+        yield daemon
+
+
+def _stalled_connections(url: str, count: int) -> list[socket.socket]:
+    """``count`` connections that sent half a request line and wait."""
+    port = int(url.rsplit(":", 1)[1])
+    stalled = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        sock.sendall(HALF_REQUEST)
+        stalled.append(sock)
+    return stalled
+
+
+def _healthz(url: str, timeout: float) -> int:
+    """The status of one ``GET /healthz`` on a fresh connection (socket timeout ``timeout``)."""
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: volantd\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Wait (up to the socket's timeout) until the server closes ``sock``."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _open_descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid`` (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_used_while_idle(pid: int) -> float:
+    before = _cpu_seconds(pid)
+    time.sleep(IDLE_WINDOW_S)  # the measurement window, not a synchronisation
+    return _cpu_seconds(pid) - before
+
+
+def test_slow_clients_neither_block_healthz_nor_keep_their_connections(tmp_path: Path) -> None:
+    """2,000 connections that send half a request line, against a daemon that may open 1,024 files
+    (soft and hard limit): ``/healthz`` answers throughout, the server closes every one of them,
+    the daemon never runs out of descriptors and uses next to no CPU meanwhile.
+    """
+    with _daemon(tmp_path, _open_files_limit(1024, 1024), HEADER_TIMEOUT_S) as daemon:
+        pid = daemon.process.pid
+        stalled = _stalled_connections(daemon.url, 2000)
+        try:
+            eventually(lambda: _open_descriptors(pid) > 500, "volantd holding the slow connections")
+            for _ in range(5):
+                assert _healthz(daemon.url, PROBE_TIMEOUT_S) == 200
+            assert _cpu_used_while_idle(pid) < IDLE_CPU_S
+            assert all(_closed_by_server(sock) for sock in stalled)
+        finally:
+            for sock in stalled:
+                sock.close()
+        eventually(lambda: _open_descriptors(pid) < 100, "volantd closing the connections")
+        assert _healthz(daemon.url, PROBE_TIMEOUT_S) == 200
+        assert _cpu_used_while_idle(pid) < IDLE_CPU_S
+    assert "Too many open files" not in (tmp_path / "volantd.log").read_text()
+
+
+def test_each_answered_request_is_logged_once_unless_the_log_is_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="volant_core.api.server")
+    line = re.compile(r"GET /api/v1/vms/ghost\?api_key=<redacted> 40[14] \d+\.\dms$")
+    for access_log in (True, False):
+        caplog.clear()
+        with running_daemon(access_log=access_log) as api:
+            assert api.request("GET", "/api/v1/vms/ghost?api_key=secret").status in (401, 404)
+        # the daemon has stopped: every line it would log is written
+        logged = [record.getMessage() for record in caplog.records if record.name == "volant_core.api.server"]
+        requests = [message for message in logged if "/api/v1/vms/ghost" in message]
+        assert [bool(line.search(message)) for message in requests] == ([True] if access_log else [])
+        assert "secret" not in caplog.text
+
+
+def test_a_header_spelled_with_underscores_does_not_pass_for_one_with_dashes() -> None:
+    """Behind a trusted proxy, only ``X-Forwarded-For`` names the client: ``X_Forwarded_For`` (which
+    a WSGI environ would spell the same) is dropped, so it cannot smuggle an allowed address in.
+    """
+    with running_daemon(api_allow_cidr="10.0.0.0/8", trusted_proxies="127.0.0.0/8") as api:
+        assert api.request("GET", "/api/v1/vms", headers={"X-Forwarded-For": "10.1.2.3"}).status == 200
+        assert api.request("GET", "/api/v1/vms", headers={"X_Forwarded_For": "10.1.2.3"}).status == 403
