@@ -7,7 +7,10 @@
   stops waiting and remembers that;
 * ``POST /release/<gate>``: opens that gate;
 * ``GET /hung-up/<gate>``: ``{"hung_up": true}`` once the client of ``/stream/<gate>`` closed early;
-* ``POST /sha256``: reads the body (Content-Length) piece by piece and answers its SHA-256 and size.
+* ``POST /sha256``: reads the body (Content-Length) piece by piece and answers its SHA-256 and size;
+* ``GET /big/<bytes>``: answers that many bytes (with their Content-Length, or chunked with
+  ``?chunked``), as long as its client reads them; ``GET /big-written`` then tells how many it
+  could write: ``{"bytes": N, "done": true}`` once that answer ended.
 
 Usage: ``python workload_app.py PORT READY_FILE``. Only the standard library: it also runs in the guest.
 """
@@ -29,6 +32,9 @@ GATE_TIMEOUT = 300.0
 _gates: dict[str, threading.Event] = {}
 _gates_lock = threading.Lock()
 _hung_up: set[str] = set()
+_big = {"bytes": 0, "done": True}
+#: Size of each write of ``/big/<bytes>``.
+_PIECE = 64 * 1024
 
 
 def gate(name: str) -> threading.Event:
@@ -86,6 +92,39 @@ class Handler(BaseHTTPRequestHandler):
             left -= len(piece)
         self._reply(200, {"sha256": digest.hexdigest(), "bytes": size})
 
+    def _big_answer(self, size: int, chunked: bool) -> None:
+        _big.update(bytes=0, done=False)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(size))))
+        self.end_headers()
+        try:
+            while _big["bytes"] < size:
+                piece = b" " * min(_PIECE, size - _big["bytes"])
+                if chunked:
+                    self._chunk(piece)
+                else:
+                    self.wfile.write(piece)
+                _big["bytes"] += len(piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            self.close_connection = True
+        finally:
+            _big["done"] = True
+
+    def _body(self) -> bytes:
+        """The request's body, with its Content-Length or chunked."""
+        if self.headers.get("Transfer-Encoding") != "chunked":
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b""
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()
+        while self.rfile.readline().strip():
+            pass
+        return body
+
     def _special(self, path: str) -> bool:
         """Answer the streaming and hashing endpoints; False for any other path."""
         first, _, rest = path.strip("/").partition("/")
@@ -98,6 +137,10 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(200, {"hung_up": rest in _hung_up})
         elif self.command == "POST" and path == "/sha256":
             self._sha256()
+        elif self.command == "GET" and first == "big" and rest.isdigit():
+            self._big_answer(int(rest), "chunked" in urlsplit(self.path).query)
+        elif self.command == "GET" and path == "/big-written":
+            self._reply(200, _big)
         else:
             return False
         return True
@@ -110,8 +153,7 @@ class Handler(BaseHTTPRequestHandler):
             ready = Path(sys.argv[2]).exists()
             self._reply(200 if ready else 503, {"ready": ready})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode()
+        body = self._body().decode()
         headers = {k.lower(): v for k, v in self.headers.items()}
         echo = {
             "method": self.command,

@@ -24,7 +24,13 @@ from .hangup import HangupWatch
 
 _MAX_HEAD = 64 * 1024
 _MAX_HEADERS = 256
-_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|TRACE) (\S+) (HTTP/1\.[01])$")
+#: A whole request line (matched with ``fullmatch``: a line that merely ends in one is not one).
+_REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|PATCH|OPTIONS|TRACE) ([\x21-\x7e]+) (HTTP/1\.[01])")
+#: A header line: a token, the colon right after it, the value (RFC 9110 section 5.1, 5.5).
+_HEADER_LINE = re.compile(r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\x00\r\n]*?)[ \t]*")
+#: The only transfer coding kestrel reads.
+_CHUNKED = "chunked"
+_HEX_DIGITS = hexdigits.encode()
 _MAX_BODY = 64 * 1024 * 1024
 #: Longest request number echoed (the host sends 32 hex digits).
 _REQUEST_ID_MAX = 64
@@ -206,31 +212,37 @@ class RequestReader:
             yield chunk
 
     def _chunked(self) -> Iterator[bytes]:
-        """A chunked body, decoded, as it arrives."""
+        """A chunked body, decoded, as it arrives; 400 for a size that is not hex digits or data
+        not followed by its CRLF.
+        """
         while True:
-            try:
-                size = int(self._line().split(b";")[0].strip() or b"0", 16)
-            except ValueError as exc:
-                raise HttpError(400, "bad chunk size") from exc
+            size_field = self._line().split(b";")[0].rstrip(b" \t")
+            if not size_field or size_field.strip(_HEX_DIGITS):
+                raise HttpError(400, "bad chunk size")
+            size = int(size_field, 16)
             if not size:
                 break
             yield from self._counted(size)
-            self._line()
+            if self._line():
+                raise HttpError(400, "chunk data longer than its size")
         while self._line():
             pass
 
     def _head(self) -> tuple[re.Match[bytes], list[tuple[str, str]]]:
-        """The request line and headers.
+        """The request line and headers, parsed strictly: the request line is a whole line, and a
+        header line is a name (a token) with the colon right after it: no folded line, no
+        whitespace before a name or the colon, no CR, LF or NUL in a value.
 
-        A line ending in a request line starts the request afresh: on a serial port, what a host
-        that left mid-request had sent is followed by the next host's request with no boundary in
-        between, and this drops that leftover instead of answering the new host with an error.
+        A whole request line among the headers starts the request afresh: on a serial port, what
+        a host that left mid-request had sent is followed by the next host's request, and this
+        drops that leftover instead of answering the new host with an error (a header cannot be
+        one: a proxy in front, volantd, refuses CR and LF in header values).
         """
         start: re.Match[bytes] | None = None
         headers: list[tuple[str, str]] = []
         while True:
             line = self._line()
-            if match := _REQUEST_LINE.search(line):
+            if match := _REQUEST_LINE.fullmatch(line):
                 start, headers = match, []
             elif start is None:
                 if line:
@@ -238,31 +250,38 @@ class RequestReader:
             elif not line:
                 return start, headers
             else:
-                name, sep, value = line.decode("latin-1").partition(":")
-                if not sep:
-                    raise HttpError(400, "malformed header line")
-                headers.append((name.strip(), value.strip()))
+                header = _HEADER_LINE.fullmatch(line.decode("latin-1"))
+                if header is None:
+                    raise HttpError(400, "malformed header line (folded, or whitespace around the name)")
+                headers.append((header[1], header[2]))
                 if len(headers) > _MAX_HEADERS:
                     raise HttpError(431, "too many headers")
 
     def read(self) -> Request | None:
         """The head of the next request, its body to be read through ``chunks`` (before the next
         request is read); None when the stream ends between requests.
+
+        The body's framing must be unambiguous: 400 for both ``Transfer-Encoding`` and
+        ``Content-Length``, a transfer coding other than ``chunked``, or a ``Content-Length``
+        that is not one number.
         """
         if not self._buffer and not self._fill():
             return None
         start, headers = self._head()
         method, target, version = (part.decode("latin-1") for part in start.groups())
         request = Request(method, target, version, headers)
-        if (request.header("Transfer-Encoding") or "").lower() == "chunked":
+        codings = [v for k, v in headers if k.lower() == "transfer-encoding"]
+        lengths = [v for k, v in headers if k.lower() == "content-length"]
+        if codings and lengths:
+            raise HttpError(400, "both Transfer-Encoding and Content-Length")
+        if codings:
+            if [coding.lower() for coding in codings] != [_CHUNKED]:
+                raise HttpError(400, "the only Transfer-Encoding read is a single chunked")
             request.length, request.chunks = None, self._chunked()
         else:
-            try:
-                length = int(request.header("Content-Length") or 0)
-            except ValueError as exc:
-                raise HttpError(400, "bad Content-Length") from exc
-            if length < 0:
+            if len(lengths) > 1 or (lengths and not (lengths[0].isascii() and lengths[0].isdigit())):
                 raise HttpError(400, "bad Content-Length")
+            length = int(lengths[0]) if lengths else 0
             request.length, request.chunks = length, self._counted(length)
         return request
 
