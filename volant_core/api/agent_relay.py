@@ -57,6 +57,28 @@ def agent_target(req: falcon.Request, name: str, path: str) -> str:
     return target + "?" + req.query_string if req.query_string else target
 
 
+def forwarded_headers(req: falcon.Request) -> dict[str, str]:
+    """The request's headers kestrel gets: all but :data:`DROPPED_REQUEST_HEADERS` and those the
+    ``Connection`` header names (hop-by-hop too, RFC 9110 section 7.6.1).
+
+    Raises 400 for a header value holding CR, LF or NUL: a line break in a value would start a
+    header, or a request, of the sender's choosing on kestrel's side (request smuggling). The
+    server in front (uvicorn's h11) refuses most of them already; this holds under any server.
+    """
+    connection = req.get_header("Connection") or ""
+    dropped = DROPPED_REQUEST_HEADERS | {token.strip().lower() for token in connection.split(",")}
+    forwarded = {}
+    for name, value in req.headers.items():
+        if any(char in value for char in "\r\n\0"):
+            raise falcon.HTTPBadRequest(
+                title="Bad header",
+                description=f"header {name}: a value may not hold CR, LF or NUL; send it on one line",
+            )
+        if name.lower() not in dropped:
+            forwarded[name] = value
+    return forwarded
+
+
 def request_body(req: falcon.Request) -> Iterator[bytes] | None:
     """The request body as it is read from the client (``Content-Length`` bytes); None without one.
 

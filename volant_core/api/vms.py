@@ -7,7 +7,7 @@ from typing import Annotated, Literal, cast
 import falcon
 from pydantic import Field
 
-from volant_core.api.agent_relay import DROPPED_REQUEST_HEADERS, agent_target, relay_stream, request_body
+from volant_core.api.agent_relay import agent_target, forwarded_headers, relay_stream, request_body
 from volant_core.api.bodies import parse_body, query_choice, query_count, query_list
 from volant_core.api.idempotency import REQUEST_HEADERS, idempotent
 from volant_core.api.models import CreateVMRequest, ResourceName
@@ -139,19 +139,20 @@ class AgentProxy:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
 
-    @operation(passthrough=True, errors=(404, 409, 411, 422, 502, 503, 504))
+    @operation(passthrough=True, errors=(400, 404, 409, 411, 422, 502, 503, 504))
     def _relay(self, req: falcon.Request, resp: falcon.Response, name: ResourceName, path: str) -> None:
         """Relay the request to kestrel in the guest (any method); the answer is kestrel's, streamed.
 
         ``path`` may hold slashes and reaches kestrel encoded as it was sent
         (``a%2Fb`` stays ``a%2Fb``); the query string is passed on, and so is
         the body, as it is read (it needs a ``Content-Length``: 411 without).
-        The answer's body is relayed as it arrives. Hop-by-hop headers and
-        credentials are not passed on.
+        The answer's body is relayed as it arrives. Hop-by-hop headers (those
+        ``Connection`` names too) and credentials are not passed on; a header
+        value with CR, LF or NUL is a 400.
         """
         client = self.orchestrator.agent(check_name(name))
         body = request_body(req)
-        headers = {k: v for k, v in req.headers.items() if k.lower() not in DROPPED_REQUEST_HEADERS}
+        headers = forwarded_headers(req)
         if body is not None:
             headers["Content-Length"] = str(req.content_length)
         answer = client.open(req.method, agent_target(req, name, path), body=body, headers=headers)
