@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from volant_core.agent.constants import REQUEST_ID_HEADER
 from volant_core.agent.hangup import break_off
-from volant_core.errors import AgentError, AgentTimeout
+from volant_core.errors import AgentAnswerTooLarge, AgentError, AgentTimeout
 from volant_core.launch import AgentChannel
 
 #: Path kestrel answers 200 on once the workload is healthy (503 before).
@@ -40,6 +40,10 @@ HEALTH_POLL_INTERVAL = 0.25
 HEALTH_REQUEST_TIMEOUT = 5.0
 #: Most bytes one chunk of a streamed answer holds (a chunk is passed on as soon as it arrives).
 CHUNK_SIZE = 64 * 1024
+#: Most bytes of an answer read whole (:meth:`AgentClient.request`) by default: 16 MiB.
+DEFAULT_MAX_ANSWER = 16 * 1024 * 1024
+#: The setting that changes the limit, named in the error an answer over it gives.
+MAX_ANSWER_SETTING = "VOLANT_AGENT_MAX_ANSWER"
 
 #: A request body: bytes, a binary file-like object (read until it ends), or an iterable of chunks.
 #: Without a ``Content-Length`` header, a body that is not bytes is sent chunked.
@@ -116,9 +120,30 @@ class AgentStream:
                 return
             yield chunk
 
-    def read_all(self) -> bytes:
-        """The rest of the body, read to its end."""
-        return b"".join(self)
+    def read_all(self, limit: int | None = None) -> bytes:
+        """The rest of the body, read to its end; with a ``limit``, :class:`AgentAnswerTooLarge`
+        as soon as the body is known to be over ``limit`` bytes: from its ``Content-Length``
+        before reading any of it, else after reading at most ``limit`` + 1 bytes (the stream is
+        then closed, its connection never reused).
+        """
+        if limit is None:
+            return b"".join(self)
+        if self._answer.length is not None and self._answer.length > limit:
+            self.close()
+            raise self._too_large(limit, f"{self._answer.length} bytes")
+        body = bytearray()
+        for chunk in self:
+            body += chunk
+            if len(body) > limit:
+                self.close()
+                raise self._too_large(limit, "more")
+        return bytes(body)
+
+    def _too_large(self, limit: int, size: str) -> AgentAnswerTooLarge:
+        return AgentAnswerTooLarge(
+            f"{self._what}: the answer ({size}) is over the limit of {limit} bytes for an answer read "
+            f"whole; raise {MAX_ANSWER_SETTING} to accept it"
+        )
 
     def set_idle_timeout(self, seconds: float | None) -> None:
         """Wait at most ``seconds`` for each further chunk of the body (None: as long as it takes,
@@ -201,9 +226,12 @@ def _failure(what: str, exc: BaseException, timeout: float) -> AgentError:
 class AgentClient:
     """Talks HTTP/1.1 to kestrel over ``channel``; thread-safe, one instance per channel."""
 
-    def __init__(self, channel: AgentChannel) -> None:
-        """Use ``channel`` for every request; no connection is opened until the first one."""
+    def __init__(self, channel: AgentChannel, *, max_answer: int = DEFAULT_MAX_ANSWER) -> None:
+        """Use ``channel`` for every request; no connection is opened until the first one.
+        ``max_answer`` bounds the body of an answer :meth:`request` reads whole (in bytes).
+        """
         self.channel = channel
+        self.max_answer = max_answer
         self._turn = threading.Lock() if channel.exclusive else None
         lanes = getattr(channel, "lanes", None)
         # Ordinary requests may use all lanes but one: a health probe always finds one (see open()).
@@ -273,10 +301,14 @@ class AgentClient:
         timeout: float = 30,
         reserved: bool = False,
     ) -> AgentResponse:
-        """Send one request and read the whole answer (see :meth:`open` for the arguments and errors)."""
+        """Send one request and read the whole answer (see :meth:`open` for the arguments and errors);
+        :class:`AgentAnswerTooLarge` when its body is over :attr:`max_answer` bytes (it is not read
+        beyond that: a guest cannot make volantd hold more).
+        """
         opened = self.open(method, path, body=body, headers=headers, timeout=timeout, reserved=reserved)
         with opened as stream:
-            return AgentResponse(status=stream.status, headers=stream.headers, body=stream.read_all())
+            body_read = stream.read_all(self.max_answer)
+            return AgentResponse(status=stream.status, headers=stream.headers, body=body_read)
 
     def get(self, path: str, *, timeout: float = 30) -> AgentResponse:
         """``GET path``."""
@@ -434,7 +466,8 @@ def _next_answer(
         raise http.client.RemoteDisconnected("the agent closed the connection after a late answer")
     reader = late.fp
     late.fp = _KeptOpen(reader)  # type: ignore[assignment]
-    late.read()
+    while late.read(CHUNK_SIZE):  # skipped piece by piece, never held whole
+        pass
     answer = http.client.HTTPResponse(conn.sock, method=method)  # type: ignore[arg-type]
     answer.fp.close()
     answer.fp = reader

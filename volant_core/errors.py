@@ -112,6 +112,12 @@ class AgentError(VolantError):
     code = "agent_unreachable"
 
 
+class AgentAnswerTooLarge(AgentError):
+    """An answer the agent sent to be read whole (not streamed) is over the size limit."""
+
+    code = "agent_answer_too_large"
+
+
 class AgentTimeout(AgentError):
     """The guest agent did not answer in time."""
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from volant_core.agent_client import DEFAULT_MAX_ANSWER, MAX_ANSWER_SETTING
 from volant_core.errors import ValidationError
 
 #: Directory under the state directory that is an artifact directory by default (made by volantd).
@@ -69,6 +70,8 @@ class Settings(BaseModel):
     api_header_timeout: float = Field(default=10.0, gt=0)
     api_body_timeout: float = Field(default=30.0, gt=0)
     api_keepalive_timeout: float = Field(default=5.0, gt=0)
+    agent_max_answer: int = Field(default=DEFAULT_MAX_ANSWER, ge=64 * 1024)
+    """Most bytes of an agent answer read whole (actions, OpenAPI, health); the proxy's streams have none."""
     access_log: bool = True
     plugin_env: dict[str, str] = {}
     """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
@@ -192,6 +195,7 @@ ENVIRONMENT = {
     "VOLANT_API_HEADER_TIMEOUT": "api_header_timeout",
     "VOLANT_API_BODY_TIMEOUT": "api_body_timeout",
     "VOLANT_API_KEEPALIVE_TIMEOUT": "api_keepalive_timeout",
+    MAX_ANSWER_SETTING: "agent_max_answer",
     "VOLANT_ACCESS_LOG": "access_log",
 }
 

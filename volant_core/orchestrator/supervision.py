@@ -62,7 +62,7 @@ class Supervisor:
         """Start a supervisor thread for the VMM ``instance`` of VM ``name``, reaching its agent
         over ``channel``.
         """
-        handle = _Handle(instance, AgentClient(channel))
+        handle = _Handle(instance, AgentClient(channel, max_answer=self._context.settings.agent_max_answer))
         self._handles[name] = handle
         threading.Thread(target=self._supervise, args=(name, handle), name=f"vm-{name}", daemon=True).start()
 
