@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,10 @@ from typing import Any
 import falcon.testing
 import pytest
 
-from volant_core.agent_client import MAX_ANSWER_SETTING
+from volant_core.agent_client import HEALTH_PATH, MAX_ANSWER_SETTING, AgentClient
 from volant_core.api.agent_relay import forwarded_headers
+from volant_core.channels import UnixSocketChannel
+from volant_core.errors import AgentAnswerTooLarge
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.waiting import eventually, free_port
@@ -160,3 +163,35 @@ def test_the_proxy_refuses_a_line_break_any_server_let_through(value: str) -> No
     with pytest.raises(falcon.HTTPBadRequest) as refused:
         forwarded_headers(req)
     assert "X-A" in str(refused.value.description)
+
+
+def test_a_health_probe_answer_over_the_limit_is_an_agent_error(tmp_path: Path) -> None:
+    """A guest whose agent (kestrel replaced by its root) answers health probes without end."""
+    path = tmp_path / "agent.sock"
+    written = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen()
+
+        def answer_without_end() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                sent = 0
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    while sent < HUGE:
+                        conn.sendall(b"10000\r\n" + b" " * 0x10000 + b"\r\n")
+                        sent += 0x10000
+                except OSError:
+                    pass
+                written.append(sent)
+
+        thread = threading.Thread(target=answer_without_end)
+        thread.start()
+        client = AgentClient(UnixSocketChannel(path, exclusive=True), max_answer=LIMIT)
+        with pytest.raises(AgentAnswerTooLarge, match=MAX_ANSWER_SETTING):
+            client.request("GET", HEALTH_PATH, timeout=30, reserved=True)
+        client.close()
+        thread.join(60)
+    assert written and written[0] < HUGE // 4
