@@ -11,6 +11,7 @@ import json
 import socket
 import stat
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -184,3 +185,27 @@ def test_the_workload_never_sees_the_token(echoing: KestrelHost) -> None:
     assert headers["x-other"] == "kept"
     assert AGENT_TOKEN_HEADER.lower() not in headers
     assert REQUEST_ID_HEADER.lower() not in headers  # the host's request number is kestrel's alone
+
+
+def test_threads_racing_for_a_new_key_all_get_the_one_on_disk(tmp_path: Path) -> None:
+    """Concurrent first creates of one daemon (each asks for its VM's token) share one key."""
+    threads = 16
+    barrier = threading.Barrier(threads)
+    keys: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def ask() -> None:
+        barrier.wait()
+        try:
+            keys.append(host_key(tmp_path))
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=ask) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert set(keys) == {(tmp_path / KEY_FILE).read_bytes()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [KEY_FILE]  # no partial file left

@@ -45,7 +45,8 @@ def host_key(state_dir: Path) -> bytes:
 def _create_key(path: Path) -> bytes:
     """Write a new key to ``path`` unless another process won the race; return the key on disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    # A name of its own per attempt: two threads of one daemon may race here too.
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(8)}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
