@@ -239,10 +239,12 @@ class Launcher(Protocol):
         """
         ...
 
-    def adopt(self, spec: LaunchSpec, pid: int) -> Instance | None:
-        """Reattach to a VMM started by an earlier volantd, or None if it is gone or not ours.
+    def adopt(self, spec: LaunchSpec, pid: int | None) -> Instance | None:
+        """Reattach to the VMM ``pid`` started by an earlier volantd, or None if it is gone or not ours.
 
-        When the VMM is gone, remove what it left in ``spec.vm_dir`` (sockets, pidfile).
+        ``pid`` is None when that volantd died before :meth:`launch` returned. Whenever nothing is
+        adopted, kill any process the VM's launches left running (a launch cut short must not leave
+        a VMM without a row) and remove what they left in ``spec.vm_dir`` (sockets, pidfile).
         """
         ...
 

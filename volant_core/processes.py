@@ -70,12 +70,19 @@ class AdoptedProcess:
         self._start_time = start_time
 
     @classmethod
-    def attach(cls, pid: int) -> AdoptedProcess | None:
-        """The running process ``pid``, or None when there is none (or only a zombie)."""
+    def attach(cls, pid: int, start_time: str | None = None) -> AdoptedProcess | None:
+        """The running process ``pid`` (started at ``start_time``, when given), or None when there
+        is none (or only a zombie, or another process that reused the pid).
+        """
         stat = _read_stat(pid)
-        if stat is None or stat[0] in "ZX":
+        if stat is None or stat[0] in "ZX" or start_time not in (None, stat[1]):
             return None
         return cls(pid, stat[1])
+
+    @property
+    def start_time(self) -> str:
+        """When the process started (clock ticks after boot): with the pid, it names one process."""
+        return self._start_time
 
     def alive(self) -> bool:
         """Whether the same process (same start time) still runs and is not a zombie."""

@@ -111,7 +111,10 @@ class VMLogs:
 
     @operation(media_type="text/plain", query={"tail": LogTail, "follow": bool}, errors=(404,))
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:
-        """The guest console: the last ``tail`` lines, then with ``follow`` new output until the VM stops."""
+        """The guest console: the last ``tail`` lines, then with ``follow`` new output until the VM stops.
+
+        Before following, at most the log's last MiB is answered, whatever ``tail`` asks for.
+        """
         vm = self.orchestrator.get_vm(check_name(name))
         lines = query_count(req, "tail", default=DEFAULT_TAIL, maximum=MAX_TAIL)
         keep_following = query_flag(req, "follow")

@@ -62,8 +62,16 @@ class Booter:
         spec = self._resources.acquire(view, config)
         try:
             instance = launcher.launch(spec)
-            try:
+            try:  # from here on, whatever fails kills the VMM: none runs without being watched
                 channel = self._channel_of(view, instance)
+                store.vms.update(
+                    name,
+                    pid=instance.pid,
+                    accelerator=instance.accelerator,
+                    console_socket=instance.console_socket,
+                    console_log=instance.console_log,
+                )
+                self._watch(name, instance, channel)
             except BaseException:
                 instance.kill()
                 instance.wait(REAP_TIMEOUT)
@@ -71,14 +79,6 @@ class Booter:
         except BaseException:
             self._resources.release(view, config)
             raise
-        store.vms.update(
-            name,
-            pid=instance.pid,
-            accelerator=instance.accelerator,
-            console_socket=instance.console_socket,
-            console_log=instance.console_log,
-        )
-        self._watch(name, instance, channel)
         self._context.plugins.calls.notify(
             "volant_vm_launched", vm=self._context.views.get(name), instance=instance
         )
@@ -104,13 +104,15 @@ class Booter:
 
     def adopt(self, record: VMRecord) -> tuple[Instance, AgentChannel] | None:
         """The VMM that still runs the active VM ``record`` describes (after a daemon restart) and
-        the channel to its agent; None when it has no pid or its hypervisor plugin does not find it.
+        the channel to its agent; None when its hypervisor plugin does not find it (then that
+        plugin killed whatever the VM's launches left running: with no pid recorded, volantd died
+        before its launch returned).
 
         Raises :class:`~volant_core.errors.NotFoundError` when its hypervisor plugin is not
         installed any more.
         """
         launcher = self._context.backends.launcher(record.hypervisor)
-        instance = launcher.adopt(self._adopt_spec(record), record.pid) if record.pid else None
+        instance = launcher.adopt(self._adopt_spec(record), record.pid)
         if instance is None:
             return None
         view = self._context.views.view_of(record)

@@ -300,7 +300,11 @@ class Orchestrator:
             with self._locks(record.name):
                 try:
                     adopted = self._booter.adopt(record)
-                    reason = "the VMM was gone when volantd started"
+                    reason = (
+                        "the VMM was gone when volantd started"
+                        if record.pid
+                        else "volantd stopped before its VMM's launch finished; that VMM was killed"
+                    )
                 except NotFoundError as err:  # its hypervisor plugin was uninstalled
                     adopted = None
                     reason = f"cannot re-adopt its VMM (pid {record.pid}), which may still run: {err.message}"

@@ -30,6 +30,8 @@ DEFAULT_OPENAPI_PATH = "/openapi"
 #: How often a followed log is checked for new output (seconds).
 FOLLOW_POLL_S = 0.2
 _TAIL_CHUNK = 64 * 1024
+#: The most ``GET .../logs`` returns before following: the end of the log, whatever its lines.
+MAX_TAIL_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,19 +75,29 @@ def openapi_call(manifest: Manifest) -> AgentCall:
     return AgentCall("GET", "/v1" + location, DEFAULT_ACTION_TIMEOUT_S)
 
 
-def tail(path: Path, lines: int, end: int) -> bytes:
-    """The last ``lines`` lines of ``path`` before byte ``end`` (read backwards: logs can be large)."""
-    if lines <= 0 or not path.exists():
+def tail(path: Path, lines: int, end: int, max_bytes: int = MAX_TAIL_BYTES) -> bytes:
+    """The last ``lines`` lines of ``path`` before byte ``end``, at most its last ``max_bytes`` bytes.
+
+    Read backwards in one pass, each byte at most once, never more than ``max_bytes`` (plus one
+    chunk): a console log may be large and hold no newline at all (the answer then starts mid-line).
+    """
+    if lines <= 0 or max_bytes <= 0 or not path.exists():
         return b""
+    chunks: list[bytes] = []
+    newlines = 0
+    taken = 0
     with path.open("rb") as log:
         position = end
-        data = b""
-        while position > 0 and data.count(b"\n") <= lines:
-            position = max(0, position - _TAIL_CHUNK)
-            log.seek(position)
-            data = log.read(end - position)
-    kept = data.splitlines(keepends=True)[-lines:]
-    return b"".join(kept)
+        while position > 0 and newlines <= lines and taken < max_bytes:
+            start = max(0, position - _TAIL_CHUNK)
+            log.seek(start)
+            chunk = log.read(position - start)
+            chunks.append(chunk)
+            newlines += chunk.count(b"\n")
+            taken += len(chunk)
+            position = start
+    data = b"".join(reversed(chunks))[-max_bytes:]
+    return b"".join(data.splitlines(keepends=True)[-lines:])
 
 
 def follow(path: Path, start: int, active: Callable[[], bool]) -> Iterator[bytes]:

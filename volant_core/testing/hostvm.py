@@ -129,13 +129,13 @@ class HostProcessLauncher:
             raise LaunchError(f"cannot start kestrel: {exc}") from exc
         return HostProcessInstance(ChildProcess(popen), spec.vm_dir)
 
-    def adopt(self, spec: LaunchSpec, pid: int) -> HostProcessInstance | None:
+    def adopt(self, spec: LaunchSpec, pid: int | None) -> HostProcessInstance | None:
         """The kestrel ``pid`` if it still serves ``spec.vm_dir``'s socket, else None (and the stale
-        socket is removed).
+        socket is removed; this test backend does not look for a launch cut short).
         """
         socket_path = spec.vm_dir / SOCKET_NAME
-        process = AdoptedProcess.attach(pid)
-        argv = read_cmdline(pid) or []
+        process = AdoptedProcess.attach(pid) if pid is not None else None
+        argv = (read_cmdline(process.pid) or []) if process is not None else []
         if process is not None and ("--listen-unix", str(socket_path)) in itertools.pairwise(argv):
             return HostProcessInstance(process, spec.vm_dir)
         socket_path.unlink(missing_ok=True)

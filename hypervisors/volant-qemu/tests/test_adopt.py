@@ -14,6 +14,7 @@ from volant_qemu.launcher import QemuLauncher
 from volant_qemu.paths import VmPaths
 
 from volant_core.launch import LaunchSpec
+from volant_core.processes import AdoptedProcess
 from volant_core.testing.waiting import eventually
 
 SpecFactory = Callable[..., LaunchSpec]
@@ -50,7 +51,10 @@ def vm_qemu(
     vm_dir.mkdir(parents=True)
     process = subprocess.Popen([*kept, "-S"], stdin=subprocess.DEVNULL, start_new_session=True)
     try:
-        eventually(lambda: VmPaths(vm_dir).pidfile_pid() == process.pid, "QEMU to write its pidfile")
+        paths = VmPaths(vm_dir)
+        eventually(  # the pidfile comes first, the sockets after it
+            lambda: paths.pidfile_pid() == process.pid and paths.qmp_socket.exists(), "QEMU's pidfile and QMP"
+        )
         yield spec, process
     finally:
         process.kill()
@@ -83,3 +87,27 @@ def test_refuses_ourselves(vm_dir: Path, make_spec: SpecFactory) -> None:
 def test_refuses_a_process_that_is_gone(vm_dir: Path, make_spec: SpecFactory) -> None:
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
     assert QemuLauncher().adopt(make_spec(vm_dir, Path("/k")), int(finished.stdout)) is None
+
+
+def test_a_launch_cut_short_is_killed_but_never_a_reused_pid(vm_dir: Path, make_spec: SpecFactory) -> None:
+    """With no pid (volantd died during the launch), the spawn record's process is killed, if it is
+    still the one spawned (same start time); a process that merely got its pid is left alone.
+    """
+    vm_dir.mkdir(parents=True)
+    paths = VmPaths(vm_dir)
+    spec = make_spec(vm_dir, Path("/k"))
+    spawned = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        attached = AdoptedProcess.attach(spawned.pid)
+        assert attached is not None
+        paths.record_spawn(spawned.pid, str(int(attached.start_time) + 1))  # another process's start
+        assert QemuLauncher().adopt(spec, None) is None
+        assert spawned.poll() is None, "a process with another start time is not the one spawned"
+
+        paths.record_spawn(spawned.pid, attached.start_time)
+        assert QemuLauncher().adopt(spec, None) is None
+        assert spawned.wait(10) == -9
+        assert not paths.spawn_record.exists()
+    finally:
+        spawned.kill()
+        spawned.wait(10)

@@ -74,7 +74,7 @@ def test_console_agent_and_qmp_sockets(build: Builder) -> None:
     argv = build()
     chardevs = option_values(argv, "-chardev")
     assert (
-        f"socket,id=console,path={VM_DIR}/console.sock,server=on,wait=off,logfile={VM_DIR}/console.log"
+        f"socket,id=console,path={VM_DIR}/console.sock,server=on,wait=off,logfile={VM_DIR}/console.log,logappend=on"
         in chardevs
     )
     assert option_values(argv, "-serial") == ["chardev:console"]

@@ -86,7 +86,7 @@ class UserNetLauncher:
         (spec.vm_dir / "agent.sock").unlink()
         return TcpAgentInstance(inner, port)
 
-    def adopt(self, spec: LaunchSpec, pid: int) -> None:
+    def adopt(self, spec: LaunchSpec, pid: int | None) -> None:
         """Not needed by this test."""
         return None
 

@@ -58,7 +58,7 @@ def qmp_argument(paths: VmPaths) -> str:
 def _console_args(paths: VmPaths) -> list[str]:
     chardev = (
         f"socket,id=console,path={_escape(paths.console_socket)},server=on,wait=off,"
-        f"logfile={_escape(paths.console_log)}"
+        f"logfile={_escape(paths.console_log)},logappend=on"
     )
     return ["-chardev", chardev, "-serial", "chardev:console"]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from volant_core.channels import SerialLaneChannel
 from volant_core.launch import AgentChannel
 from volant_core.processes import VmmProcess
+from volant_qemu.consolelog import keep_capped
 from volant_qemu.paths import VmPaths
 from volant_qemu.qmp import QmpClient, QmpError
 
@@ -23,8 +24,10 @@ REAP_TIMEOUT = 10.0
 class QemuInstance:
     """One VM's QEMU process with its agent channel, console and QMP monitor."""
 
-    def __init__(self, process: VmmProcess, paths: VmPaths, accelerator: str) -> None:
-        """Wrap ``process`` running the VM whose files live in ``paths``, booted with ``accelerator``."""
+    def __init__(self, process: VmmProcess, paths: VmPaths, accelerator: str, *, log_cap: int) -> None:
+        """Wrap ``process`` running the VM whose files live in ``paths``, booted with ``accelerator``;
+        its console log is rotated whenever it passes ``log_cap`` bytes while QEMU runs.
+        """
         self.pid = process.pid
         self.accelerator = accelerator
         self.agent_channel: AgentChannel = SerialLaneChannel(paths.present_agent_sockets())
@@ -34,6 +37,7 @@ class QemuInstance:
         self._process = process
         self._stop_lock = threading.Lock()
         self._cleaned = threading.Event()
+        keep_capped(paths.console_log, log_cap, self.alive, self._cleaned)
 
     def __repr__(self) -> str:
         return f"QemuInstance(pid={self.pid}, accelerator={self.accelerator!r}, vm_dir={self.paths.vm_dir})"

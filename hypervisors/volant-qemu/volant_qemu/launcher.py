@@ -13,6 +13,7 @@ from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
 from volant_qemu.accel import choose_accelerator
 from volant_qemu.binary import require_binary
 from volant_qemu.command import CPU_MODELS, build_command, qmp_argument
+from volant_qemu.consolelog import rotate_if_over
 from volant_qemu.instance import REAP_TIMEOUT, QemuInstance
 from volant_qemu.paths import VmPaths
 from volant_qemu.qmp import QmpClient, QmpError
@@ -53,8 +54,10 @@ class QemuLauncher:
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         """Start QEMU in its own session and return once its QMP socket answers.
 
-        Raises :class:`LaunchError` (quoting the end of ``qemu.log`` when QEMU
-        itself failed) and leaves no process behind.
+        The spawned process is recorded in the VM's spawn record at once, so that a daemon dying
+        before this returns leaves no QEMU that :meth:`adopt` cannot find. Raises
+        :class:`LaunchError` (quoting the end of ``qemu.log`` when QEMU itself failed) and, whatever
+        fails after the spawn, leaves no process behind.
         """
         binary = self._binary or require_binary(self._settings.binary)
         _check_boot_files(spec)
@@ -63,6 +66,7 @@ class QemuLauncher:
         spec.vm_dir.mkdir(parents=True, exist_ok=True)
         accel = choose_accelerator(spec, binary=binary, setting=self._settings.accel)
         argv = build_command(spec, accel=accel, binary=binary)
+        rotate_if_over(paths.console_log, self._settings.console_log_max_bytes)
         try:
             with paths.qemu_log.open("ab") as qemu_log:
                 log_start = qemu_log.tell()
@@ -76,27 +80,37 @@ class QemuLauncher:
         except OSError as exc:
             raise LaunchError(f"cannot start {binary}: {exc}") from exc
         process = ChildProcess(popen)
+        record = None
         try:
+            spawned = AdoptedProcess.attach(popen.pid)
+            if spawned is not None:  # else it already exited: the QMP wait reports how
+                record = (popen.pid, spawned.start_time)
+                paths.record_spawn(*record)
             self._wait_for_qmp(process, paths, log_start)
+            return QemuInstance(process, paths, accel, log_cap=self._settings.console_log_max_bytes)
         except BaseException:
             process.kill()
             process.wait(REAP_TIMEOUT)
+            if record is not None and paths.spawned() == record:
+                paths.spawn_record.unlink(missing_ok=True)
             raise
-        return QemuInstance(process, paths, accel)
 
-    def adopt(self, spec: LaunchSpec, pid: int) -> QemuInstance | None:
+    def adopt(self, spec: LaunchSpec, pid: int | None) -> QemuInstance | None:
         """The QEMU ``pid`` if it still runs this VM (its argv names ``spec.vm_dir``'s QMP socket
-        and pidfile, and the pidfile holds ``pid``); otherwise None.
+        and pidfile, and the pidfile holds ``pid``); otherwise None, after killing any other process
+        this VM's launches left running (the pidfile's QEMU, the spawn record's process: a launch
+        the daemon died in) and removing their sockets, pidfile and spawn record.
         """
         paths = VmPaths(spec.vm_dir)
-        if _owns_vm(pid, paths):
+        if pid is not None and _owns_vm(pid, paths):
             process = AdoptedProcess.attach(pid)
             argv = read_cmdline(pid)
             if process is not None and argv is not None:
-                return QemuInstance(process, paths, _accelerator_of(argv))
-        owner = paths.pidfile_pid()
-        if owner is None or not _owns_vm(owner, paths):
-            paths.remove_runtime_files()  # what a dead QEMU left: sockets, pidfile
+                return QemuInstance(
+                    process, paths, _accelerator_of(argv), log_cap=self._settings.console_log_max_bytes
+                )
+        _kill_leftovers(paths)
+        paths.remove_runtime_files()
         return None
 
     def _wait_for_qmp(self, process: ChildProcess, paths: VmPaths, log_start: int) -> None:
@@ -150,6 +164,22 @@ def _owns_vm(pid: int, paths: VmPaths) -> bool:
         and _runs_vm(argv, paths)
         and paths.pidfile_pid() == pid
     )
+
+
+def _kill_leftovers(paths: VmPaths) -> None:
+    """SIGKILL and wait for the VM's QEMU that nobody adopts: the live pidfile owner running this
+    VM, and the process of the spawn record (the same pid and start time: a QEMU, or what was
+    about to exec it).
+    """
+    owner = paths.pidfile_pid()
+    leftovers = [AdoptedProcess.attach(owner) if owner is not None and _owns_vm(owner, paths) else None]
+    spawned = paths.spawned()
+    if spawned is not None:
+        leftovers.append(AdoptedProcess.attach(*spawned))
+    for process in leftovers:
+        if process is not None:
+            process.kill()
+            process.wait(REAP_TIMEOUT)
 
 
 def _accelerator_of(argv: list[str]) -> str:

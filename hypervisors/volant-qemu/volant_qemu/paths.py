@@ -55,6 +55,27 @@ class VmPaths:
         return self.vm_dir / "qemu.pid"
 
     @property
+    def spawn_record(self) -> Path:
+        """File naming the process a launch started (pid and start time), written right after the
+        spawn: what finds a QEMU whose launch a dying daemon never finished, before its pidfile exists.
+        """
+        return self.vm_dir / "qemu.spawn"
+
+    def record_spawn(self, pid: int, start_time: str) -> None:
+        """Write the spawn record of the process ``pid`` started at ``start_time``."""
+        partial = self.spawn_record.with_name(self.spawn_record.name + ".partial")
+        partial.write_text(f"{pid} {start_time}\n")
+        os.replace(partial, self.spawn_record)
+
+    def spawned(self) -> tuple[int, str] | None:
+        """(pid, start time) from the spawn record, or None when there is none."""
+        try:
+            pid, start_time = self.spawn_record.read_text().split()
+            return int(pid), start_time
+        except (OSError, ValueError):
+            return None
+
+    @property
     def qemu_log(self) -> Path:
         """QEMU's own stdout and stderr."""
         return self.vm_dir / "qemu.log"
@@ -83,6 +104,6 @@ class VmPaths:
             return None
 
     def remove_runtime_files(self) -> None:
-        """Delete the sockets and the pidfile (not the logs); missing files are fine."""
-        for path in (*self.sockets, self.pidfile):
+        """Delete the sockets, the pidfile and the spawn record (not the logs); missing files are fine."""
+        for path in (*self.sockets, self.pidfile, self.spawn_record):
             path.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
-"""The QEMU plugin's settings: ``VOLANT_QEMU_ACCEL`` and ``VOLANT_QEMU_BINARY`` (``volantd --qemu-accel``,
-``--qemu-binary``), declared to the core through ``volant_settings`` and handed to the launcher in its
-context; read from the environment directly only when a launcher is built without one.
+"""The QEMU plugin's settings: ``VOLANT_QEMU_ACCEL``, ``VOLANT_QEMU_BINARY`` and
+``VOLANT_QEMU_CONSOLE_LOG_MAX_BYTES`` (``volantd --qemu-accel`` and so on), declared to the core
+through ``volant_settings`` and handed to the launcher in its context; read from the environment
+directly only when a launcher is built without one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ class QemuSettings(BaseModel):
     binary: Annotated[str, Field(min_length=1)] = Field(
         default="qemu-system-x86_64",
         description="the QEMU system emulator (a path, or a name looked up in PATH)",
+    )
+    console_log_max_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=4096,
+        description="size at which a VM's console.log is rotated to console.log.1 (checked every second "
+        "while QEMU runs, and at each start); the console output a VM keeps is at most about twice this",
     )
 
     @classmethod
