@@ -32,7 +32,11 @@ class Repository:
 
     def _one(self, query: peewee.ModelSelect[Any], missing: str) -> dict[str, Any]:
         """The first row of ``query``; :class:`NotFoundError` with ``missing`` when there is none."""
-        rows = self._rows(query.limit(1))
-        if not rows:
-            raise NotFoundError(missing)
-        return rows[0]
+        return first(self._rows(query.limit(1)), missing)
+
+
+def first(rows: list[dict[str, Any]], missing: str) -> dict[str, Any]:
+    """The first of ``rows``; :class:`NotFoundError` with ``missing`` when there is none."""
+    if not rows:
+        raise NotFoundError(missing)
+    return rows[0]
