@@ -119,6 +119,16 @@ class VMRepository(Repository):
         found: int = VM.select().count(self._db)
         return found
 
+    def changes(self) -> int:
+        """How many times a VM or a VM's configuration (current or past) was written, by anyone.
+
+        Every insert, update and delete of those rows adds one, in its own transaction (a
+        trigger), whichever connection or process made it. An unchanged count means unchanged
+        VMs and configurations: read it *before* reading them to key what is derived from them.
+        """
+        row = self._db.execute_sql("SELECT count FROM vm_changes WHERE id = 1").fetchone()
+        return int(row[0])
+
     def update(self, name: str, **changes: Any) -> VMRecord:
         """Set the given columns (see :data:`UPDATABLE`) of VM ``name``; return the updated row."""
         unknown = set(changes) - UPDATABLE
