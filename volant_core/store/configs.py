@@ -32,9 +32,8 @@ class ConfigRepository(Repository):
             current = self._db.execute_sql(sql, (vm_id,)).fetchone()
             version = (current[0] if current else 0) + 1
             row = {"vm_id": vm_id, "config": dict(config), "version": version, "updated_at": now}
-            _CURRENT.insert(self._db, row, replace=True)
             _HISTORY.insert(self._db, row)
-            return self.current(vm_id)
+            return ConfigRecord(**_CURRENT.inserted(self._db, row, replace=True))
 
     def current(self, vm_id: int) -> ConfigRecord:
         """The VM's current configuration; :class:`NotFoundError` if it has none."""

@@ -7,7 +7,7 @@ from typing import Any
 
 from volant_core.store.models import Event, utcnow
 from volant_core.store.records import EventRecord
-from volant_core.store.repository import Repository, first
+from volant_core.store.repository import Repository
 from volant_core.store.statements import Table
 
 _EVENTS = Table(Event)
@@ -19,10 +19,7 @@ class EventRepository(Repository):
     def append(self, event_type: str, payload: Mapping[str, Any], vm_name: str | None = None) -> EventRecord:
         """Store an event; its id is greater than every id handed out before."""
         row = {"type": event_type, "vm_name": vm_name, "payload": dict(payload), "created_at": utcnow()}
-        with self._atomic():
-            event_id = _EVENTS.insert(self._db, row)
-            rows = _EVENTS.rows(self._db, '"id" = ?', (event_id,))
-            return EventRecord(**first(rows, f"no event {event_id}"))
+        return EventRecord(**_EVENTS.inserted(self._db, row))
 
     def since(self, after_id: int, limit: int | None = None) -> list[EventRecord]:
         """Stored events with an id greater than ``after_id``, oldest first, at most ``limit``."""

@@ -16,7 +16,8 @@ class Repository:
     Every write that takes more than one statement runs in a ``BEGIN
     IMMEDIATE`` transaction (a savepoint when the caller already opened
     one with :meth:`volant_core.store.Store.transaction`), and every write
-    returns the row as stored, read back inside that transaction.
+    returns the row as stored: read back inside that transaction, or by the
+    writing statement itself (``RETURNING``) when it is the only one.
     """
 
     def __init__(self, db: peewee.SqliteDatabase) -> None:

@@ -38,8 +38,8 @@ class Table:
         self._fields: dict[str, peewee.Field] = {field.name: field for field in meta.sorted_fields}
         read = [self._fields[name] for name in fields] if fields is not None else meta.sorted_fields
         self._readers = tuple((field.name, field.python_value) for field in read)
-        columns = ", ".join(_quote(field.column_name) for field in read)
-        self._select = f"SELECT {columns} FROM {self.name}"
+        self._columns = ", ".join(_quote(field.column_name) for field in read)
+        self._select = f"SELECT {self._columns} FROM {self.name}"
 
     def column(self, field: str) -> str:
         """The quoted column of ``field`` (for ``where`` and ``order`` clauses)."""
@@ -54,34 +54,45 @@ class Table:
     ) -> list[dict[str, Any]]:
         """Every row matching ``where`` as dicts keyed by field name; ``tail`` is ORDER BY/LIMIT text."""
         sql = self._select + (f" WHERE {where}" if where else "") + (f" {tail}" if tail else "")
-        readers = self._readers
-        return [
-            {name: read(value) for (name, read), value in zip(readers, row, strict=True)}
-            for row in db.execute_sql(sql, params).fetchall()
-        ]
+        return self._read(db.execute_sql(sql, params))
 
     def insert(self, db: peewee.SqliteDatabase, values: Mapping[str, Any], *, replace: bool = False) -> int:
         """Insert one row (``INSERT OR REPLACE`` with ``replace``); return its rowid."""
-        columns, params = self._assignments(values)
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        marks = ", ".join("?" * len(params))
-        sql = f"{verb} INTO {self.name} ({', '.join(columns)}) VALUES ({marks})"
-        rowid: int = db.execute_sql(sql, params).lastrowid
+        rowid: int = db.execute_sql(*self._insert(values, replace)).lastrowid
         return rowid
 
-    def update(
+    def inserted(
+        self, db: peewee.SqliteDatabase, values: Mapping[str, Any], *, replace: bool = False
+    ) -> dict[str, Any]:
+        """Insert one row and return it as stored (one statement: ``RETURNING``)."""
+        sql, params = self._insert(values, replace)
+        return self._read(db.execute_sql(f"{sql} RETURNING {self._columns}", params))[0]
+
+    def updated(
         self, db: peewee.SqliteDatabase, changes: Mapping[str, Any], where: str, params: Sequence[Any]
-    ) -> int:
-        """Set ``changes`` on the rows matching ``where``; return how many rows changed."""
+    ) -> list[dict[str, Any]]:
+        """Set ``changes`` on the rows matching ``where``; return them as stored (``RETURNING``)."""
         columns, values = self._assignments(changes)
-        sql = f"UPDATE {self.name} SET {', '.join(f'{column} = ?' for column in columns)} WHERE {where}"
-        count: int = db.execute_sql(sql, [*values, *params]).rowcount
-        return count
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        sql = f"UPDATE {self.name} SET {assignments} WHERE {where} RETURNING {self._columns}"
+        return self._read(db.execute_sql(sql, [*values, *params]))
 
     def delete(self, db: peewee.SqliteDatabase, where: str, params: Sequence[Any]) -> int:
         """Delete the rows matching ``where``; return how many there were."""
         count: int = db.execute_sql(f"DELETE FROM {self.name} WHERE {where}", params).rowcount
         return count
+
+    def _read(self, cursor: Any) -> list[dict[str, Any]]:
+        readers = self._readers
+        return [
+            {name: read(value) for (name, read), value in zip(readers, row, strict=True)}
+            for row in cursor.fetchall()
+        ]
+
+    def _insert(self, values: Mapping[str, Any], replace: bool) -> tuple[str, list[Any]]:
+        columns, params = self._assignments(values)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        return f"{verb} INTO {self.name} ({', '.join(columns)}) VALUES ({marks(params)})", params
 
     def _assignments(self, values: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
         fields = [self._fields[name] for name in values]

@@ -99,9 +99,8 @@ class VMRepository(Repository):
             "updated_at": now,
         }
         missing_group = f"deployment id {group_id} does not exist"
-        with self._atomic(), integrity_errors("vm", values, missing=missing_group):
-            _VMS.insert(self._db, values)
-            return self.get_by_name(name)
+        with integrity_errors("vm", values, missing=missing_group):
+            return VMRecord(**_VMS.inserted(self._db, values))
 
     def get_by_name(self, name: str) -> VMRecord:
         """The VM called ``name``; :class:`NotFoundError` if there is none."""
@@ -137,10 +136,9 @@ class VMRepository(Repository):
         if "ip_address" in changes:
             changes["ip_address"] = changes["ip_address"] or None
         missing_group = f"deployment id {changes.get('group_id')} does not exist"
-        with self._atomic(), integrity_errors("vm", changes, missing=missing_group):
-            if not _VMS.update(self._db, {**changes, "updated_at": utcnow()}, _BY_NAME, (name,)):
-                raise NotFoundError(f"vm {name!r} not found")
-            return self.get_by_name(name)
+        with integrity_errors("vm", changes, missing=missing_group):
+            rows = _VMS.updated(self._db, {**changes, "updated_at": utcnow()}, _BY_NAME, (name,))
+        return VMRecord(**first(rows, f"vm {name!r} not found"))
 
     def delete(self, name: str) -> None:
         """Delete VM ``name``; its configuration, history and IP lease go with it."""
