@@ -19,6 +19,9 @@ import falcon
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.listing import VMQuery
 
+#: VMs whose views are built, checked and encoded at once: the list's memory is one batch's
+#: views and the body, whatever the number of VMs.
+BATCH = 100
 #: Queries whose pages are kept at once (the oldest kept is dropped first).
 KEPT_QUERIES = 16
 
@@ -32,8 +35,9 @@ class VMPage:
 
 
 class VMPages:
-    """Builds the VM list's pages, checked with ``check`` and encoded as Falcon encodes JSON media,
-    and keeps them for :data:`KEPT_QUERIES` queries while the VM change count stays the same.
+    """Builds the VM list's pages and keeps them for :data:`KEPT_QUERIES` queries while the VM
+    change count stays the same. Each batch is checked with ``check`` (the answer's model) and
+    encoded as Falcon encodes JSON media; the body joins the batches' items with ``", "``.
     """
 
     def __init__(self, orchestrator: Orchestrator, check: Callable[[Any], object]) -> None:
@@ -51,10 +55,13 @@ class VMPages:
             kept = self._pages.get(query) if changes == self._changes else None
         if kept is not None:
             return kept
-        vms, total = self._orchestrator.find_vms(query)
-        media = [vm.to_dict() for vm in vms]
-        self._check(media)
-        page = VMPage(self._json.serialize(media, falcon.MEDIA_JSON), total)
+        batches, total = self._orchestrator.find_vms(query, BATCH)
+        pieces = []
+        for views in batches:
+            media = [vm.to_dict() for vm in views]
+            self._check(media)
+            pieces.append(self._json.serialize(media, falcon.MEDIA_JSON)[1:-1])  # without its [ ]
+        page = VMPage(b"[" + b", ".join(pieces) + b"]", total)
         with self._lock:
             if changes > self._changes:
                 self._changes, self._pages = changes, {}
