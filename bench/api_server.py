@@ -29,6 +29,8 @@ import falcon
 import falcon.asgi
 import uvicorn
 
+from volant_core.manifest import parse_manifest
+from volant_core.orchestrator.vmconfig import VMConfig
 from volant_core.store import open_store
 from volant_core.testing.daemon import running_daemon, volantd_process
 from volant_core.testing.waiting import eventually, free_port
@@ -37,6 +39,13 @@ from volant_core.testing.waiting import eventually, free_port
 VMS = 1000
 #: Event-stream clients kept open while the daemon's memory is read.
 SSE_CLIENTS = 10
+#: The runtime manifest every seeded VM was created from.
+MANIFEST = {
+    "name": "bench",
+    "version": "1.0.0",
+    "runtime": "bench",
+    "workload": {"type": "http", "base_url": "http://127.0.0.1:8000", "entrypoint": ["/bin/true"]},
+}
 #: Targets of issue 11, printed beside the figures.
 TARGET_VMS_SHARE = 0.30
 TARGET_HEALTHZ_SHARE = 0.50
@@ -89,11 +98,14 @@ def bare_falcon() -> Iterator[str]:
 
 
 def seed(db_path: Path, runtime_dir: Path, count: int) -> None:
-    """``count`` stopped VMs written straight into the store at ``db_path`` (nothing booted)."""
+    """``count`` stopped VMs, each with its configuration, written straight into the store at
+    ``db_path`` (nothing booted). A VM without a configuration would be left out of the list.
+    """
+    config = VMConfig.from_manifest("bench", parse_manifest(MANIFEST)).to_json()
     store = open_store(db_path)
     try:
         for number in range(count):
-            store.vms.create(
+            record = store.vms.create(
                 name=f"bench-{number}",
                 status="stopped",
                 runtime="bench",
@@ -105,6 +117,7 @@ def seed(db_path: Path, runtime_dir: Path, count: int) -> None:
                 memory_mb=128,
                 runtime_dir=runtime_dir / f"bench-{number}",
             )
+            store.configs.put(record.id, config)
     finally:
         store.close()
 

@@ -7,6 +7,7 @@ when their client goes away or the daemon stops.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
@@ -299,26 +300,47 @@ def test_a_stream_stays_open_past_a_minute_with_heartbeats() -> None:
 
 
 def test_streams_opened_while_events_are_published_get_each_event_once() -> None:
-    """Events published while a stream switches from replaying the store to live delivery arrive once."""
+    """Events published while a stream switches from replaying the store to live delivery arrive once.
+
+    The publisher stays at most ``LEAD`` events ahead of the reader (well within the stream's queue):
+    a publisher faster than a reader on a loaded machine would otherwise make the stream overflow,
+    which is another behaviour (``test_a_client_that_falls_behind_gets_a_final_overflow_frame...``).
+    """
+    lead = 64
     with running_daemon() as api:
         publishing = threading.Event()
         publishing.set()
+        pace = threading.Condition()
+        read_up_to = [0]
 
         def publish_until_stopped() -> None:
             while publishing.is_set():
-                _publish(api, "VM_LOG", "busy")
+                published = _publish(api, "VM_LOG", "busy")
+                with pace:
+                    pace.wait_for(functools.partial(may_publish_after, published))
+
+        def may_publish_after(published: int) -> bool:
+            return published - read_up_to[0] < lead or not publishing.is_set()
+
+        def reader_at(event_id: int) -> None:
+            with pace:
+                read_up_to[0] = event_id
+                pace.notify_all()
 
         publisher = threading.Thread(target=publish_until_stopped)
         publisher.start()
         try:
             for _ in range(20):
                 resume = api.daemon.store.events.latest_id()
+                reader_at(resume)
                 with _open(api, headers={"Last-Event-ID": str(resume)}) as client:
                     end = api.daemon.store.events.latest_id() + 20
                     ids: list[int | None] = []
                     while not ids or (ids[-1] or 0) < end:
                         ids += [f.id for f in client.events(1)]
+                        reader_at(ids[-1] or 0)
                 assert ids == list(range(resume + 1, end + 1))
         finally:
             publishing.clear()
+            reader_at(0)
             publisher.join(30)

@@ -29,6 +29,7 @@ TABLES = {
     "vm_groups",
     "events",
     "idempotency_keys",
+    "vm_changes",
 }
 ISO_UTC_MICROS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
 
@@ -529,3 +530,34 @@ def test_idempotency_keys(store: Store) -> None:
     keys.release("k")
     assert keys.claim("k", "POST /x", "d3") is None
     assert keys.prune(utcnow() + timedelta(seconds=1)) == 1
+
+
+def test_vm_changes_count_every_write_of_a_vm_or_its_configuration_by_any_connection(
+    store: Store, db_path: Path
+) -> None:
+    counts = [store.vms.changes()]
+
+    def moved_on() -> bool:
+        counts.append(store.vms.changes())
+        return counts[-1] > counts[-2]
+
+    vm = new_vm(store, "counted")
+    assert moved_on()
+    store.configs.put(vm.id, {"plugin": "pyhttp"})
+    assert moved_on()
+    store.vms.update("counted", status="running")
+    assert moved_on()
+    store.vms.get_by_name("counted"), store.vms.list(), store.configs.current(vm.id)
+    assert not moved_on()
+    other = open_store(db_path)  # another connection, as another process would write
+    try:
+        other.configs.put(vm.id, {"plugin": "pyhttp", "cpu_cores": 2})
+        assert moved_on()
+        other.vms.delete("counted")
+        assert moved_on()
+    finally:
+        other.close()
+    with pytest.raises(RuntimeError), store.transaction():
+        new_vm(store, "rolled-back")
+        raise RuntimeError("undo")
+    assert not moved_on()

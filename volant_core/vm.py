@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -85,10 +85,16 @@ class VMView:
     config: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (the API's VM resource)."""
-        data = asdict(self)
+        """JSON-ready form (the API's VM resource): every field but ``config``.
+
+        Built field by field: ``dataclasses.asdict`` deep-copied the configuration only to drop it.
+        """
+        data = {name: getattr(self, name) for name in _RESOURCE_FIELDS}
         data["status"] = str(self.status)
         data["runtime_dir"] = str(self.runtime_dir)
         data["published_ports"] = [port.to_dict() for port in self.published_ports]
-        data.pop("config")
         return data
+
+
+#: The fields of :class:`VMView` the API's VM resource holds.
+_RESOURCE_FIELDS = tuple(f.name for f in fields(VMView) if f.name != "config")

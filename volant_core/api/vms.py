@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal, cast
 
 import falcon
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
 from volant_core.api.agent_relay import agent_target, forwarded_headers, relay_stream, request_body
 from volant_core.api.bodies import parse_body, query_choice, query_count, query_list
@@ -13,6 +13,7 @@ from volant_core.api.idempotency import REQUEST_HEADERS, idempotent
 from volant_core.api.models import CreateVMRequest, ResourceName
 from volant_core.api.openapi.operations import operation
 from volant_core.api.responses import VMResource
+from volant_core.api.vm_pages import VMPages
 from volant_core.errors import ValidationError
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.listing import SORT_KEYS, SortKey, VMQuery
@@ -32,6 +33,8 @@ LIST_QUERY = {
     "limit": Annotated[int, Field(ge=0, le=MAX_PAGE, description="Most VMs to answer; default all")],
     "offset": Annotated[int, Field(ge=0, le=MAX_PAGE, description="VMs to skip first; default 0")],
 }
+#: The VM list's answer: checked by the pages' builder (its body is sent as bytes, not media).
+LIST_RESPONSE = list[VMResource]
 
 
 def _list_query(req: falcon.Request) -> VMQuery:
@@ -62,9 +65,10 @@ class VMCollection:
     def __init__(self, orchestrator: Orchestrator, idempotency: IdempotencyRepository) -> None:
         self.orchestrator = orchestrator
         self.idempotency = idempotency
+        self._pages = VMPages(orchestrator, TypeAdapter(LIST_RESPONSE).validate_python)
 
     @operation(
-        response=list[VMResource],
+        response=LIST_RESPONSE,
         headers={"X-Total-Count": "Number of VMs matching the filters, before limit and offset"},
         query=LIST_QUERY,
     )
@@ -75,9 +79,10 @@ class VMCollection:
         match exactly and ``q`` is a substring of the name, IP address or runtime,
         all ignoring case. ``limit=0`` answers no VMs, only ``X-Total-Count``.
         """
-        vms, total = self.orchestrator.find_vms(_list_query(req))
-        resp.media = [vm.to_dict() for vm in vms]
-        resp.set_header("X-Total-Count", str(total))
+        page = self._pages.page(_list_query(req))
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = page.body
+        resp.set_header("X-Total-Count", str(page.total))
 
     @idempotent
     @operation(

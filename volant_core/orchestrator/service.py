@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +105,13 @@ class Orchestrator:
         """Every VM, oldest first."""
         return self._views.views_of(self.store.vms.list())
 
-    def find_vms(self, query: VMQuery) -> tuple[list[VMView], int]:
-        """The page of VMs ``query`` selects, and how many matched before paging."""
+    def find_vms(self, query: VMQuery, batch: int) -> tuple[Iterator[list[VMView]], int]:
+        """The page of VMs ``query`` selects, in batches of at most ``batch`` VMs, and how many matched
+        before paging. Each batch's views are built when it is reached: memory holds one batch's.
+        """
         page, total = query.apply(self.store.vms.list())
-        return self._views.views_of(page), total
+        batches = (self._views.views_of(page[start : start + batch]) for start in range(0, len(page), batch))
+        return batches, total
 
     def get_vm(self, name: str) -> VMView:
         """One VM; NotFoundError if there is none."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import peewee
-
 from volant_core.store.integrity import integrity_errors
 from volant_core.store.models import VMConfig, VMConfigHistory, utcnow
 from volant_core.store.records import ConfigRecord
-from volant_core.store.repository import Repository
+from volant_core.store.repository import Repository, first
+from volant_core.store.statements import Table, marks
+
+_CURRENT = Table(VMConfig)
+_HISTORY = Table(VMConfigHistory, fields=("vm_id", "version", "config", "updated_at"))
+_OF_VM = '"vm_id" = ?'
 
 
 class ConfigRepository(Repository):
@@ -25,50 +28,40 @@ class ConfigRepository(Repository):
         now = utcnow()
         missing = f"vm id {vm_id} does not exist"
         with self._atomic(), integrity_errors("vm config", {"vm_id": vm_id}, missing=missing):
-            current = VMConfig.select(VMConfig.version).where(VMConfig.vm_id == vm_id).scalar(self._db)
-            version = (current or 0) + 1
+            sql = f"SELECT version FROM {_CURRENT.name} WHERE {_OF_VM}"
+            current = self._db.execute_sql(sql, (vm_id,)).fetchone()
+            version = (current[0] if current else 0) + 1
             row = {"vm_id": vm_id, "config": dict(config), "version": version, "updated_at": now}
-            VMConfig.insert(**row).on_conflict_replace().execute(self._db)
-            VMConfigHistory.insert(**row).execute(self._db)
-            return self.current(vm_id)
+            _HISTORY.insert(self._db, row)
+            return ConfigRecord(**_CURRENT.inserted(self._db, row, replace=True))
 
     def current(self, vm_id: int) -> ConfigRecord:
         """The VM's current configuration; :class:`NotFoundError` if it has none."""
-        query = VMConfig.select().where(VMConfig.vm_id == vm_id)
-        return ConfigRecord(**self._one(query, f"vm id {vm_id} has no configuration"))
+        rows = _CURRENT.rows(self._db, _OF_VM, (vm_id,))
+        return ConfigRecord(**first(rows, f"vm id {vm_id} has no configuration"))
 
     def current_many(self, vm_ids: Collection[int]) -> dict[int, ConfigRecord]:
         """The current configuration of each VM of ``vm_ids`` that has one, by VM id (one query)."""
-        query = VMConfig.select().where(VMConfig.vm_id.in_(list(vm_ids)))
-        return {row["vm_id"]: ConfigRecord(**row) for row in self._rows(query)}
+        ids = list(vm_ids)
+        rows = _CURRENT.rows(self._db, f'"vm_id" IN ({marks(ids)})', ids)
+        return {row["vm_id"]: ConfigRecord(**row) for row in rows}
 
     def versions(self, wanted: Mapping[int, int]) -> dict[int, ConfigRecord]:
         """Version ``wanted[vm_id]`` of each VM's configuration, by VM id (one query), if it exists."""
         if not wanted:
             return {}
-        key = peewee.Tuple(VMConfigHistory.vm_id, VMConfigHistory.version)
-        query = self._history_query().where(key.in_(list(wanted.items())))
-        return {row["vm_id"]: ConfigRecord(**row) for row in self._rows(query)}
+        pairs = ", ".join("(?, ?)" for _ in wanted)
+        params = [number for pair in wanted.items() for number in pair]
+        rows = _HISTORY.rows(self._db, f'("vm_id", "version") IN (VALUES {pairs})', params)
+        return {row["vm_id"]: ConfigRecord(**row) for row in rows}
 
     def history(self, vm_id: int, limit: int | None = None) -> list[ConfigRecord]:
         """The VM's configurations, newest first, at most ``limit`` of them."""
-        query = (
-            self._history_query()
-            .where(VMConfigHistory.vm_id == vm_id)
-            .order_by(VMConfigHistory.version.desc())
-            .limit(limit)
-        )
-        return [ConfigRecord(**row) for row in self._rows(query)]
+        tail = 'ORDER BY "version" DESC' + ("" if limit is None else " LIMIT ?")
+        params = (vm_id,) if limit is None else (vm_id, limit)
+        return [ConfigRecord(**row) for row in _HISTORY.rows(self._db, _OF_VM, params, tail=tail)]
 
     def get_version(self, vm_id: int, version: int) -> ConfigRecord:
         """One version of the VM's configuration; :class:`NotFoundError` if it never existed."""
-        query = self._history_query().where(
-            (VMConfigHistory.vm_id == vm_id) & (VMConfigHistory.version == version)
-        )
-        return ConfigRecord(**self._one(query, f"vm id {vm_id} has no configuration version {version}"))
-
-    @staticmethod
-    def _history_query() -> peewee.ModelSelect[VMConfigHistory]:
-        return VMConfigHistory.select(
-            VMConfigHistory.vm_id, VMConfigHistory.version, VMConfigHistory.config, VMConfigHistory.updated_at
-        )
+        rows = _HISTORY.rows(self._db, f'{_OF_VM} AND "version" = ?', (vm_id, version))
+        return ConfigRecord(**first(rows, f"vm id {vm_id} has no configuration version {version}"))

@@ -8,6 +8,9 @@ from typing import Any
 from volant_core.store.models import Event, utcnow
 from volant_core.store.records import EventRecord
 from volant_core.store.repository import Repository
+from volant_core.store.statements import Table
+
+_EVENTS = Table(Event)
 
 
 class EventRepository(Repository):
@@ -16,15 +19,13 @@ class EventRepository(Repository):
     def append(self, event_type: str, payload: Mapping[str, Any], vm_name: str | None = None) -> EventRecord:
         """Store an event; its id is greater than every id handed out before."""
         row = {"type": event_type, "vm_name": vm_name, "payload": dict(payload), "created_at": utcnow()}
-        with self._atomic():
-            event_id = Event.insert(**row).execute(self._db)
-            query = Event.select().where(Event.id == event_id)
-            return EventRecord(**self._one(query, f"no event {event_id}"))
+        return EventRecord(**_EVENTS.inserted(self._db, row))
 
     def since(self, after_id: int, limit: int | None = None) -> list[EventRecord]:
         """Stored events with an id greater than ``after_id``, oldest first, at most ``limit``."""
-        query = Event.select().where(Event.id > after_id).order_by(Event.id).limit(limit)
-        return [EventRecord(**row) for row in self._rows(query)]
+        tail = 'ORDER BY "id"' + ("" if limit is None else " LIMIT ?")
+        params = (after_id,) if limit is None else (after_id, limit)
+        return [EventRecord(**row) for row in _EVENTS.rows(self._db, '"id" > ?', params, tail=tail)]
 
     def latest_id(self) -> int:
         """The id of the newest event ever appended (pruned or not); 0 before the first."""

@@ -145,6 +145,16 @@ class VMConfigHistory(peewee.Model):
         table_name = "vm_config_history"
 
 
+class VMChanges(peewee.Model):
+    """One row: how many times a VM row or a VM configuration was inserted, updated or deleted."""
+
+    id = peewee.IntegerField(primary_key=True)
+    count = peewee.IntegerField()
+
+    class Meta:
+        table_name = "vm_changes"
+
+
 class Plugin(peewee.Model):
     """A runtime manifest installed through the API."""
 
@@ -205,6 +215,7 @@ MODELS: tuple[type[peewee.Model], ...] = (
     VM,
     VMConfig,
     VMConfigHistory,
+    VMChanges,
     Plugin,
     IPAllocation,
     Event,

@@ -16,7 +16,8 @@ class Repository:
     Every write that takes more than one statement runs in a ``BEGIN
     IMMEDIATE`` transaction (a savepoint when the caller already opened
     one with :meth:`volant_core.store.Store.transaction`), and every write
-    returns the row as stored, read back inside that transaction.
+    returns the row as stored: read back inside that transaction, or by the
+    writing statement itself (``RETURNING``) when it is the only one.
     """
 
     def __init__(self, db: peewee.SqliteDatabase) -> None:
@@ -32,7 +33,11 @@ class Repository:
 
     def _one(self, query: peewee.ModelSelect[Any], missing: str) -> dict[str, Any]:
         """The first row of ``query``; :class:`NotFoundError` with ``missing`` when there is none."""
-        rows = self._rows(query.limit(1))
-        if not rows:
-            raise NotFoundError(missing)
-        return rows[0]
+        return first(self._rows(query.limit(1)), missing)
+
+
+def first(rows: list[dict[str, Any]], missing: str) -> dict[str, Any]:
+    """The first of ``rows``; :class:`NotFoundError` with ``missing`` when there is none."""
+    if not rows:
+        raise NotFoundError(missing)
+    return rows[0]

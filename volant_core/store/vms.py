@@ -10,7 +10,8 @@ from volant_core.errors import NotFoundError
 from volant_core.store.integrity import integrity_errors
 from volant_core.store.models import VM, utcnow
 from volant_core.store.records import VMRecord
-from volant_core.store.repository import Repository
+from volant_core.store.repository import Repository, first
+from volant_core.store.statements import Table
 
 #: Smallest vsock context ID a guest may get (0-2 are reserved by the host).
 FIRST_GUEST_CID = 3
@@ -38,6 +39,10 @@ UPDATABLE = frozenset(
         "console_log",
     }
 )
+
+
+_VMS = Table(VM)
+_BY_NAME = f"{_VMS.column('name')} = ?"
 
 
 class VMRepository(Repository):
@@ -94,25 +99,34 @@ class VMRepository(Repository):
             "updated_at": now,
         }
         missing_group = f"deployment id {group_id} does not exist"
-        with self._atomic(), integrity_errors("vm", values, missing=missing_group):
-            VM.insert(**values).execute(self._db)
-            return self.get_by_name(name)
+        with integrity_errors("vm", values, missing=missing_group):
+            return VMRecord(**_VMS.inserted(self._db, values))
 
     def get_by_name(self, name: str) -> VMRecord:
         """The VM called ``name``; :class:`NotFoundError` if there is none."""
-        return VMRecord(**self._one(VM.select().where(VM.name == name), f"vm {name!r} not found"))
+        rows = _VMS.rows(self._db, _BY_NAME, (name,), tail="LIMIT 1")
+        return VMRecord(**first(rows, f"vm {name!r} not found"))
 
     def list(self, *, group_id: int | None = None) -> builtins.list[VMRecord]:
         """All VMs, or the members of one deployment, oldest first."""
-        query = VM.select().order_by(VM.created_at, VM.id)
-        if group_id is not None:
-            query = query.where(VM.group_id == group_id)
-        return [VMRecord(**row) for row in self._rows(query)]
+        where, params = (f"{_VMS.column('group_id')} = ?", (group_id,)) if group_id is not None else ("", ())
+        order = f"ORDER BY {_VMS.column('created_at')}, {_VMS.column('id')}"
+        return [VMRecord(**row) for row in _VMS.rows(self._db, where, params, tail=order)]
 
     def count(self) -> int:
         """How many VMs there are."""
         found: int = VM.select().count(self._db)
         return found
+
+    def changes(self) -> int:
+        """How many times a VM or a VM's configuration (current or past) was written, by anyone.
+
+        Every insert, update and delete of those rows adds one, in its own transaction (a
+        trigger), whichever connection or process made it. An unchanged count means unchanged
+        VMs and configurations: read it *before* reading them to key what is derived from them.
+        """
+        row = self._db.execute_sql("SELECT count FROM vm_changes WHERE id = 1").fetchone()
+        return int(row[0])
 
     def update(self, name: str, **changes: Any) -> VMRecord:
         """Set the given columns (see :data:`UPDATABLE`) of VM ``name``; return the updated row."""
@@ -122,15 +136,13 @@ class VMRepository(Repository):
         if "ip_address" in changes:
             changes["ip_address"] = changes["ip_address"] or None
         missing_group = f"deployment id {changes.get('group_id')} does not exist"
-        with self._atomic(), integrity_errors("vm", changes, missing=missing_group):
-            updated = VM.update(**changes, updated_at=utcnow()).where(VM.name == name).execute(self._db)
-            if not updated:
-                raise NotFoundError(f"vm {name!r} not found")
-            return self.get_by_name(name)
+        with integrity_errors("vm", changes, missing=missing_group):
+            rows = _VMS.updated(self._db, {**changes, "updated_at": utcnow()}, _BY_NAME, (name,))
+        return VMRecord(**first(rows, f"vm {name!r} not found"))
 
     def delete(self, name: str) -> None:
         """Delete VM ``name``; its configuration, history and IP lease go with it."""
-        if not VM.delete().where(VM.name == name).execute(self._db):
+        if not _VMS.delete(self._db, _BY_NAME, (name,)):
             raise NotFoundError(f"vm {name!r} not found")
 
     def next_vsock_cid(self) -> int:
@@ -140,7 +152,8 @@ class VMRepository(Repository):
         takes the same CID in between.
         """
         cid = FIRST_GUEST_CID
-        for (used,) in VM.select(VM.vsock_cid).order_by(VM.vsock_cid).tuples().execute(self._db):
+        column = _VMS.column("vsock_cid")
+        for (used,) in self._db.execute_sql(f"SELECT {column} FROM {_VMS.name} ORDER BY {column}"):
             if used != cid:
                 break
             cid += 1
