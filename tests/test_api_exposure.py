@@ -107,6 +107,32 @@ def test_other_json_routes_refuse_text_plain(
     assert host_api.request("GET", "/api/v1/deployments").json() == []
 
 
+# --- Origin ------------------------------------------------------------------
+
+
+def test_a_page_from_another_site_cannot_stop_a_vm(host_api: RunningDaemon) -> None:
+    """A bodyless POST needs no preflight; the browser still says where the page came from."""
+    assert host_api.request("POST", "/api/v1/vms", {"name": "kept", "plugin": "hello-host"}).status == 201
+    host_api.wait_for_status("kept", {"running"})
+    headers = {"Origin": "https://attacker.example"}
+    status, answer = _send(host_api, "POST", "/api/v1/vms/kept/stop", None, headers)
+    assert status == 403, answer
+    assert "VOLANT_CORS_ORIGINS" in answer["error"]["message"]
+    assert _send(host_api, "DELETE", "/api/v1/vms/kept", None, headers)[0] == 403
+    assert host_api.request("GET", "/api/v1/vms/kept").json()["status"] == "running"
+    assert _send(host_api, "GET", "/api/v1/vms/kept", None, headers)[0] == 200  # reading: CORS decides
+
+
+def test_a_listed_origin_may_change_things() -> None:
+    with running_daemon(cors_origins="https://console.example") as daemon:
+        headers = {"Origin": "https://console.example", "Content-Type": "application/json"}
+        assert _send(daemon, "POST", "/api/v1/vms/ghost/stop", None, headers)[0] == 404
+        assert (
+            _send(daemon, "POST", "/api/v1/vms/ghost/stop", None, {"Origin": "https://other.example"})[0]
+            == 403
+        )
+
+
 # --- Host --------------------------------------------------------------------
 
 

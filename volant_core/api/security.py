@@ -5,10 +5,11 @@ ADR 11 and ADR 25):
 
 1. :class:`HostCheck` (always; ``VOLANT_API_HOSTS`` adds names): 421 for a foreign ``Host``;
 2. :class:`Cors` (``VOLANT_CORS_ORIGINS``): answers browser preflights;
-3. :class:`AddressAllowlist` (``VOLANT_API_ALLOW_CIDR``, ``VOLANT_TRUSTED_PROXIES``): 403;
-4. :class:`ApiKeyAuth` (``VOLANT_API_KEY`` or ``VOLANT_API_KEY_FILE``): 401.
+3. :class:`OriginCheck` (always): 403 for a change asked by a page outside ``VOLANT_CORS_ORIGINS``;
+4. :class:`AddressAllowlist` (``VOLANT_API_ALLOW_CIDR``, ``VOLANT_TRUSTED_PROXIES``): 403;
+5. :class:`ApiKeyAuth` (``VOLANT_API_KEY`` or ``VOLANT_API_KEY_FILE``): 401.
 
-All but the first are installed only when their setting is given.
+The others are installed only when their setting is given.
 
 The body-size limit of :mod:`volant_core.api.app` runs after them. Refusals are
 :class:`~volant_core.errors.VolantError` subclasses, so they get the usual error body.
@@ -157,6 +158,34 @@ class HostCheck:
             )
 
 
+#: Methods a browser sends cross-origin without a preflight only when they change nothing.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class OriginCheck:
+    """Requests that may change something (not GET, HEAD or OPTIONS) carrying an ``Origin``
+    outside ``VOLANT_CORS_ORIGINS`` get 403.
+
+    Browsers send ``Origin`` on every cross-origin request, and a page may POST with no body
+    (start, stop, an action) without a preflight; volantd serves no pages of its own, so such a
+    request comes from another site's page. Programs send no ``Origin`` and are not affected.
+    """
+
+    def __init__(self, origins: Sequence[str]) -> None:
+        self._origins = tuple(origins)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Refuse a change asked by a web page from an origin not listed."""
+        origin = req.get_header("Origin")
+        if req.method in SAFE_METHODS or origin is None or origin_allowed(origin, self._origins):
+            return
+        raise ForbiddenError(
+            f"a web page from {origin} may not change anything here; "
+            "list its origin in VOLANT_CORS_ORIGINS to allow it",
+            field="Origin",
+        )
+
+
 def _parse_address(text: str) -> IPAddress:
     """``text`` as an IP address (an IPv4-mapped IPv6 address as IPv4); ValueError if it is none."""
     address = ipaddress.ip_address(text.strip())
@@ -253,11 +282,16 @@ class ApiKeyAuth:
         return None
 
 
-def security_middleware(settings: Settings) -> list[HostCheck | Cors | AddressAllowlist | ApiKeyAuth]:
+#: One access-control middleware.
+Middleware = HostCheck | Cors | OriginCheck | AddressAllowlist | ApiKeyAuth
+
+
+def security_middleware(settings: Settings) -> list[Middleware]:
     """The access-control middleware ``settings`` ask for, in the order they must run."""
-    chain: list[HostCheck | Cors | AddressAllowlist | ApiKeyAuth] = [HostCheck(settings.api_hosts)]
+    chain: list[Middleware] = [HostCheck(settings.api_hosts)]
     if settings.cors_origins:
         chain.append(Cors(settings.cors_origins))
+    chain.append(OriginCheck(settings.cors_origins))
     if settings.api_allow_cidr:
         chain.append(AddressAllowlist(settings.api_allow_cidr, settings.trusted_proxies))
     if settings.api_key:

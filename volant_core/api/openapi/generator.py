@@ -47,7 +47,8 @@ DOCUMENT_PATH = "/openapi"
 #: What each error status means, for every route that may answer it.
 ERROR_DESCRIPTIONS = {
     401: "Missing or wrong API key (only when volantd runs with VOLANT_API_KEY)",
-    403: "Client address not allowed (only when volantd runs with VOLANT_API_ALLOW_CIDR)",
+    403: "Client address not allowed (VOLANT_API_ALLOW_CIDR), or a change asked by a web page whose "
+    "origin is not in VOLANT_CORS_ORIGINS",
     404: "No such resource (or no such route)",
     409: "Conflicts with the current state (exists already, wrong state, disabled, in use)",
     413: "Request body over the size limit",
