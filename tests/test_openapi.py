@@ -63,8 +63,8 @@ class RoutePlugin:
 
 @pytest.fixture(scope="module")
 def api() -> Any:
-    """A daemon with the test route plugin."""
-    with running_daemon(plugins=[("test-routes", RoutePlugin())]) as daemon:
+    """A daemon with the test route plugin, answering to the name ``volant.test`` too."""
+    with running_daemon(plugins=[("test-routes", RoutePlugin())], api_hosts="volant.test") as daemon:
         yield daemon
 
 
@@ -150,7 +150,7 @@ def test_the_document_describes_what_the_routes_send(document: dict[str, Any]) -
     assert create["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CreateVMRequest"
     }
-    assert set(create["responses"]) == {"201", "401", "403", "404", "409", "413", "422", "500"}
+    assert set(create["responses"]) == {"201", "401", "403", "404", "409", "413", "415", "421", "422", "500"}
     name = paths["/api/v1/vms/{name}"]["get"]["parameters"][0]
     assert (name["in"], name["required"], name["schema"]["pattern"]) == (
         "path",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from volant_core.api.app import ApiDeps, create_app
 from volant_core.api.server import ApiServer, ServerLimits
@@ -62,21 +65,62 @@ def _persist_event(store: Store, keep: int, event: Event) -> int:
     return record.id
 
 
+#: volantd's umask: what it and its children (the VMMs, plugins' helpers) create is theirs alone.
+PRIVATE_UMASK = 0o077
+#: Mode of volantd's own directories.
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private_dirs(state_dir: Path, directories: list[Path]) -> None:
+    """Create ``directories`` (parents too) mode 0700. Existing ones are narrowed to 0700 when they
+    are ``state_dir`` or inside it (Volant's own, maybe made by an older version under a looser
+    umask); a directory elsewhere that a setting names is left as its owner made it.
+    """
+    for directory in directories:
+        directory.mkdir(PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        if directory.is_relative_to(state_dir):
+            directory.chmod(PRIVATE_DIR_MODE)
+
+
+def warn_if_key_file_shared(settings: Settings) -> None:
+    """Log a warning when the API key file can be read (or written) by other users than its owner."""
+    if settings.api_key_file is None:
+        return
+    path = settings.api_key_file.expanduser()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "the API key file %s is mode %04o: other users can read the key; run chmod 600 %s",
+            path,
+            mode,
+            path,
+        )
+
+
 def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemon:
     """Load the plugins, validate their settings, open the state and wire the daemon (not yet serving).
 
     Raises :class:`~volant_core.errors.ValidationError` naming the variable of an invalid plugin
-    setting before anything is opened.
+    setting before anything is opened. Sets the process umask to 077 (:data:`PRIVATE_UMASK`) and
+    makes volantd's directories 0700: an embedding program gets that umask too.
     """
     plugins = plugins or load_plugins()
     bus: EventBus  # made once the store is open; plugins publish only after that
     orchestrator: Orchestrator
     plugins.configure(settings, publisher=lambda event: bus.publish(event))
-    for directory in (settings.state_dir, settings.runtime_dir, settings.log_dir, settings.cache_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    (settings.state_dir / IMAGES_DIR).mkdir(exist_ok=True)
-    for name in plugins.loaded():
-        plugins.context(name).state_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(PRIVATE_UMASK)
+    make_private_dirs(
+        settings.state_dir,
+        [
+            settings.state_dir,
+            settings.runtime_dir,
+            settings.log_dir,
+            settings.cache_dir,
+            settings.state_dir / IMAGES_DIR,
+            *(plugins.context(name).state_dir for name in plugins.loaded()),
+        ],
+    )
+    warn_if_key_file_shared(settings)
     store = open_store(settings.db_path)
 
     def in_use(runtime: str) -> list[str]:

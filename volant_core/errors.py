@@ -58,6 +58,13 @@ class ValidationError(VolantError):
         return cls(message, field=first["field"], details=details)
 
 
+class UnsupportedMediaTypeError(ValidationError):
+    """A JSON body sent without ``Content-Type: application/json``."""
+
+    http_status = 415
+    code = "unsupported_media_type"
+
+
 class UnauthorizedError(VolantError):
     """The request carries no API key, or the wrong one (``VOLANT_API_KEY``)."""
 
@@ -72,6 +79,15 @@ class ForbiddenError(VolantError):
     http_status = 403
     exit_code = 7
     code = "forbidden"
+
+
+class MisdirectedError(ForbiddenError):
+    """The request's ``Host`` names neither volantd's listen address nor a name in
+    ``VOLANT_API_HOSTS`` (a page on another site reaching volantd by DNS rebinding, say).
+    """
+
+    http_status = 421
+    code = "misdirected"
 
 
 class NotFoundError(VolantError):

@@ -57,6 +57,8 @@ class Settings(BaseModel):
     api_allow_cidr: tuple[IPNetwork, ...] = ()
     trusted_proxies: tuple[IPNetwork, ...] = ()
     cors_origins: tuple[str, ...] = ()
+    api_hosts: tuple[str, ...] = ()
+    """Names clients may reach the API by (``Host``), besides ``localhost`` and IP addresses."""
     boot_timeout: float = Field(default=120.0, gt=0)
     stop_timeout: float = Field(default=30.0, gt=0)
     health_interval: float = Field(default=5.0, gt=0)
@@ -123,6 +125,15 @@ class Settings(BaseModel):
                 raise ValueError(f"{origin} is not an origin such as https://console.example.com, or *")
         return origins
 
+    @field_validator("api_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value: object) -> tuple[str, ...]:
+        names = tuple(str(item).lower().rstrip(".") for item in _comma_list(value))
+        for name in names:
+            if not _HOST_NAME.fullmatch(name):
+                raise ValueError(f"{name} is not a host name such as volant.example.com (no port, no scheme)")
+        return names
+
     @property
     def download_dir(self) -> Path:
         """Where boot sources store verified artifacts (volantd reads them like ``artifact_dirs``)."""
@@ -134,6 +145,9 @@ class Settings(BaseModel):
         host, _, port = self.api_listen.rpartition(":")
         return host.strip("[]"), int(port)
 
+
+#: A DNS name as ``VOLANT_API_HOSTS`` lists them: dot-separated labels, no port.
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 #: A browser origin: scheme, host and optional port, no path.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+")
@@ -150,8 +164,8 @@ def _comma_list(value: object) -> list[object]:
     return items
 
 
-def _read_key_file(path: Path) -> str:
-    """The API key stored in ``path`` (surrounding whitespace stripped)."""
+def read_key_file(path: Path) -> str:
+    """The API key stored in ``path`` (surrounding whitespace stripped); ValueError saying why not."""
     try:
         key = path.read_text().strip()
     except (OSError, UnicodeDecodeError) as err:
@@ -182,6 +196,7 @@ ENVIRONMENT = {
     "VOLANT_API_ALLOW_CIDR": "api_allow_cidr",
     "VOLANT_TRUSTED_PROXIES": "trusted_proxies",
     "VOLANT_CORS_ORIGINS": "cors_origins",
+    "VOLANT_API_HOSTS": "api_hosts",
     "VOLANT_BOOT_TIMEOUT": "boot_timeout",
     "VOLANT_STOP_TIMEOUT": "stop_timeout",
     "VOLANT_HEALTH_INTERVAL": "health_interval",
@@ -245,14 +260,36 @@ def load_settings(
             other = sources.get("api_key", "--api-key")
             raise ValidationError(f"{source}: {other} is set too; use one of them", field="api_key_file")
         try:
-            values["api_key"] = _read_key_file(Path(str(values["api_key_file"])).expanduser())
+            values["api_key"] = read_key_file(Path(str(values["api_key_file"])).expanduser())
         except ValueError as err:
             raise ValidationError(f"{source}: {err}", field="api_key_file") from None
         sources["api_key"] = source
     try:
-        return Settings.model_validate(values)
+        settings = Settings.model_validate(values)
     except PydanticValidationError as err:
         first = err.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
         source = sources.get(field, f"--{field.replace('_', '-')}")
         raise ValidationError(f"{source}: {first['msg']}", field=field) from None
+    if settings.api_key is None and not is_loopback(settings.listen_address[0]):
+        source = sources.get("api_listen", "--listen")
+        raise ValidationError(
+            f"{source}: {settings.api_listen} is reachable from other machines, and no API key is set; "
+            "put a key in a file only volantd's user can read (e.g. `head -c 32 /dev/urandom | base64 "
+            "> /etc/volant/api-key; chmod 600 /etc/volant/api-key`) and give it as VOLANT_API_KEY_FILE "
+            "(--api-key-file), or listen on 127.0.0.1",
+            field="api_listen",
+        )
+    return settings
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a listen or ``Host`` name, IPv6 without brackets) is this machine only:
+    ``localhost`` or a loopback address.
+    """
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

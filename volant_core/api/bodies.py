@@ -10,7 +10,7 @@ import falcon
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from volant_core.errors import ValidationError
+from volant_core.errors import UnsupportedMediaTypeError, ValidationError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -23,9 +23,33 @@ def raw_body(req: falcon.Request) -> bytes:
     return body
 
 
+#: The media type every JSON body must be sent as.
+JSON_MEDIA_TYPE = "application/json"
+
+
+def require_json_content_type(req: falcon.Request) -> None:
+    """415 unless ``req`` says its body is ``application/json`` (parameters such as ``charset``
+    allowed). A web page can send ``text/plain`` (or a form) to any address without asking the
+    browser's permission first (no CORS preflight), but not ``application/json``: so refusing the
+    others keeps pages on other sites from feeding volantd documents (ADR 25).
+    """
+    sent = req.content_type
+    media_type = (sent or "").partition(";")[0].strip().lower()
+    if media_type != JSON_MEDIA_TYPE:
+        raise UnsupportedMediaTypeError(
+            f"Content-Type: expected {JSON_MEDIA_TYPE} for a JSON body, got {sent or 'none'}; "
+            f"send the header Content-Type: {JSON_MEDIA_TYPE}",
+            field="Content-Type",
+        )
+
+
 def read_json(req: falcon.Request) -> Any:
-    """The request body parsed as JSON; 400-class ValidationError when it is not JSON."""
+    """The request body parsed as JSON: 415 when it is not sent as ``application/json``,
+    422 when it is not JSON.
+    """
     raw = raw_body(req)
+    if raw:
+        require_json_content_type(req)
     if not raw:
         raise ValidationError("request body: expected a JSON document, got nothing", field="body")
     try:

@@ -1,11 +1,15 @@
 """Who may use the API: CORS, the client-address allowlist and the API key, as Falcon middleware.
 
-Each job is one middleware class, installed only when its setting is given, in
-this order (see :func:`security_middleware` and ADR 11):
+Each job is one middleware class, in this order (see :func:`security_middleware`,
+ADR 11 and ADR 25):
 
-1. :class:`Cors` (``VOLANT_CORS_ORIGINS``): answers browser preflights before anything else;
-2. :class:`AddressAllowlist` (``VOLANT_API_ALLOW_CIDR``, ``VOLANT_TRUSTED_PROXIES``): 403;
-3. :class:`ApiKeyAuth` (``VOLANT_API_KEY`` or ``VOLANT_API_KEY_FILE``): 401.
+1. :class:`HostCheck` (always; ``VOLANT_API_HOSTS`` adds names): 421 for a foreign ``Host``;
+2. :class:`Cors` (``VOLANT_CORS_ORIGINS``): answers browser preflights;
+3. :class:`OriginCheck` (always): 403 for a change asked by a page outside ``VOLANT_CORS_ORIGINS``;
+4. :class:`AddressAllowlist` (``VOLANT_API_ALLOW_CIDR``, ``VOLANT_TRUSTED_PROXIES``): 403;
+5. :class:`ApiKeyAuth` (``VOLANT_API_KEY`` or ``VOLANT_API_KEY_FILE``): 401.
+
+The others are installed only when their setting is given.
 
 The body-size limit of :mod:`volant_core.api.app` runs after them. Refusals are
 :class:`~volant_core.errors.VolantError` subclasses, so they get the usual error body.
@@ -20,8 +24,8 @@ from collections.abc import Sequence
 
 import falcon
 
-from volant_core.errors import ForbiddenError, UnauthorizedError
-from volant_core.settings import IPNetwork, Settings
+from volant_core.errors import ForbiddenError, MisdirectedError, UnauthorizedError
+from volant_core.settings import IPNetwork, Settings, is_loopback
 
 #: Paths answered without an API key: load balancers and supervisors probe them.
 OPEN_PATHS = frozenset({"/healthz"})
@@ -38,6 +42,9 @@ CORS_ALLOW_HEADERS = f"{KEY_HEADER}, Authorization, Content-Type"
 CORS_EXPOSE_HEADERS = "X-Total-Count, Location"
 #: Seconds a browser may cache a preflight answer.
 CORS_MAX_AGE = "600"
+
+#: A ``Host`` header value: a name or ``[IPv6 address]``, then maybe a port.
+_HOST = re.compile(r"(?:\[(?P<address>[^\]]+)\]|(?P<name>[^:\[\]]+))(?::\d+)?")
 
 _QUERY_KEY = re.compile(rf"([?&]{QUERY_KEY_PARAM}=)[^&\s]*")
 
@@ -100,6 +107,83 @@ class Cors:
         if allowed is not None:
             resp.set_header("Access-Control-Allow-Origin", allowed)
             resp.set_header("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS)
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a ``Host`` header value (port and IPv6 brackets dropped, lower case, no
+    trailing dot); a value that is not ``name[:port]`` or ``[address][:port]`` comes back whole.
+    """
+    value = host_header.strip().lower()
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return value
+    return (match["address"] or match["name"]).rstrip(".")
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class HostCheck:
+    """Only requests whose ``Host`` volantd answers to get through; 421 for the others.
+
+    Accepted: ``localhost``, any IP address (the listen address among them), and the
+    names in ``VOLANT_API_HOSTS``. A page on another site that points its own DNS name
+    at 127.0.0.1 (DNS rebinding) makes the browser send that name, so it cannot read
+    volantd's answers; a name cannot be rebound when it is an address, or ``localhost``,
+    which browsers resolve themselves. A request without ``Host`` (HTTP/1.0, never a
+    browser) passes.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = frozenset(names)
+
+    def allowed(self, host_header: str) -> bool:
+        """Whether volantd answers requests carrying ``Host: host_header``."""
+        name = host_name(host_header)
+        return name in self._names or is_loopback(name) or _is_address(name)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Refuse the request with 421 when its ``Host`` is not one volantd answers to."""
+        host = req.env.get("HTTP_HOST")
+        if host is not None and not self.allowed(host):
+            raise MisdirectedError(
+                f"Host {host!r} is not a name of this volantd; reach it by address or localhost, "
+                "or add the name to VOLANT_API_HOSTS (comma-separated)",
+                field="Host",
+            )
+
+
+#: Methods a browser sends cross-origin without a preflight only when they change nothing.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class OriginCheck:
+    """Requests that may change something (not GET, HEAD or OPTIONS) carrying an ``Origin``
+    outside ``VOLANT_CORS_ORIGINS`` get 403.
+
+    Browsers send ``Origin`` on every cross-origin request, and a page may POST with no body
+    (start, stop, an action) without a preflight; volantd serves no pages of its own, so such a
+    request comes from another site's page. Programs send no ``Origin`` and are not affected.
+    """
+
+    def __init__(self, origins: Sequence[str]) -> None:
+        self._origins = tuple(origins)
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Refuse a change asked by a web page from an origin not listed."""
+        origin = req.get_header("Origin")
+        if req.method in SAFE_METHODS or origin is None or origin_allowed(origin, self._origins):
+            return
+        raise ForbiddenError(
+            f"a web page from {origin} may not change anything here; "
+            "list its origin in VOLANT_CORS_ORIGINS to allow it",
+            field="Origin",
+        )
 
 
 def _parse_address(text: str) -> IPAddress:
@@ -198,11 +282,16 @@ class ApiKeyAuth:
         return None
 
 
-def security_middleware(settings: Settings) -> list[Cors | AddressAllowlist | ApiKeyAuth]:
+#: One access-control middleware.
+Middleware = HostCheck | Cors | OriginCheck | AddressAllowlist | ApiKeyAuth
+
+
+def security_middleware(settings: Settings) -> list[Middleware]:
     """The access-control middleware ``settings`` ask for, in the order they must run."""
-    chain: list[Cors | AddressAllowlist | ApiKeyAuth] = []
+    chain: list[Middleware] = [HostCheck(settings.api_hosts)]
     if settings.cors_origins:
         chain.append(Cors(settings.cors_origins))
+    chain.append(OriginCheck(settings.cors_origins))
     if settings.api_allow_cidr:
         chain.append(AddressAllowlist(settings.api_allow_cidr, settings.trusted_proxies))
     if settings.api_key:

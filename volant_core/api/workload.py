@@ -77,7 +77,7 @@ class VMAction:
     def __init__(self, orchestrator: Orchestrator) -> None:
         self.orchestrator = orchestrator
 
-    @operation(passthrough=True, errors=(404, 409, 422, 502, 503, 504))
+    @operation(passthrough=True, errors=(404, 409, 415, 422, 502, 503, 504))
     def on_post(self, req: falcon.Request, resp: falcon.Response, name: ResourceName, action: str) -> None:
         """Run one of the manifest's actions: ``<method> <path>`` on the workload, through kestrel.
 

@@ -18,9 +18,11 @@ from volant_core.errors import (
     AgentTimeout,
     ConflictError,
     ForbiddenError,
+    MisdirectedError,
     NotFoundError,
     NotReadyError,
     UnauthorizedError,
+    UnsupportedMediaTypeError,
     ValidationError,
     VolantError,
 )
@@ -31,6 +33,8 @@ _STATUS_ERRORS: dict[int, type[VolantError]] = {
     401: UnauthorizedError,
     403: ForbiddenError,
     413: ValidationError,
+    415: UnsupportedMediaTypeError,
+    421: MisdirectedError,
     422: ValidationError,
     404: NotFoundError,
     409: ConflictError,
@@ -79,13 +83,15 @@ class ApiClient:
         self.timeout = timeout
 
     def _request(
-        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None, json_body: bool
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None
     ) -> urllib.request.Request:
-        """The request to send: the API key and, for a JSON payload, its content type added."""
+        """The request to send: the API key added and, for a body whose type ``headers`` do not
+        give, ``Content-Type: application/json`` (volantd refuses JSON sent as anything else).
+        """
         request = urllib.request.Request(
             self.base_url + path, data=body, method=method, headers=headers or {}
         )
-        if json_body:
+        if body is not None and not request.has_header("Content-type"):
             request.add_header("Content-Type", "application/json")
         for header, value in self.credentials().items():
             request.add_header(header, value)
@@ -106,7 +112,7 @@ class ApiClient:
     ) -> Reply:
         """Send a request and return the answer whatever its status; ApiError if volantd is unreachable."""
         body = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
-        request = self._request(method, path, body, headers, json_body=body is not None and raw is None)
+        request = self._request(method, path, body, headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return Reply(response.status, dict(response.headers), response.read())
@@ -123,7 +129,7 @@ class ApiClient:
 
         ApiError for a non-2xx answer or when volantd is unreachable.
         """
-        request = self._request("GET", path, None, headers, json_body=False)
+        request = self._request("GET", path, None, headers)
         try:
             response = urllib.request.urlopen(request, timeout=timeout)
         except urllib.error.HTTPError as err:

@@ -36,6 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 SIGNAL_CHECK_S = 0.5
 #: Older option names kept working beside the generated ones.
 ALIASES = {"VOLANT_API_LISTEN": ("--listen",), "VOLANT_DB_PATH": ("--db",)}
+#: Variables with no option: a secret on the command line is shown to every user by ``ps``.
+ENVIRONMENT_ONLY = frozenset({"VOLANT_API_KEY"})
 
 
 def option_name(variable: str) -> str:
@@ -181,14 +183,31 @@ def serve(settings: Settings, stop_vms_on_exit: bool) -> None:
     daemon.stop()
 
 
+def _refuse_key_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Refuse ``--api-key``: the key would be readable by every user of the host (``ps``)."""
+    if value is not None:
+        raise click.BadParameter(
+            "a key on the command line is shown to every user by ps; put it in a file only volantd's "
+            "user can read and give --api-key-file FILE (or set VOLANT_API_KEY in the environment)",
+            param_hint="--api-key",
+        )
+
+
 def serve_options(command: F) -> F:
-    """The options of serving: one per ``VOLANT_*`` variable, and ``--stop-vms-on-exit``."""
+    """The options of serving: one per ``VOLANT_*`` variable but :data:`ENVIRONMENT_ONLY`,
+    ``--stop-vms-on-exit``, and a hidden ``--api-key`` that is refused with the way to give a key.
+    """
+    command = click.option(
+        "--api-key", hidden=True, expose_value=False, callback=_refuse_key_option, metavar="KEY"
+    )(command)
     command = click.option(
         "--stop-vms-on-exit",
         is_flag=True,
         help="power off every VM on shutdown (default: VMs keep running, re-adopted at the next start)",
     )(command)
-    return settings_options(list(ENVIRONMENT))(command)
+    return settings_options([variable for variable in ENVIRONMENT if variable not in ENVIRONMENT_ONLY])(
+        command
+    )
 
 
 @click.group(invoke_without_command=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from volant_core import __version__
@@ -17,6 +19,7 @@ from volant_core.cli.setup import setup
 from volant_core.cli.system import system
 from volant_core.cli.vms import vms
 from volant_core.plugins import load_plugins
+from volant_core.settings import read_key_file
 
 
 @click.group()
@@ -28,10 +31,21 @@ from volant_core.plugins import load_plugins
     show_default=True,
     help="volantd URL (env VOLANT_API)",
 )
-@click.option("--api-key", envvar="VOLANT_API_KEY", help="API key sent on every request (env VOLANT_API_KEY)")
+@click.option(
+    "--api-key",
+    envvar="VOLANT_API_KEY",
+    help="API key sent on every request (env VOLANT_API_KEY); on the command line every user sees it "
+    "in ps: prefer --api-key-file",
+)
+@click.option(
+    "--api-key-file",
+    envvar="VOLANT_API_KEY_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="file holding the API key (env VOLANT_API_KEY_FILE)",
+)
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="seconds per API request")
 @click.pass_context
-def cli(ctx: click.Context, api: str, api_key: str | None, timeout: float) -> None:
+def cli(ctx: click.Context, api: str, api_key: str | None, api_key_file: Path | None, timeout: float) -> None:
     """Drive Volant microVMs.
 
     \b
@@ -40,6 +54,13 @@ def cli(ctx: click.Context, api: str, api_key: str | None, timeout: float) -> No
       volar vms create demo --plugin hello-http
       volar vms agent demo /v1/
     """
+    if api_key_file is not None:
+        if api_key is not None:
+            raise click.UsageError("give --api-key or --api-key-file, not both (mind VOLANT_API_KEY)")
+        try:
+            api_key = read_key_file(api_key_file.expanduser())
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--api-key-file") from None
     ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
 
 

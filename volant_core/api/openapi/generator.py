@@ -9,7 +9,8 @@ it (``on_<method>[_<suffix>]``):
 * the request body, success status and body, response and request headers,
   query parameters and errors from its :class:`~volant_core.api.openapi.operations.Operation`;
 * the errors every route can answer from the middleware: 413 (body limit),
-  403 (address allowlist), 401 (API key; not on the open paths).
+  421 (Host check), 403 (address allowlist), 401 (API key; not on the open paths), and
+  415 (Content-Type) on routes with a JSON body.
 
 Schemas come from pydantic (JSON Schema 2020-12, which OpenAPI 3.1 uses),
 request bodies in validation mode, responses in serialization mode, all under
@@ -46,10 +47,13 @@ DOCUMENT_PATH = "/openapi"
 #: What each error status means, for every route that may answer it.
 ERROR_DESCRIPTIONS = {
     401: "Missing or wrong API key (only when volantd runs with VOLANT_API_KEY)",
-    403: "Client address not allowed (only when volantd runs with VOLANT_API_ALLOW_CIDR)",
+    403: "Client address not allowed (VOLANT_API_ALLOW_CIDR), or a change asked by a web page whose "
+    "origin is not in VOLANT_CORS_ORIGINS",
     404: "No such resource (or no such route)",
     409: "Conflicts with the current state (exists already, wrong state, disabled, in use)",
     413: "Request body over the size limit",
+    415: "A JSON body sent without Content-Type: application/json",
+    421: "The Host header names neither an address, localhost nor a name in VOLANT_API_HOSTS",
     422: "Invalid input: the message and details name each field at fault",
     500: "The hypervisor or a plugin failed (e.g. the VMM could not start)",
     502: "The guest agent is unreachable or answered badly",
@@ -215,11 +219,13 @@ def _docs(endpoint: _Endpoint) -> tuple[str, str]:
 def _errors(endpoint: _Endpoint) -> list[int]:
     """Error statuses of the endpoint: declared, implied by a body, and those of the middleware."""
     op = endpoint.operation
-    statuses = {413, 403, *op.errors}
+    statuses = {413, 403, 421, *op.errors}
     if endpoint.route.template not in OPEN_PATHS:
         statuses.add(401)
     if op.body is not None or op.query:
         statuses.add(422)
+    if op.body is not None:
+        statuses.add(415)
     return sorted(statuses)
 
 
