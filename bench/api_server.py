@@ -171,7 +171,7 @@ def bench_memory() -> None:
             streams = []
             for _ in range(SSE_CLIENTS):
                 sock = socket.create_connection((host, int(port)), timeout=30)
-                sock.sendall(b"GET /api/v1/events/vms HTTP/1.1\r\nHost: volantd\r\n\r\n")
+                sock.sendall(b"GET /api/v1/events/vms HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 assert b" 200 " in sock.recv(4096)
                 streams.append(sock)
             assert daemon.client().send("GET", "/api/v1/vms").status == 200

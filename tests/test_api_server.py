@@ -66,7 +66,7 @@ def _healthz(url: str, timeout: float) -> int:
     """The status of one ``GET /healthz`` on a fresh connection (socket timeout ``timeout``)."""
     port = int(url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: volantd\r\nConnection: close\r\n\r\n")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         answer = b""
         while chunk := sock.recv(4096):
             answer += chunk
