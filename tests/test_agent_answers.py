@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from volant_core.channels import UnixSocketChannel
 from volant_core.errors import AgentAnswerTooLarge
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
+from volant_core.testing.kestrel import script_workload
 from volant_core.testing.waiting import eventually, free_port
 
 WORKLOAD_APP = Path(__file__).parent / "guest" / "workload_app.py"
@@ -68,11 +68,7 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guest]:
         "name": "answers",
         "version": "1.0.0",
         "runtime": "answers",
-        "workload": {
-            "type": "http",
-            "base_url": f"http://127.0.0.1:{port}",
-            "entrypoint": [sys.executable, "-u", str(WORKLOAD_APP), str(port), str(ready)],
-        },
+        "workload": script_workload(WORKLOAD_APP, port, str(ready)),
         "health_check": {"endpoint": "/healthz", "timeout_ms": 20000},
         "openapi": f"/big/{HUGE}",
         "actions": {

@@ -21,7 +21,7 @@ from volant_core.agent_client import AgentClient, AgentResponse
 from volant_core.channels import UnixSocketChannel
 from volant_core.errors import AgentError, AgentTimeout
 from volant_core.manifest import manifest_json, parse_manifest
-from volant_core.testing.kestrel import KestrelHost, http_server_workload
+from volant_core.testing.kestrel import KestrelHost, http_server_workload, script_workload
 from volant_core.testing.waiting import eventually, free_port
 
 START_TIMEOUT = 30.0
@@ -229,11 +229,7 @@ def streaming(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> Str
     manifest = {
         "name": "streams",
         "version": "1.0.0",
-        "workload": {
-            "type": "http",
-            "base_url": f"http://127.0.0.1:{port}",
-            "entrypoint": [sys.executable, "-u", str(WORKLOAD_APP), str(port), str(ready)],
-        },
+        "workload": script_workload(WORKLOAD_APP, port, str(ready)),
         "health_check": {"endpoint": "/healthz", "timeout_ms": 20000},
     }
     return StreamingWorkload(volant_kestrel(manifest_json(parse_manifest(manifest))), port)

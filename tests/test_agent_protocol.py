@@ -11,7 +11,6 @@ import http.client
 import io
 import json
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from volant_core.agent_client import AgentClient
 from volant_core.channels import UnixSocketChannel
 from volant_core.manifest import manifest_json, parse_manifest
-from volant_core.testing.kestrel import KestrelHost
+from volant_core.testing.kestrel import KestrelHost, script_workload
 from volant_core.testing.waiting import free_port
 
 WORKLOAD_APP = Path(__file__).parent / "guest" / "workload_app.py"
@@ -37,11 +36,7 @@ def echoing(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> Kestr
     manifest = {
         "name": "echo",
         "version": "1.0.0",
-        "workload": {
-            "type": "http",
-            "base_url": f"http://127.0.0.1:{port}",
-            "entrypoint": [sys.executable, "-u", str(WORKLOAD_APP), str(port), str(ready)],
-        },
+        "workload": script_workload(WORKLOAD_APP, port, str(ready)),
         "health_check": {"endpoint": "/healthz", "timeout_ms": 20000},
     }
     kestrel = volant_kestrel(manifest_json(parse_manifest(manifest)))

@@ -10,7 +10,6 @@ import http.client
 import json
 import socket
 import stat
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from volant_core.manifest import manifest_json, parse_manifest
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.registry import Registry
 from volant_core.settings import load_settings
-from volant_core.testing.kestrel import KestrelHost
+from volant_core.testing.kestrel import KestrelHost, script_workload
 from volant_core.testing.waiting import free_port
 
 WORKLOAD_APP = Path(__file__).parent / "guest" / "workload_app.py"
@@ -166,11 +165,7 @@ def echoing(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> Kestr
     manifest = {
         "name": "echo",
         "version": "1.0.0",
-        "workload": {
-            "type": "http",
-            "base_url": f"http://127.0.0.1:{port}",
-            "entrypoint": [sys.executable, "-u", str(WORKLOAD_APP), str(port), str(ready)],
-        },
+        "workload": script_workload(WORKLOAD_APP, port, str(ready)),
         "health_check": {"endpoint": "/healthz", "timeout_ms": 20000},
     }
     return volant_kestrel(manifest_json(parse_manifest(manifest)))

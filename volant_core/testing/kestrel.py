@@ -45,6 +45,17 @@ def http_server_workload(workdir: Path) -> dict[str, Any]:
     }
 
 
+def script_workload(script: Path, port: int, *args: str) -> dict[str, Any]:
+    """A manifest's ``workload``: the Python ``script`` (run unbuffered by this interpreter) serving
+    HTTP on loopback ``port``, started with ``port`` and ``args`` as its arguments.
+    """
+    return {
+        "type": "http",
+        "base_url": f"http://127.0.0.1:{port}",
+        "entrypoint": [sys.executable, "-u", str(script), str(port), *args],
+    }
+
+
 def kestrel_argv(
     socket_path: Path,
     manifest_file: Path,
