@@ -134,7 +134,8 @@ class BootMedia:
         try:
             with os.fdopen(fd, "wb") as out:
                 for part in (base, *layers):
-                    out.write(part.read_bytes())
+                    with part.open("rb") as layer:
+                        shutil.copyfileobj(layer, out)  # streamed: the base image is megabytes
                 out.write(file_layer(private))
             partial.replace(composed)
         finally:
