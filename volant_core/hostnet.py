@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from volant_core.errors import PluginError, VolantError
+from volant_core.launch import NicSpec
+from volant_core.netdev import tap_name
 
 #: First octet of a tap's own MAC: locally administered, unicast, never that of a guest (``02:``).
 HOST_MAC_PREFIX = "fe"
@@ -86,15 +88,19 @@ def bridge_state(bridge: str) -> BridgeState | None:
         )
 
 
-def create_tap(name: str, bridge: str, *, mac: str | None = None, mtu: int | None = None) -> None:
+def create_tap(
+    name: str, bridge: str, *, mac: str | None = None, mtu: int | None = None, setting: str | None = None
+) -> None:
     """Create tap ``name`` with the host-side ``mac``, enslave it to ``bridge`` and bring it up.
 
     A stale link of that name (left by a crash) is removed first. ``mtu`` defaults to the
-    bridge's. On failure nothing of the tap remains and :class:`PluginError` names what failed.
+    bridge's; ``setting`` is the setting naming the bridge (for the error when it is missing). On
+    failure nothing of the tap remains and :class:`PluginError` names what failed.
     """
     state = bridge_state(bridge)
     if state is None:
-        raise PluginError(f"bridge {bridge} does not exist; create it with `volar setup` (as root)")
+        other = f" or name an existing one with {setting}" if setting else ""
+        raise PluginError(f"bridge {bridge} does not exist; create it with `volar setup` (as root){other}")
     delete_link(name)
     with netlink() as ipr:
         try:
@@ -111,6 +117,21 @@ def create_tap(name: str, bridge: str, *, mac: str | None = None, mtu: int | Non
                 if (index := link_index(ipr, name)) is not None:
                     ipr.link("del", index=index)
             raise PluginError(f"cannot create tap {name} on bridge {bridge}: {err}") from err
+
+
+def attach_vm(vm_name: str, guest_mac: str, bridge: str, *, setting: str) -> NicSpec:
+    """Give VM ``vm_name`` its tap on ``bridge`` (named by ``setting``) and describe its NIC: the
+    network modes with a tap per VM share this.
+    """
+    tap = tap_name(vm_name)
+    mac = host_mac(guest_mac)
+    create_tap(tap, bridge, mac=mac, setting=setting)
+    return NicSpec(tap=tap, mac=guest_mac, host_mac=mac)
+
+
+def detach_vm(vm_name: str) -> None:
+    """Remove the tap :func:`attach_vm` gave VM ``vm_name`` (gone already is fine)."""
+    delete_link(tap_name(vm_name))
 
 
 def delete_link(name: str) -> bool:

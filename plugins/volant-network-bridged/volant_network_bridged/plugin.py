@@ -12,13 +12,10 @@ from volant_core.sdk import (
     IFNAME_MAX,
     NetworkAttachment,
     NetworkModeDescriptor,
-    NicSpec,
     PluginContext,
-    PluginError,
     VMView,
     hookimpl,
     hostnet,
-    tap_name,
 )
 
 from .dns import MAX_NAMESERVERS, host_nameservers, parse_servers
@@ -71,14 +68,7 @@ class BridgedNetwork:
         """Create the VM's tap on the bridge and give kestrel the VM's address, gateway, DNS
         servers and host name. A missing bridge is a :class:`PluginError` naming it; no tap is left.
         """
-        if hostnet.bridge_state(self.bridge) is None:
-            raise PluginError(
-                f"network mode bridged: bridge {self.bridge} does not exist; create it with `volar setup` "
-                "(as root) or name an existing one with VOLANT_BRIDGED_BRIDGE"
-            )
-        tap = tap_name(vm.name)
-        mac = hostnet.host_mac(vm.mac_address)
-        hostnet.create_tap(tap, self.bridge, mac=mac)
+        nic = hostnet.attach_vm(vm.name, vm.mac_address, self.bridge, setting="VOLANT_BRIDGED_BRIDGE")
         settings = self._context.settings
         arguments = [
             f"volant.ip={vm.ip_address}/{settings.subnet.prefixlen}",
@@ -93,13 +83,11 @@ class BridgedNetwork:
                 "vm %s gets no DNS server: the host has none but loopback ones; set VOLANT_BRIDGED_DNS",
                 vm.name,
             )
-        return NetworkAttachment(
-            nics=(NicSpec(tap=tap, mac=vm.mac_address, host_mac=mac),), kernel_args=tuple(arguments)
-        )
+        return NetworkAttachment(nics=(nic,), kernel_args=tuple(arguments))
 
     def detach(self, vm: VMView) -> None:
         """Remove the VM's tap (gone already is fine)."""
-        hostnet.delete_link(tap_name(vm.name))
+        hostnet.detach_vm(vm.name)
 
 
 @hookimpl

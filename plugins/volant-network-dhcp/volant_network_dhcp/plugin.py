@@ -13,13 +13,11 @@ from volant_core.sdk import (
     HostCheckResult,
     NetworkAttachment,
     NetworkModeDescriptor,
-    NicSpec,
     PluginContext,
     PluginError,
     VMView,
     hookimpl,
     hostnet,
-    tap_name,
 )
 
 from .dnsmasq import find_binary
@@ -63,17 +61,13 @@ class DhcpNetwork:
         """Create the VM's tap and serve its address; on failure neither remains."""
         bridge = _options(self._context).bridge
         self._check_bridge(bridge)
-        tap = tap_name(vm.name)
-        mac = hostnet.host_mac(vm.mac_address)
-        hostnet.create_tap(tap, bridge, mac=mac)
+        nic = hostnet.attach_vm(vm.name, vm.mac_address, bridge, setting="VOLANT_DHCP_BRIDGE")
         try:
             _servers(self._context).add(bridge, vm)
         except BaseException:
-            hostnet.delete_link(tap)
+            hostnet.detach_vm(vm.name)
             raise
-        return NetworkAttachment(
-            nics=(NicSpec(tap=tap, mac=vm.mac_address, host_mac=mac),), kernel_args=(KERNEL_ARG,)
-        )
+        return NetworkAttachment(nics=(nic,), kernel_args=(KERNEL_ARG,))
 
     def _check_bridge(self, bridge: str) -> None:
         """Refuse a bridge dnsmasq could not serve the VM's subnet on (dnsmasq would stay silent)."""
@@ -89,7 +83,7 @@ class DhcpNetwork:
 
     def detach(self, vm: VMView) -> None:
         """Remove the VM's tap and its DHCP host entry (either gone already is fine)."""
-        hostnet.delete_link(tap_name(vm.name))
+        hostnet.detach_vm(vm.name)
         _servers(self._context).remove(vm)
 
 
