@@ -14,13 +14,13 @@ import os
 import re
 import resource
 import socket
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from volant_core.testing.daemon import RunningProcess, running_daemon, volantd_process
+from volant_core.testing.processes import cpu_used_over
 from volant_core.testing.waiting import eventually, free_port
 
 #: Half a request line: what a slow (or malicious) client sends before it stops.
@@ -85,18 +85,6 @@ def _open_descriptors(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of process ``pid`` (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_used_while_idle(pid: int) -> float:
-    before = _cpu_seconds(pid)
-    time.sleep(IDLE_WINDOW_S)  # the measurement window, not a synchronisation
-    return _cpu_seconds(pid) - before
-
-
 def test_slow_clients_neither_block_healthz_nor_keep_their_connections(tmp_path: Path) -> None:
     """2,000 connections that send half a request line, against a daemon that may open 1,024 files
     (soft and hard limit): ``/healthz`` answers throughout, the server closes every one of them,
@@ -109,14 +97,14 @@ def test_slow_clients_neither_block_healthz_nor_keep_their_connections(tmp_path:
             eventually(lambda: _open_descriptors(pid) > 500, "volantd holding the slow connections")
             for _ in range(5):
                 assert _healthz(daemon.url, PROBE_TIMEOUT_S) == 200
-            assert _cpu_used_while_idle(pid) < IDLE_CPU_S
+            assert cpu_used_over(pid, IDLE_WINDOW_S) < IDLE_CPU_S
             assert all(_closed_by_server(sock) for sock in stalled)
         finally:
             for sock in stalled:
                 sock.close()
         eventually(lambda: _open_descriptors(pid) < 100, "volantd closing the connections")
         assert _healthz(daemon.url, PROBE_TIMEOUT_S) == 200
-        assert _cpu_used_while_idle(pid) < IDLE_CPU_S
+        assert cpu_used_over(pid, IDLE_WINDOW_S) < IDLE_CPU_S
     assert "Too many open files" not in (tmp_path / "volantd.log").read_text()
 
 

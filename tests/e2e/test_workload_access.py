@@ -9,6 +9,7 @@ import urllib.parse
 import pytest
 
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.processes import cpu_used_over
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,22 @@ def test_workload_openapi_comes_from_the_guest(api: RunningDaemon) -> None:
     assert set(answer.json()["paths"]) == {"/", "/echo"}
 
 
+#: CPU seconds the idle guest's QEMU may use over :data:`IDLE_WINDOW_S` (TCG idles at a few percent
+#: of a core; an agent spinning on a lane no host holds keeps a whole core busy).
+IDLE_WINDOW_S = 5.0
+IDLE_CPU_S = IDLE_WINDOW_S / 2
+
+
+def test_an_idle_guest_leaves_the_host_cpu_alone(api: RunningDaemon) -> None:
+    """Between requests most agent lanes have no host connected: kestrel waits for one without
+    spinning, so a running VM that nobody talks to does not keep a host core busy.
+    """
+    pid = api.request("GET", "/api/v1/vms/web").json()["pid"]
+    assert cpu_used_over(pid, IDLE_WINDOW_S) < IDLE_CPU_S
+
+
 def test_logs_tail_and_follow(api: RunningDaemon) -> None:
+    """Runs last in this module: it stops the guest."""
     logs = api.request("GET", "/api/v1/vms/web/logs?tail=500").body.decode(errors="replace")
     assert "kestrel: workload healthy" in logs
     assert len(api.request("GET", "/api/v1/vms/web/logs?tail=3").body.splitlines()) == 3

@@ -74,8 +74,9 @@ class SerialStream:
     """A virtio-serial port as a stream; one host connection after another.
 
     The port is opened once and never closed (closing discards queued data). While no host is
-    connected the port reports POLLHUP and reads return EOF; :meth:`wait_for_host` waits that out,
-    and :meth:`recv` returns ``b""`` when the host goes away, ending the current connection.
+    connected the port reports POLLHUP, and POLLIN too (a read would not block: it returns EOF);
+    :meth:`wait_for_host` waits that out, and :meth:`recv` returns ``b""`` when the host goes away,
+    ending the current connection.
     """
 
     def __init__(self, device: Path) -> None:
@@ -89,15 +90,15 @@ class SerialStream:
         return next((ev for _fd, ev in self._poll.poll(timeout_ms)), 0)
 
     def wait_for_host(self) -> None:
-        """Return once a host is connected (or data is waiting).
+        """Return once a host is connected.
 
-        poll() reports POLLHUP at once for as long as no host is connected, so the wait is on an
-        edge-triggered epoll instead, which the driver wakes when the host opens the port.
+        For as long as no host is connected, poll() reports POLLHUP and POLLIN at once (the driver
+        says a read would not block), so neither can be waited on: the wait is on an
+        edge-triggered epoll, which the driver wakes when the host opens the port or writes.
+        Bytes a departed host left behind wait for the next host, whose client skips any answer
+        to them by its request number.
         """
-        while True:
-            events = self._events(0)
-            if events & select.POLLIN or not events & select.POLLHUP:
-                return
+        while self._events(0) & select.POLLHUP:
             self._edges.poll(_NO_HOST_RECHECK_S)
 
     def recv(self, size: int) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 
@@ -14,6 +15,19 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time process ``pid`` used so far (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_used_over(pid: int, window: float) -> float:
+    """CPU seconds process ``pid`` uses over the next ``window`` seconds (a spinning loop uses them all)."""
+    before = cpu_seconds(pid)
+    time.sleep(window)  # the measurement window, not a synchronisation
+    return cpu_seconds(pid) - before
 
 
 def default_sigint() -> None:
