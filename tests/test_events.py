@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from volant_core.daemon import PRUNE_EVENTS_EVERY
 from volant_core.events import Event
 from volant_core.testing.daemon import running_daemon
@@ -16,3 +18,11 @@ def test_event_ids_grow_and_old_events_are_pruned() -> None:
         assert 100 <= len(kept) < 100 + PRUNE_EVENTS_EVERY
         assert kept[-1].id == ids[-1]
         assert api.daemon.store.events.latest_id() == ids[-1]
+
+
+def test_an_events_json_form_holds_every_field_and_is_its_own_copy() -> None:
+    event = Event(type="VM_RUNNING", name="web", status="running", message="up", data={"pid": 7}, id=3)
+    shown = event.to_dict()
+    assert shown == {f.name: getattr(event, f.name) for f in dataclasses.fields(Event)}
+    shown["data"]["pid"] = 8  # a plugin's or client's change to its copy
+    assert event.data == {"pid": 7}

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -57,8 +57,16 @@ class Event:
     id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as sent on the SSE stream."""
-        return asdict(self)
+        """JSON-ready form, as sent on the SSE stream (a new dict each call, ``data`` copied too)."""
+        return {
+            "type": self.type,
+            "name": self.name,
+            "status": self.status,
+            "message": self.message,
+            "data": dict(self.data),
+            "timestamp": self.timestamp,
+            "id": self.id,
+        }
 
 
 class EventBus:
@@ -93,7 +101,7 @@ class EventBus:
     def publish(self, event: Event) -> Event:
         """Store ``event``, give it its id and deliver it; returns the stored event."""
         with self._lock:
-            stored = Event(**{**asdict(event), "id": self._persist(event)})
+            stored = replace(event, id=self._persist(event))
             for sub in list(self._subscribers):
                 try:
                     sub.put_nowait(stored)

@@ -12,12 +12,13 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from volant_core.errors import ConflictError, NotFoundError, ValidationError
 from volant_core.manifest import Manifest, manifest_json, parse_manifest
 from volant_core.plugins import Plugins
-from volant_core.store import Store
+from volant_core.store import RuntimeRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class RuntimeCatalog:
         self._plugins = plugins
         self._in_use = in_use
         self._check = check
+        self._parsed: dict[str, tuple[tuple[int, datetime], Manifest]] = {}
 
     @property
     def _shipped(self) -> dict[str, RuntimeEntry]:
@@ -87,7 +89,7 @@ class RuntimeCatalog:
         entries = dict(self._shipped)
         for record in self._store.runtimes.list():
             try:
-                entries[record.name] = self._installed(record.manifest, record.enabled)
+                entries[record.name] = self._installed(record)
             except ValidationError as err:
                 log.warning(
                     "installed runtime %r is not listed, its stored manifest is invalid (%s); "
@@ -110,7 +112,7 @@ class RuntimeCatalog:
                 "(install one with `volar plugins install FILE`)",
                 field="plugin",
             ) from None
-        return self._installed(record.manifest, record.enabled)
+        return self._installed(record)
 
     def get_enabled(self, name: str) -> RuntimeEntry:
         """The runtime called ``name``; ConflictError when it is disabled."""
@@ -141,13 +143,13 @@ class RuntimeCatalog:
         record = self._store.runtimes.upsert(
             manifest.name, manifest.version, json.loads(manifest_json(manifest)), enabled=manifest.enabled
         )
-        return self._installed(record.manifest, record.enabled)
+        return self._installed(record)
 
     def set_enabled(self, name: str, enabled: bool) -> RuntimeEntry:
         """Enable or disable an installed runtime."""
         self._refuse_shipped(name, "enabled or disabled")
         record = self._store.runtimes.set_enabled(name, enabled)
-        return self._installed(record.manifest, record.enabled)
+        return self._installed(record)
 
     def remove(self, name: str) -> None:
         """Remove an installed runtime; ConflictError while VMs use it."""
@@ -168,6 +170,13 @@ class RuntimeCatalog:
                 field="plugin",
             )
 
-    @staticmethod
-    def _installed(document: dict[str, Any], enabled: bool) -> RuntimeEntry:
-        return RuntimeEntry(parse_manifest(document), enabled, SOURCE_INSTALLED)
+    def _installed(self, record: RuntimeRecord) -> RuntimeEntry:
+        """The entry of a stored manifest, validated once per stored version of its row (every VM
+        create looks its runtime up; validating the manifest each time cost more than the rest).
+        """
+        version = (record.id, record.updated_at)
+        parsed = self._parsed.get(record.name)
+        if parsed is None or parsed[0] != version:
+            parsed = (version, parse_manifest(record.manifest))
+            self._parsed[record.name] = parsed
+        return RuntimeEntry(parsed[1], record.enabled, SOURCE_INSTALLED)

@@ -10,7 +10,10 @@ from volant_core.errors import NotFoundError
 from volant_core.store.integrity import integrity_errors
 from volant_core.store.models import Plugin, utcnow
 from volant_core.store.records import RuntimeRecord
-from volant_core.store.repository import Repository
+from volant_core.store.repository import Repository, first
+from volant_core.store.statements import Table
+
+_PLUGINS = Table(Plugin)
 
 
 class RuntimeRepository(Repository):
@@ -42,7 +45,8 @@ class RuntimeRepository(Repository):
 
     def get(self, name: str) -> RuntimeRecord:
         """The plugin called ``name``; :class:`NotFoundError` if it is not installed."""
-        return RuntimeRecord(**self._one(Plugin.select().where(Plugin.name == name), _missing(name)))
+        rows = _PLUGINS.rows(self._db, f"{_PLUGINS.column('name')} = ?", (name,), tail="LIMIT 1")
+        return RuntimeRecord(**first(rows, _missing(name)))
 
     def list(self) -> builtins.list[RuntimeRecord]:
         """All installed plugins, by name."""
