@@ -65,7 +65,9 @@ class Configurations:
             return self._store_config(record, validate_config(earlier.config), message)
 
     def validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
-        """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when its hypervisor or
+        """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when it is bigger
+        than the host or its metadata is over the limit
+        (:meth:`~volant_core.orchestrator.admission.Admission.check_config`), its hypervisor or
         network mode is not installed or cannot run it, a field it sets has nothing to honour it
         (:func:`~volant_core.orchestrator.requirements.check_requirements`), it publishes a host port
         twice or one another VM's configuration publishes
