@@ -135,7 +135,9 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
     catalog = RuntimeCatalog(store, plugins, in_use, check=check_manifest)
     bus = EventBus(persist=functools.partial(_persist_event, store, settings.events_keep))
     orchestrator = Orchestrator(settings, store, plugins, catalog, bus)
-    deployments = Deployments(store, bus, orchestrator, interval=settings.reconcile_interval)
+    deployments = Deployments(
+        store, bus, orchestrator, interval=settings.reconcile_interval, max_replicas=settings.max_replicas
+    )
     bus.add_listener(deployments.on_event)
     bus.add_listener(plugins.publish)
     app = create_app(

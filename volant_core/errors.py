@@ -106,6 +106,22 @@ class ConflictError(VolantError):
     code = "conflict"
 
 
+class LimitError(VolantError):
+    """A request over one of volantd's resource limits, refused before anything is written or
+    started; the message names the limit, the numbers and the setting that changes it.
+    """
+
+
+class LimitConflictError(LimitError, ConflictError):
+    """Over a limit because of what exists already (capacity in use, the VM count): 409."""
+
+    code = "limit_exceeded"
+
+
+class LimitValidationError(LimitError, ValidationError):
+    """Over a limit on its own (a VM bigger than the host, too much metadata, too many replicas): 422."""
+
+
 class PluginError(VolantError):
     """A plugin misbehaved (duplicate registration, broken hook)."""
 

@@ -23,6 +23,18 @@ from volant_core.errors import ValidationError
 #: Directory under the state directory that is an artifact directory by default (made by volantd).
 IMAGES_DIR = "images"
 
+#: Defaults of the resource limits (docs/adr/0027-resource-admission.md): vCPUs per host CPU and
+#: guest memory per host memory that VMs holding resources may have in all, VMs kept, replicas of
+#: one deployment, bytes of a VM's metadata, configuration versions kept per VM.
+DEFAULT_CPU_OVERCOMMIT = 4.0
+DEFAULT_MEMORY_OVERCOMMIT = 1.0
+DEFAULT_MAX_VMS = 256
+DEFAULT_MAX_REPLICAS = 64
+DEFAULT_MAX_METADATA_BYTES = 64 * 1024
+DEFAULT_CONFIG_HISTORY = 20
+#: Most replicas member names allow (``<deployment>-<n>`` with at most four digits).
+MAX_REPLICAS_BY_NAME = 9999
+
 #: An IPv4 or IPv6 network, as in ``VOLANT_API_ALLOW_CIDR``.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -75,6 +87,18 @@ class Settings(BaseModel):
     agent_max_answer: int = Field(default=DEFAULT_MAX_ANSWER, ge=64 * 1024)
     """Most bytes of an agent answer read whole (actions, OpenAPI, health); the proxy's streams have none."""
     access_log: bool = True
+    cpu_overcommit: float = Field(default=DEFAULT_CPU_OVERCOMMIT, gt=0, le=1000)
+    """How many vCPUs VMs holding resources may have in all, per host CPU."""
+    memory_overcommit: float = Field(default=DEFAULT_MEMORY_OVERCOMMIT, gt=0, le=1000)
+    """How much guest memory VMs holding resources may have in all, per MiB of host memory."""
+    max_vms: int = Field(default=DEFAULT_MAX_VMS, ge=1)
+    """Most VMs volantd keeps, whatever their state."""
+    max_replicas: int = Field(default=DEFAULT_MAX_REPLICAS, ge=1, le=MAX_REPLICAS_BY_NAME)
+    """Most replicas of one deployment."""
+    max_metadata_bytes: int = Field(default=DEFAULT_MAX_METADATA_BYTES, ge=2)
+    """Most bytes of a VM's ``metadata``, as compact JSON."""
+    config_history: int = Field(default=DEFAULT_CONFIG_HISTORY, ge=1)
+    """Configuration versions kept per VM (besides the one it last booted with)."""
     plugin_env: dict[str, str] = {}
     """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
     options for plugin settings over the environment's values."""
@@ -212,6 +236,12 @@ ENVIRONMENT = {
     "VOLANT_API_KEEPALIVE_TIMEOUT": "api_keepalive_timeout",
     MAX_ANSWER_SETTING: "agent_max_answer",
     "VOLANT_ACCESS_LOG": "access_log",
+    "VOLANT_CPU_OVERCOMMIT": "cpu_overcommit",
+    "VOLANT_MEMORY_OVERCOMMIT": "memory_overcommit",
+    "VOLANT_MAX_VMS": "max_vms",
+    "VOLANT_MAX_REPLICAS": "max_replicas",
+    "VOLANT_MAX_METADATA_BYTES": "max_metadata_bytes",
+    "VOLANT_CONFIG_HISTORY": "config_history",
 }
 
 
@@ -293,3 +323,10 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def variable_of(field: str) -> str:
+    """The ``VOLANT_*`` environment variable that sets settings field ``field`` (the first, when
+    several do); for messages that tell which setting to change.
+    """
+    return next(var for var, name in ENVIRONMENT.items() if name == field)

@@ -57,7 +57,8 @@ class ErrorInfo(_Response):
     """What went wrong."""
 
     code: str
-    """Stable, machine-readable code (``invalid``, ``not_found``, ``conflict``, ``unauthorized`` ...)."""
+    """Stable, machine-readable code (``invalid``, ``not_found``, ``conflict``, ``limit_exceeded``,
+    ``unauthorized`` ...)."""
     message: str
     """Explanation for people."""
     details: list[ErrorDetail] | Any = None

@@ -56,9 +56,10 @@ class Booter:
         stored = store.configs.current(store.vms.get_by_name(name).id)
         config = VMConfig.model_validate(stored.config)
         launcher = backends.launcher(backends.hypervisor_of(config))
-        record = self._apply_config(name, config, stored.version)
+        with self._context.admission.reserve(name, config.resources):
+            record = self._apply_config(name, config, stored.version)
+            self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
         view = self._context.views.view_of(record)
-        self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
         spec = self._resources.acquire(view, config)
         try:
             instance = launcher.launch(spec)

@@ -13,11 +13,13 @@ from typing import Any
 from volant_core.confinement import ArtifactPolicy
 from volant_core.errors import NotFoundError
 from volant_core.events import EventType
+from volant_core.orchestrator.admission import HOLDING_STATES
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.publishing import check_expose
 from volant_core.orchestrator.requirements import check_requirements, devices_of
 from volant_core.orchestrator.vmconfig import ConfigPatch, VMConfig, apply_patch, validate_config
+from volant_core.settings import variable_of
 from volant_core.store import ConfigRecord, VMRecord
 from volant_core.vm import VMStatus, VMView
 
@@ -52,8 +54,10 @@ class Configurations:
             try:
                 earlier = self._context.store.configs.get_version(record.id, version)
             except NotFoundError:
+                setting = variable_of("config_history")
                 raise NotFoundError(
-                    f"version: vm {name!r} has no configuration version {version}; "
+                    f"version: vm {name!r} has no configuration version {version} (versions older than "
+                    f"the newest {self._context.settings.config_history} are deleted, {setting}); "
                     f"see GET /api/v1/vms/{name}/config/history",
                     field="version",
                 ) from None
@@ -61,7 +65,9 @@ class Configurations:
             return self._store_config(record, validate_config(earlier.config), message)
 
     def validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
-        """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when its hypervisor or
+        """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when it is bigger
+        than the host or its metadata is over the limit
+        (:meth:`~volant_core.orchestrator.admission.Admission.check_config`), its hypervisor or
         network mode is not installed or cannot run it, a field it sets has nothing to honour it
         (:func:`~volant_core.orchestrator.requirements.check_requirements`), it publishes a host port
         twice or one another VM's configuration publishes
@@ -70,6 +76,7 @@ class Configurations:
         ``volant_vm_validate`` implementation rejects it.
         """
         backends = self._context.backends
+        self._context.admission.check_config(config)
         backends.launcher(backends.hypervisor_of(config), field="hypervisor")
         ArtifactPolicy.from_settings(self._context.settings).check_all(config.artifacts())
         check_requirements(config, backends)
@@ -87,7 +94,10 @@ class Configurations:
         document = config.to_json()
         if document == current.config:
             return current
-        stored = self._context.store.configs.put(record.id, document)
+        if record.status in HOLDING_STATES and document["resources"] != current.config["resources"]:
+            self._context.admission.check_totals(record.name, config.resources)
+        keep = self._context.settings.config_history
+        stored = self._context.store.configs.put(record.id, document, keep=keep)
         pending = self._context.views.view_of(record).restart_pending
         self._context.transitions.emit(
             EventType.VM_CONFIG_CHANGED, record, message, version=stored.version, restart_pending=pending

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from volant_core.orchestrator.admission import Admission
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.locks import NamedLocks
 from volant_core.orchestrator.transitions import Transitions
@@ -16,8 +17,8 @@ from volant_core.store import Store
 
 @dataclass(frozen=True)
 class OrchestratorContext:
-    """The daemon's settings, store and plugins, the per-VM locks, the views of stored VMs and the
-    recording of their state changes.
+    """The daemon's settings, store and plugins, the per-VM locks, the views of stored VMs, the
+    recording of their state changes and the resource limits.
     """
 
     settings: Settings
@@ -27,3 +28,4 @@ class OrchestratorContext:
     locks: NamedLocks[threading.RLock]
     views: VMViews
     transitions: Transitions
+    admission: Admission

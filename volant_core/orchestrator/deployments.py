@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from volant_core.errors import NotFoundError, ValidationError, VolantError
+from volant_core.errors import LimitValidationError, NotFoundError, ValidationError, VolantError
 from volant_core.events import Event, EventBus, EventType
+from volant_core.settings import DEFAULT_MAX_REPLICAS, MAX_REPLICAS_BY_NAME, variable_of
 from volant_core.store import GroupRecord, Store, VMRecord
 from volant_core.vm import VMStatus, check_name
 
@@ -35,7 +36,7 @@ REVISION_KEY = "volant.deployment.revision"
 #: Seconds between two reconcile passes when nothing wakes the loop.
 RECONCILE_INTERVAL_S = 5.0
 #: Longest member name: ``<deployment>-<n>`` must stay a valid VM name.
-MAX_INDEX_DIGITS = 4
+MAX_INDEX_DIGITS = len(str(MAX_REPLICAS_BY_NAME))
 
 
 def revision_of(config: Mapping[str, Any]) -> str:
@@ -93,12 +94,19 @@ class Members(Protocol):
 
 
 class Deployments:
-    """Deployment CRUD plus the reconcile loop."""
+    """Deployment CRUD plus the reconcile loop; a deployment has at most ``max_replicas`` replicas."""
 
     def __init__(
-        self, store: Store, events: EventBus, members: Members, *, interval: float = RECONCILE_INTERVAL_S
+        self,
+        store: Store,
+        events: EventBus,
+        members: Members,
+        *,
+        interval: float = RECONCILE_INTERVAL_S,
+        max_replicas: int = DEFAULT_MAX_REPLICAS,
     ) -> None:
         self._store = store
+        self._max_replicas = max_replicas
         self._events = events
         self._members = members
         self._interval = interval
@@ -111,7 +119,8 @@ class Deployments:
 
     def create(self, name: str, replicas: int, config: Mapping[str, Any]) -> DeploymentView:
         """Record a deployment and wake the loop to create its members."""
-        self._check_name(name, replicas)
+        self._check_name(name)
+        self._check_replicas(replicas)
         normalized = self._members.validate_template(config)
         record = self._store.groups.create(name, normalized, replicas)
         self._emit(EventType.DEPLOYMENT_CREATED, record, f"deployment created with {replicas} replicas")
@@ -131,7 +140,7 @@ class Deployments:
     ) -> DeploymentView:
         """Change the replica count and/or the configuration (rolled out member by member)."""
         if replicas is not None:
-            self._check_name(name, replicas)
+            self._check_replicas(replicas)
         normalized = self._members.validate_template(config) if config is not None else None
         record = self._store.groups.update(name, config=normalized, replicas=replicas)
         changes = []
@@ -259,7 +268,7 @@ class Deployments:
     # ------------------------------------------------------------- helpers
 
     @staticmethod
-    def _check_name(name: str, replicas: int) -> None:
+    def _check_name(name: str) -> None:
         check_name(name)
         if len(f"{name}-{10**MAX_INDEX_DIGITS}") > 63:
             raise ValidationError(
@@ -267,9 +276,18 @@ class Deployments:
                 f"{63 - MAX_INDEX_DIGITS - 2} characters",
                 field="name",
             )
-        if not 0 <= replicas < 10**MAX_INDEX_DIGITS:
-            limit = 10**MAX_INDEX_DIGITS - 1
-            raise ValidationError(f"replicas: must be between 0 and {limit}", field="replicas")
+
+    def _check_replicas(self, replicas: int) -> None:
+        """Refuse a replica count below 0 or over the limit (422 naming ``VOLANT_MAX_REPLICAS``)."""
+        if replicas < 0:
+            raise ValidationError("replicas: must be 0 or more", field="replicas")
+        if replicas > self._max_replicas:
+            setting = variable_of("max_replicas")
+            raise LimitValidationError(
+                f"replicas: {replicas} is over the limit of {self._max_replicas} replicas per deployment "
+                f"({setting}); ask for fewer, or raise {setting} (at most {MAX_REPLICAS_BY_NAME})",
+                field="replicas",
+            )
 
     def _view(self, group: GroupRecord) -> DeploymentView:
         members = self._store.vms.list(group_id=group.id)

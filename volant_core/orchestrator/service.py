@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from volant_core.agent_client import AgentClient
-from volant_core.errors import ConflictError, NotFoundError, ValidationError, VolantError
+from volant_core.errors import ConflictError, LimitError, NotFoundError, ValidationError, VolantError
 from volant_core.events import EventBus, EventType
 from volant_core.manifest import Manifest
+from volant_core.orchestrator.admission import Admission
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.boot import Booter
 from volant_core.orchestrator.bootmedia import BootMedia
@@ -83,6 +84,7 @@ class Orchestrator:
         self._consoles = ConsoleAttachments()
         self._views = VMViews(store, self.backends)
         self._transitions = Transitions(store, events)
+        self._admission = Admission(settings, store)
         context = OrchestratorContext(
             settings=settings,
             store=store,
@@ -91,6 +93,7 @@ class Orchestrator:
             locks=self._locks,
             views=self._views,
             transitions=self._transitions,
+            admission=self._admission,
         )
         self._configs = Configurations(context)
         self._ports = PortPublisher(PortTable())
@@ -165,7 +168,8 @@ class Orchestrator:
             if self._exists(name):  # checked first: the UNIQUE error could name the MAC instead
                 raise ConflictError(f"vm {name!r} already exists; delete it first", field="name")
             self._configs.validate(name, config, None)
-            with self.store.transaction():
+            with self._admission.reserve(name, config.resources), self.store.transaction():
+                self._admission.check_count(name)
                 needs_ip = self.backends.mode(self.backends.network_of(config).mode).needs_ip
                 ip = self._booter.lease_address(name) if needs_ip else None
                 record = self.store.vms.create(
@@ -219,7 +223,10 @@ class Orchestrator:
                 "config.plugin: required; name the runtime manifest to run", field="config.plugin"
             )
         entry = self.catalog.get(patch.plugin)
-        self.backends.resolved(apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), patch))
+        config = self.backends.resolved(
+            apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), patch)
+        )
+        self._admission.check_config(config)
         return patch.model_dump(mode="json", exclude_unset=True)
 
     def create_member(self, name: str, template: Mapping[str, Any], group_id: int) -> VMView:
@@ -258,6 +265,8 @@ class Orchestrator:
             self._supervisor.reset_restarts(name)
             try:
                 self._booter.boot(name)
+            except LimitError:  # refused before anything changed: the VM stays as it was
+                raise
             except VolantError as err:
                 self._transitions.set_status(
                     name, VMStatus.CRASHED, EventType.VM_CRASHED, f"start failed: {err.message}"

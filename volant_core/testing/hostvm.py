@@ -52,6 +52,8 @@ LOG_NAME = "kestrel.log"
 MAX_SOCKET_PATH = 107
 #: Longest wait for the process to disappear after SIGKILL.
 REAP_TIMEOUT = 10.0
+#: Overcommit ratios of :func:`host_process_daemon`: its VMs hold no vCPUs and no guest memory.
+HOST_PROCESS_OVERCOMMIT = 1000.0
 
 
 class HostProcessInstance:
@@ -185,7 +187,9 @@ def host_process_daemon(
 
     The backend boots no kernel, but volantd still composes each VM's boot
     media: it gets empty placeholder kernel and initramfs files (so no guest
-    image is built). ``plugins`` and ``settings`` are passed on.
+    image is built). Its VMs take no vCPUs or memory, so the overcommit ratios
+    default to :data:`HOST_PROCESS_OVERCOMMIT` (tests of many VMs fit a small
+    machine; tests of admission set their own). ``plugins`` and ``settings`` are passed on.
     """
     boot = Path(tempfile.mkdtemp(prefix="volant-boot-"))
     try:
@@ -194,7 +198,13 @@ def host_process_daemon(
             path.write_bytes(b"")
         with running_daemon(
             plugins=[(NAME, sys.modules[__name__]), *plugins],
-            **{"hypervisor": NAME, **placeholders, **settings},
+            **{
+                "hypervisor": NAME,
+                "cpu_overcommit": HOST_PROCESS_OVERCOMMIT,
+                "memory_overcommit": HOST_PROCESS_OVERCOMMIT,
+                **placeholders,
+                **settings,
+            },
         ) as daemon:
             yield daemon
     finally:
