@@ -75,6 +75,8 @@ class Settings(BaseModel):
     agent_max_answer: int = Field(default=DEFAULT_MAX_ANSWER, ge=64 * 1024)
     """Most bytes of an agent answer read whole (actions, OpenAPI, health); the proxy's streams have none."""
     access_log: bool = True
+    artifact_deadline: float = Field(default=3600.0, gt=0)
+    """Longest time (seconds) one artifact download may take in total, however steadily it trickles."""
     plugin_env: dict[str, str] = {}
     """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
     options for plugin settings over the environment's values."""
@@ -212,6 +214,7 @@ ENVIRONMENT = {
     "VOLANT_API_KEEPALIVE_TIMEOUT": "api_keepalive_timeout",
     MAX_ANSWER_SETTING: "agent_max_answer",
     "VOLANT_ACCESS_LOG": "access_log",
+    "VOLANT_ARTIFACT_DEADLINE": "artifact_deadline",
 }
 
 
