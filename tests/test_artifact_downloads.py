@@ -33,6 +33,8 @@ from volant_core.testing.hostvm import host_process_daemon
 #: What the well-behaved paths serve.
 BODY = os.urandom(300_000)
 DIGEST = hashlib.sha256(BODY).hexdigest()
+#: How many bytes ``/drip`` sends, one every 50 ms.
+DRIP_BYTES = 100
 #: The layer the VM's runtime adds to its initramfs in the API tests.
 LAYER = file_layer({"/etc/artifact-test": b"served\n"})
 
@@ -40,7 +42,7 @@ LAYER = file_layer({"/etc/artifact-test": b"served\n"})
 class ArtifactHandler(http.server.BaseHTTPRequestHandler):
     """``/good`` (with ETag, 304 for a matching ``If-None-Match``), ``/plain`` (no validators),
     ``/short`` (body shorter than announced), ``/cut`` (chunked, cut off), ``/drip`` (chunked, a
-    byte at a time until the test ends), ``/redirect?to=URL`` (302), ``/layer`` (the initramfs
+    byte at a time for 5 s), ``/redirect?to=URL`` (302), ``/layer`` (the initramfs
     layer, or cut off while ``server.cut_layer`` is set).
     """
 
@@ -75,10 +77,13 @@ class ArtifactHandler(http.server.BaseHTTPRequestHandler):
             self._send(LAYER)
         elif url.path == "/drip":
             self._head(200, **{"Transfer-Encoding": "chunked"})
-            while not self.server.stopping.wait(0.05):
-                self.wfile.write(b"1\r\nx\r\n")
-                self.wfile.flush()
-            self.close_connection = True
+            with contextlib.suppress(ConnectionError):  # the client gave up
+                for _ in range(DRIP_BYTES):  # 5 s: well past the deadline the test gives
+                    if self.server.stopping.wait(0.05):
+                        break
+                    self.wfile.write(b"1\r\nx\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
         else:
             self._head(404, **{"Content-Length": "0"})
 
