@@ -359,3 +359,15 @@ def test_a_boot_that_finds_the_disk_full_ends_crashed_with_the_reason(host_manif
     finally:
         subprocess.run(["umount", str(runtime)], check=True)
         os.rmdir(runtime)
+
+
+def test_volantd_gives_a_boot_download_its_deadline(
+    host_manifest: dict[str, Any], server: ArtifactServer
+) -> None:
+    host_manifest["initramfs"] = {"url": server.url("/drip")}
+    with host_process_daemon(artifact_deadline=1) as api:  # VOLANT_ARTIFACT_DEADLINE=1
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        reply = api.request("POST", "/api/v1/vms", {"name": "web", "plugin": "hello-host"})
+        assert reply.status == 422, reply.text
+        assert "took longer than VOLANT_ARTIFACT_DEADLINE allows" in reply.json()["error"]["message"]
+        assert api.request("GET", "/api/v1/vms/web").status == 404
