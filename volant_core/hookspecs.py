@@ -242,8 +242,12 @@ def volant_boot_sources() -> list[BootSourceDescriptor]:
     holds the URL's scheme (the empty string stands for a plain absolute path) is called as
     `fetch(url, checksum, cache_dir)`. Return the local path of the artifact once it matches
     `checksum` (as the manifest wrote it, `sha256:<hex>`, or None); raise `ValidationError` with a
-    message naming the URL when it cannot be fetched or does not match. The core registers plain
-    paths, `file`, `http` and `https` first, so a plugin adds schemes rather than replaces those.
+    message naming the URL when it cannot be fetched or does not match. A `fetch` that also takes a
+    keyword argument `deadline` gets the `time.monotonic()` time by which it must be done
+    (`VOLANT_ARTIFACT_DEADLINE` from the start of the fetch): give up with `ValidationError` once it
+    has passed. Write into a temporary file and rename it once complete: a boot never sees half an
+    artifact. The core registers plain paths, `file`, `http` and `https` first, so a plugin adds
+    schemes rather than replaces those.
 
     ```python
     from pathlib import Path

@@ -242,6 +242,8 @@ class Launcher(Protocol):
     def adopt(self, spec: LaunchSpec, pid: int | None) -> Instance | None:
         """Reattach to the VMM ``pid`` started by an earlier volantd, or None if it is gone or not ours.
 
+        ``spec`` names the VM (``name``, ``vm_dir``, ``cpu_cores``, ``memory_mb``, ``vsock_cid``) and
+        carries no boot media: volantd resolves no image to adopt (``kernel`` is ``/dev/null``).
         ``pid`` is None when that volantd died before :meth:`launch` returned. Whenever nothing is
         adopted, kill any process the VM's launches left running (a launch cut short must not leave
         a VMM without a row) and remove what they left in ``spec.vm_dir`` (sockets, pidfile).

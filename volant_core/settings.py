@@ -99,6 +99,8 @@ class Settings(BaseModel):
     """Most bytes of a VM's ``metadata``, as compact JSON."""
     config_history: int = Field(default=DEFAULT_CONFIG_HISTORY, ge=1)
     """Configuration versions kept per VM (besides the one it last booted with)."""
+    artifact_deadline: float = Field(default=3600.0, gt=0)
+    """Longest time (seconds) one artifact download may take in total, however steadily it trickles."""
     plugin_env: dict[str, str] = {}
     """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
     options for plugin settings over the environment's values."""
@@ -242,6 +244,7 @@ ENVIRONMENT = {
     "VOLANT_MAX_REPLICAS": "max_replicas",
     "VOLANT_MAX_METADATA_BYTES": "max_metadata_bytes",
     "VOLANT_CONFIG_HISTORY": "config_history",
+    "VOLANT_ARTIFACT_DEADLINE": "artifact_deadline",
 }
 
 

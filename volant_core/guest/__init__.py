@@ -6,7 +6,7 @@ the small per-VM archive the orchestrator appends to it (for example the manifes
 """
 
 from .cpio import CpioEntry, file_layer, newc_archive
-from .image import BASE_KERNEL_ARGS, GuestArtifacts, Progress, ensure_guest
+from .image import BASE_KERNEL_ARGS, GuestArtifacts, Progress, ensure_guest, newest_build
 
 __all__ = [
     "BASE_KERNEL_ARGS",
@@ -16,4 +16,5 @@ __all__ = [
     "ensure_guest",
     "file_layer",
     "newc_archive",
+    "newest_build",
 ]

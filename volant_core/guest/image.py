@@ -30,6 +30,10 @@ _BUSYBOX = "busybox-static"
 _AGENT_SOURCES = Path(guest_paths.__file__).parent
 _BUILDER_SOURCES = Path(__file__).parent
 _KESTREL_PACKAGE = "kestrel"
+#: Length of a build's directory name (the start of its key), and the files a build holds.
+_BUILD_NAME_LENGTH = 24
+_KERNEL_FILE = "vmlinux"
+_INITRAMFS_FILE = "initramfs.cpio.gz"
 _ROOT_DIRS = (
     "dev",
     "proc",
@@ -175,19 +179,39 @@ def _build(
         build = root / "out"
         build.mkdir()
         vmlinuz = next((kernel_tree / "boot").glob("vmlinuz-*"))
-        kernel.extract_vmlinux(vmlinuz, build / "vmlinux")
+        kernel.extract_vmlinux(vmlinuz, build / _KERNEL_FILE)
         log("assembling the initramfs (python runtime, modules, busybox, kestrel)")
         modules_dir = next((kernel_tree / "lib/modules").iterdir())
         entries = _initramfs_entries(root, busybox_tree / "bin/busybox", modules_dir)
-        _write_initramfs(entries, build / "initramfs.cpio.gz", functools.partial(progress, "write initramfs"))
+        _write_initramfs(entries, build / _INITRAMFS_FILE, functools.partial(progress, "write initramfs"))
         build.rename(out)
+
+
+def _is_build(entry: Path) -> bool:
+    """Whether ``entry`` is a build directory of the cache (named by the start of its key)."""
+    return entry.is_dir() and len(entry.name) == _BUILD_NAME_LENGTH and entry.name.isalnum()
 
 
 def _prune(cache_dir: Path, keep: Path) -> None:
     """Delete builds other than ``keep`` (stale inputs); downloaded packages stay."""
     for entry in cache_dir.iterdir():
-        if entry.is_dir() and entry != keep and len(entry.name) == len(keep.name) and entry.name.isalnum():
+        if _is_build(entry) and entry != keep:
             shutil.rmtree(entry)
+
+
+def newest_build(cache_dir: Path) -> GuestArtifacts | None:
+    """The most recently built complete guest image in ``cache_dir`` whatever its inputs, without
+    asking apt anything; None when there is none. Its ``key`` is the directory's name.
+    """
+    builds = [
+        entry
+        for entry in (cache_dir.iterdir() if cache_dir.is_dir() else ())
+        if _is_build(entry) and (entry / _KERNEL_FILE).is_file() and (entry / _INITRAMFS_FILE).is_file()
+    ]
+    if not builds:
+        return None
+    newest = max(builds, key=lambda entry: entry.stat().st_mtime_ns)
+    return GuestArtifacts(kernel=newest / _KERNEL_FILE, initramfs=newest / _INITRAMFS_FILE, key=newest.name)
 
 
 def ensure_guest(
@@ -206,11 +230,11 @@ def ensure_guest(
     cache_dir.mkdir(parents=True, exist_ok=True)
     packages = debs.resolve(_KERNEL_META, _BUSYBOX, meta_prefixes={_KERNEL_META: "linux-image-"})
     key = _build_key(packages)
-    out = cache_dir / key[:24]
+    out = cache_dir / key[:_BUILD_NAME_LENGTH]
     with (cache_dir / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not out.is_dir():
-            say(f"building guest {key[:24]} in {cache_dir}")
+            say(f"building guest {out.name} in {cache_dir}")
             _build(packages, cache_dir, out, say, progress or (lambda _task, _done, _total: None))
             _prune(cache_dir, keep=out)
-    return GuestArtifacts(kernel=out / "vmlinux", initramfs=out / "initramfs.cpio.gz", key=key)
+    return GuestArtifacts(kernel=out / _KERNEL_FILE, initramfs=out / _INITRAMFS_FILE, key=key)

@@ -9,48 +9,63 @@ Every method here runs under the VM's lock, which the caller holds.
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from volant_core.agent_token import vm_token
 from volant_core.channels import TokenChannel
-from volant_core.errors import ConflictError, LaunchError, PluginError
+from volant_core.errors import ConflictError, LaunchError, PluginError, VolantError
 from volant_core.events import EventType
 from volant_core.launch import AgentChannel, Instance, LaunchSpec
-from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.resources import HostResources
 from volant_core.orchestrator.vmconfig import VMConfig
 from volant_core.store import VMRecord
 from volant_core.vm import VMStatus, VMView
 
+log = logging.getLogger(__name__)
+
 #: Longest wait for a VMM killed during its boot to be gone (seconds).
 REAP_TIMEOUT = 10.0
+#: The kernel of a spec handed to ``adopt``: adoption resolves no boot media (ADR 0030).
+NO_KERNEL = Path(os.devnull)
 
 
 class Booter:
     """Launches VMMs from the VMs' current configurations and adopts the ones a daemon restart left.
 
-    ``boot_media`` provides the base image for adoption; ``resources`` acquires and releases what a
-    VM holds on the host; ``watch`` hands a launched VMM and its agent channel to the supervisor.
+    ``resources`` acquires and releases what a VM holds on the host (its boot media among them);
+    ``watch`` hands a launched VMM and its agent channel to the supervisor.
     """
 
     def __init__(
         self,
         context: OrchestratorContext,
-        boot_media: BootMedia,
         resources: HostResources,
         *,
         watch: Callable[[str, Instance, AgentChannel], None],
     ) -> None:
         self._context = context
-        self._boot_media = boot_media
         self._resources = resources
         self._watch = watch
 
     def boot(self, name: str) -> None:
         """Launch the VMM of ``name`` from its current configuration; the supervisor thread takes it
-        from there. Whatever fails, what was acquired for it on the host is released again.
+        from there. Whatever fails, what was acquired for it on the host is released again, and the
+        failure is raised as a :class:`VolantError` (an unexpected one as a LaunchError saying what
+        happened), so every caller can record the VM ``crashed`` with the reason.
         """
+        try:
+            self._boot(name)
+        except VolantError:
+            raise
+        except Exception as err:
+            log.exception("booting vm %s failed", name)
+            raise LaunchError(f"vm {name!r}: boot failed: {type(err).__name__}: {err}") from err
+
+    def _boot(self, name: str) -> None:
         store = self._context.store
         backends = self._context.backends
         stored = store.configs.current(store.vms.get_by_name(name).id)
@@ -166,13 +181,14 @@ class Booter:
             )
 
     def _adopt_spec(self, record: VMRecord) -> LaunchSpec:
-        """What the hypervisor plugin needs to recognise the VMM of ``record`` (and to clean up after it)."""
-        kernel, _ = self._boot_media.base_image()
+        """What the hypervisor plugin needs to recognise the VMM of ``record`` (and to clean up after
+        it). No boot media: a restart must not wait for an image build, or fail with it (ADR 0030).
+        """
         return LaunchSpec(
             name=record.name,
             vm_dir=record.runtime_dir,
             cpu_cores=record.cpu_cores,
             memory_mb=record.memory_mb,
-            kernel=kernel,
+            kernel=NO_KERNEL,
             vsock_cid=record.vsock_cid,
         )

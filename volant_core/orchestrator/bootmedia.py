@@ -18,14 +18,18 @@ across restarts and removed with the VM), a read-only one is used where it was f
 
 from __future__ import annotations
 
+import inspect
+import logging
 import os
 import shutil
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from volant_core import artifacts
 from volant_core.agent.constants import (
     AGENT_TOKEN_FILE,
     CMDLINE_NAME_KEY,
@@ -36,16 +40,20 @@ from volant_core.agent.constants import (
 from volant_core.agent_token import vm_token
 from volant_core.confinement import ArtifactPolicy
 from volant_core.descriptors import BootSourceDescriptor
-from volant_core.errors import ValidationError
-from volant_core.guest import BASE_KERNEL_ARGS, ensure_guest, file_layer
+from volant_core.errors import LaunchError, ValidationError
+from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts, ensure_guest, file_layer, newest_build
 from volant_core.kernel_cmdline import check_length
 from volant_core.launch import DiskRole, DiskSpec
 from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Disk, Manifest, encode_for_guest, manifest_json
 from volant_core.registry import Registry
 from volant_core.settings import Settings
 
+log = logging.getLogger(__name__)
+
 #: Guest path kestrel reads the manifest from when it is not on the command line.
 MANIFEST_LAYER_PATH = "/volant/manifest.json"
+#: Suffix of a VM file being written (its initramfs, a disk copy) until it is complete.
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -72,15 +80,53 @@ class BootMedia:
         self._base: tuple[Path, Path] | None = None
 
     def base_image(self) -> tuple[Path, Path]:
-        """``(kernel, initramfs)`` every guest starts from; built on first use when not configured."""
+        """``(kernel, initramfs)`` every guest starts from, resolved at the first boot that needs it
+        (never at adoption: ADR 0030): the configured files, else the built guest image, built on
+        first use. When building fails (apt offline after an upgrade, say), the newest image built
+        before is used, with a warning; LaunchError saying how to get one when there is none.
+        """
         with self._lock:
             if self._base is None:
                 kernel, initramfs = self._settings.kernel, self._settings.initramfs
                 if kernel is None or initramfs is None:
-                    built = ensure_guest(self._settings.cache_dir / "guest", log=self._log)
+                    built = self._guest_image()
                     kernel, initramfs = kernel or built.kernel, initramfs or built.initramfs
                 self._base = (kernel, initramfs)
             return self._base
+
+    def _guest_image(self) -> GuestArtifacts:
+        """The guest image of the cache: built (or reused) for the current inputs, else the newest
+        one built before when that build fails.
+        """
+        cache = self._settings.cache_dir / "guest"
+        try:
+            return ensure_guest(cache, log=self._log)
+        except Exception as err:  # apt, dpkg-deb, the network, the disk: any of them may fail
+            previous = newest_build(cache)
+            if previous is None:
+                raise LaunchError(
+                    f"no guest image: building it in {cache} failed ({err}) and none was built before; "
+                    "fix the cause and run `volar image build`, or set VOLANT_KERNEL and VOLANT_INITRAMFS"
+                ) from err
+            log.warning(
+                "building the guest image failed (%s); booting the one built before, %s, until volantd "
+                "restarts (run `volar image build` to build the current one)",
+                err,
+                previous.kernel.parent,
+            )
+            return previous
+
+    def sweep_partials(self) -> None:
+        """Remove the partial files a killed volantd left: downloads in the cache, and the
+        initramfs and disk copies being written in the VMs' directories.
+        """
+        removed = artifacts.sweep_partials(self._settings.download_dir)
+        for pattern in (f"*/initramfs.img{PARTIAL_SUFFIX}", f"*/disks/*{PARTIAL_SUFFIX}"):
+            for partial in self._settings.runtime_dir.glob(pattern):
+                partial.unlink(missing_ok=True)
+                removed.append(partial)
+        if removed:
+            log.info("removed %d partial files left by an interrupted volantd", len(removed))
 
     def fetch(self, url: str, checksum: str | None, *, field: str, image_format: str | None = None) -> Path:
         """Fetch and verify an artifact through the boot source registered for its URL scheme.
@@ -92,8 +138,9 @@ class BootMedia:
         local = self._policy.resolve(url, field=field)
         for source in self._sources:
             if scheme in source.schemes:
+                location, cache = str(local or url), self._settings.download_dir
                 try:
-                    fetched = source.fetch(str(local or url), checksum, self._settings.download_dir)
+                    fetched = source.fetch(location, checksum, cache, **self._deadline_option(source))
                 except ValidationError as err:
                     raise ValidationError(f"{field}: {err.message}", field=field) from None
                 path = self._policy.confine(fetched, f"{url} (fetched to {fetched})", field=field)
@@ -104,6 +151,14 @@ class BootMedia:
             + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
             field=field,
         )
+
+    def _deadline_option(self, source: BootSourceDescriptor) -> dict[str, float]:
+        """``{"deadline": ...}`` (``VOLANT_ARTIFACT_DEADLINE`` from now, on the monotonic clock) for a
+        source whose ``fetch`` takes a ``deadline`` keyword, else nothing.
+        """
+        if "deadline" not in inspect.signature(source.fetch).parameters:
+            return {}
+        return {"deadline": time.monotonic() + self._settings.artifact_deadline}
 
     def prepare(self, name: str, vm_dir: Path, manifest: Manifest, extra_args: str) -> BootPlan:
         """Fetch the manifest's boot media and disks, write ``vm_dir/initramfs.img`` (the base, the
@@ -129,7 +184,7 @@ class BootMedia:
         check_length(args)
         vm_dir.mkdir(parents=True, exist_ok=True)
         composed = vm_dir / "initramfs.img"
-        partial = vm_dir / "initramfs.img.partial"
+        partial = vm_dir / f"initramfs.img{PARTIAL_SUFFIX}"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
         try:
             with os.fdopen(fd, "wb") as out:
@@ -170,7 +225,7 @@ def _own_copy(image: Path, vm_dir: Path, disk: Disk) -> Path:
     copy = vm_dir / "disks" / f"{disk.name}.{disk.format}"
     if not copy.exists():
         copy.parent.mkdir(parents=True, exist_ok=True)
-        partial = copy.with_suffix(copy.suffix + ".partial")
+        partial = copy.with_suffix(copy.suffix + PARTIAL_SUFFIX)
         shutil.copyfile(image, partial)
         partial.replace(copy)
     return copy

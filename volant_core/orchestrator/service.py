@@ -100,7 +100,7 @@ class Orchestrator:
         self._resources = HostResources(context, self.boot_media, self._ports)
         # The booter hands what it launches to the supervisor, which boots crashed VMs again.
         self._supervisor = Supervisor(context, self._resources, boot=lambda name: self._booter.boot(name))
-        self._booter = Booter(context, self.boot_media, self._resources, watch=self._supervisor.watch)
+        self._booter = Booter(context, self._resources, watch=self._supervisor.watch)
 
     # ------------------------------------------------------------------ reads
 
@@ -303,8 +303,10 @@ class Orchestrator:
     def recover(self) -> None:
         """After a daemon start: re-adopt VMMs that still run; mark the others crashed, release what
         they held and restart them if their policy says so. Published ports are reconciled first:
-        those of VMs recorded as active are written again, every other VM's are removed.
+        those of VMs recorded as active are written again, every other VM's are removed; partial
+        files a killed volantd left are removed. No guest image is resolved (ADR 0030).
         """
+        self.boot_media.sweep_partials()
         self._reconcile_ports()
         for record in self.store.vms.list():
             if record.status not in ACTIVE_STATES:

@@ -34,16 +34,18 @@ class RunningDaemon:
     #: The in-process plugins it was started with (``restart`` registers them again by default).
     plugins: tuple[tuple[str, object], ...] = ()
 
-    def restart(self, *, plugins: Iterable[tuple[str, object]] | None = None) -> None:
+    def restart(self, *, plugins: Iterable[tuple[str, object]] | None = None, **settings: Any) -> None:
         """Stop this daemon as volantd stops (VMs keep running) and start a new one on the same state,
-        settings and address, with ``plugins`` (default: the same in-process plugins) as it would
-        after an upgrade or a crash: it re-adopts the VMMs and calls ``volant_daemon_started``.
+        settings (but for the fields in ``settings``, ``kernel=None`` say) and address, with
+        ``plugins`` (default: the same in-process plugins) as it would after an upgrade or a crash:
+        it re-adopts the VMMs and calls ``volant_daemon_started``.
         """
-        settings = self.daemon.settings.model_copy(update={"api_listen": self.url.removeprefix("http://")})
+        listen = self.url.removeprefix("http://")
+        new_settings = self.daemon.settings.model_copy(update={**settings, "api_listen": listen})
         self.daemon.stop()
         if plugins is not None:
             self.plugins = tuple(plugins)
-        self.daemon = build_daemon(settings, plugins=load_plugins(extra=self.plugins))
+        self.daemon = build_daemon(new_settings, plugins=load_plugins(extra=self.plugins))
         self.daemon.start()
 
     def request(
