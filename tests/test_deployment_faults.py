@@ -123,6 +123,13 @@ def reconciled(api: RunningDaemon, name: str) -> list[str]:
     ]
 
 
+def attempt_numbers(api: RunningDaemon, member: str) -> list[int]:
+    """The attempt numbers of the events saying ``member`` could not be created, oldest first."""
+    deployment = member.rsplit("-", 1)[0]
+    said = [m for m in reconciled(api, deployment) if m.startswith(f"could not create {member} ")]
+    return [int(m.split("(attempt ")[1].split(")")[0]) for m in said]
+
+
 def test_a_member_that_fails_to_create_backs_off_says_why_and_recovers(
     host_api: RunningDaemon, host_manifest: dict[str, Any]
 ) -> None:
@@ -139,9 +146,10 @@ def test_a_member_that_fails_to_create_backs_off_says_why_and_recovers(
     waited = datetime.fromisoformat(failing["next_retry_at"]) - datetime.fromisoformat(failing["failed_at"])
     assert waited.total_seconds() == 1.0 * 2 ** (failing["attempts"] - 1)  # 1 s doubling
     # One event per attempt, never repeated: no flood.
-    attempts = [m for m in reconciled(host_api, "bad") if m.startswith("could not create bad-1")]
-    numbers = [int(m.split("(attempt ")[1].split(")")[0]) for m in attempts]
-    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 3
+    numbers = eventually(
+        lambda: len(n := attempt_numbers(host_api, "bad-1")) >= 3 and n, "an event for each of 3 attempts"
+    )
+    assert numbers == list(range(1, len(numbers) + 1))
     assert host_api.request("GET", "/api/v1/vms").json() == []  # nothing half-created stays
 
     # Fixed: the member is created at its next attempt and the failure is forgotten.

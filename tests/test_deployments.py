@@ -47,7 +47,9 @@ def test_three_replicas_self_heal_scale_down_and_roll_out(api: RunningDaemon) ->
 
     # A member's VMM dies: without any API call a replacement (web-4) runs, and web-2 goes.
     os.kill(first["web-2"]["pid"], signal.SIGKILL)
-    healed = eventually(lambda: all_running(api, 3), "web-2 replaced")
+    healed = eventually(
+        lambda: (found := all_running(api, 3)) and "web-2" not in found and found, "web-2 replaced"
+    )
     assert sorted(healed) == ["web-1", "web-3", "web-4"]
     assert healed["web-1"]["pid"] == first["web-1"]["pid"]
 

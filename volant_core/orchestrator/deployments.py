@@ -260,7 +260,7 @@ class Deployments:
             slots -= 1
             self._emit(EventType.DEPLOYMENT_RECONCILED, group, f"removed {member.name}")
         self._retire(group, state, live, retired)
-        self._fill(group, state, rows, max(group.replicas - slots, 0))
+        self._fill(group, state, retired_names)
         self._roll(group, state, live)
 
     def _note_crashes(
@@ -313,10 +313,13 @@ class Deployments:
                 f"removed crashed {member.name} (replaced by {replaced_by[member.name] or 'nothing'})",
             )
 
-    def _fill(
-        self, group: GroupRecord, state: DeploymentState, rows: builtins.list[VMRecord], missing: int
-    ) -> None:
-        """Boot ``missing`` members: failed ones whose backoff is over, then new ones at free indices."""
+    def _fill(self, group: GroupRecord, state: DeploymentState, retired: set[str]) -> None:
+        """Boot the missing members: failed ones whose backoff is over, then new ones at free indices.
+
+        The members are counted under the state lock: a boot thread removes its failed member's row
+        before it notes the failure under that lock, so each member is seen either booting or as
+        it ended.
+        """
         now = utcnow()
         foreign = {
             vm.name
@@ -326,6 +329,10 @@ class Deployments:
         skipped: builtins.list[str] = []
         boots: builtins.list[tuple[str, MemberFailure | None]] = []
         with self._state_lock:
+            rows = {
+                m.name for m in self._store.vms.list(group_id=group.id) if member_index(group.name, m.name)
+            }
+            missing = max(group.replicas - len((rows - retired) | state.booting), 0)
             state.skipped = {n: r for n, r in state.skipped.items() if n in foreign}
             for taken in state.waiting():
                 if not taken.crashed and taken.name in foreign:
@@ -335,7 +342,7 @@ class Deployments:
                 if not unwanted.crashed:
                     del state.failures[unwanted.name]  # not wanted any more (scaled down)
             waiting = state.waiting()
-            used = {m.name for m in rows} | state.booting | {f.name for f in waiting if not f.crashed}
+            used = rows | state.booting | {f.name for f in waiting if not f.crashed}
             wanted: builtins.list[tuple[str | None, MemberFailure | None]] = [
                 (None if f.crashed else f.name, f) for f in waiting[:missing] if f.due(now)
             ]
