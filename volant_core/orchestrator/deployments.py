@@ -221,8 +221,9 @@ class Deployments:
         now = utcnow()
         with self._state_lock:
             retries = [f.retry_at for s in self._states.values() for f in s.waiting()]
-        soonest = min(((r - now).total_seconds() for r in retries), default=self._interval)
-        return min(self._interval, max(soonest, 0.0))
+        # Retries already due wait for the interval: one that has no slot to fill must not spin the loop.
+        soonest = min(((r - now).total_seconds() for r in retries if r > now), default=self._interval)
+        return min(self._interval, soonest)
 
     def reconcile_all(self) -> None:
         """One pass over every deployment."""
