@@ -227,6 +227,41 @@ class DeploymentMember(_Response):
 
     name: str
     status: VMStatus
+    status_reason: str | None
+    """Why a ``crashed`` or ``stopped`` member is so (a crashed member is kept until replaced)."""
+
+
+class MemberFailureResource(_Response):
+    """A member that failed, and when the controller tries again (exponential backoff)."""
+
+    name: str
+    kind: Literal["create_failed", "crashed"]
+    """``create_failed``: creating or booting it failed and no VM is left; ``crashed``: it crashed
+    and its restart policy gave up (the VM is kept, with its reason and console log)."""
+    attempts: int
+    """Failures in a row, replacements included; reset once a member runs."""
+    last_error: str
+    failed_at: datetime
+    next_retry_at: datetime | None
+    """When the next attempt may start; null once a replacement was booted."""
+    replaced_by: str | None
+    """The member booted in place of a crashed one."""
+
+
+class SkippedMemberName(_Response):
+    """A member name the controller does not use because a VM outside the deployment has it."""
+
+    name: str
+    reason: str
+
+
+class DeploymentStatus(_Response):
+    """What the reconcile loop is doing for a deployment."""
+
+    booting: list[str]
+    """Members being created and booted now."""
+    failing: list[MemberFailureResource]
+    skipped: list[SkippedMemberName]
 
 
 class DeploymentResource(_Response):
@@ -241,5 +276,6 @@ class DeploymentResource(_Response):
     config: dict[str, Any]
     """Member VM configuration (the keys of ``PATCH /vms/{name}/config``, with ``plugin``)."""
     members: list[DeploymentMember]
+    status: DeploymentStatus
     created_at: datetime
     updated_at: datetime

@@ -3,13 +3,20 @@
 Members are named ``<deployment>-<n>``. A reconcile pass, run periodically and
 whenever something happens to a member, moves reality towards the wish:
 
-* missing members are created at the lowest free indices;
-* crashed members are replaced (deleted and created again under the same name);
+* missing members are created at the lowest free indices; an index whose name a
+  VM outside the deployment holds is skipped and reported (``status.skipped``);
+* a crashed member is left to its restart policy; once the policy has given up
+  (``never``: at once) a replacement is created at a free index, and the crashed
+  member is kept, with its reason and console log, until its replacement runs;
+* a member that fails (its create raised, or it crashed for good) is retried with
+  exponential backoff, shown in ``status.failing``;
 * surplus members are deleted, highest index first;
 * after a configuration change, out-of-date members are replaced one at a time,
   the next only once every member runs again (a rolling update).
 
-``ready_replicas`` counts members in ``running``.
+Creating a member (and booting it, which may download its boot media) runs in a
+thread of its own, outside the pass lock: a slow member holds up no other
+deployment, no pass and no DELETE. ``ready_replicas`` counts members in ``running``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any, Protocol
 
 from volant_core.errors import LimitValidationError, NotFoundError, ValidationError, VolantError
 from volant_core.events import Event, EventBus, EventType
+from volant_core.orchestrator.member_failures import DeploymentState, MemberFailure, utcnow
 from volant_core.settings import DEFAULT_MAX_REPLICAS, MAX_REPLICAS_BY_NAME, variable_of
 from volant_core.store import GroupRecord, Store, VMRecord
 from volant_core.vm import VMStatus, check_name
@@ -37,6 +45,8 @@ REVISION_KEY = "volant.deployment.revision"
 RECONCILE_INTERVAL_S = 5.0
 #: Longest member name: ``<deployment>-<n>`` must stay a valid VM name.
 MAX_INDEX_DIGITS = len(str(MAX_REPLICAS_BY_NAME))
+#: Why a member name is skipped, in the deployment's ``status.skipped``.
+TAKEN_REASON = "a VM outside this deployment has this name; delete it to give the name back"
 
 
 def revision_of(config: Mapping[str, Any]) -> str:
@@ -60,6 +70,7 @@ class DeploymentView:
     ready_replicas: int
     config: dict[str, Any]
     members: list[dict[str, Any]]
+    status: dict[str, Any]
     created_at: str
     updated_at: str
 
@@ -72,6 +83,7 @@ class DeploymentView:
             "ready_replicas": self.ready_replicas,
             "config": self.config,
             "members": self.members,
+            "status": self.status,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -86,6 +98,10 @@ class Members(Protocol):
 
     def create_member(self, name: str, template: Mapping[str, Any], group_id: int) -> object:
         """Create and boot member ``name``."""
+        ...
+
+    def crash_is_final(self, name: str) -> bool:
+        """Whether member ``name`` is crashed and its restart policy will not restart it."""
         ...
 
     def delete_vm(self, name: str) -> None:
@@ -112,7 +128,9 @@ class Deployments:
         self._interval = interval
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._pass_lock = threading.Lock()
+        self._pass_lock = threading.Lock()  # one pass or one DELETE at a time; never held across a boot
+        self._state_lock = threading.Lock()  # guards _states, shared with the boot threads
+        self._states: dict[int, DeploymentState] = {}  # by deployment id
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ API
@@ -153,11 +171,18 @@ class Deployments:
         return self.get(name)
 
     def delete(self, name: str) -> None:
-        """Delete every member, then the deployment."""
+        """Delete every member, then the deployment. A member still booting is deleted by its boot
+        thread when the boot returns.
+        """
         with self._pass_lock:
             record = self._store.groups.get(name)
+            with self._state_lock:
+                state = self._states.pop(record.id, DeploymentState())
+                state.deleted = True
+                booting = set(state.booting)
             for member in self._store.vms.list(group_id=record.id):
-                self._delete_member(member.name)
+                if member.name not in booting:
+                    self._delete_member(member.name)
             self._store.groups.delete(name)
         self._emit(EventType.DEPLOYMENT_DELETED, record, "deployment deleted")
 
@@ -191,7 +216,7 @@ class Deployments:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self._interval)
+            self._wake.wait(self._next_wait())
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -199,6 +224,15 @@ class Deployments:
                 self.reconcile_all()
             except Exception:  # the loop must survive anything one pass meets
                 log.exception("reconcile pass failed")
+
+    def _next_wait(self) -> float:
+        """Seconds until the next pass: the interval, or less when a member's backoff ends sooner."""
+        now = utcnow()
+        with self._state_lock:
+            retries = [f.retry_at for s in self._states.values() for f in s.waiting()]
+        # Retries already due wait for the interval: one that has no slot to fill must not spin the loop.
+        soonest = min(((r - now).total_seconds() for r in retries if r > now), default=self._interval)
+        return min(self._interval, soonest)
 
     def reconcile_all(self) -> None:
         """One pass over every deployment."""
@@ -210,50 +244,208 @@ class Deployments:
                     log.warning("deployment %s: %s", group.name, err.message)
 
     def _reconcile(self, group: GroupRecord) -> None:
-        members = {m.name: m for m in self._store.vms.list(group_id=group.id)}
-        indexed = sorted(
-            (member_index(group.name, n), m)
-            for n, m in members.items()
-            if member_index(group.name, n) is not None
+        state = self._state_of(group.id)
+        rows = sorted(
+            (m for m in self._store.vms.list(group_id=group.id) if member_index(group.name, m.name)),
+            key=lambda m: member_index(group.name, m.name) or 0,
         )
-        revision = revision_of(group.config)
-        for _, member in indexed:
-            if member.status == VMStatus.CRASHED:
-                self._replace(group, member, revision, "replacing crashed member")
-        surplus = [m for _, m in indexed][group.replicas :]
-        for member in reversed(surplus):
+        with self._state_lock:
+            booting = set(state.booting)
+            known = {n for n, f in state.failures.items() if f.crashed}
+        retired = [  # crashed for good: restart policy never, or given up
+            m
+            for m in rows
+            if m.name not in booting
+            and m.status == VMStatus.CRASHED
+            and (m.name in known or self._members.crash_is_final(m.name))
+        ]
+        retired_names = {m.name for m in retired}
+        live = [m for m in rows if m.name not in retired_names]
+        self._note_crashes(group, state, retired)
+        slots = len(live) + len(booting - {m.name for m in rows})
+        removable = [m for m in live if m.name not in booting]
+        for member in reversed(removable[max(len(removable) - (slots - group.replicas), 0) :]):
             self._delete_member(member.name)
+            live.remove(member)
+            slots -= 1
             self._emit(EventType.DEPLOYMENT_RECONCILED, group, f"removed {member.name}")
-        kept = [m for _, m in indexed][: group.replicas]
-        taken = {member_index(group.name, m.name) for m in kept}
-        index = 1
-        while len(taken) < group.replicas:
-            if index not in taken:
-                self._create_member(group, index, revision)
-                taken.add(index)
-            index += 1
-        self._roll(group, kept, revision)
+        self._retire(group, state, live, retired)
+        self._fill(group, state, retired_names)
+        self._roll(group, state, live)
 
-    def _roll(self, group: GroupRecord, kept: builtins.list[VMRecord], revision: str) -> None:
+    def _note_crashes(
+        self, group: GroupRecord, state: DeploymentState, retired: builtins.list[VMRecord]
+    ) -> None:
+        """Record each member newly crashed for good (one event each); forget crashes that are over."""
+        noted = []
+        with self._state_lock:
+            names = {m.name for m in retired}
+            for name in [n for n, f in state.failures.items() if f.crashed and n not in names]:
+                del state.failures[name]  # started again by hand, or deleted
+            for member in retired:
+                if member.name not in state.failures:
+                    reason = member.status_reason or "crashed"
+                    noted.append(state.record_failure(member.name, reason, crashed=True, now=utcnow()))
+        for failure in noted:
+            self._emit(
+                EventType.DEPLOYMENT_RECONCILED,
+                group,
+                f"{failure.name} crashed ({failure.last_error}); kept until its replacement runs, "
+                f"which boots at {failure.retry_at.isoformat()} (attempt {failure.attempts + 1})",
+            )
+
+    def _retire(
+        self,
+        group: GroupRecord,
+        state: DeploymentState,
+        live: builtins.list[VMRecord],
+        retired: builtins.list[VMRecord],
+    ) -> None:
+        """Delete crashed members once every replica runs; while not, keep at most ``replicas`` of
+        them (at least one), the newest, deleting only those already replaced.
+        """
+        with self._state_lock:
+            for member in live:
+                if member.status == VMStatus.RUNNING:
+                    state.inherited.pop(member.name, None)  # a member ran: its backoff starts over
+            if sum(m.status == VMStatus.RUNNING for m in live) >= group.replicas:
+                doomed = retired
+            else:
+                replaced = [m for m in retired if not state.failures[m.name].waiting]
+                extra = len(retired) - max(group.replicas, 1)
+                doomed = sorted(replaced, key=lambda m: m.updated_at)[: max(extra, 0)]
+            replaced_by = {m.name: state.failures.pop(m.name).replaced_by for m in doomed}
+        for member in doomed:
+            self._delete_member(member.name)
+            self._emit(
+                EventType.DEPLOYMENT_RECONCILED,
+                group,
+                f"removed crashed {member.name} (replaced by {replaced_by[member.name] or 'nothing'})",
+            )
+
+    def _fill(self, group: GroupRecord, state: DeploymentState, retired: set[str]) -> None:
+        """Boot the missing members: failed ones whose backoff is over, then new ones at free indices.
+
+        The members are counted under the state lock: a boot thread removes its failed member's row
+        before it notes the failure under that lock, so each member is seen either booting or as
+        it ended.
+        """
+        now = utcnow()
+        foreign = {
+            vm.name
+            for vm in self._store.vms.list()
+            if vm.group_id != group.id and member_index(group.name, vm.name)
+        }
+        skipped: builtins.list[str] = []
+        boots: builtins.list[tuple[str, MemberFailure | None]] = []
+        with self._state_lock:
+            rows = {
+                m.name for m in self._store.vms.list(group_id=group.id) if member_index(group.name, m.name)
+            }
+            missing = max(group.replicas - len((rows - retired) | state.booting), 0)
+            state.skipped = {n: r for n, r in state.skipped.items() if n in foreign}
+            for taken in state.waiting():
+                if not taken.crashed and taken.name in foreign:
+                    del state.failures[taken.name]  # its name was taken meanwhile
+            waiting = state.waiting()
+            for unwanted in waiting[missing:]:
+                if not unwanted.crashed:
+                    del state.failures[unwanted.name]  # not wanted any more (scaled down)
+            waiting = state.waiting()
+            used = rows | state.booting | {f.name for f in waiting if not f.crashed}
+            wanted: builtins.list[tuple[str | None, MemberFailure | None]] = [
+                (None if f.crashed else f.name, f) for f in waiting[:missing] if f.due(now)
+            ]
+            wanted += [(None, None)] * max(missing - len(waiting), 0)
+            for name, failure in wanted:
+                if name is None:
+                    name = self._free_name(group.name, used, foreign, state, skipped)
+                used.add(name)
+                state.booting.add(name)
+                state.inherited[name] = failure.attempts if failure else 0
+                if failure is not None and failure.crashed:
+                    failure.replaced_by = name
+                boots.append((name, failure))
+        for name in skipped:
+            self._emit(EventType.DEPLOYMENT_RECONCILED, group, f"skipped {name}: {TAKEN_REASON}")
+        revision = revision_of(group.config)
+        for name, _ in boots:
+            self._boot_in_background(group, state, name, revision)
+
+    @staticmethod
+    def _free_name(
+        group: str, used: set[str], foreign: set[str], state: DeploymentState, skipped: builtins.list[str]
+    ) -> str:
+        """The member name at the lowest index neither used nor held by a VM outside the deployment
+        (names skipped for the latter are noted in ``state`` and, when new, in ``skipped``).
+        """
+        index = 1
+        while (name := f"{group}-{index}") in used or name in foreign:
+            if name in foreign and name not in state.skipped:
+                state.skipped[name] = TAKEN_REASON
+                skipped.append(name)
+            index += 1
+        return name
+
+    def _roll(self, group: GroupRecord, state: DeploymentState, live: builtins.list[VMRecord]) -> None:
         """Replace one out-of-date member, once all members run (a rolling update)."""
+        with self._state_lock:
+            if state.booting or state.failures:
+                return
         current = self._store.vms.list(group_id=group.id)
         if any(m.status != VMStatus.RUNNING for m in current):
             return
-        for member in kept:
+        revision = revision_of(group.config)
+        for member in live:
             if self._revision_of_member(member) != revision:
-                self._replace(group, member, revision, "rolling out the new configuration")
+                self._emit(
+                    EventType.DEPLOYMENT_RECONCILED,
+                    group,
+                    f"rolling out the new configuration: {member.name}",
+                )
+                self._delete_member(member.name)
+                with self._state_lock:
+                    state.booting.add(member.name)
+                self._boot_in_background(group, state, member.name, revision)
                 return
 
-    def _replace(self, group: GroupRecord, member: VMRecord, revision: str, why: str) -> None:
-        index = member_index(group.name, member.name)
-        assert index is not None
-        self._emit(EventType.DEPLOYMENT_RECONCILED, group, f"{why}: {member.name}")
-        self._delete_member(member.name)
-        self._create_member(group, index, revision)
+    def _boot_in_background(
+        self, group: GroupRecord, state: DeploymentState, name: str, revision: str
+    ) -> None:
+        """Create and boot member ``name`` in a thread of its own (``name`` is in ``state.booting``)."""
+        threading.Thread(
+            target=self._boot_member, args=(group, state, name, revision), name=f"member-{name}", daemon=True
+        ).start()
 
-    def _create_member(self, group: GroupRecord, index: int, revision: str) -> None:
-        metadata = {**(group.config.get("metadata") or {}), REVISION_KEY: revision}
-        self._members.create_member(f"{group.name}-{index}", {**group.config, "metadata": metadata}, group.id)
+    def _boot_member(self, group: GroupRecord, state: DeploymentState, name: str, revision: str) -> None:
+        """Create member ``name``; record the outcome (a failure backs off), then wake the loop."""
+        error = None
+        try:
+            metadata = {**(group.config.get("metadata") or {}), REVISION_KEY: revision}
+            self._members.create_member(name, {**group.config, "metadata": metadata}, group.id)
+        except VolantError as err:
+            error = err.message
+        except Exception as err:  # a boot thread must report whatever stopped it
+            log.exception("creating deployment member %s failed", name)
+            error = f"{type(err).__name__}: {err}"
+        with self._state_lock:
+            state.booting.discard(name)
+            deleted = state.deleted
+            failure: MemberFailure | None = None
+            if error is not None:
+                failure = state.record_failure(name, error, crashed=False, now=utcnow())
+            else:
+                state.failures.pop(name, None)
+        if deleted and error is None:
+            self._delete_member(name)  # the deployment was deleted while this member booted
+        elif failure is not None and not deleted:
+            self._emit(
+                EventType.DEPLOYMENT_RECONCILED,
+                group,
+                f"could not create {name} (attempt {failure.attempts}): {error}; "
+                f"next attempt at {failure.retry_at.isoformat()}",
+            )
+        self.wake()
 
     def _delete_member(self, name: str) -> None:
         try:
@@ -264,6 +456,11 @@ class Deployments:
     def _revision_of_member(self, member: VMRecord) -> str | None:
         config = self._store.configs.current(member.id).config
         return (config.get("metadata") or {}).get(REVISION_KEY)
+
+    def _state_of(self, group_id: int) -> DeploymentState:
+        """The controller's memory of deployment ``group_id`` (created on first use)."""
+        with self._state_lock:
+            return self._states.setdefault(group_id, DeploymentState())
 
     # ------------------------------------------------------------- helpers
 
@@ -291,15 +488,18 @@ class Deployments:
 
     def _view(self, group: GroupRecord) -> DeploymentView:
         members = self._store.vms.list(group_id=group.id)
+        with self._state_lock:
+            status = self._states.get(group.id, DeploymentState()).status()
         return DeploymentView(
             name=group.name,
             replicas=group.replicas,
             ready_replicas=sum(1 for m in members if m.status == VMStatus.RUNNING),
             config=group.config,
             members=[
-                {"name": m.name, "status": m.status}
+                {"name": m.name, "status": m.status, "status_reason": m.status_reason}
                 for m in sorted(members, key=lambda m: member_index(group.name, m.name) or 0)
             ],
+            status=status,
             created_at=group.created_at.isoformat(),
             updated_at=group.updated_at.isoformat(),
         )

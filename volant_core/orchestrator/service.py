@@ -233,6 +233,21 @@ class Orchestrator:
         """Create VM ``name`` from a deployment's member configuration."""
         return self.create_vm(CreateVMRequest(name=name, config=parse_patch(template)), group_id=group_id)
 
+    def crash_is_final(self, name: str) -> bool:
+        """Whether VM ``name`` is crashed with no automatic restart to come (its restart policy is
+        ``never`` or has given up). Never waits: while another operation holds the VM, False.
+        """
+        lock = self._locks(name)
+        if not lock.acquire(blocking=False):
+            return False  # an operation (a restart's boot, say) works on it now: not final
+        try:
+            record = self.store.vms.get_by_name(name)
+            return record.status == VMStatus.CRASHED and not self._supervisor.restart_pending(name)
+        except NotFoundError:
+            return False
+        finally:
+            lock.release()
+
     # ---------------------------------------------------------- configuration
 
     def get_config(self, name: str) -> ConfigRecord:

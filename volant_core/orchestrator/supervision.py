@@ -55,6 +55,7 @@ class Supervisor:
         self._boot = boot
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
+        self._pending: set[str] = set()  # VMs whose automatic restart is scheduled and not yet tried
 
     # ------------------------------------------------------------ for the orchestrator
 
@@ -101,6 +102,13 @@ class Supervisor:
         restart policy counts again from zero.
         """
         self._restarts.pop(name, None)
+        self._pending.discard(name)
+
+    def restart_pending(self, name: str) -> bool:
+        """Whether the crashed VM ``name`` has an automatic restart scheduled (ask with its lock held:
+        a crash and the restart it schedules happen under it).
+        """
+        return name in self._pending
 
     def schedule_restart(self, name: str) -> None:
         """Restart the crashed VM ``name`` later if its restart policy says so."""
@@ -111,6 +119,7 @@ class Supervisor:
         if delay is None:
             return
         self._restarts[name] = attempt + 1
+        self._pending.add(name)
         timer = threading.Timer(delay, self._restart_crashed, args=(name, attempt + 1))
         timer.daemon = True
         timer.start()
@@ -191,6 +200,8 @@ class Supervisor:
     def _restart_crashed(self, name: str, attempt: int) -> None:
         """Boot a VM that is still crashed (nobody started, stopped or deleted it meanwhile)."""
         with self._context.locks(name):
+            if self._restarts.get(name) == attempt:
+                self._pending.discard(name)
             try:
                 record = self._context.store.vms.get_by_name(name)
             except NotFoundError:
