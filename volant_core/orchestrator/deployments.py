@@ -45,6 +45,10 @@ REVISION_KEY = "volant.deployment.revision"
 RECONCILE_INTERVAL_S = 5.0
 #: Longest member name: ``<deployment>-<n>`` must stay a valid VM name.
 MAX_INDEX_DIGITS = len(str(MAX_REPLICAS_BY_NAME))
+#: The events of a member that may leave its deployment short of running replicas.
+_MEMBER_CHANGES = frozenset(
+    {EventType.VM_CRASHED, EventType.VM_DELETED, EventType.VM_STOPPED, EventType.VM_RUNNING}
+)
 #: Why a member name is skipped, in the deployment's ``status.skipped``.
 TAKEN_REASON = "a VM outside this deployment has this name; delete it to give the name back"
 
@@ -131,6 +135,7 @@ class Deployments:
         self._pass_lock = threading.Lock()  # one pass or one DELETE at a time; never held across a boot
         self._state_lock = threading.Lock()  # guards _states, shared with the boot threads
         self._states: dict[int, DeploymentState] = {}  # by deployment id
+        self._names: frozenset[str] = frozenset()  # the deployments the last pass saw
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ API
@@ -205,13 +210,12 @@ class Deployments:
         self._wake.set()
 
     def on_event(self, event: Event) -> None:
-        """Wake the loop when a member changed state (subscribed to the event bus)."""
-        if event.type in (
-            EventType.VM_CRASHED,
-            EventType.VM_DELETED,
-            EventType.VM_STOPPED,
-            EventType.VM_RUNNING,
-        ):
+        """Wake the loop when a member changed state (subscribed to the event bus).
+
+        Events of VMs whose names no deployment the last pass saw could have made wake
+        nothing: a pass per event of every standalone VM was most of a create's cost.
+        """
+        if event.type in _MEMBER_CHANGES and any(member_index(d, event.name or "") for d in self._names):
             self.wake()
 
     def _loop(self) -> None:
@@ -237,7 +241,9 @@ class Deployments:
     def reconcile_all(self) -> None:
         """One pass over every deployment."""
         with self._pass_lock:
-            for group in self._store.groups.list():
+            groups = self._store.groups.list()
+            self._names = frozenset(group.name for group in groups)
+            for group in groups:
                 try:
                     self._reconcile(group)
                 except VolantError as err:
