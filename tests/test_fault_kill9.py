@@ -24,10 +24,14 @@ from typing import Any
 import pytest
 
 from volant_core.cli.client import ApiClient, ApiError
+from volant_core.netdev import tap_name
 from volant_core.testing.daemon import RunningProcess, volantd_process
 from volant_core.testing.faults import inconsistencies, settled_vms, sigkill_on_event
-from volant_core.testing.hostvm import HOST_VOLANTD, placeholder_boot_files
+from volant_core.testing.host_volantd import HOST_VOLANTD, TAP_BACKEND
+from volant_core.testing.hostvm import NAME as HOST_BACKEND
+from volant_core.testing.hostvm import placeholder_boot_files
 from volant_core.testing.leased_ip import LeasedIpMode
+from volant_core.testing.netns import NetworkNamespace, network_namespace
 from volant_core.testing.processes import kill_mentioning
 from volant_core.testing.waiting import eventually, free_port
 
@@ -42,6 +46,7 @@ class Volantd:
         self.port = free_port()
         self.env = {
             **os.environ,
+            "VOLANT_HYPERVISOR": HOST_BACKEND,
             "VOLANT_KERNEL": str(boot["kernel"]),
             "VOLANT_INITRAMFS": str(boot["initramfs"]),
             "VOLANT_NETWORK_MODE": LeasedIpMode.mode,
@@ -166,3 +171,68 @@ def test_killed_during_a_deployment_scale_up(volantd: Volantd, host_manifest: di
         eventually(four_running, "the deployment to reach 4 running members after the restart", timeout=120)
         assert inconsistencies(settled_vms(api), volantd.state_dir) == []
         delete_everything(api, volantd.state_dir)
+
+
+BRIDGE = "vkbr0"
+SUBNET = "10.96.0.0/24"
+HOST_IP = "10.96.0.1"
+
+
+def taps(ns: NetworkNamespace) -> set[str]:
+    """The tap devices in ``ns`` (every link but the bridge)."""
+    return set(ns.links()) - {BRIDGE}
+
+
+def test_killed_during_delete_and_create_on_a_bridge(volantd: Volantd, host_manifest: dict[str, Any]) -> None:
+    """The ``bridged`` mode in a network namespace of the test (on the TEST backend that claims tap
+    NICs: each VM's tap is made, kestrel does not use it): after each kill and restart, the taps on
+    the bridge are exactly those of the VMs that run (no tap leaked, none missing).
+    """
+    volantd.env.update(
+        VOLANT_HYPERVISOR=TAP_BACKEND,
+        VOLANT_NETWORK_MODE="bridged",
+        VOLANT_SUBNET=SUBNET,
+        VOLANT_HOST_IP=HOST_IP,
+        VOLANT_BRIDGED_BRIDGE=BRIDGE,
+        VOLANT_BRIDGED_DNS=HOST_IP,
+    )
+    with network_namespace("volant-fault") as ns:
+        ns.ipr.link("add", ifname=BRIDGE, kind="bridge")
+        (bridge,) = ns.ipr.link_lookup(ifname=BRIDGE)
+        ns.ipr.addr("add", index=bridge, address=HOST_IP, prefixlen=24)
+        ns.ipr.link("set", index=bridge, state="up")
+
+        def running_taps(api: ApiClient) -> set[str]:
+            return {tap_name(vm["name"]) for vm in settled_vms(api) if vm["status"] == "running"}
+
+        try:
+            with ns.enter():  # volantd, its VMs and this test's requests all in the namespace
+                with volantd.run() as first:
+                    api = first.client()
+                    assert api.send("POST", "/api/v1/plugins", host_manifest).status == 201
+                    for name in ("a", "b"):
+                        assert (
+                            api.send("POST", "/api/v1/vms", {"name": name, "plugin": "hello-host"}).status
+                            == 201
+                        )
+                    assert taps(ns) == running_taps(api) == {tap_name("a"), tap_name("b")}
+                    with sigkill_on_event(first.process, api, "VM_STOPPING"):
+                        deleting = in_background(lambda: api.send("DELETE", "/api/v1/vms/a"))
+                    deleting.join(30)
+                with volantd.run() as second:
+                    api = second.client()
+                    assert inconsistencies(settled_vms(api), volantd.state_dir) == []
+                    assert taps(ns) == running_taps(api)
+                    with sigkill_on_event(second.process, api, "VM_STARTING"):
+                        creating = in_background(
+                            lambda: api.send("POST", "/api/v1/vms", {"name": "c", "plugin": "hello-host"})
+                        )
+                    creating.join(30)
+                with volantd.run() as third:
+                    api = third.client()
+                    assert inconsistencies(settled_vms(api), volantd.state_dir) == []
+                    assert taps(ns) == running_taps(api)
+                    delete_everything(api, volantd.state_dir)
+                    assert taps(ns) == set()
+        finally:
+            ns.ipr.link("del", index=bridge)

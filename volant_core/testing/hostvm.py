@@ -186,11 +186,6 @@ def volant_hypervisors() -> list[HypervisorDescriptor]:
     ]
 
 
-#: The command line of volantd with this backend registered (:mod:`volant_core.testing.host_volantd`),
-#: for :func:`~volant_core.testing.daemon.volantd_process` ``command=``.
-HOST_VOLANTD = (sys.executable, "-m", "volant_core.testing.host_volantd", "--hypervisor", NAME)
-
-
 @contextlib.contextmanager
 def placeholder_boot_files() -> Iterator[dict[str, Path]]:
     """Empty kernel and initramfs files (this backend boots neither; volantd still composes each
