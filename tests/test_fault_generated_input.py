@@ -100,10 +100,14 @@ def paths(document: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ..
 
 
 @st.composite
-def perturbed(draw: st.DrawFn, base: dict[str, Any], schema_keys: list[str]) -> dict[str, Any]:
-    """``base`` with one to three changes: replaced by junk, dropped, or an unknown or schema key added."""
+def perturbed(
+    draw: st.DrawFn, base: dict[str, Any], schema_keys: list[str], least: int = 1
+) -> dict[str, Any]:
+    """``base`` with ``least`` to three changes: replaced by junk, dropped, or an unknown or schema
+    key added.
+    """
     document = copy.deepcopy(base)
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(least, 3))):
         path = draw(st.sampled_from([*paths(document), *[(key,) for key in schema_keys]]))
         parent = document
         for step in path[:-1]:
@@ -171,7 +175,7 @@ def test_generated_create_bodies_never_fail_and_a_refusal_leaves_no_vm(
 
     @FAULT_SETTINGS
     @given(
-        perturbed(base, CREATE_KEYS),
+        perturbed(base, CREATE_KEYS, least=0),
         st.one_of(st.none(), perturbed(host_manifest, MANIFEST_KEYS)),
     )
     def create(body: dict[str, Any], manifest: dict[str, Any] | None) -> None:
