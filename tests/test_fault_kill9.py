@@ -146,30 +146,59 @@ def test_killed_during_delete(volantd: Volantd, host_manifest: dict[str, Any]) -
         delete_everything(api, volantd.state_dir)
 
 
+def deployment_runs(api: ApiClient, members: list[str], kernel_cmdline: str | None = None) -> bool:
+    """Whether exactly ``members`` exist, all settled and running (with ``kernel_cmdline`` configured,
+    when given).
+    """
+    vms = settled_vms(api)
+    if sorted(vm["name"] for vm in vms) != members or any(vm["status"] != "running" for vm in vms):
+        return False
+    if kernel_cmdline is None:
+        return True
+    replies = [api.send("GET", f"/api/v1/vms/{name}/config") for name in members]  # 404: being replaced
+    return all(r.status == 200 and r.json()["config"]["kernel_cmdline"] == kernel_cmdline for r in replies)
+
+
+def start_deployment(api: ApiClient, host_manifest: dict[str, Any], replicas: int) -> list[str]:
+    """Install hello-host, create deployment ``web`` of ``replicas`` members; wait until they run."""
+    members = [f"web-{index}" for index in range(1, replicas + 1)]
+    assert api.send("POST", "/api/v1/plugins", host_manifest).status == 201
+    body = {"name": "web", "replicas": replicas, "config": {"plugin": "hello-host"}}
+    assert api.send("POST", "/api/v1/deployments", body).status == 201
+    eventually(lambda: deployment_runs(api, members), f"{members} running")
+    return members
+
+
 def test_killed_during_a_deployment_scale_up(volantd: Volantd, host_manifest: dict[str, Any]) -> None:
     with volantd.run() as first:
         api = first.client()
-        assert api.send("POST", "/api/v1/plugins", host_manifest).status == 201
-        body = {"name": "web", "replicas": 1, "config": {"plugin": "hello-host"}}
-        assert api.send("POST", "/api/v1/deployments", body).status == 201
-        eventually(lambda: [vm["status"] for vm in settled_vms(api)] == ["running"], "web-1 running")
+        start_deployment(api, host_manifest, 1)
         with sigkill_on_event(first.process, api, "VM_STARTING", count=2):
             assert api.send("PATCH", "/api/v1/deployments/web", {"replicas": 4}).status == 200
 
-    with volantd.run() as second:
+    with volantd.run() as second:  # checked once the controller rests: it changes rows, leases, processes
         api = second.client()
+        members = ["web-1", "web-2", "web-3", "web-4"]
+        eventually(lambda: deployment_runs(api, members), "4 running members after the restart", timeout=120)
         assert inconsistencies(settled_vms(api), volantd.state_dir) == []
+        delete_everything(api, volantd.state_dir)
 
-        def four_running() -> bool:
-            vms = settled_vms(api)
-            return sorted(vm["name"] for vm in vms if vm["status"] == "running") == [
-                "web-1",
-                "web-2",
-                "web-3",
-                "web-4",
-            ]
 
-        eventually(four_running, "the deployment to reach 4 running members after the restart", timeout=120)
+def test_killed_during_a_deployment_config_rollout(volantd: Volantd, host_manifest: dict[str, Any]) -> None:
+    with volantd.run() as first:
+        api = first.client()
+        members = start_deployment(api, host_manifest, 3)
+        change = {"config": {"plugin": "hello-host", "kernel_cmdline": "rev=2"}}
+        with sigkill_on_event(first.process, api, "VM_STOPPING"):  # the first member being replaced
+            assert api.send("PATCH", "/api/v1/deployments/web", change).status == 200
+
+    with volantd.run() as second:  # checked once the controller rests: it changes rows, leases, processes
+        api = second.client()
+        eventually(
+            lambda: deployment_runs(api, members, "rev=2"),
+            "the rollout to finish after the restart",
+            timeout=120,
+        )
         assert inconsistencies(settled_vms(api), volantd.state_dir) == []
         delete_everything(api, volantd.state_dir)
 
