@@ -13,12 +13,10 @@ from typing import Any
 
 import pytest
 
-from volant_core import hookimpl
-from volant_core.builtins import NoNetwork
-from volant_core.descriptors import NetworkModeDescriptor
 from volant_core.guest import GuestArtifacts
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
+from volant_core.testing.leased_ip import LeasedIpMode
 from volant_core.testing.processes import kill_mentioning
 from volant_core.testing.venvs import build_wheel
 
@@ -63,22 +61,6 @@ def host_manifest(hello_manifest: dict[str, Any]) -> Iterator[dict[str, Any]]:
     manifest["name"] = manifest["runtime"] = "hello-host"
     yield manifest
     kill_mentioning(workload["entrypoint"][-1])
-
-
-class LeasedIpMode:
-    """A plugin registering the network mode :attr:`mode`: an IP lease, nothing on the host."""
-
-    mode = "test-leased-ip"
-
-    @property
-    def registration(self) -> tuple[str, object]:
-        """``(plugin name, plugin)`` for ``running_daemon(plugins=[...])``."""
-        return ("test-leased-ip-mode", self)
-
-    @hookimpl
-    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
-        """Register the mode (attach and detach do nothing)."""
-        return [NetworkModeDescriptor(self.mode, factory=NoNetwork, needs_ip=True)]
 
 
 @pytest.fixture

@@ -140,6 +140,16 @@ def test_adopt_finds_only_its_own_kestrel(launched: Any, tmp_path: Path) -> None
     assert not (spec.vm_dir / "agent.sock").exists()  # the stale socket is removed
 
 
+def test_adopt_without_a_pid_kills_the_kestrel_of_a_launch_cut_short(launched: Any) -> None:
+    """volantd died after the launch and before it recorded the pid: at recovery nothing is adopted
+    and the kestrel serving the VM's socket is killed (no process runs for a crashed VM).
+    """
+    instance, spec = launched
+    assert HostProcessLauncher().adopt(spec, None) is None
+    assert instance.wait(10) == -9
+    assert processes_mentioning(str(spec.vm_dir)) == []
+
+
 # ------------------------------------------------------------------- through volantd
 
 

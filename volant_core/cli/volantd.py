@@ -10,7 +10,7 @@ import json
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -292,14 +292,20 @@ def migrate_command(**settings: str | None) -> None:
 _loaded: list[Plugins] = []
 
 
-def _plugins() -> Plugins:
-    """The plugins of this process, loaded once (by :func:`main`, or on first use)."""
+def _plugins(extra: Iterable[tuple[str, object]] = ()) -> Plugins:
+    """The plugins of this process, loaded once (by :func:`main`, or on first use), with the
+    in-process plugins ``extra`` registered after the installed ones.
+    """
     if not _loaded:
-        _loaded.append(load_plugins())
+        _loaded.append(load_plugins(extra=tuple(extra)))
     return _loaded[0]
 
 
-def main() -> None:
-    """Entry point of the ``volantd`` console script: the plugins' settings become options."""
-    add_plugin_options([cli, serve_command], plugin_settings(_plugins()))
+def main(extra_plugins: Iterable[tuple[str, object]] = ()) -> None:
+    """Entry point of the ``volantd`` console script: the plugins' settings become options.
+
+    ``extra_plugins`` registers in-process plugins ``(name, module_or_object)`` as well (a program
+    embedding volantd, e.g. :mod:`volant_core.testing.host_volantd`); the console script passes none.
+    """
+    add_plugin_options([cli, serve_command], plugin_settings(_plugins(extra_plugins)))
     cli()

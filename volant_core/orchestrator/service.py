@@ -316,15 +316,16 @@ class Orchestrator:
     # ---------------------------------------------------------------- recover
 
     def recover(self) -> None:
-        """After a daemon start: re-adopt VMMs that still run; mark the others crashed, release what
-        they held and restart them if their policy says so. Published ports are reconciled first:
-        those of VMs recorded as active are written again, every other VM's are removed; partial
-        files a killed volantd left are removed. No guest image is resolved (ADR 0030).
+        """After a daemon start: re-adopt VMMs that still run; mark the others crashed (and the VMs
+        still ``pending``: volantd died between their row and their boot), release what they held
+        and restart them if their policy says so. Published ports are reconciled first: those of
+        VMs recorded as active are written again, every other VM's are removed; partial files a
+        killed volantd left are removed. No guest image is resolved (ADR 0030).
         """
         self.boot_media.sweep_partials()
         self._reconcile_ports()
         for record in self.store.vms.list():
-            if record.status not in ACTIVE_STATES:
+            if record.status not in ACTIVE_STATES and record.status != VMStatus.PENDING:
                 continue
             with self._locks(record.name):
                 try:
@@ -332,6 +333,8 @@ class Orchestrator:
                     reason = (
                         "the VMM was gone when volantd started"
                         if record.pid
+                        else "volantd stopped before its boot began"
+                        if record.status == VMStatus.PENDING
                         else "volantd stopped before its VMM's launch finished; that VMM was killed"
                     )
                 except NotFoundError as err:  # its hypervisor plugin was uninstalled

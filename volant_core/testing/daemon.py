@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,20 +135,24 @@ def volantd_process(
     *,
     env: Mapping[str, str] | None = None,
     binary: Path | None = None,
+    command: Sequence[str] | None = None,
     extra_args: Iterable[str] = (),
     preexec: Callable[[], None] | None = None,
 ) -> Iterator[RunningProcess]:
     """Run the real ``volantd`` executable as a child process on 127.0.0.1:``port``.
 
-    ``binary`` defaults to the one beside this interpreter; ``env`` (the whole
+    ``binary`` defaults to the one beside this interpreter; ``command`` replaces it with a whole
+    command line (e.g. :data:`volant_core.testing.hostvm.HOST_VOLANTD`); ``env`` (the whole
     environment) to this process's; ``extra_args`` are appended to its command
     line; ``preexec`` runs in the child before ``volantd`` starts (e.g. to lower a resource
     limit). Waits until ``/healthz`` answers; its output goes to ``state_dir/volantd.log``.
     On exit the daemon is killed if it still runs; VMs it started are left to the caller
     (they outlive volantd by design).
     """
-    executable = binary or Path(sys.executable).with_name("volantd")
-    argv = [str(executable), "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir), *extra_args]
+    program = (
+        list(command) if command is not None else [str(binary or Path(sys.executable).with_name("volantd"))]
+    )
+    argv = [*program, "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir), *extra_args]
     with (state_dir / "volantd.log").open("ab") as log:
         process = subprocess.Popen(
             argv,

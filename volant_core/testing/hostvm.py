@@ -39,7 +39,7 @@ from volant_core.manifest import decode_from_guest
 from volant_core.processes import AdoptedProcess, ChildProcess, VmmProcess, read_cmdline
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.kestrel import kestrel_argv, spawn_kestrel
-from volant_core.testing.processes import descendants
+from volant_core.testing.processes import descendants, processes_mentioning
 
 #: Plugin and hypervisor name; "test" says it is no real backend.
 NAME = "test-host-process"
@@ -132,16 +132,25 @@ class HostProcessLauncher:
         return HostProcessInstance(ChildProcess(popen), spec.vm_dir)
 
     def adopt(self, spec: LaunchSpec, pid: int | None) -> HostProcessInstance | None:
-        """The kestrel ``pid`` if it still serves ``spec.vm_dir``'s socket, else None (and the stale
-        socket is removed; this test backend does not look for a launch cut short).
+        """The kestrel ``pid`` if it still serves ``spec.vm_dir``'s socket, else None: then any other
+        kestrel serving that socket (a launch the daemon died in before it recorded the pid) is
+        killed and the stale socket removed.
         """
         socket_path = spec.vm_dir / SOCKET_NAME
         process = AdoptedProcess.attach(pid) if pid is not None else None
-        argv = (read_cmdline(process.pid) or []) if process is not None else []
-        if process is not None and ("--listen-unix", str(socket_path)) in itertools.pairwise(argv):
+        if process is not None and _serves(process.pid, socket_path):
             return HostProcessInstance(process, spec.vm_dir)
+        for leftover in processes_mentioning(str(socket_path)):  # a launch the daemon died in
+            found = AdoptedProcess.attach(leftover)
+            if found is not None and _serves(leftover, socket_path):
+                HostProcessInstance(found, spec.vm_dir).kill()
         socket_path.unlink(missing_ok=True)
         return None
+
+
+def _serves(pid: int, socket_path: Path) -> bool:
+    """Whether process ``pid`` is a kestrel listening on ``socket_path``."""
+    return ("--listen-unix", str(socket_path)) in itertools.pairwise(read_cmdline(pid) or [])
 
 
 def boot_manifest(spec: LaunchSpec) -> bytes:
@@ -180,6 +189,21 @@ def volant_hypervisors() -> list[HypervisorDescriptor]:
 
 
 @contextlib.contextmanager
+def placeholder_boot_files() -> Iterator[dict[str, Path]]:
+    """Empty kernel and initramfs files (this backend boots neither; volantd still composes each
+    VM's boot media from them): ``{"kernel": path, "initramfs": path}``, removed at the end.
+    """
+    boot = Path(tempfile.mkdtemp(prefix="volant-boot-"))
+    try:
+        placeholders = {"kernel": boot / "no-kernel", "initramfs": boot / "no-initramfs"}
+        for path in placeholders.values():
+            path.write_bytes(b"")
+        yield placeholders
+    finally:
+        shutil.rmtree(boot, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def host_process_daemon(
     *, plugins: Iterable[tuple[str, object]] = (), **settings: Any
 ) -> Iterator[RunningDaemon]:
@@ -191,12 +215,9 @@ def host_process_daemon(
     default to :data:`HOST_PROCESS_OVERCOMMIT` (tests of many VMs fit a small
     machine; tests of admission set their own). ``plugins`` and ``settings`` are passed on.
     """
-    boot = Path(tempfile.mkdtemp(prefix="volant-boot-"))
-    try:
-        placeholders = {"kernel": boot / "no-kernel", "initramfs": boot / "no-initramfs"}
-        for path in placeholders.values():
-            path.write_bytes(b"")
-        with running_daemon(
+    with (
+        placeholder_boot_files() as placeholders,
+        running_daemon(
             plugins=[(NAME, sys.modules[__name__]), *plugins],
             **{
                 "hypervisor": NAME,
@@ -205,7 +226,6 @@ def host_process_daemon(
                 **placeholders,
                 **settings,
             },
-        ) as daemon:
-            yield daemon
-    finally:
-        shutil.rmtree(boot, ignore_errors=True)
+        ) as daemon,
+    ):
+        yield daemon
