@@ -98,9 +98,11 @@ def running_daemon(
     environment would.
 
     On exit every VM is deleted, the server stops, any process still naming the
-    state directory is killed and the directory is removed.
+    state directory is killed and the directory is removed (its contents only, when the
+    caller gave ``state_dir``: a mount point, say, that the caller unmounts).
     """
-    state = Path(tempfile.mkdtemp(prefix="volant-"))
+    given = settings.pop("state_dir", None)
+    state = Path(given) if given is not None else Path(tempfile.mkdtemp(prefix="volant-"))
     values: dict[str, Any] = {"state_dir": state, "api_listen": "127.0.0.1:0", **settings}
     if guest is not None:
         values.setdefault("kernel", guest.kernel)
@@ -109,7 +111,7 @@ def running_daemon(
     try:
         daemon = build_daemon(load_settings({}, plugin_settings, **values), plugins=load_plugins(extra=extra))
     except BaseException:  # refused settings, say: nothing was started, nothing may stay behind
-        shutil.rmtree(state, ignore_errors=True)
+        _remove_state(state, keep_dir=given is not None)
         raise
     daemon.start()
     host, port = daemon.server.address
@@ -123,7 +125,19 @@ def running_daemon(
         finally:
             running.daemon.stop()
             kill_mentioning(str(state))
-            shutil.rmtree(state, ignore_errors=True)
+            _remove_state(state, keep_dir=given is not None)
+
+
+def _remove_state(state: Path, *, keep_dir: bool) -> None:
+    """Remove the state directory ``state``, or only what it holds when ``keep_dir``."""
+    if not keep_dir:
+        shutil.rmtree(state, ignore_errors=True)
+        return
+    for entry in state.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 @contextmanager

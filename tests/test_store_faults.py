@@ -1,0 +1,106 @@
+"""Store faults over HTTP: a state database locked by another process past the busy timeout, and a
+full disk under the state directory, are 503s that say so, and leave nothing half-written.
+
+Both run a real volantd on the test-host-process backend: the lock is a ``BEGIN IMMEDIATE`` held by
+a ``sqlite3`` connection in another process, the full disk a small tmpfs mounted as the state
+directory and filled up (the tests run as root, as volantd's own tests do).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import host_process_daemon
+
+#: Holds the write lock of the database named by argv[1] until its standard input closes.
+HOLD_LOCK = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def _assert_nothing_of(api: RunningDaemon, name: str) -> None:
+    """No row, no event, no runtime directory of VM ``name``."""
+    assert api.request("GET", "/api/v1/vms").json() == []
+    assert api.request("GET", f"/api/v1/vms/{name}").status == 404
+    assert not (api.daemon.settings.runtime_dir / name).exists()
+    assert [e for e in api.daemon.store.events.since(0) if e.vm_name == name] == []
+
+
+def test_a_database_locked_past_the_busy_timeout_is_a_503_and_nothing_is_written(
+    host_api: RunningDaemon,
+) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(host_api.daemon.settings.state_dir / "state.db")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        answer = host_api.request("POST", "/api/v1/vms", {"name": "locked", "plugin": "hello-host"})
+    finally:
+        holder.communicate("")
+    assert answer.status == 503, answer.body
+    error = answer.json()["error"]
+    assert error["code"] == "store_unavailable"
+    assert "locked by another process" in error["message"]
+    assert answer.headers["retry-after"] == "5"
+    _assert_nothing_of(host_api, "locked")
+    # the lock is gone: the same request now works
+    created = host_api.request("POST", "/api/v1/vms", {"name": "locked", "plugin": "hello-host"})
+    assert created.status == 201, created.body
+
+
+@pytest.fixture
+def small_state_dir() -> Iterator[Path]:
+    """A 16 MiB tmpfs, mounted for the test and unmounted after."""
+    mount = Path(tempfile.mkdtemp(prefix="volant-full-"))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
+        mount.rmdir()
+
+
+def _fill(directory: Path) -> Path:
+    """Write a file in ``directory`` until its disk is full; the file."""
+    filler = directory / "filler"
+    with filler.open("wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * 65536)
+                out.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_under_the_state_directory_is_a_503_and_nothing_is_written(
+    small_state_dir: Path, host_manifest: dict[str, Any]
+) -> None:
+    with host_process_daemon(state_dir=small_state_dir, stop_timeout=5) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        filler = _fill(small_state_dir)
+        answer = api.request("POST", "/api/v1/vms", {"name": "full", "plugin": "hello-host"})
+        assert answer.status == 503, answer.body
+        error = answer.json()["error"]
+        assert error["code"] == "disk_full"
+        assert "free space" in error["message"]
+        assert answer.headers["retry-after"] == "30"
+        _assert_nothing_of(api, "full")
+        filler.unlink()
+        created = api.request("POST", "/api/v1/vms", {"name": "full", "plugin": "hello-host"})
+        assert created.status == 201, created.body
