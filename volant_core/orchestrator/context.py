@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from volant_core.orchestrator.backends import Backends
@@ -24,6 +23,6 @@ class OrchestratorContext:
     store: Store
     plugins: Plugins
     backends: Backends
-    locks: NamedLocks[threading.RLock]
+    locks: NamedLocks
     views: VMViews
     transitions: Transitions
