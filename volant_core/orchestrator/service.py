@@ -239,8 +239,11 @@ class Orchestrator:
     def patch_config(self, name: str, patch: ConfigPatch) -> ConfigRecord:
         """Merge ``patch`` into the current configuration and store the result as the next version.
 
-        The VM is not restarted: it shows ``restart_pending`` until its next start applies it.
+        The VM is not restarted: it shows ``restart_pending`` until its next start applies it. A
+        new ``manifest`` needs the VM's runtime plugin installed and enabled, as creating a VM does.
         """
+        if patch.manifest is not None:
+            self.catalog.get_enabled(self.store.vms.get_by_name(name).plugin)
         return self._configs.patch(name, patch)
 
     def rollback_config(self, name: str, version: int) -> ConfigRecord:
