@@ -15,7 +15,7 @@ from volant_core.agent_token import vm_token
 from volant_core.channels import TokenChannel
 from volant_core.errors import ConflictError, LaunchError, PluginError
 from volant_core.events import EventType
-from volant_core.launch import AgentChannel, Instance, LaunchSpec
+from volant_core.launch import AgentChannel, Instance, LaunchSpec, socket_room_problem
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.resources import HostResources
@@ -58,6 +58,8 @@ class Booter:
         launcher = backends.launcher(backends.hypervisor_of(config))
         record = self._apply_config(name, config, stored.version)
         view = self._context.views.view_of(record)
+        if problem := socket_room_problem(view.runtime_dir):  # before anything is downloaded
+            raise LaunchError(problem)
         self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
         spec = self._resources.acquire(view, config)
         try:
