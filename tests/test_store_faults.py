@@ -9,7 +9,6 @@ directory and filled up (the tests run as root, as volantd's own tests do).
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,16 +17,8 @@ from typing import Any
 import pytest
 
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.faults import database_locked, fill_disk
 from volant_core.testing.hostvm import host_process_daemon
-
-#: Holds the write lock of the database named by argv[1] until its standard input closes.
-HOLD_LOCK = """
-import sqlite3, sys
-connection = sqlite3.connect(sys.argv[1], isolation_level=None)
-connection.execute("BEGIN IMMEDIATE")
-print("held", flush=True)
-sys.stdin.read()
-"""
 
 
 def _assert_nothing_of(api: RunningDaemon, name: str) -> None:
@@ -41,17 +32,8 @@ def _assert_nothing_of(api: RunningDaemon, name: str) -> None:
 def test_a_database_locked_past_the_busy_timeout_is_a_503_and_nothing_is_written(
     host_api: RunningDaemon,
 ) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(host_api.daemon.settings.state_dir / "state.db")],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with database_locked(host_api.daemon.settings.db_path):
         answer = host_api.request("POST", "/api/v1/vms", {"name": "locked", "plugin": "hello-host"})
-    finally:
-        holder.communicate("")
     assert answer.status == 503, answer.body
     error = answer.json()["error"]
     assert error["code"] == "store_unavailable"
@@ -75,25 +57,12 @@ def small_state_dir() -> Iterator[Path]:
         mount.rmdir()
 
 
-def _fill(directory: Path) -> Path:
-    """Write a file in ``directory`` until its disk is full; the file."""
-    filler = directory / "filler"
-    with filler.open("wb") as out:
-        try:
-            while True:
-                out.write(b"\0" * 65536)
-                out.flush()
-        except OSError:
-            pass
-    return filler
-
-
 def test_a_full_disk_under_the_state_directory_is_a_503_and_nothing_is_written(
     small_state_dir: Path, host_manifest: dict[str, Any]
 ) -> None:
     with host_process_daemon(state_dir=small_state_dir, stop_timeout=5) as api:
         assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
-        filler = _fill(small_state_dir)
+        filler = fill_disk(small_state_dir)
         answer = api.request("POST", "/api/v1/vms", {"name": "full", "plugin": "hello-host"})
         assert answer.status == 503, answer.body
         error = answer.json()["error"]

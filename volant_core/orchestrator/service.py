@@ -16,7 +16,6 @@ and the supervision of running VMMs (:mod:`.supervision`).
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from volant_core.agent_client import AgentClient
 from volant_core.errors import ConflictError, NotFoundError, ValidationError, VolantError
 from volant_core.events import EventBus, EventType
 from volant_core.manifest import Manifest
+from volant_core.orchestrator import vmdirs
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.boot import Booter
 from volant_core.orchestrator.bootmedia import BootMedia
@@ -299,6 +299,7 @@ class Orchestrator:
         they held and restart them if their policy says so. Published ports are reconciled first:
         those of VMs recorded as active are written again, every other VM's are removed.
         """
+        self._finish_deletions()
         self._reconcile_ports()
         for record in self.store.vms.list():
             if record.status not in ACTIVE_STATES:
@@ -325,6 +326,17 @@ class Orchestrator:
         self.plugins.calls.notify("volant_daemon_started", vms=self.list_vms())
 
     # ----------------------------------------------------------------- internals
+
+    def _finish_deletions(self) -> None:
+        """Finish the deletions a stopped daemon left halfway (see :mod:`.vmdirs`)."""
+        records = {record.id: record for record in self.store.vms.list()}
+        parents = [self.settings.runtime_dir, *(record.runtime_dir.parent for record in records.values())]
+        for aside in vmdirs.interrupted(parents):
+            record = records.get(aside.vm_id)
+            if record is not None and record.name == aside.name:
+                with self._locks(record.name):
+                    self._discard(record.name, "vm deleted (finished after volantd restarted)")
+            aside.remove()
 
     def _reconcile_ports(self) -> None:
         """Make the published-port rules those of the VMs recorded as active (a failure is logged)."""
@@ -367,7 +379,12 @@ class Orchestrator:
         record = self.store.vms.get_by_name(name)
         view = self._views.view_of(record)
         self._release(record)
-        shutil.rmtree(record.runtime_dir, ignore_errors=True)
-        self.store.vms.delete(name)
+        aside = vmdirs.set_aside(record.id, name, record.runtime_dir)
+        try:
+            self.store.vms.delete(name)
+        except BaseException:
+            vmdirs.put_back(aside, record.runtime_dir)
+            raise
+        aside.remove()
         self._transitions.emit(EventType.VM_DELETED, record, message)
         self.plugins.calls.notify("volant_vm_deleted", vm=view)
