@@ -8,14 +8,19 @@ directory and filled up (the tests run as root, as volantd's own tests do).
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import falcon
+import falcon.testing
 import pytest
 
+from volant_core.api import errors
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.faults import database_locked, fill_disk
 from volant_core.testing.hostvm import host_process_daemon
@@ -46,7 +51,7 @@ def test_a_database_locked_past_the_busy_timeout_is_a_503_and_nothing_is_written
 
 
 @pytest.fixture
-def small_state_dir() -> Iterator[Path]:
+def small_disk() -> Iterator[Path]:
     """A 16 MiB tmpfs, mounted for the test and unmounted after."""
     mount = Path(tempfile.mkdtemp(prefix="volant-full-"))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
@@ -58,11 +63,11 @@ def small_state_dir() -> Iterator[Path]:
 
 
 def test_a_full_disk_under_the_state_directory_is_a_503_and_nothing_is_written(
-    small_state_dir: Path, host_manifest: dict[str, Any]
+    small_disk: Path, host_manifest: dict[str, Any]
 ) -> None:
-    with host_process_daemon(state_dir=small_state_dir, stop_timeout=5) as api:
+    with host_process_daemon(state_dir=small_disk, stop_timeout=5) as api:
         assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
-        filler = fill_disk(small_state_dir)
+        filler = fill_disk(small_disk)
         answer = api.request("POST", "/api/v1/vms", {"name": "full", "plugin": "hello-host"})
         assert answer.status == 503, answer.body
         error = answer.json()["error"]
@@ -73,3 +78,41 @@ def test_a_full_disk_under_the_state_directory_is_a_503_and_nothing_is_written(
         filler.unlink()
         created = api.request("POST", "/api/v1/vms", {"name": "full", "plugin": "hello-host"})
         assert created.status == 201, created.body
+
+
+def test_a_full_disk_under_the_vm_directories_is_a_503_naming_the_file_and_nothing_is_kept(
+    small_disk: Path, host_manifest: dict[str, Any]
+) -> None:
+    with host_process_daemon(runtime_dir=small_disk / "run", stop_timeout=5) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        filler = fill_disk(small_disk)
+        answer = api.request("POST", "/api/v1/vms", {"name": "full", "plugin": "hello-host"})
+        assert answer.status == 503, answer.body
+        error = answer.json()["error"]
+        assert error["code"] == "disk_full"
+        assert str(small_disk / "run" / "full") in error["message"]
+        assert api.request("GET", "/api/v1/vms").json() == []
+        assert not (small_disk / "run" / "full").exists()
+        filler.unlink()
+        created = api.request("POST", "/api/v1/vms", {"name": "full", "plugin": "hello-host"})
+        assert created.status == 201, created.body
+
+
+class _WritesToAFullDisk:
+    """A route failing as a write to a full disk fails."""
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Fail with ENOSPC writing ``/state/file``."""
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/state/file")
+
+
+def test_any_write_to_a_full_disk_is_a_503_naming_the_file() -> None:
+    # the API's error handlers on a bare Falcon app: the route stands for any of volantd's writes
+    app = falcon.App()
+    errors.install(app)
+    app.add_route("/write", _WritesToAFullDisk())
+    answer = falcon.testing.TestClient(app).simulate_post("/write")
+    assert answer.status_code == 503
+    assert answer.json["error"]["code"] == "disk_full"
+    assert "/state/file" in answer.json["error"]["message"]
+    assert answer.headers["retry-after"] == "30"

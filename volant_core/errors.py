@@ -8,6 +8,7 @@ and never build responses themselves.
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -165,6 +166,17 @@ class DiskFullError(StoreUnavailableError):
 
     code = "disk_full"
     retry_after_s = 30
+
+    #: The ``errno`` values of an ``OSError`` that mean a full disk or quota.
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+    @classmethod
+    def of(cls, err: OSError, where: str) -> DiskFullError:
+        """The error for ``err`` (a full disk, see :attr:`ERRNOS`) met while writing ``where``."""
+        return cls(
+            f"no space left on the disk writing {where} ({err.strerror}); nothing was kept: "
+            "free space there, then retry"
+        )
 
 
 class BusyError(NotReadyError):

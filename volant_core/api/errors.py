@@ -8,7 +8,6 @@ body hides the internals and whose traceback goes to the log.
 
 from __future__ import annotations
 
-import errno
 import logging
 from typing import Any
 
@@ -50,12 +49,11 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
 
 def handle_os_error(req: falcon.Request, resp: falcon.Response, ex: OSError, params: dict) -> None:
     """A full disk (or quota) is a 503 naming the file; any other OS error is unexpected (500)."""
-    if ex.errno not in (errno.ENOSPC, errno.EDQUOT):
+    if ex.errno not in DiskFullError.ERRNOS:
         handle_unexpected(req, resp, ex, params)
         return
     log.error("disk full on %s %s: %s", req.method, req.path, ex)
-    where = f" writing {ex.filename}" if ex.filename else ""
-    full = DiskFullError(f"no space left on the disk{where}; nothing was kept: free space there, then retry")
+    full = DiskFullError.of(ex, ex.filename or "a file of volantd's state, cache or VM directories")
     handle_volant_error(req, resp, full, params)
 
 

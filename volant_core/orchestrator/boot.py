@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from volant_core.agent_token import vm_token
 from volant_core.channels import TokenChannel
-from volant_core.errors import ConflictError, LaunchError, PluginError
+from volant_core.errors import ConflictError, DiskFullError, LaunchError, PluginError
 from volant_core.events import EventType
 from volant_core.launch import AgentChannel, Instance, LaunchSpec, socket_room_problem
 from volant_core.orchestrator.bootmedia import BootMedia
@@ -61,7 +61,12 @@ class Booter:
         if problem := socket_room_problem(view.runtime_dir):  # before anything is downloaded
             raise LaunchError(problem)
         self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
-        spec = self._resources.acquire(view, config)
+        try:
+            spec = self._resources.acquire(view, config)
+        except OSError as err:
+            if err.errno in DiskFullError.ERRNOS:
+                raise DiskFullError.of(err, f"the boot media of vm {name!r} in {view.runtime_dir}") from err
+            raise
         try:
             instance = launcher.launch(spec)
             try:  # from here on, whatever fails kills the VMM: none runs without being watched
