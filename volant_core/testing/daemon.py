@@ -98,8 +98,8 @@ def running_daemon(
     environment would.
 
     On exit every VM is deleted, the server stops, any process still naming the
-    state directory is killed and the directory is removed (its contents only, when the
-    caller gave ``state_dir``: a mount point, say, that the caller unmounts).
+    state directory is killed and the directory is removed (unless the caller gave ``state_dir``:
+    it stays the caller's, for another daemon to start on, say).
     """
     given = settings.pop("state_dir", None)
     state = Path(given) if given is not None else Path(tempfile.mkdtemp(prefix="volant-"))
@@ -111,7 +111,8 @@ def running_daemon(
     try:
         daemon = build_daemon(load_settings({}, plugin_settings, **values), plugins=load_plugins(extra=extra))
     except BaseException:  # refused settings, say: nothing was started, nothing may stay behind
-        _remove_state(state, keep_dir=given is not None)
+        if given is None:
+            shutil.rmtree(state, ignore_errors=True)
         raise
     daemon.start()
     host, port = daemon.server.address
@@ -125,19 +126,8 @@ def running_daemon(
         finally:
             running.daemon.stop()
             kill_mentioning(str(state))
-            _remove_state(state, keep_dir=given is not None)
-
-
-def _remove_state(state: Path, *, keep_dir: bool) -> None:
-    """Remove the state directory ``state``, or only what it holds when ``keep_dir``."""
-    if not keep_dir:
-        shutil.rmtree(state, ignore_errors=True)
-        return
-    for entry in state.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+            if given is None:
+                shutil.rmtree(state, ignore_errors=True)
 
 
 @contextmanager
