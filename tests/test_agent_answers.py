@@ -161,6 +161,14 @@ def test_the_proxy_refuses_a_line_break_any_server_let_through(value: str) -> No
     assert "X-A" in str(refused.value.description)
 
 
+@pytest.mark.parametrize("tail", ["%C2%B2", "ten"])
+def test_kestrel_refuses_a_log_tail_that_is_no_whole_number(guest: Guest, tail: str) -> None:
+    answer = guest.api.request("GET", f"/api/v1/vms/echo/agent/v1/logs?tail={tail}")
+    assert answer.status == 400, answer
+    assert answer.json()["error"]["message"].startswith("tail:")
+    assert guest.api.request("GET", "/api/v1/vms/echo/agent/v1/logs?tail=3").status == 200
+
+
 def test_a_health_probe_answer_over_the_limit_is_an_agent_error(tmp_path: Path) -> None:
     """A guest whose agent (kestrel replaced by its root) answers health probes without end."""
     path = tmp_path / "agent.sock"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from volant_core.agent_client import AgentClient, AgentResponse
-from volant_core.channels import UnixSocketChannel
-from volant_core.errors import AgentError, AgentTimeout
+from volant_core.agent_client import LANE_WAIT_SETTING, AgentClient, AgentResponse
+from volant_core.channels import SerialLaneChannel, UnixSocketChannel
+from volant_core.errors import AgentError, AgentTimeout, BusyError
 from volant_core.manifest import manifest_json, parse_manifest
 from volant_core.testing.kestrel import KestrelHost, http_server_workload, script_workload
 from volant_core.testing.waiting import eventually, free_port
@@ -252,7 +252,7 @@ def test_stream_holds_the_exclusive_turn_until_closed(streaming: StreamingWorklo
     client, channel = healthy_client(streaming.kestrel, exclusive=True)
     stream = client.open("GET", "/v1/stream/b")
     assert next(iter(stream)) == b"first\n"
-    with pytest.raises(AgentTimeout, match="stayed busy"):
+    with pytest.raises(BusyError, match="stayed busy"):
         client.get("/v1/health", timeout=0.5)
     connects = channel.connects
     stream.close()  # before the end of the body
@@ -260,6 +260,31 @@ def test_stream_holds_the_exclusive_turn_until_closed(streaming: StreamingWorklo
     assert channel.connects == connects + 1  # the half-read connection was closed, not reused
     stream.close()  # idempotent
     streaming.release("b")
+
+
+def test_a_request_finding_every_ordinary_lane_held_gets_a_503_after_the_lane_wait(
+    streaming: StreamingWorkload,
+) -> None:
+    # four lanes to the same kestrel socket (its host mode takes many connections): three ordinary
+    lanes = SerialLaneChannel([streaming.kestrel.socket_path] * 4)
+    client = AgentClient(lanes, lane_wait=0.5)
+    client.wait_healthy(START_TIMEOUT, alive=lambda: True)
+    streams = [client.open("GET", f"/v1/stream/lane-{n}") for n in range(3)]  # slow clients
+    try:
+        for stream in streams:
+            assert next(iter(stream)) == b"first\n"
+        # a fourth ordinary request waits the lane wait, not its own (long) timeout, then gets a 503
+        with pytest.raises(BusyError, match=LANE_WAIT_SETTING) as caught:
+            client.get("/v1/manifest", timeout=60)
+        assert (caught.value.http_status, caught.value.retry_after_s) == (503, 1)
+        # the lane kept for health probes is still free
+        assert client.request("GET", "/v1/health", reserved=True).status == 200
+    finally:
+        for stream in streams:
+            stream.close()
+        for n in range(3):
+            streaming.release(f"lane-{n}")
+    assert client.get("/v1/manifest").status == 200  # the lanes are free again
 
 
 def test_request_body_is_sent_as_it_is_read(streaming: StreamingWorkload) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import http.client
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from volant_core.api.app import MAX_BODY_BYTES
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import host_process_daemon
 
 
 def _field(response: Any) -> str:
@@ -123,3 +125,20 @@ def test_unknown_fields_and_missing_vm(volantd: RunningDaemon) -> None:
         answer = volantd.request(method, path)
         assert answer.status == 404, (method, path)
         assert answer.json()["error"]["code"] == "not_found"
+
+
+def test_a_vm_directory_too_long_for_its_sockets_is_refused_before_anything_is_written(
+    host_manifest: dict[str, Any], tmp_path: Path
+) -> None:
+    runtime_dir = tmp_path / ("d" * (80 - len(str(tmp_path))))  # 80 bytes: room for short names only
+    with host_process_daemon(runtime_dir=runtime_dir) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        answer = api.request("POST", "/api/v1/vms", {"name": "long-name-1", "plugin": "hello-host"})
+        assert answer.status == 422, answer.body
+        error = answer.json()["error"]
+        assert error["details"][0]["field"] == "name"
+        assert "VOLANT_RUNTIME_DIR" in error["message"]
+        assert api.request("GET", "/api/v1/vms").json() == []
+        assert not (runtime_dir / "long-name-1").exists()
+        # a short name leaves the room
+        assert api.request("POST", "/api/v1/vms", {"name": "a", "plugin": "hello-host"}).status == 201

@@ -63,6 +63,30 @@ def _qemu_argv(pid: int) -> list[str]:
 # --------------------------------------------------------------------------
 
 
+def test_a_new_manifest_needs_the_plugin_enabled_and_of_its_name(host_api: RunningDaemon) -> None:
+    assert host_api.request("POST", "/api/v1/vms", {"name": "m", "plugin": "hello-host"}).status == 201
+    path = "/api/v1/vms/m/config"
+    manifest = host_api.request("GET", path).json()["config"]["manifest"]
+    newer = {**manifest, "version": "9.9.9"}
+    before = host_api.request("GET", f"{path}/history").json()
+    assert host_api.request("POST", "/api/v1/plugins/hello-host/enabled", {"enabled": False}).status == 200
+    disabled = host_api.request("PATCH", path, {"manifest": newer})
+    assert disabled.status == 409, disabled.body
+    assert "disabled" in disabled.json()["error"]["message"]
+    # other keys stay patchable on a VM of a disabled plugin
+    assert host_api.request("PATCH", path, {"metadata": {"team": "web"}}).status == 200
+    assert host_api.request("POST", "/api/v1/plugins/hello-host/enabled", {"enabled": True}).status == 200
+    renamed = host_api.request("PATCH", path, {"manifest": {**newer, "name": "other", "runtime": "other"}})
+    assert renamed.status == 422, renamed.body
+    assert _field(renamed) == "manifest.name"
+    history = host_api.request("GET", f"{path}/history").json()
+    assert len(history) == len(before) + 1 and history[0]["config"]["manifest"] == manifest
+    assert (
+        host_api.request("PATCH", path, {"manifest": newer}).json()["config"]["manifest"]["version"]
+        == "9.9.9"
+    )
+
+
 def test_unknown_vm_is_404_on_every_config_route(volantd: RunningDaemon) -> None:
     for method, path, body in [
         ("GET", "/api/v1/vms/ghost/config", None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterator
@@ -12,8 +13,9 @@ import pytest
 
 from volant_core import hookimpl
 from volant_core.api.idempotency import HEADER
+from volant_core.api.security import KEY_HEADER
 from volant_core.errors import VolantError
-from volant_core.store.idempotency import KEY_LIFETIME
+from volant_core.store.idempotency import KEY_LIFETIME, KeySlot
 from volant_core.store.models import IdempotencyKey, utcnow
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
@@ -59,9 +61,15 @@ def api(host_manifest: dict[str, Any], gate: Gate) -> Iterator[RunningDaemon]:
         yield daemon
 
 
-def post(api: RunningDaemon, path: str, body: dict[str, Any], key: str | None) -> tuple[int, Any]:
-    """POST ``body`` with ``key`` as the Idempotency-Key; the status and JSON answer."""
+def post(
+    api: RunningDaemon, path: str, body: dict[str, Any], key: str | None, credential: str | None = None
+) -> tuple[int, Any]:
+    """POST ``body`` with ``key`` as the Idempotency-Key (and ``credential`` as the API key); the
+    status and JSON answer.
+    """
     headers = {"Content-Type": "application/json", **({HEADER: key} if key else {})}
+    if credential is not None:
+        headers[KEY_HEADER] = credential
     reply = api.request("POST", path, raw=json.dumps(body).encode(), headers=headers)
     return reply.status, reply.json()
 
@@ -84,13 +92,37 @@ def test_vm_create_is_replayed_not_repeated(api: RunningDaemon) -> None:
     assert vm_names(api) == ["once"]
     # Without the key the same body is a new request: the VM exists already.
     assert post(api, "/api/v1/vms", body, None)[0] == 409
-    # The same key with another body, or on another path, is refused, naming the header.
+    # The same key with another body is refused, naming the header.
     status, answer = post(api, "/api/v1/vms", {"name": "twice", "plugin": "hello-host"}, "key-1")
     assert status == 409 and conflict_field(answer) == HEADER
     assert answer["error"]["message"].endswith("use a new key for a new request")
-    status, answer = post(api, "/api/v1/deployments", body, "key-1")
-    assert status == 409 and conflict_field(answer) == HEADER
     assert vm_names(api) == ["once"]
+
+
+def test_a_key_belongs_to_one_route_and_one_credential(api: RunningDaemon) -> None:
+    body = {"name": "mine", "plugin": "hello-host"}
+    first = post(api, "/api/v1/vms", body, "shared", credential="client-a")
+    assert first[0] == 201
+    # another route with the same key runs as a request of its own (the deployment body is wrong)
+    status, answer = post(api, "/api/v1/deployments", body, "shared", credential="client-a")
+    assert status == 422 and conflict_field(answer) != HEADER
+    # another client's same key and body is its own request: no replay of client-a's answer
+    status, answer = post(api, "/api/v1/vms", body, "shared", credential="client-b")
+    assert status == 409 and conflict_field(answer) == "name"  # the VM exists: it ran again
+    assert post(api, "/api/v1/vms", body, "shared", credential="client-a") == first
+
+
+def test_a_key_a_stopped_daemon_left_running_is_free_after_its_restart(api: RunningDaemon) -> None:
+    body = {"name": "crashed", "plugin": "hello-host"}
+    # what a daemon killed while serving this request leaves: the key claimed, no answer
+    digest = hashlib.sha256(json.dumps(body).encode()).hexdigest()
+    slot = KeySlot("", "POST /api/v1/vms", "key-crash")
+    assert api.daemon.store.idempotency.claim(slot, digest) is None
+    status, answer = post(api, "/api/v1/vms", body, "key-crash")
+    assert status == 409 and "still running" in answer["error"]["message"]
+    api.restart()
+    assert post(api, "/api/v1/vms", body, "key-crash")[0] == 201
+    assert vm_names(api) == ["crashed"]
 
 
 def test_failures_4xx_remembered_5xx_not(api: RunningDaemon) -> None:

@@ -201,6 +201,9 @@ def test_since_and_filters_apply_to_replay_and_live_events() -> None:
         ("?type=VM_EXPLODED", {}, "type"),
         ("?since=-1", {}, "since"),
         ("", {"Last-Event-ID": "abc"}, "Last-Event-ID"),
+        # "²" (0xB2 in a latin-1 header) is a digit to str.isdigit but no number to int()
+        ("", {"Last-Event-ID": "\u00b2"}, "Last-Event-ID"),
+        ("?since=%C2%B2", {}, "since"),
     ],
 )
 def test_bad_stream_parameters_are_refused(query: str, headers: dict[str, str], field: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 from volant_core.errors import ConflictError, NotFoundError, ValidationError
 from volant_core.store import Store, VMRecord, open_store
 from volant_core.store.database import connect
+from volant_core.store.idempotency import KeySlot
 from volant_core.store.migrate import Migration, applied_versions, discover, migrate
 from volant_core.store.models import MODELS, utcnow
 
@@ -147,6 +148,21 @@ def test_applied_config_migration_fills_in_each_vms_current_version(db_path: Pat
 
     assert store.vms.get_by_name("old").config_version == 4
     assert store.vms.update("old", config_version=5).config_version == 5
+    store.close()
+
+
+def test_scoped_idempotency_migration_keeps_the_keys_stored_before(db_path: Path) -> None:
+    now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")  # a key stored just before the upgrade
+    store = Store(connect(db_path), db_path)
+    migrate(store.db, [m for m in discover() if m.version <= 5])
+    store.db.execute_sql(
+        "INSERT INTO idempotency_keys VALUES ('old', 'POST /api/v1/vms', 'd', 201, '{}', ?)", (now,)
+    )
+
+    migrate(store.db)
+
+    held = store.idempotency.claim(KeySlot("", "POST /api/v1/vms", "old"), "d")
+    assert held is not None and held.status == 201
     store.close()
 
 
@@ -521,15 +537,23 @@ def test_configs_of_many_vms_in_one_query(store: Store) -> None:
 
 def test_idempotency_keys(store: Store) -> None:
     keys = store.idempotency
-    assert keys.claim("k", "POST /x", "d1") is None
-    held = keys.claim("k", "POST /x", "d2")
+    slot = KeySlot("", "POST /x", "k")
+    assert keys.claim(slot, "d1") is None
+    held = keys.claim(slot, "d2")
     assert held is not None and held.status is None and held.digest == "d1"
-    keys.finish("k", 201, {"ok": True})
-    done = keys.claim("k", "POST /x", "d1")
+    # the same key of another owner or scope is another slot
+    assert keys.claim(KeySlot("owner-b", "POST /x", "k"), "d1") is None
+    assert keys.claim(KeySlot("", "POST /y", "k"), "d1") is None
+    keys.finish(slot, 201, {"ok": True})
+    done = keys.claim(slot, "d1")
     assert done is not None and (done.status, done.response) == (201, {"ok": True})
-    keys.release("k")
-    assert keys.claim("k", "POST /x", "d3") is None
-    assert keys.prune(utcnow() + timedelta(seconds=1)) == 1
+    keys.release(slot)
+    assert keys.claim(slot, "d3") is None
+    # a daemon's start frees the keys whose requests never finished, and only those
+    keys.finish(KeySlot("owner-b", "POST /x", "k"), 200, None)
+    assert keys.release_unfinished() == 2
+    assert keys.claim(slot, "d4") is None
+    assert keys.prune(utcnow() + timedelta(seconds=1)) == 2
 
 
 def test_vm_changes_count_every_write_of_a_vm_or_its_configuration_by_any_connection(

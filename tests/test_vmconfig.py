@@ -213,6 +213,13 @@ INVALID: list[tuple[str, dict[str, Any] | list[Any], str]] = [
 ]
 
 
+def test_a_manifest_of_another_plugin_is_refused(base: VMConfig, manifest: dict) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _patched(base, {"manifest": {**manifest, "name": "nginx"}})
+    assert caught.value.field == "manifest.name"
+    assert "'hello-http'" in caught.value.message
+
+
 @pytest.mark.parametrize(
     ("patch", "field"), [case[1:] for case in INVALID], ids=[case[0] for case in INVALID]
 )

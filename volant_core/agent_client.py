@@ -25,11 +25,11 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from volant_core.agent.constants import REQUEST_ID_HEADER
 from volant_core.agent.hangup import break_off
-from volant_core.errors import AgentAnswerTooLarge, AgentError, AgentTimeout
+from volant_core.errors import AgentAnswerTooLarge, AgentError, AgentTimeout, BusyError
 from volant_core.launch import AgentChannel
 
 #: Path kestrel answers 200 on once the workload is healthy (503 before).
@@ -44,6 +44,10 @@ CHUNK_SIZE = 64 * 1024
 DEFAULT_MAX_ANSWER = 16 * 1024 * 1024
 #: The setting that changes the limit, named in the error an answer over it gives.
 MAX_ANSWER_SETTING = "VOLANT_AGENT_MAX_ANSWER"
+#: Longest an ordinary request waits for a free lane (or the channel's turn) by default (seconds).
+DEFAULT_LANE_WAIT_S = 10.0
+#: The setting that changes that wait, named in the 503 a request that waited in vain gets.
+LANE_WAIT_SETTING = "VOLANT_AGENT_LANE_WAIT"
 
 #: A request body: bytes, a binary file-like object (read until it ends), or an iterable of chunks.
 #: Without a ``Content-Length`` header, a body that is not bytes is sent chunked.
@@ -226,12 +230,20 @@ def _failure(what: str, exc: BaseException, timeout: float) -> AgentError:
 class AgentClient:
     """Talks HTTP/1.1 to kestrel over ``channel``; thread-safe, one instance per channel."""
 
-    def __init__(self, channel: AgentChannel, *, max_answer: int = DEFAULT_MAX_ANSWER) -> None:
+    def __init__(
+        self,
+        channel: AgentChannel,
+        *,
+        max_answer: int = DEFAULT_MAX_ANSWER,
+        lane_wait: float = DEFAULT_LANE_WAIT_S,
+    ) -> None:
         """Use ``channel`` for every request; no connection is opened until the first one.
-        ``max_answer`` bounds the body of an answer :meth:`request` reads whole (in bytes).
+        ``max_answer`` bounds the body of an answer :meth:`request` reads whole (in bytes);
+        ``lane_wait`` how long an ordinary request waits for a free lane (seconds).
         """
         self.channel = channel
         self.max_answer = max_answer
+        self.lane_wait = lane_wait
         self._turn = threading.Lock() if channel.exclusive else None
         lanes = getattr(channel, "lanes", None)
         # Ordinary requests may use all lanes but one: a health probe always finds one (see open()).
@@ -263,6 +275,9 @@ class AgentClient:
         On a channel with a fixed number of ``lanes`` (serial ports), ordinary
         requests share all lanes but one; ``reserved`` requests (health probes)
         may take that last one, so streams held open never starve them.
+        An ordinary request waits at most ``lane_wait`` seconds for its lane (or
+        an exclusive channel's turn): :class:`BusyError` (503, ``Retry-After``)
+        then, however long the streams holding them last.
         Raises :class:`AgentTimeout` when the agent does not answer in time and
         :class:`AgentError` when it cannot be reached.
         """
@@ -366,18 +381,28 @@ class AgentClient:
         """Wait for the turn on an exclusive channel, or for an ordinary request's share of the
         lanes; return what gives it back (a no-op when there was nothing to wait for).
         """
+        remaining = max(deadline - time.monotonic(), 0)
+        wait = remaining if reserved else min(remaining, self.lane_wait)
         if self._turn is not None:
-            if not self._turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
-                raise AgentTimeout(f"{self.channel.describe()} stayed busy with another request")
+            if not self._turn.acquire(timeout=wait):
+                self._busy(f"{self.channel.describe()} stayed busy with another request", wait, reserved)
             return self._turn.release
         if self._ordinary is None or reserved:
             return _nothing
-        if not self._ordinary.acquire(timeout=max(deadline - time.monotonic(), 0)):
-            raise AgentTimeout(
-                f"{what}: every lane but the one kept for health probes stayed busy; "
-                "close streams you no longer read"
-            )
+        if not self._ordinary.acquire(timeout=wait):
+            self._busy(f"{what}: every lane but the one kept for health probes stayed busy", wait, reserved)
         return self._ordinary.release
+
+    def _busy(self, problem: str, waited: float, reserved: bool) -> NoReturn:
+        """Raise the error of a request that waited ``waited`` seconds in vain for its lane or turn:
+        a timeout for a health probe, a 503 to retry later for an ordinary request.
+        """
+        if reserved:
+            raise AgentTimeout(problem)
+        raise BusyError(
+            f"{problem} for {waited:g} s ({LANE_WAIT_SETTING}); retry later, and close streams you no "
+            "longer read"
+        )
 
     def _checkout(self, what: str, timeout: float) -> _ChannelConnection:
         """A kept-alive connection, or a new one connected within ``timeout`` seconds."""

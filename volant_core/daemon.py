@@ -37,7 +37,13 @@ class Daemon:
     server: ApiServer
 
     def start(self) -> None:
-        """Re-adopt surviving VMs, start reconciling deployments, then serve the API."""
+        """Free the idempotency keys of requests an earlier run never finished, re-adopt surviving
+        VMs, start reconciling deployments, then serve the API.
+        """
+        if released := self.store.idempotency.release_unfinished():
+            log.info(
+                "released %d idempotency keys of requests the last volantd run left unfinished", released
+            )
         self.orchestrator.recover()
         self.deployments.start()
         self.server.start()

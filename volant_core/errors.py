@@ -8,6 +8,7 @@ and never build responses themselves.
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ class VolantError(Exception):
     http_status = 500
     exit_code = 1
     code = "internal"
+    #: Seconds a client should wait before trying again, sent as ``Retry-After`` (None: not sent).
+    retry_after_s: int | None = None
 
     def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
         super().__init__(message)
@@ -163,3 +166,37 @@ class NotReadyError(VolantError):
     http_status = 503
     exit_code = 5
     code = "not_ready"
+
+
+class StoreUnavailableError(NotReadyError):
+    """The state database cannot be written now: another process holds its lock past the busy
+    timeout, or the disk under the state directory is full. Nothing of the request was kept.
+    """
+
+    code = "store_unavailable"
+    retry_after_s = 5
+
+
+class DiskFullError(StoreUnavailableError):
+    """A file under volantd's directories could not be written: the disk (or its quota) is full."""
+
+    code = "disk_full"
+    retry_after_s = 30
+
+    #: The ``errno`` values of an ``OSError`` that mean a full disk or quota.
+    ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+    @classmethod
+    def of(cls, err: OSError, where: str) -> DiskFullError:
+        """The error for ``err`` (a full disk, see :attr:`ERRNOS`) met while writing ``where``."""
+        return cls(
+            f"no space left on the disk writing {where} ({err.strerror}); nothing was kept: "
+            "free space there, then retry"
+        )
+
+
+class BusyError(NotReadyError):
+    """Every resource a request waits for stayed taken past its wait limit; retry later."""
+
+    code = "busy"
+    retry_after_s = 1

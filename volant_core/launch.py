@@ -9,6 +9,7 @@ protocols and registers a :class:`HypervisorDescriptor` through the
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,25 @@ AGENT_SERIAL_PORT_NAME = "volant.agent"
 #: Agent serial ports ("lanes") a hypervisor gives a new guest: that many connections at once (the
 #: core keeps one free for health probes).
 AGENT_LANES = 4
+
+#: Longest path ``bind()`` accepts for a UNIX socket on Linux (``sun_path`` is 108 bytes, NUL included).
+MAX_SOCKET_PATH = 107
+#: Bytes a launcher may use for the name of a socket it creates directly in the VM's directory
+#: (QEMU's longest is ``agent.3.sock``): the core checks the directory leaves room for that many
+#: before anything is written or downloaded for a VM.
+SOCKET_NAME_ROOM = 16
+
+
+def socket_room_problem(vm_dir: Path) -> str | None:
+    """Why ``vm_dir`` is too long for the sockets a launcher keeps in it, or None when they fit."""
+    length = len(os.fsencode(vm_dir)) + 1 + SOCKET_NAME_ROOM
+    if length <= MAX_SOCKET_PATH:
+        return None
+    return (
+        f"the VM directory {vm_dir} leaves no room for its UNIX sockets ({length} bytes with a "
+        f"{SOCKET_NAME_ROOM}-byte socket name; Linux allows {MAX_SOCKET_PATH}): use a shorter VM name "
+        "or a shorter VOLANT_RUNTIME_DIR"
+    )
 
 
 def agent_serial_port_name(lane: int) -> str:

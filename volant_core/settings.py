@@ -17,7 +17,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from volant_core.agent_client import DEFAULT_MAX_ANSWER, MAX_ANSWER_SETTING
+from volant_core.agent_client import (
+    DEFAULT_LANE_WAIT_S,
+    DEFAULT_MAX_ANSWER,
+    LANE_WAIT_SETTING,
+    MAX_ANSWER_SETTING,
+)
 from volant_core.errors import ValidationError
 
 #: Directory under the state directory that is an artifact directory by default (made by volantd).
@@ -86,6 +91,8 @@ class Settings(BaseModel):
     api_keepalive_timeout: float = Field(default=5.0, gt=0)
     agent_max_answer: int = Field(default=DEFAULT_MAX_ANSWER, ge=64 * 1024)
     """Most bytes of an agent answer read whole (actions, OpenAPI, health); the proxy's streams have none."""
+    agent_lane_wait: float = Field(default=DEFAULT_LANE_WAIT_S, gt=0)
+    """Seconds a request to a guest's agent waits for a free lane before a 503 with ``Retry-After``."""
     access_log: bool = True
     cpu_overcommit: float = Field(default=DEFAULT_CPU_OVERCOMMIT, gt=0, le=1000)
     """How many vCPUs VMs holding resources may have in all, per host CPU."""
@@ -237,6 +244,7 @@ ENVIRONMENT = {
     "VOLANT_API_BODY_TIMEOUT": "api_body_timeout",
     "VOLANT_API_KEEPALIVE_TIMEOUT": "api_keepalive_timeout",
     MAX_ANSWER_SETTING: "agent_max_answer",
+    LANE_WAIT_SETTING: "agent_lane_wait",
     "VOLANT_ACCESS_LOG": "access_log",
     "VOLANT_CPU_OVERCOMMIT": "cpu_overcommit",
     "VOLANT_MEMORY_OVERCOMMIT": "memory_overcommit",

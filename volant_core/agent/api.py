@@ -72,7 +72,9 @@ class AgentApi:
 
     def _logs(self, request: Request) -> Response:
         tail = parse_qs(request.query).get("tail", [""])[0]
-        count = int(tail) if tail.isdigit() else None
+        if tail and not (tail.isascii() and tail.isdigit()):  # "²" is a digit to str.isdigit only
+            return Response.error(400, "invalid", f"tail: {tail!r} is not a line count; give a whole number")
+        count = int(tail) if tail else None
         return Response.json(200, {"lines": self._workload.logs.tail(count)})
 
     def _shutdown_route(self, _request: Request) -> Response:

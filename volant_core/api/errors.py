@@ -13,7 +13,7 @@ from typing import Any
 
 import falcon
 
-from volant_core.errors import VolantError
+from volant_core.errors import DiskFullError, VolantError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,8 @@ def handle_volant_error(req: falcon.Request, resp: falcon.Response, ex: VolantEr
     """Map a VolantError to its status and JSON body."""
     resp.status = falcon.code_to_http_status(ex.http_status)
     resp.media = ex.to_dict()
+    if ex.retry_after_s is not None:
+        resp.set_header("Retry-After", str(ex.retry_after_s))
 
 
 def handle_http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError, params: dict) -> None:
@@ -45,8 +47,19 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
     resp.media = error_body("internal", "internal error; see the volantd log")
 
 
+def handle_os_error(req: falcon.Request, resp: falcon.Response, ex: OSError, params: dict) -> None:
+    """A full disk (or quota) is a 503 naming the file; any other OS error is unexpected (500)."""
+    if ex.errno not in DiskFullError.ERRNOS:
+        handle_unexpected(req, resp, ex, params)
+        return
+    log.error("disk full on %s %s: %s", req.method, req.path, ex)
+    full = DiskFullError.of(ex, ex.filename or "a file of volantd's state, cache or VM directories")
+    handle_volant_error(req, resp, full, params)
+
+
 def install(app: falcon.App) -> None:
     """Register the handlers on ``app`` (most specific last, as Falcon searches in reverse)."""
     app.add_error_handler(Exception, handle_unexpected)
+    app.add_error_handler(OSError, handle_os_error)
     app.add_error_handler(falcon.HTTPError, handle_http_error)
     app.add_error_handler(VolantError, handle_volant_error)

@@ -95,7 +95,7 @@ def resume_point(req: falcon.Request) -> int | None:
         value = (raw or "").strip()
         if not value:
             continue
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):  # "²" is a digit to str.isdigit, not to int()
             message = f"{source}: {raw!r} is not an event id (a non-negative integer)"
             raise ValidationError(message, field=source)
         return int(value)

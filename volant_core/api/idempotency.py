@@ -5,12 +5,15 @@ the header with ``@operation(request_headers=REQUEST_HEADERS)``. The resource
 must have an ``idempotency`` attribute, the store's
 :class:`~volant_core.store.idempotency.IdempotencyRepository`.
 
-A request with a key claims it before the responder runs. Its answer is then
+A key belongs to the client's credential (the API key it sends) and to the
+request's method and path: two clients, or two routes, never share a key. A
+request with a key claims it before the responder runs. Its answer is then
 remembered for :data:`~volant_core.store.idempotency.KEY_LIFETIME` (2xx and
-4xx alike; a 5xx or a crash frees the key, so a retry runs again). A later
-request with the same key and the same method, path and body gets that status
-and body back; with anything else, or while the first one still runs, it gets
-a 409 naming the header.
+4xx alike; a 5xx or a crash frees the key, so a retry runs again; a key whose
+request a stopped daemon never finished is freed at the next start). A later
+request with the same key and the same body gets that status and body back;
+with another body, or while the first one still runs, it gets a 409 naming the
+header.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ import falcon
 
 from volant_core.api import errors
 from volant_core.api.bodies import raw_body
+from volant_core.api.security import presented_key
 from volant_core.errors import ConflictError, ValidationError, VolantError
-from volant_core.store.idempotency import KEY_LIFETIME, IdempotencyRepository
+from volant_core.store.idempotency import KEY_LIFETIME, IdempotencyRepository, KeySlot
 from volant_core.store.records import IdempotencyRecord
 
 HEADER = "Idempotency-Key"
@@ -35,7 +39,8 @@ MAX_KEY_LENGTH = 255
 REQUEST_HEADERS = {
     HEADER: "Optional client-chosen key (1-255 printable characters). A retry with the same key and "
     "body gets the first answer (status and body, 4xx included) without acting again; the same key "
-    "with another body, or while the first request still runs, is a 409. Keys expire after "
+    "with another body, or while the first request still runs, is a 409. A key is the client's own "
+    "(its API key) and this operation's. Keys expire after "
     f"{KEY_LIFETIME.total_seconds() / 3600:g} hours."
 }
 
@@ -59,12 +64,12 @@ def idempotent(responder: Responder) -> Responder:
             responder(resource, req, resp, **params)
             return
         _check_key(key)
-        scope = f"{req.method} {req.path}"
+        slot = KeySlot(_owner(req), f"{req.method} {req.path}", key)
         digest = hashlib.sha256(raw_body(req)).hexdigest()
         keys = resource.idempotency
-        held = keys.claim(key, scope, digest)
+        held = keys.claim(slot, digest)
         if held is not None:
-            _replay(held, scope, digest, resp)
+            _replay(held, digest, resp)
             return
         try:
             responder(resource, req, resp, **params)
@@ -73,12 +78,12 @@ def idempotent(responder: Responder) -> Responder:
         except falcon.HTTPError as err:
             errors.handle_http_error(req, resp, err, params)
         except BaseException:
-            keys.release(key)
+            keys.release(slot)
             raise
         if resp.status_code >= 500:
-            keys.release(key)
+            keys.release(slot)
         else:
-            keys.finish(key, resp.status_code, resp.media)
+            keys.finish(slot, resp.status_code, resp.media)
 
     return keyed
 
@@ -90,11 +95,17 @@ def _check_key(key: str) -> None:
         )
 
 
-def _replay(held: IdempotencyRecord, scope: str, digest: str, resp: falcon.Response) -> None:
-    """Answer as the request that claimed the key did; 409 when it differs or still runs."""
-    if held.scope != scope or held.digest != digest:
+def _owner(req: falcon.Request) -> str:
+    """Whose keys the request uses: a digest of the API key it carries ('' without one)."""
+    credential = presented_key(req)
+    return "" if credential is None else hashlib.sha256(credential.encode()).hexdigest()
+
+
+def _replay(held: IdempotencyRecord, digest: str, resp: falcon.Response) -> None:
+    """Answer as the request that claimed the key did; 409 when its body differs or it still runs."""
+    if held.digest != digest:
         raise ConflictError(
-            f"{HEADER} {held.key!r} was used for another request (first: {held.scope}, maybe another body); "
+            f"{HEADER} {held.key!r} was used for another request (first: {held.scope} with another body); "
             "use a new key for a new request",
             field=HEADER,
         )

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from volant_core.agent_token import vm_token
 from volant_core.channels import TokenChannel
-from volant_core.errors import ConflictError, LaunchError, PluginError, VolantError
+from volant_core.errors import ConflictError, DiskFullError, LaunchError, PluginError, VolantError
 from volant_core.events import EventType
-from volant_core.launch import AgentChannel, Instance, LaunchSpec
+from volant_core.launch import AgentChannel, Instance, LaunchSpec, socket_room_problem
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.resources import HostResources
 from volant_core.orchestrator.vmconfig import VMConfig
@@ -68,14 +68,22 @@ class Booter:
     def _boot(self, name: str) -> None:
         store = self._context.store
         backends = self._context.backends
-        stored = store.configs.current(store.vms.get_by_name(name).id)
+        before = store.vms.get_by_name(name)
+        if problem := socket_room_problem(before.runtime_dir):  # before anything is downloaded
+            raise LaunchError(problem)
+        stored = store.configs.current(before.id)
         config = VMConfig.model_validate(stored.config)
         launcher = backends.launcher(backends.hypervisor_of(config))
         with self._context.admission.reserve(name, config.resources):
             record = self._apply_config(name, config, stored.version)
             self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
         view = self._context.views.view_of(record)
-        spec = self._resources.acquire(view, config)
+        try:
+            spec = self._resources.acquire(view, config)
+        except OSError as err:
+            if err.errno in DiskFullError.ERRNOS:
+                raise DiskFullError.of(err, f"the boot media of vm {name!r} in {view.runtime_dir}") from err
+            raise
         try:
             instance = launcher.launch(spec)
             try:  # from here on, whatever fails kills the VMM: none runs without being watched

@@ -11,8 +11,9 @@ from dataclasses import replace
 from typing import Any
 
 from volant_core.confinement import ArtifactPolicy
-from volant_core.errors import NotFoundError
+from volant_core.errors import NotFoundError, ValidationError
 from volant_core.events import EventType
+from volant_core.launch import socket_room_problem
 from volant_core.orchestrator.admission import HOLDING_STATES
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.identity import mac_address
@@ -65,9 +66,10 @@ class Configurations:
             return self._store_config(record, validate_config(earlier.config), message)
 
     def validate(self, name: str, config: VMConfig, record: VMRecord | None) -> None:
-        """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when it is bigger
-        than the host or its metadata is over the limit
-        (:meth:`~volant_core.orchestrator.admission.Admission.check_config`), its hypervisor or
+        """Refuse ``config`` for VM ``name`` (a new one when ``record`` is None) when a new VM's
+        directory leaves no room for its sockets, when it is bigger than the host or its metadata
+        is over the limit (:meth:`~volant_core.orchestrator.admission.Admission.check_config`), its
+        hypervisor or
         network mode is not installed or cannot run it, a field it sets has nothing to honour it
         (:func:`~volant_core.orchestrator.requirements.check_requirements`), it publishes a host port
         twice or one another VM's configuration publishes
@@ -75,6 +77,8 @@ class Configurations:
         outside the artifact directories, its device driver refuses its devices, or a
         ``volant_vm_validate`` implementation rejects it.
         """
+        if record is None and (problem := socket_room_problem(self._context.settings.runtime_dir / name)):
+            raise ValidationError(f"name: {problem}", field="name")
         backends = self._context.backends
         self._context.admission.check_config(config)
         backends.launcher(backends.hypervisor_of(config), field="hypervisor")

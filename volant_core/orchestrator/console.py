@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from volant_core.errors import AgentError, ConflictError
@@ -22,8 +23,8 @@ CONNECT_TIMEOUT_S = 5.0
 class ConsoleSession:
     """An attached console: a connected stream socket; :meth:`close` frees the console for others."""
 
-    def __init__(self, sock: socket.socket, release: threading.Lock) -> None:
-        """Hold ``sock``; ``release`` is the attachment lock, released by :meth:`close`."""
+    def __init__(self, sock: socket.socket, release: Callable[[], None]) -> None:
+        """Hold ``sock``; ``release`` gives the attachment back, called by :meth:`close`."""
         self.socket = sock
         self._release = release
         self._closed = False
@@ -34,7 +35,7 @@ class ConsoleSession:
             return
         self._closed = True
         self.socket.close()
-        self._release.release()
+        self._release()
 
 
 class ConsoleAttachments:
@@ -49,8 +50,8 @@ class ConsoleAttachments:
         ConflictError when another session holds it; AgentError (502) when the
         hypervisor does not accept the connection.
         """
-        lock = self._attached(name)
-        if not lock.acquire(blocking=False):
+        release = self._attached.try_hold(name)
+        if release is None:
             raise ConflictError(
                 f"the console of vm {name!r} is attached in another session; one session at a time "
                 "(detach it with Ctrl-] first)"
@@ -62,6 +63,6 @@ class ConsoleAttachments:
             sock.settimeout(None)
         except OSError as exc:
             sock.close()
-            lock.release()
+            release()
             raise AgentError(f"cannot connect to the console of vm {name!r} at {path}: {exc}") from exc
-        return ConsoleSession(sock, lock)
+        return ConsoleSession(sock, release)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 from volant_core.orchestrator.admission import Admission
@@ -25,7 +24,7 @@ class OrchestratorContext:
     store: Store
     plugins: Plugins
     backends: Backends
-    locks: NamedLocks[threading.RLock]
+    locks: NamedLocks
     views: VMViews
     transitions: Transitions
     admission: Admission

@@ -16,7 +16,6 @@ and the supervision of running VMMs (:mod:`.supervision`).
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from volant_core.agent_client import AgentClient
 from volant_core.errors import ConflictError, LimitError, NotFoundError, ValidationError, VolantError
 from volant_core.events import EventBus, EventType
 from volant_core.manifest import Manifest
+from volant_core.orchestrator import vmdirs
 from volant_core.orchestrator.admission import Admission
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.boot import Booter
@@ -237,8 +237,8 @@ class Orchestrator:
         """Whether VM ``name`` is crashed with no automatic restart to come (its restart policy is
         ``never`` or has given up). Never waits: while another operation holds the VM, False.
         """
-        lock = self._locks(name)
-        if not lock.acquire(blocking=False):
+        release = self._locks.try_hold(name)
+        if release is None:
             return False  # an operation (a restart's boot, say) works on it now: not final
         try:
             record = self.store.vms.get_by_name(name)
@@ -246,7 +246,7 @@ class Orchestrator:
         except NotFoundError:
             return False
         finally:
-            lock.release()
+            release()
 
     # ---------------------------------------------------------- configuration
 
@@ -261,8 +261,11 @@ class Orchestrator:
     def patch_config(self, name: str, patch: ConfigPatch) -> ConfigRecord:
         """Merge ``patch`` into the current configuration and store the result as the next version.
 
-        The VM is not restarted: it shows ``restart_pending`` until its next start applies it.
+        The VM is not restarted: it shows ``restart_pending`` until its next start applies it. A
+        new ``manifest`` needs the VM's runtime plugin installed and enabled, as creating a VM does.
         """
+        if patch.manifest is not None:
+            self.catalog.get_enabled(self.store.vms.get_by_name(name).plugin)
         return self._configs.patch(name, patch)
 
     def rollback_config(self, name: str, version: int) -> ConfigRecord:
@@ -323,6 +326,7 @@ class Orchestrator:
         killed volantd left are removed. No guest image is resolved (ADR 0030).
         """
         self.boot_media.sweep_partials()
+        self._finish_deletions()
         self._reconcile_ports()
         for record in self.store.vms.list():
             if record.status not in ACTIVE_STATES and record.status != VMStatus.PENDING:
@@ -351,6 +355,17 @@ class Orchestrator:
         self.plugins.calls.notify("volant_daemon_started", vms=self.list_vms())
 
     # ----------------------------------------------------------------- internals
+
+    def _finish_deletions(self) -> None:
+        """Finish the deletions a stopped daemon left halfway (see :mod:`.vmdirs`)."""
+        records = {record.id: record for record in self.store.vms.list()}
+        parents = [self.settings.runtime_dir, *(record.runtime_dir.parent for record in records.values())]
+        for aside in vmdirs.interrupted(parents):
+            record = records.get(aside.vm_id)
+            if record is not None and record.name == aside.name:
+                with self._locks(record.name):
+                    self._discard(record.name, "vm deleted (finished after volantd restarted)")
+            aside.remove()
 
     def _reconcile_ports(self) -> None:
         """Make the published-port rules those of the VMs recorded as active (a failure is logged)."""
@@ -393,7 +408,12 @@ class Orchestrator:
         record = self.store.vms.get_by_name(name)
         view = self._views.view_of(record)
         self._release(record)
-        shutil.rmtree(record.runtime_dir, ignore_errors=True)
-        self.store.vms.delete(name)
+        aside = vmdirs.set_aside(record.id, name, record.runtime_dir)
+        try:
+            self.store.vms.delete(name)
+        except BaseException:
+            vmdirs.put_back(aside, record.runtime_dir)
+            raise
+        aside.remove()
         self._transitions.emit(EventType.VM_DELETED, record, message)
         self.plugins.calls.notify("volant_vm_deleted", vm=view)

@@ -63,7 +63,11 @@ class Supervisor:
         """Start a supervisor thread for the VMM ``instance`` of VM ``name``, reaching its agent
         over ``channel``.
         """
-        handle = _Handle(instance, AgentClient(channel, max_answer=self._context.settings.agent_max_answer))
+        settings = self._context.settings
+        client = AgentClient(
+            channel, max_answer=settings.agent_max_answer, lane_wait=settings.agent_lane_wait
+        )
+        handle = _Handle(instance, client)
         self._handles[name] = handle
         threading.Thread(target=self._supervise, args=(name, handle), name=f"vm-{name}", daemon=True).start()
 

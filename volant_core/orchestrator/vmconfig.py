@@ -329,6 +329,13 @@ def apply_patch(current: VMConfig, patch: ConfigPatch) -> VMConfig:
             "manifest: cannot be null; a VM always has a manifest (send a whole one to replace it)",
             field="manifest",
         )
+    if patch.manifest is not None and patch.manifest.name != current.plugin:
+        raise ValidationError(
+            f"manifest.name: {patch.manifest.name!r} is not this VM's runtime plugin {current.plugin!r}; "
+            "a new manifest replaces the plugin's own (install another plugin and create a VM of it "
+            "to run another)",
+            field="manifest.name",
+        )
     defaults = VMConfig.from_manifest(current.plugin, patch.manifest or current.manifest)
     merged: dict[str, Any] = {}
     for key in VMConfig.model_fields:

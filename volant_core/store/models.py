@@ -195,10 +195,14 @@ class Event(peewee.Model):
 
 
 class IdempotencyKey(peewee.Model):
-    """The answer to a request sent with an ``Idempotency-Key``; ``status`` is NULL while it runs."""
+    """The answer to a request sent with an ``Idempotency-Key``; ``status`` is NULL while it runs.
 
-    key = peewee.TextField(primary_key=True)
+    A key belongs to its ``owner`` (the client's credential) and ``scope`` (method and path).
+    """
+
+    owner = peewee.TextField()
     scope = peewee.TextField()
+    key = peewee.TextField()
     digest = peewee.TextField()
     status = peewee.IntegerField(null=True)
     response = JSONField(column_name="response_json", null=True)
@@ -206,6 +210,7 @@ class IdempotencyKey(peewee.Model):
 
     class Meta:
         table_name = "idempotency_keys"
+        primary_key = peewee.CompositeKey("owner", "scope", "key")
 
 
 #: Every model, for schema checks.

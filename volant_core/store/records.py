@@ -106,9 +106,11 @@ class EventRecord:
 class IdempotencyRecord:
     """A request made with an ``Idempotency-Key``: ``status`` and ``response`` are None while it runs."""
 
-    key: str
+    owner: str
+    """Digest of the API key the request carried ('' without one)."""
     scope: str
     """``<METHOD> <path>`` of the request."""
+    key: str
     digest: str
     """SHA-256 of the request body."""
     status: int | None

@@ -100,9 +100,11 @@ def running_daemon(
     environment would.
 
     On exit every VM is deleted, the server stops, any process still naming the
-    state directory is killed and the directory is removed.
+    state directory is killed and the directory is removed (unless the caller gave ``state_dir``:
+    it stays the caller's, for another daemon to start on, say).
     """
-    state = Path(tempfile.mkdtemp(prefix="volant-"))
+    given = settings.pop("state_dir", None)
+    state = Path(given) if given is not None else Path(tempfile.mkdtemp(prefix="volant-"))
     values: dict[str, Any] = {"state_dir": state, "api_listen": "127.0.0.1:0", **settings}
     if guest is not None:
         values.setdefault("kernel", guest.kernel)
@@ -111,7 +113,8 @@ def running_daemon(
     try:
         daemon = build_daemon(load_settings({}, plugin_settings, **values), plugins=load_plugins(extra=extra))
     except BaseException:  # refused settings, say: nothing was started, nothing may stay behind
-        shutil.rmtree(state, ignore_errors=True)
+        if given is None:
+            shutil.rmtree(state, ignore_errors=True)
         raise
     daemon.start()
     host, port = daemon.server.address
@@ -125,7 +128,8 @@ def running_daemon(
         finally:
             running.daemon.stop()
             kill_mentioning(str(state))
-            shutil.rmtree(state, ignore_errors=True)
+            if given is None:
+                shutil.rmtree(state, ignore_errors=True)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ from volant_core.agent.constants import CMDLINE_MANIFEST_KEY, MANIFEST_FILE
 from volant_core.channels import UnixSocketChannel
 from volant_core.errors import LaunchError, ValidationError
 from volant_core.guest.cpio import initramfs_files
-from volant_core.launch import AgentChannel, HypervisorDescriptor, LaunchSpec
+from volant_core.launch import MAX_SOCKET_PATH, AgentChannel, HypervisorDescriptor, LaunchSpec
 from volant_core.manifest import decode_from_guest
 from volant_core.processes import AdoptedProcess, ChildProcess, VmmProcess, read_cmdline
 from volant_core.testing.daemon import RunningDaemon, running_daemon
@@ -48,8 +48,6 @@ NAME = "test-host-process"
 SOCKET_NAME = "agent.sock"
 MANIFEST_NAME = "manifest.json"
 LOG_NAME = "kestrel.log"
-#: Longest UNIX socket path the kernel accepts (``sun_path`` holds 108 bytes with the final NUL).
-MAX_SOCKET_PATH = 107
 #: Longest wait for the process to disappear after SIGKILL.
 REAP_TIMEOUT = 10.0
 #: Overcommit ratios of :func:`host_process_daemon`: its VMs hold no vCPUs and no guest memory.

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 from volant_qemu.command import build_command
+from volant_qemu.paths import VmPaths
 
 from volant_core.errors import LaunchError
-from volant_core.launch import DiskSpec, LaunchSpec, NicSpec, PciDeviceSpec
+from volant_core.launch import SOCKET_NAME_ROOM, DiskSpec, LaunchSpec, NicSpec, PciDeviceSpec
 
 VM_DIR = Path("/run/volant/vms/web")
 
@@ -140,6 +141,11 @@ def test_socket_path_too_long_is_refused(make_spec: SpecFactory) -> None:
     long_dir = Path("/run/volant/vms") / ("x" * 100)
     with pytest.raises(LaunchError, match="at most 107"):
         build_command(make_spec(long_dir, Path("/k")), accel="tcg", binary="qemu")
+
+
+def test_every_socket_name_fits_the_room_the_core_checks_for() -> None:
+    # volantd refuses a VM whose directory leaves less than SOCKET_NAME_ROOM bytes, before any download
+    assert max(len(sock.name) for sock in VmPaths(Path("/v")).sockets) <= SOCKET_NAME_ROOM
 
 
 def test_socket_path_at_the_limit_is_accepted(make_spec: SpecFactory) -> None:

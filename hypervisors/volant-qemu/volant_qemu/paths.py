@@ -7,10 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from volant_core.errors import LaunchError
-from volant_core.launch import AGENT_LANES
-
-#: Longest path ``bind()`` accepts for a UNIX socket on Linux (``sun_path`` is 108 bytes, NUL included).
-MAX_SOCKET_PATH = 107
+from volant_core.launch import AGENT_LANES, MAX_SOCKET_PATH
 
 
 @dataclass(frozen=True)
