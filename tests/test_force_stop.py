@@ -9,7 +9,9 @@ pass stays ``starting`` (tests/guest/workload_app.py passes it only once its mar
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from volant_core.testing.cli import run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.kestrel import script_workload
+from volant_core.testing.processes import descendants
 from volant_core.testing.waiting import eventually, free_port
 
 WORKLOAD_APP = Path(__file__).parent / "guest" / "workload_app.py"
@@ -64,6 +67,11 @@ def stop_event(api: RunningDaemon, name: str) -> Any:
     return [e for e in api.daemon.store.events.since(0) if e.vm_name == name and e.type == "VM_STOPPED"][-1]
 
 
+def vm_status(api: RunningDaemon, name: str) -> str:
+    """The status of VM ``name`` now."""
+    return str(api.request("GET", f"/api/v1/vms/{name}").json()["status"])
+
+
 def kestrel_log(vm: dict[str, Any]) -> str:
     """What kestrel (and its workload) of ``vm`` printed so far."""
     log = Path(vm["runtime_dir"]) / "kestrel.log"
@@ -76,6 +84,26 @@ def test_force_stop_kills_a_running_vm_at_once(api: RunningDaemon, tmp_path: Pat
     assert stopped["status"] == "stopped" and stopped["status_reason"] == "killed at once (force)"
     assert stop_event(api, "blunt").payload["data"]["exit_status"] == -signal.SIGKILL
     assert SHUTDOWN_LINE not in kestrel_log(vm)
+
+
+def test_force_ends_a_graceful_stop_that_waits_for_the_guest(api: RunningDaemon, tmp_path: Path) -> None:
+    vm = create(api, tmp_path, "stuck", ready=True)
+    os.kill(vm["pid"], signal.SIGSTOP)  # frozen, kestrel cannot act on the shutdown it is asked for
+    graceful: list[Any] = []
+    waiting = threading.Thread(target=lambda: graceful.append(api.request("POST", "/api/v1/vms/stuck/stop")))
+    waiting.start()
+    forced = None
+    try:
+        eventually(lambda: vm_status(api, "stuck") == "stopping", "the graceful stop waiting for the guest")
+        forced = api.request("POST", "/api/v1/vms/stuck/stop?force=true")
+    finally:
+        if forced is None:  # the forced stop failed: end the waiting one, or it waits the stop timeout
+            for pid in [*descendants(vm["pid"]), vm["pid"]]:
+                os.kill(pid, signal.SIGKILL)
+        waiting.join()
+    assert forced.status == 200 and forced.json()["status"] == "stopped"
+    assert graceful[0].status == 200 and graceful[0].json()["status"] == "stopped"
+    assert stop_event(api, "stuck").payload["data"]["exit_status"] == -signal.SIGKILL
 
 
 def test_a_stop_without_force_powers_a_starting_vm_off_gracefully(api: RunningDaemon, tmp_path: Path) -> None:
