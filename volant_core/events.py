@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class EventType(StrEnum):
-    """Event types; the ``VM_*`` ones but ``VM_CONFIG_CHANGED`` are those of the Go original.
+    """Event types; the ``VM_*`` ones but ``VM_CONFIG_CHANGED``, ``VM_UNHEALTHY`` and ``VM_HEALTHY``
+    are those of the Go original.
 
     ``PLUGIN_EVENT`` and ``PLUGIN_ERROR`` are published by plugins (through their context) and by
     the core when a plugin failed in a notification hook or while releasing a VM's resources.
@@ -36,6 +37,8 @@ class EventType(StrEnum):
     VM_DELETED = "VM_DELETED"
     VM_LOG = "VM_LOG"
     VM_CONFIG_CHANGED = "VM_CONFIG_CHANGED"
+    VM_UNHEALTHY = "VM_UNHEALTHY"
+    VM_HEALTHY = "VM_HEALTHY"
     DEPLOYMENT_CREATED = "DEPLOYMENT_CREATED"
     DEPLOYMENT_UPDATED = "DEPLOYMENT_UPDATED"
     DEPLOYMENT_RECONCILED = "DEPLOYMENT_RECONCILED"

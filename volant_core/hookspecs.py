@@ -634,7 +634,8 @@ def volant_event(event: Event, context: PluginContext) -> None:
     """Called for every event published on the daemon's bus, after it was stored.
 
     `event` is an `Event` with `type` (`VM_CREATED`, `VM_STARTING`, `VM_RUNNING`, `VM_STOPPING`,
-    `VM_STOPPED`, `VM_CRASHED`, `VM_DELETED`, `VM_LOG`, `VM_CONFIG_CHANGED`, and the plugins'
+    `VM_STOPPED`, `VM_CRASHED`, `VM_DELETED`, `VM_LOG`, `VM_CONFIG_CHANGED`, `VM_UNHEALTHY`,
+    `VM_HEALTHY`, and the plugins'
     `PLUGIN_EVENT` and `PLUGIN_ERROR`), `name` (the VM), `status`, `message`, `data`, `timestamp`
     and `id`. The publisher waits for every implementation: do not block, queue the event and
     deliver it from a thread of your own. A `volant_event` that raises degrades its plugin but is

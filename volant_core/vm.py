@@ -57,7 +57,9 @@ class VMView:
     current configuration, version ``config_version``. ``restart_pending`` is
     True while the VMM runs a configuration that a later change made stale.
     ``published_ports`` are the guest ports published on the host while the VM
-    is active (from the ``expose`` it booted with), empty otherwise.
+    is active (from the ``expose`` it booted with), empty otherwise. ``health``
+    is ``healthy`` or ``unhealthy`` (with ``health_reason``) while the VM runs,
+    None otherwise.
     """
 
     name: str
@@ -81,6 +83,8 @@ class VMView:
     updated_at: str | None = None
     config_version: int = 0
     restart_pending: bool = False
+    health: str | None = None
+    health_reason: str | None = None
     published_ports: tuple[PublishedPort, ...] = ()
     config: dict[str, Any] = field(default_factory=dict)
 

@@ -5,6 +5,7 @@ against a real guest, with an API key set on the daemon.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import select
@@ -203,6 +204,34 @@ def test_volant_console_off_keeps_the_shell_off_the_console(keyed_web: RunningDa
         assert b"built-in shell" not in console
     finally:
         assert keyed_web.request("DELETE", "/api/v1/vms/quiet").status in (200, 204)
+
+
+def test_a_boot_that_hangs_can_be_watched_on_the_console_and_killed_at_once(
+    keyed_web: RunningDaemon, hello_manifest_module: dict[str, Any]
+) -> None:
+    # hello-http whose health check asks a port nothing serves: the VM stays starting, and kestrel
+    # says on the console when the check did not pass in time.
+    manifest = copy.deepcopy(hello_manifest_module)
+    manifest["name"] = manifest["runtime"] = "hangs"
+    manifest["workload"]["base_url"] = "http://127.0.0.1:8001"
+    manifest["health_check"]["timeout_ms"] = 15_000
+    assert keyed_web.request("POST", "/api/v1/plugins", manifest).status == 201
+    assert keyed_web.request("POST", "/api/v1/vms", {"name": "hanging", "plugin": "hangs"}).status == 201
+    try:
+        with attach(keyed_web, "hanging") as session:
+            seen = b""
+            deadline = time.monotonic() + READ_TIMEOUT_S
+            while b"did not pass within 15000 ms" not in seen:
+                assert time.monotonic() < deadline, f"the console never told of the failing check: {seen!r}"
+                data = session.recv(timeout=READ_TIMEOUT_S)
+                seen += data if isinstance(data, bytes) else data.encode()
+            assert keyed_web.request("GET", "/api/v1/vms/hanging").json()["status"] == "starting"
+        assert keyed_web.request("DELETE", "/api/v1/vms/hanging?force=true").status == 204
+        stopped = [e for e in keyed_web.daemon.store.events.since(0) if e.vm_name == "hanging"][-2]
+        assert stopped.type == "VM_STOPPED" and stopped.payload["data"]["exit_status"] == -9
+    finally:
+        keyed_web.request("DELETE", "/api/v1/vms/hanging?force=true")
+        keyed_web.request("DELETE", "/api/v1/plugins/hangs")
 
 
 def test_the_session_ends_with_a_reason_when_the_vm_stops(keyed_web: RunningDaemon) -> None:

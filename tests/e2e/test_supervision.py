@@ -58,7 +58,9 @@ def test_stop_powers_the_guest_off_cleanly(volantd_with_guest: RunningDaemon, he
     assert "kestrel: power button pressed" in console
 
 
-def test_a_workload_that_stops_answering_crashes_the_vm(volant_guest: Any, hello_manifest: dict) -> None:
+def test_an_unhealthy_workload_under_on_unhealthy_stop_powers_the_guest_off(
+    volant_guest: Any, hello_manifest: dict
+) -> None:
     manifest = copy.deepcopy(hello_manifest)
     manifest["name"] = manifest["runtime"] = "fades"
     # The same server, but its health endpoint fails from 8 s after start.
@@ -71,10 +73,18 @@ def test_a_workload_that_stops_answering_crashes_the_vm(volant_guest: Any, hello
         '        if self.path == "/healthz":',
     )
     with running_daemon(volant_guest, health_interval=1, health_failures=2) as api:
-        vm = _boot(api, manifest, "fading")
-        crashed = api.wait_for_status("fading", {"crashed"}, timeout=60)
-        assert "workload stopped answering" in crashed["status_reason"]
-        assert "503" in crashed["status_reason"]
-        types = [e.type for e in _events(api, "fading")]
-        assert types[-2:] == ["VM_RUNNING", "VM_CRASHED"]
+        api.request("POST", "/api/v1/plugins", manifest)
+        body = {"name": "fading", "plugin": "fades", "config": {"on_unhealthy": "stop"}}
+        assert api.request("POST", "/api/v1/vms", body).status == 201
+        vm = api.wait_for_status("fading", {"running", "crashed"})
+        assert vm["status"] == "running", vm
+        stopped = api.wait_for_status("fading", {"stopped", "crashed"}, timeout=60)
+        assert stopped["status"] == "stopped", stopped
+        assert "on_unhealthy: stop" in stopped["status_reason"] and "503" in stopped["status_reason"]
+        events = _events(api, "fading")
+        assert [e.type for e in events][-4:] == ["VM_RUNNING", "VM_UNHEALTHY", "VM_STOPPING", "VM_STOPPED"]
+        # The guest was powered off (the ACPI button), not killed.
+        assert events[-1].payload["data"]["exit_status"] == 0
+        console = (Path(vm["runtime_dir"]) / "console.log").read_text(errors="replace")
+        assert "kestrel: power button pressed" in console
         assert processes_mentioning(vm["runtime_dir"]) == []

@@ -193,6 +193,10 @@ class VMResource(_Response):
     """Current configuration version (see ``/config``)."""
     restart_pending: bool
     """True while the VMM runs a configuration a later change made stale."""
+    health: Literal["healthy", "unhealthy"] | None
+    """While the VM runs: whether its workload passes its health check; null in any other state."""
+    health_reason: str | None
+    """Why the workload is unhealthy (what kestrel said of its health check)."""
     published_ports: list[PublishedPortResource]
     """Guest ports published on the host while the VM is active (from the ``expose`` it booted with)."""
 

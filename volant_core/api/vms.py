@@ -8,7 +8,7 @@ import falcon
 from pydantic import Field, TypeAdapter
 
 from volant_core.api.agent_relay import agent_target, forwarded_headers, relay_stream, request_body
-from volant_core.api.bodies import parse_body, query_choice, query_count, query_list
+from volant_core.api.bodies import parse_body, query_choice, query_count, query_flag, query_list
 from volant_core.api.idempotency import REQUEST_HEADERS, idempotent
 from volant_core.api.models import CreateVMRequest, ResourceName
 from volant_core.api.openapi.operations import operation
@@ -32,6 +32,12 @@ LIST_QUERY = {
     "order": Annotated[Literal["asc", "desc"], Field(description="Sort order; default asc")],
     "limit": Annotated[int, Field(ge=0, le=MAX_PAGE, description="Most VMs to answer; default all")],
     "offset": Annotated[int, Field(ge=0, le=MAX_PAGE, description="VMs to skip first; default 0")],
+}
+#: ``?force=true`` of stop and delete.
+FORCE_QUERY = {
+    "force": Annotated[
+        bool, Field(description="Kill the VMM at once instead of powering the guest off (any state)")
+    ]
 }
 #: The VM list's answer: checked by the pages' builder (its body is sent as bytes, not media).
 LIST_RESPONSE = list[VMResource]
@@ -113,10 +119,14 @@ class VMItem:
         """One VM."""
         resp.media = self.orchestrator.get_vm(check_name(name)).to_dict()
 
-    @operation(status=204, errors=(404, 422))
+    @operation(status=204, query=FORCE_QUERY, errors=(404, 422))
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:
-        """Stop the VM if needed and remove it with every host resource it held."""
-        self.orchestrator.delete_vm(check_name(name))
+        """Stop the VM if needed and remove it with every host resource it held.
+
+        An active VM is powered off gracefully first (up to the stop timeout, also while it is
+        still starting); ``force=true`` kills its VMM at once.
+        """
+        self.orchestrator.delete_vm(check_name(name), force=query_flag(req, "force"))
         resp.status = falcon.HTTP_204
 
     @operation(response=VMResource, errors=(404, 409, 422, 500))
@@ -124,10 +134,13 @@ class VMItem:
         """Boot a stopped or crashed VM again."""
         resp.media = self.orchestrator.start_vm(check_name(name)).to_dict()
 
-    @operation(response=VMResource, errors=(404, 409, 422))
+    @operation(response=VMResource, query=FORCE_QUERY, errors=(404, 409, 422))
     def on_post_stop(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:
-        """Power the guest off (gracefully, then forcibly after the stop timeout)."""
-        resp.media = self.orchestrator.stop_vm(check_name(name)).to_dict()
+        """Power the guest off (gracefully, then forcibly after the stop timeout); ``force=true``
+        kills its VMM at once, whatever its state (a stop already waiting for the guest ends too).
+        """
+        force = query_flag(req, "force")
+        resp.media = self.orchestrator.stop_vm(check_name(name), force=force).to_dict()
 
     @operation(response=VMResource, errors=(404, 409, 422, 500))
     def on_post_restart(self, req: falcon.Request, resp: falcon.Response, name: ResourceName) -> None:

@@ -234,20 +234,34 @@ def _location(value: str) -> str:
     return value if "://" in value else str(Path(value).expanduser().resolve())
 
 
+#: ``--force`` of stop and delete: the VMM is killed at once instead of the guest powered off.
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="kill the VM at once, even while it starts, instead of powering it off (up to the stop timeout)",
+)
+
+
+def _force_query(force: bool) -> str:
+    """The query string asking volantd to kill at once, or none."""
+    return "?force=true" if force else ""
+
+
 def _action(verb: str, help_text: str, *, boots: bool) -> click.Command:
     @click.argument("name")
     @output_option
     @pass_client
-    def command(client: ApiClient, name: str, output: str, **waiting: Any) -> None:
-        emit_fields(booted(client, client.json("POST", f"/api/v1/vms/{name}/{verb}"), **waiting), output)
+    def command(client: ApiClient, name: str, output: str, force: bool = False, **waiting: Any) -> None:
+        vm = client.json("POST", f"/api/v1/vms/{name}/{verb}{_force_query(force)}")
+        emit_fields(booted(client, vm, **waiting), output)
 
     command.__doc__ = f"{help_text}\n\nExample: volar vms {verb} web-1"
-    return click.command(verb)(wait_options(command) if boots else command)
+    return click.command(verb)(wait_options(command) if boots else force_option(command))
 
 
 for _verb, _help, _boots in (
     ("start", "Boot a stopped or crashed VM (waits until it runs unless --no-wait).", True),
-    ("stop", "Power a VM off.", False),
+    ("stop", "Power a VM off (--force: kill it at once, even while it starts).", False),
     ("restart", "Stop, then start a VM (waits until it runs unless --no-wait).", True),
 ):
     vms.add_command(_action(_verb, _help, boots=_boots))
@@ -255,13 +269,15 @@ for _verb, _help, _boots in (
 
 @vms.command("delete")
 @click.argument("name")
+@force_option
 @pass_client
-def delete_vm(client: ApiClient, name: str) -> None:
-    """Delete a VM (stopping it first) and everything it held on the host.
+def delete_vm(client: ApiClient, name: str, force: bool) -> None:
+    """Delete a VM (powering it off first, or with --force killing it at once) and everything it
+    held on the host.
 
     Example: volar vms delete web-1
     """
-    client.call("DELETE", f"/api/v1/vms/{name}")
+    client.call("DELETE", f"/api/v1/vms/{name}{_force_query(force)}")
     click.echo(f"vm {name} deleted")
 
 

@@ -33,6 +33,8 @@ from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.configuration import Configurations
 from volant_core.orchestrator.console import ConsoleAttachments, ConsoleSession
 from volant_core.orchestrator.context import OrchestratorContext
+from volant_core.orchestrator.health import HealthBoard
+from volant_core.orchestrator.hints import until_running, until_stopped
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.listing import VMQuery
 from volant_core.orchestrator.locks import NamedLocks
@@ -82,7 +84,8 @@ class Orchestrator:
         self._locks = NamedLocks(threading.RLock)
         self.backends = Backends(settings, plugins)
         self._consoles = ConsoleAttachments()
-        self._views = VMViews(store, self.backends)
+        health = HealthBoard()
+        self._views = VMViews(store, self.backends, health)
         self._transitions = Transitions(store, events)
         self._admission = Admission(settings, store)
         context = OrchestratorContext(
@@ -98,8 +101,15 @@ class Orchestrator:
         self._configs = Configurations(context)
         self._ports = PortPublisher(PortTable())
         self._resources = HostResources(context, self.boot_media, self._ports)
-        # The booter hands what it launches to the supervisor, which boots crashed VMs again.
-        self._supervisor = Supervisor(context, self._resources, boot=lambda name: self._booter.boot(name))
+        # The booter hands what it launches to the supervisor, which boots crashed VMs again and
+        # powers unhealthy ones off when their policy says so.
+        self._supervisor = Supervisor(
+            context,
+            self._resources,
+            health,
+            boot=lambda name: self._booter.boot(name),
+            power_off=lambda name, message: self._stop_locked(name, message=message),
+        )
         self._booter = Booter(context, self._resources, watch=self._supervisor.watch)
 
     # ------------------------------------------------------------------ reads
@@ -131,21 +141,23 @@ class Orchestrator:
         if client is None or record.status != VMStatus.RUNNING:
             raise ConflictError(
                 f"vm {name!r} is {record.status}; its agent answers only while it is running "
-                f"(start it with `volar vms start {name}`)"
+                f"({until_running(name, record.status)})"
             )
         return client
 
     def open_console(self, name: str) -> ConsoleSession:
-        """Attach to a running VM's serial console (one session at a time).
+        """Attach to the serial console of a starting or running VM (one session at a time): a
+        console is there as soon as the VMM is, so a boot that hangs can be watched.
 
-        ConflictError when the VM is not running, its hypervisor has no
+        ConflictError when the VM is in another state, its hypervisor has no
         console socket, or another session is attached.
         """
         record = self.store.vms.get_by_name(name)
-        if record.status != VMStatus.RUNNING or not self._supervisor.watches(name):
+        consoled = record.status in (VMStatus.STARTING, VMStatus.RUNNING)
+        if not consoled or not self._supervisor.watches(name):
             raise ConflictError(
-                f"vm {name!r} is {record.status}; its console is there only while it runs "
-                f"(start it with `volar vms start {name}`)"
+                f"vm {name!r} is {record.status}; its console is there only while it starts or runs "
+                f"({until_running(name, record.status)})"
             )
         if record.console_socket is None:
             raise ConflictError(f"vm {name!r} has no serial console: its hypervisor does not offer one")
@@ -279,7 +291,9 @@ class Orchestrator:
         with self._locks(name):
             record = self.store.vms.get_by_name(name)
             if self._supervisor.watches(name) or record.status in ACTIVE_STATES:
-                raise ConflictError(f"vm {name!r} is {record.status} already; stop it first")
+                raise ConflictError(
+                    f"vm {name!r} is {record.status} already; {until_stopped(name, record.status)}"
+                )
             self._supervisor.reset_restarts(name)
             try:
                 self._booter.boot(name)
@@ -292,10 +306,15 @@ class Orchestrator:
                 raise
             return self.get_vm(name)
 
-    def stop_vm(self, name: str) -> VMView:
-        """Power the guest off: gracefully first, killed after the stop timeout. Idempotent."""
+    def stop_vm(self, name: str, *, force: bool = False) -> VMView:
+        """Power the guest off: gracefully first, killed after the stop timeout; with ``force``
+        killed at once, whatever its state (a stop already waiting for the guest ends too).
+        Idempotent.
+        """
+        if force:
+            self._supervisor.kill_now(name)
         with self._locks(name):
-            self._stop_locked(name)
+            self._stop_locked(name, force=force)
             return self.get_vm(name)
 
     def restart_vm(self, name: str) -> VMView:
@@ -304,11 +323,15 @@ class Orchestrator:
             self._stop_locked(name)
             return self.start_vm(name)
 
-    def delete_vm(self, name: str) -> None:
-        """Stop the VM if it runs and remove it: row, lease, config, runtime directory, host resources."""
+    def delete_vm(self, name: str, *, force: bool = False) -> None:
+        """Stop the VM if it is active (as :meth:`stop_vm` does, ``force`` too) and remove it: row,
+        lease, config, runtime directory, host resources.
+        """
+        if force:
+            self._supervisor.kill_now(name)
         with self._locks(name):
             self.store.vms.get_by_name(name)
-            self._stop_locked(name)
+            self._stop_locked(name, force=force)
             self._discard(name, "vm deleted")
 
     def shutdown(self) -> None:
@@ -375,26 +398,29 @@ class Orchestrator:
         except VolantError as err:
             log.error("reconciling published ports failed: %s", err.message)
 
-    def _stop_locked(self, name: str) -> None:
-        """Power the watched VMM off and release the VM's host resources (lock held); an active VM
-        whose VMM is not watched has its resources released and is marked stopped.
+    def _stop_locked(self, name: str, *, force: bool = False, message: str | None = None) -> None:
+        """Power the watched VMM off (``force``: kill it at once) and release the VM's host resources
+        (lock held); an active VM whose VMM is not watched has its resources released and is marked
+        stopped. ``message`` says why it stopped (kept as its ``status_reason``); by default, that
+        it was stopped, or killed.
         """
+        message = message or ("killed at once (force)" if force else "vm stopped")
         self._supervisor.reset_restarts(name)  # an explicit stop ends any pending automatic restart
         record = self.store.vms.get_by_name(name)
         if not self._supervisor.watches(name):
             if record.status in ACTIVE_STATES:
                 self._release(record)
-                self._transitions.set_status(
-                    name, VMStatus.STOPPED, EventType.VM_STOPPED, "vm stopped", pid=None
-                )
+                self._transitions.set_status(name, VMStatus.STOPPED, EventType.VM_STOPPED, message, pid=None)
             return
-        self._transitions.set_status(name, VMStatus.STOPPING, EventType.VM_STOPPING, "powering off")
+        self._transitions.set_status(
+            name, VMStatus.STOPPING, EventType.VM_STOPPING, "killing (force)" if force else "powering off"
+        )
         try:
-            status = self._supervisor.stop(name)
+            status = self._supervisor.stop(name, force=force)
         finally:
             self._release(record)
         self._transitions.set_status(
-            name, VMStatus.STOPPED, EventType.VM_STOPPED, "vm stopped", pid=None, exit_status=status
+            name, VMStatus.STOPPED, EventType.VM_STOPPED, message, pid=None, exit_status=status
         )
         self.plugins.calls.notify("volant_vm_stopped", vm=self.get_vm(name), exit_status=status)
 

@@ -1,10 +1,13 @@
 """Supervising running VMMs: one thread per VMM waits for kestrel, watches its health and reports how
 the VMM ended; crashed VMs are booted again when their restart policy says so.
 
-A VM becomes ``running`` when kestrel first answers. A guest that stops answering is killed, and a
-VMM nobody asked to stop is ``crashed`` when it exits non-zero or was killed, ``stopped`` when the
-guest powered off. Everything that changes a VM's state holds that VM's lock; a VMM that an
-operation stops or kills (under the lock) is no longer watched, so its end is not reported twice.
+A VM becomes ``running`` when kestrel first answers. A guest whose agent stops answering is killed
+and ``crashed``; a workload that fails its health check while kestrel answers is ``unhealthy``, and
+the VM's ``on_unhealthy`` policy reports it, restarts the VM or stops it (powering it off
+gracefully). A VMM nobody asked to stop is ``crashed`` when it exits non-zero or was killed,
+``stopped`` when the guest powered off. Everything that changes a VM's state holds that VM's lock;
+a VMM that an operation stops or kills (under the lock) is no longer watched, so its end is not
+reported twice.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from volant_core.errors import AgentError, NotFoundError, VolantError
 from volant_core.events import EventType
 from volant_core.launch import AgentChannel, Instance
 from volant_core.orchestrator import health
+from volant_core.orchestrator.boot import REAP_TIMEOUT
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.resources import HostResources
-from volant_core.orchestrator.vmconfig import validate_config
+from volant_core.orchestrator.vmconfig import VMConfig, validate_config
 from volant_core.vm import VMStatus
 
 log = logging.getLogger(__name__)
@@ -43,16 +47,26 @@ class _Handle:
 class Supervisor:
     """The watched VMMs, their supervisor threads and the automatic restarts of crashed VMs.
 
-    ``boot`` launches a VM's VMM again (its lock held); it is how a restart happens. ``resources``
-    releases what a VM held on the host when its VMM ended on its own.
+    ``boot`` launches a VM's VMM again (its lock held); it is how a restart happens. ``power_off``
+    stops a VM gracefully (its lock held), recording the message it is given as the reason.
+    ``resources`` releases what a VM held on the host when its VMM ended on its own;
+    ``health_board`` is where the workload health of running VMs is recorded.
     """
 
     def __init__(
-        self, context: OrchestratorContext, resources: HostResources, *, boot: Callable[[str], None]
+        self,
+        context: OrchestratorContext,
+        resources: HostResources,
+        health_board: health.HealthBoard,
+        *,
+        boot: Callable[[str], None],
+        power_off: Callable[[str, str], None],
     ) -> None:
         self._context = context
         self._resources = resources
+        self._health = health_board
         self._boot = boot
+        self._power_off = power_off
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
         self._pending: set[str] = set()  # VMs whose automatic restart is scheduled and not yet tried
@@ -80,26 +94,41 @@ class Supervisor:
         handle = self._handles.get(name)
         return handle.client if handle is not None else None
 
-    def stop(self, name: str) -> int | None:
-        """Stop the watched VMM of VM ``name`` (gracefully first, killed after the stop timeout) and
-        stop watching it; its exit status.
+    def stop(self, name: str, *, force: bool = False) -> int | None:
+        """Stop the watched VMM of VM ``name`` (gracefully first, killed after the stop timeout; with
+        ``force`` killed at once) and stop watching it; its exit status.
         """
         handle = self._handles[name]
         handle.stopping = True
-        status = handle.instance.stop(self._context.settings.stop_timeout)
-        self._handles.pop(name, None)
+        if force:
+            handle.instance.kill()
+            status = handle.instance.wait(REAP_TIMEOUT)
+        else:
+            status = handle.instance.stop(self._context.settings.stop_timeout)
+        self._forget(name)
         return status
 
     def kill(self, name: str) -> None:
         """Kill the VMM of VM ``name`` if it is watched, and stop watching it."""
-        handle = self._handles.pop(name, None)
+        handle = self._handles.get(name)
+        if handle is not None:
+            self._forget(name)
+            handle.stopping = True
+            handle.instance.kill()
+
+    def kill_now(self, name: str) -> None:
+        """Kill the watched VMM of VM ``name`` without waiting for its lock (a graceful stop that
+        holds it then ends at once); whoever holds or next takes the lock records the stop.
+        """
+        handle = self._handles.get(name)
         if handle is not None:
             handle.stopping = True
             handle.instance.kill()
 
     def forget_all(self) -> None:
         """Stop watching every VMM; they keep running."""
-        self._handles.clear()
+        for name in list(self._handles):
+            self._forget(name)
 
     def reset_restarts(self, name: str) -> None:
         """Forget the automatic restarts of VM ``name``: a pending one does not happen, and the
@@ -116,8 +145,7 @@ class Supervisor:
 
     def schedule_restart(self, name: str) -> None:
         """Restart the crashed VM ``name`` later if its restart policy says so."""
-        record = self._context.store.vms.get_by_name(name)
-        policy = validate_config(self._context.store.configs.current(record.id).config).restart_policy
+        policy = self._current_config(name).restart_policy
         attempt = self._restarts.get(name, 0)
         delay = policy.delay(attempt)
         if delay is None:
@@ -141,10 +169,11 @@ class Supervisor:
                 failures_allowed=self._context.settings.health_failures,
                 stable_after=STABLE_AFTER_S,
                 on_stable=lambda: self._restarts.pop(name, None),
+                on_health=lambda reason: self._health_changed(name, handle, reason),
             )
             status = verdict.exit_status
             if verdict.reason:
-                self._fail(name, handle, f"workload stopped answering: {verdict.reason}")
+                self._fail(name, handle, f"guest agent dead: {verdict.reason}")
         if status is None:
             status = handle.instance.wait()
         self._vmm_exited(name, handle, status)
@@ -175,12 +204,49 @@ class Supervisor:
                 handle.failure = reason
                 handle.instance.kill()
 
+    def _health_changed(self, name: str, handle: _Handle, reason: str | None) -> None:
+        """Record that the workload of the VMM ``handle`` became unhealthy for ``reason`` (healthy
+        again with None), publish it, and apply the VM's ``on_unhealthy`` policy.
+        """
+        with self._context.locks(name):
+            if self._handles.get(name) is not handle or handle.stopping:
+                return
+            self._health.mark(name, reason)
+            record = self._context.store.vms.get_by_name(name)
+            if reason is None:
+                self._context.transitions.emit(EventType.VM_HEALTHY, record, "workload healthy again")
+                return
+            self._context.transitions.emit(EventType.VM_UNHEALTHY, record, reason)
+            config = self._current_config(name)
+            if config.on_unhealthy == "report":
+                return
+            attempt = self._restarts.get(name, 0)
+            if config.on_unhealthy == "restart" and attempt < config.restart_policy.max_restarts:
+                log.info("restarting unhealthy vm %s (attempt %d): %s", name, attempt + 1, reason)
+                self._power_off(name, f"restarting (on_unhealthy: restart): {reason}")
+                self._restarts[name] = attempt + 1
+                self._boot_again(name)
+                return
+            if config.on_unhealthy == "restart":
+                reason += f"; still unhealthy after {attempt} restarts (restart_policy.max_restarts)"
+            self._power_off(name, f"stopped (on_unhealthy: {config.on_unhealthy}): {reason}")
+
+    def _current_config(self, name: str) -> VMConfig:
+        """The current configuration of VM ``name``."""
+        record = self._context.store.vms.get_by_name(name)
+        return validate_config(self._context.store.configs.current(record.id).config)
+
+    def _forget(self, name: str) -> None:
+        """Stop watching VM ``name``'s VMM; its workload health is no longer known."""
+        self._handles.pop(name, None)
+        self._health.mark(name, None)
+
     def _vmm_exited(self, name: str, handle: _Handle, status: int | None) -> None:
         """Record the end of a VMM nobody asked to stop: ``stopped`` after a poweroff, else ``crashed``."""
         with self._context.locks(name):
             if self._handles.get(name) is not handle or handle.stopping:
                 return
-            del self._handles[name]
+            self._forget(name)
             record = self._context.store.vms.get_by_name(name)
             self._resources.release(
                 self._context.views.view_of(record), self._context.views.booted_config(record)
@@ -217,10 +283,16 @@ class Supervisor:
             ):
                 return
             log.info("restarting crashed vm %s (attempt %d)", name, attempt)
-            try:
-                self._boot(name)
-            except VolantError as err:
-                self._context.transitions.set_status(
-                    name, VMStatus.CRASHED, EventType.VM_CRASHED, f"restart failed: {err.message}"
-                )
-                self.schedule_restart(name)
+            self._boot_again(name)
+
+    def _boot_again(self, name: str) -> None:
+        """Boot VM ``name`` for an automatic restart (its lock held); a failed boot is a crash,
+        which its restart policy may retry.
+        """
+        try:
+            self._boot(name)
+        except VolantError as err:
+            self._context.transitions.set_status(
+                name, VMStatus.CRASHED, EventType.VM_CRASHED, f"restart failed: {err.message}"
+            )
+            self.schedule_restart(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from volant_core.orchestrator.backends import Backends
+from volant_core.orchestrator.health import HealthBoard
 from volant_core.orchestrator.publishing import published_ports
 from volant_core.orchestrator.vmconfig import VMConfig, needs_restart
 from volant_core.store import ConfigRecord, Store, VMRecord
@@ -10,11 +11,14 @@ from volant_core.vm import ACTIVE_STATES, VMStatus, VMView
 
 
 class VMViews:
-    """Builds views from the store: what a VM last booted with, and its current configuration."""
+    """Builds views from the store: what a VM last booted with, and its current configuration; and
+    from ``health``, what its running workload's health checks say.
+    """
 
-    def __init__(self, store: Store, backends: Backends) -> None:
+    def __init__(self, store: Store, backends: Backends, health: HealthBoard) -> None:
         self._store = store
         self._backends = backends
+        self._health = health
 
     def get(self, name: str) -> VMView:
         """The view of VM ``name``; NotFoundError if there is none."""
@@ -46,6 +50,8 @@ class VMViews:
         booted = VMConfig.model_validate(applied.config)
         network_mode = self._backends.network_of(booted).mode
         active = record.status in ACTIVE_STATES
+        running = record.status == VMStatus.RUNNING
+        health, health_reason = self._health.of(record.name) if running else (None, None)
         return VMView(
             name=record.name,
             status=VMStatus(record.status),
@@ -68,6 +74,8 @@ class VMViews:
             updated_at=record.updated_at.isoformat(),
             config_version=current.version,
             restart_pending=active and needs_restart(applied.config, current.config),
+            health=health,
+            health_reason=health_reason,
             published_ports=published_ports(booted, network_mode, record.ip_address) if active else (),
             config=current.config,
         )

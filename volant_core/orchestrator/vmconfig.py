@@ -5,7 +5,7 @@
 ``vmconfig.Config`` (``plugin``, ``runtime``, ``kernel_cmdline``,
 ``kernel_override``, ``resources``, ``api``, ``manifest``, ``devices``,
 ``metadata``, ``expose``, ``cloud_init``, ``network``, ``initramfs``,
-``rootfs``) plus ``hypervisor`` and ``restart_policy``.
+``rootfs``) plus ``hypervisor``, ``restart_policy`` and ``on_unhealthy``.
 
 :func:`apply_patch` merges a :class:`ConfigPatch` the Go way:
 
@@ -59,6 +59,7 @@ __all__ = [
     "Expose",
     "KernelCmdline",
     "MemoryMB",
+    "OnUnhealthy",
     "Resources",
     "ResourcesPatch",
     "RestartPolicyConfig",
@@ -73,7 +74,7 @@ __all__ = [
 #: Keys a patch merges field by field; every other key is replaced as a whole.
 FIELD_GROUPS = frozenset({"resources", "api", "restart_policy"})
 #: Keys whose changes take effect at once; changing any other key needs a restart.
-LIVE_FIELDS = frozenset({"metadata", "restart_policy"})
+LIVE_FIELDS = frozenset({"metadata", "restart_policy", "on_unhealthy"})
 
 
 def _user_cmdline(value: str) -> str:
@@ -90,6 +91,9 @@ KernelCmdline = Annotated[str, Field(max_length=1024), AfterValidator(_user_cmdl
 RestartMode = Literal["never", "on-failure"]
 MaxRestarts = Annotated[int, Field(ge=0)]
 BackoffSeconds = Annotated[float, Field(gt=0)]
+#: What the supervisor does with a VM whose workload fails its health check while kestrel answers:
+#: ``report`` it (the VM's ``health``), ``restart`` the VM or ``stop`` it (both powering off gracefully).
+OnUnhealthy = Literal["report", "restart", "stop"]
 
 
 class _Model(BaseModel):
@@ -178,6 +182,8 @@ class VMConfig(_Model):
     """Root filesystem to boot instead of the manifest's boot medium."""
     restart_policy: RestartPolicyConfig = RestartPolicyConfig()
     """Automatic restarts after a crash."""
+    on_unhealthy: OnUnhealthy = "report"
+    """What happens when the workload fails its health check: ``report``, ``restart`` or ``stop``."""
 
     @classmethod
     def from_manifest(cls, plugin: str, manifest: Manifest) -> VMConfig:
@@ -285,6 +291,8 @@ class ConfigPatch(_Model):
     """New root filesystem override; null for the manifest's boot medium."""
     restart_policy: RestartPolicyPatch | None = None
     """Restart policy, field by field; null for the default policy."""
+    on_unhealthy: OnUnhealthy | None = None
+    """New policy for an unhealthy workload; null for the default, ``report``."""
 
 
 def validate_config(data: Mapping[str, Any]) -> VMConfig:
