@@ -29,6 +29,7 @@ from volant_core.errors import ValidationError, VolantError
 from volant_core.guest import file_layer
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
+from volant_core.testing.store_faults import fill_disk
 
 #: What the well-behaved paths serve.
 BODY = os.urandom(300_000)
@@ -331,14 +332,6 @@ def test_partial_files_a_killed_volantd_left_are_removed_at_start(host_api: Runn
     assert kept.read_bytes() == BODY
 
 
-def fill(directory: Path) -> None:
-    """Write into ``directory`` until its file system is full."""
-    with (directory / "filler").open("wb", buffering=0) as filler:
-        with contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 4096)
-
-
 def test_a_boot_that_finds_the_disk_full_ends_crashed_with_the_reason(host_manifest: dict[str, Any]) -> None:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
@@ -350,9 +343,9 @@ def test_a_boot_that_finds_the_disk_full_ends_crashed_with_the_reason(host_manif
             assert api.request("POST", "/api/v1/vms", {"name": "web", "plugin": "hello-host"}).status == 201
             api.wait_for_status("web", {"running"})
             assert api.request("POST", "/api/v1/vms/web/stop").status == 200
-            fill(runtime)
+            fill_disk(runtime)
             reply = api.request("POST", "/api/v1/vms/web/start")
-            assert reply.status == 500, reply.text
+            assert reply.status == 503 and reply.json()["error"]["code"] == "disk_full", reply.body
             vm = api.request("GET", "/api/v1/vms/web").json()
             assert vm["status"] == "crashed" and "No space left on device" in vm["status_reason"], vm
             assert not (runtime / "web" / "initramfs.img.partial").exists()
