@@ -23,6 +23,9 @@ from volant_core.errors import ValidationError
 #: Directory under the state directory that is an artifact directory by default (made by volantd).
 IMAGES_DIR = "images"
 
+#: A cgroup path as ``VOLANT_VMM_CGROUP`` takes it (relative to each hierarchy's root), or ``off``.
+CGROUP_PATH = r"^(off|/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$"
+
 #: An IPv4 or IPv6 network, as in ``VOLANT_API_ALLOW_CIDR``.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -75,6 +78,15 @@ class Settings(BaseModel):
     agent_max_answer: int = Field(default=DEFAULT_MAX_ANSWER, ge=64 * 1024)
     """Most bytes of an agent answer read whole (actions, OpenAPI, health); the proxy's streams have none."""
     access_log: bool = True
+    vmm_user: str = Field(default="volant-vmm", min_length=1)
+    """The unprivileged user VMMs run as (``root``: unconfined, logged as a warning)."""
+    vmm_cgroup: str = Field(
+        default="volant", min_length=1, pattern=r"^(off|/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$"
+    )
+    """The cgroup (relative to each hierarchy's root) under which every VMM gets a group of its own
+    with its VM's CPU and memory limits; ``off``: no limits."""
+    vmm_memory_overhead_mb: int = Field(default=512, ge=0)
+    """Memory a VMM may use beyond its guest's RAM (its own code, device buffers, TCG's code cache)."""
     plugin_env: dict[str, str] = {}
     """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
     options for plugin settings over the environment's values."""
@@ -212,6 +224,9 @@ ENVIRONMENT = {
     "VOLANT_API_KEEPALIVE_TIMEOUT": "api_keepalive_timeout",
     MAX_ANSWER_SETTING: "agent_max_answer",
     "VOLANT_ACCESS_LOG": "access_log",
+    "VOLANT_VMM_USER": "vmm_user",
+    "VOLANT_VMM_CGROUP": "vmm_cgroup",
+    "VOLANT_VMM_MEMORY_OVERHEAD_MB": "vmm_memory_overhead_mb",
 }
 
 

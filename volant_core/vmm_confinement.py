@@ -1,0 +1,148 @@
+"""Who a VMM runs as and what it may use: an unprivileged user of Volant's own and a cgroup per VM.
+
+A guest that escapes its VMM gets what the VMM has. So hypervisor plugins start their VMM as
+``VOLANT_VMM_USER`` (default ``volant-vmm``, created by ``volar setup``), with the user's own
+groups only (``kvm`` when ``/dev/kvm`` needs it), in a cgroup of its own whose CPU and memory limits
+come from the VM's resources (:mod:`volant_core.cgroups`). The VMM reaches its VM's directory,
+which it owns, and nothing else of the state directory: files the daemon prepared there are handed
+over, and files elsewhere (kernel, read-only images, taps) are opened by the daemon and passed as
+descriptors, or copied in.
+
+``VOLANT_VMM_USER=root`` runs VMMs unconfined (a warning is logged at each launch); a daemon that
+is not root runs its VMMs as itself. ``VOLANT_VMM_CGROUP=off`` starts them without limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from volant_core.cgroups import VmCgroup
+from volant_core.errors import LaunchError
+from volant_core.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+#: The setting naming the VMM user.
+USER_SETTING = "VOLANT_VMM_USER"
+#: The value of :data:`USER_SETTING` that leaves VMMs running as root.
+UNCONFINED = "root"
+#: Mode of the directories above a VM's directory: the VMM user's group may pass, not list.
+SEARCH_ONLY_MODE = 0o710
+#: The value of ``VOLANT_VMM_CGROUP`` that starts VMMs without limits.
+NO_CGROUP = "off"
+
+
+@dataclass(frozen=True)
+class VmmIdentity:
+    """The user, group and supplementary groups a VMM process gets."""
+
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class VmmConfinement:
+    """How the VMMs of one daemon are confined (from its settings)."""
+
+    user: str
+    cgroup_parent: str
+    memory_overhead_mb: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VmmConfinement:
+        """The confinement ``settings`` ask for."""
+        return cls(settings.vmm_user, settings.vmm_cgroup, settings.vmm_memory_overhead_mb)
+
+    @classmethod
+    def from_environment(cls) -> VmmConfinement:
+        """The confinement the ``VOLANT_VMM_*`` variables ask for (for launchers built by hand)."""
+        return cls.from_settings(load_settings())
+
+    def identity(self) -> VmmIdentity | None:
+        """The user VMMs run as, or None when they run as the daemon's own user (it is not root, or
+        :data:`USER_SETTING` is ``root``: logged as a warning). :class:`LaunchError` with the fix
+        when the user does not exist.
+        """
+        if os.geteuid() != 0:
+            return None
+        if self.user == UNCONFINED:
+            log.warning(
+                "%s=root: the VMM runs as root, unconfined; a guest escape is host root", USER_SETTING
+            )
+            return None
+        try:
+            entry = pwd.getpwnam(self.user)
+        except KeyError:
+            raise LaunchError(
+                f"{USER_SETTING}: the user {self.user} that VMMs run as does not exist; create it with "
+                f"`volar setup` (as root), or set {USER_SETTING}=root to run VMMs as root, unconfined"
+            ) from None
+        if entry.pw_uid == 0:
+            raise LaunchError(
+                f"{USER_SETTING}: {self.user} has uid 0; name an unprivileged user, or root to run unconfined"
+            )
+        groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
+        return VmmIdentity(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
+
+    def cgroup(self, vm_name: str) -> VmCgroup | None:
+        """The cgroup of VM ``vm_name``, or None when ``VOLANT_VMM_CGROUP`` is ``off``."""
+        return None if self.cgroup_parent == NO_CGROUP else VmCgroup(self.cgroup_parent, vm_name)
+
+    def memory_limit(self, memory_mb: int) -> int:
+        """The memory limit of a VMM whose guest has ``memory_mb`` MiB (bytes): that plus the overhead."""
+        return (memory_mb + self.memory_overhead_mb) * 1024 * 1024
+
+
+def hand_over(vm_dir: Path, identity: VmmIdentity) -> None:
+    """Make ``vm_dir`` and everything in it belong to ``identity`` (symbolic links are not followed),
+    after checking that the VMM user can reach it: :class:`LaunchError` naming the first directory
+    above it that the user cannot search.
+    """
+    for directory in reversed(vm_dir.parents):
+        mode = directory.stat()
+        if not _searchable(mode, identity):
+            raise LaunchError(
+                f"the VMM user {identity.name} cannot reach {vm_dir}: {directory} (mode "
+                f"{stat.S_IMODE(mode.st_mode):04o}) does not let it search; give its group "
+                f"search permission (chgrp {identity.name} {directory}; chmod g+x {directory}), or "
+                f"set {USER_SETTING}=root to run VMMs unconfined",
+            )
+    os.lchown(vm_dir, identity.uid, identity.gid)
+    for root, directories, files in os.walk(vm_dir):
+        for name in (*directories, *files):
+            os.lchown(os.path.join(root, name), identity.uid, identity.gid)
+
+
+def open_runtime_path(settings: Settings) -> None:
+    """Let the VMM user reach the VMs' directories: the runtime directory, and the directories from
+    the state directory down to it, become mode 0710 with the VMM user's group (search, no listing;
+    everything else in them stays the daemon's alone). Nothing changes when VMMs run as the daemon's
+    user; a missing VMM user is logged (each launch is refused, saying how to fix it).
+    """
+    try:
+        identity = VmmConfinement.from_settings(settings).identity()
+    except LaunchError as err:
+        log.warning("%s", err.message)
+        return
+    if identity is None:
+        return
+    runtime = settings.runtime_dir
+    above = [d for d in runtime.parents if d.is_relative_to(settings.state_dir)]
+    for directory in (*above, runtime):
+        os.chown(directory, -1, identity.gid)
+        directory.chmod(SEARCH_ONLY_MODE)
+
+
+def _searchable(mode: os.stat_result, identity: VmmIdentity) -> bool:
+    if mode.st_uid == identity.uid:
+        return bool(mode.st_mode & stat.S_IXUSR)
+    if mode.st_gid in identity.groups:
+        return bool(mode.st_mode & stat.S_IXGRP)
+    return bool(mode.st_mode & stat.S_IXOTH)
