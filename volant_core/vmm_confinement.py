@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 USER_SETTING = "VOLANT_VMM_USER"
 #: The value of :data:`USER_SETTING` that leaves VMMs running as root.
 UNCONFINED = "root"
+#: Mode of a VM's directory under confinement: the VMM's group adds entries, removes only its own.
+STICKY_DIR_MODE = 0o1770
 #: Mode of the directories above a VM's directory: the VMM user's group may pass, not list.
 SEARCH_ONLY_MODE = 0o710
 #: The value of ``VOLANT_VMM_CGROUP`` that starts VMMs without limits.
@@ -100,24 +103,71 @@ class VmmConfinement:
         return (memory_mb + self.memory_overhead_mb) * 1024 * 1024
 
 
-def hand_over(vm_dir: Path, identity: VmmIdentity) -> None:
-    """Make ``vm_dir`` and everything in it belong to ``identity`` (symbolic links are not followed),
-    after checking that the VMM user can reach it: :class:`LaunchError` naming the first directory
-    above it that the user cannot search.
+def hand_over(vm_dir: Path, identity: VmmIdentity, *, read: list[Path], write: list[Path]) -> None:
+    """Let the VMM user work in ``vm_dir``: open the files in ``read`` and ``write`` (each inside
+    ``vm_dir``; a missing one in ``write`` is created) and create its own (sockets, pidfile).
+
+    ``vm_dir`` stays root's, mode 1770 with the VMM user's group: the VMM may add entries but never
+    remove, rename or replace one of root's (sticky), so it cannot slip a symbolic link under a
+    name the daemon writes to. The listed files become root's with that group, 0640 or 0660, and
+    directories between them and ``vm_dir`` 0710. :class:`LaunchError` naming the first directory
+    above ``vm_dir`` the user cannot search, or a listed file that is not a regular one.
     """
     for directory in reversed(vm_dir.parents):
-        mode = directory.stat()
-        if not _searchable(mode, identity):
+        found = directory.stat()
+        if not _searchable(found, identity):
             raise LaunchError(
                 f"the VMM user {identity.name} cannot reach {vm_dir}: {directory} (mode "
-                f"{stat.S_IMODE(mode.st_mode):04o}) does not let it search; give its group "
+                f"{stat.S_IMODE(found.st_mode):04o}) does not let it search; give its group "
                 f"search permission (chgrp {identity.name} {directory}; chmod g+x {directory}), or "
                 f"set {USER_SETTING}=root to run VMMs unconfined",
             )
-    os.lchown(vm_dir, identity.uid, identity.gid)
-    for root, directories, files in os.walk(vm_dir):
-        for name in (*directories, *files):
-            os.lchown(os.path.join(root, name), identity.uid, identity.gid)
+    _share(vm_dir, identity, STICKY_DIR_MODE, directory=True)
+    for paths, file_mode in ((read, 0o640), (write, 0o660)):
+        for path in paths:
+            for directory in reversed(path.parents):
+                if directory.is_relative_to(vm_dir) and directory != vm_dir:
+                    _share(directory, identity, SEARCH_ONLY_MODE, directory=True)
+            _share(path, identity, file_mode, directory=False)
+
+
+def daemon_directory(path: Path) -> None:
+    """Make ``path`` a directory of the daemon's own before it writes there: whatever else sits at
+    that name (a link, a directory of another owner: a VMM may add entries to its VM's directory)
+    is removed first, so the daemon never writes through something a VMM planted.
+    """
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        path.mkdir()
+        return
+    if stat.S_ISDIR(found.st_mode) and found.st_uid == os.geteuid():
+        return
+    if stat.S_ISDIR(found.st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    path.mkdir()
+
+
+def _share(path: Path, identity: VmmIdentity, mode: int, *, directory: bool) -> None:
+    """Make ``path`` (created when missing; never followed if a link) root's, of the VMM group, ``mode``."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_DIRECTORY if directory else 0)
+    try:
+        if directory:
+            path.mkdir(exist_ok=True)
+            descriptor = os.open(path, flags)
+        else:
+            descriptor = os.open(path, flags | os.O_CREAT | os.O_NONBLOCK, 0o600)
+    except OSError as err:
+        raise LaunchError(f"cannot hand {path} to the VMM user {identity.name}: {err}") from err
+    try:
+        if not directory and not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise LaunchError(f"{path} is not a regular file; the VMM cannot be given it")
+        os.fchown(descriptor, 0, identity.gid)
+        os.fchmod(descriptor, mode)
+    finally:
+        os.close(descriptor)
 
 
 def open_runtime_path(settings: Settings) -> None:

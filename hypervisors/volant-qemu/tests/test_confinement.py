@@ -82,7 +82,7 @@ def _limits(pid: int) -> dict[str, str]:
 @pytest.mark.e2e
 @pytest.mark.usefixtures("qemu_binary", "tcg")
 def test_qemu_runs_unprivileged_sandboxed_and_limited(
-    guest_spec: LaunchSpec, reap: Reap, vmm_user: pwd.struct_passwd, cgroup_parent: str
+    cgroup_parent: str, guest_spec: LaunchSpec, reap: Reap, vmm_user: pwd.struct_passwd
 ) -> None:
     spec = LaunchSpec(**{**guest_spec.__dict__, "name": "confined", "cpu_cores": 2})
     launcher = QemuLauncher(confinement=VmmConfinement(VMM_USER, cgroup_parent, OVERHEAD_MB))
@@ -97,6 +97,8 @@ def test_qemu_runs_unprivileged_sandboxed_and_limited(
     assert limits["cpu"] == "200000 100000"
     assert limits["memory"] == str((256 + OVERHEAD_MB) * 1024 * 1024)
     assert all(cgroup_parent in limits[f"{c}-group"] for c in ("cpu", "memory"))
+    vm_dir = spec.vm_dir.stat()  # root's: QEMU adds its sockets, cannot replace the daemon's files
+    assert (vm_dir.st_uid, vm_dir.st_gid, oct(vm_dir.st_mode & 0o7777)) == (0, vmm_user.pw_gid, "0o1770")
     with instance.qmp() as qmp:  # moved into its group, then let run
         assert qmp.execute("query-status")["status"] == "running"
     assert instance.agent_channel is not None

@@ -1,6 +1,7 @@
 """Handing a VM's files to a QEMU that runs as the unprivileged VMM user.
 
-The VM's directory becomes the VMM user's; the kernel and initramfs, when they live elsewhere
+QEMU may create its sockets and pidfile in the VM's directory and open the files of its VM there
+(:func:`volant_core.vmm_confinement.hand_over`); the kernel and initramfs, when they live elsewhere
 (the daemon's cache, 0700), are copied into ``boot/`` there (kept while the source is unchanged);
 disks elsewhere are opened by the daemon and passed as descriptors, and so is every tap (only root
 opens ``/dev/net/tun``).
@@ -16,8 +17,9 @@ from pathlib import Path
 from volant_core import hostnet
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
-from volant_core.vmm_confinement import VmmIdentity, hand_over
+from volant_core.vmm_confinement import VmmIdentity, daemon_directory, hand_over
 from volant_qemu.command import Handover
+from volant_qemu.paths import VmPaths
 
 #: Directory under the VM's directory holding its copies of the kernel and initramfs.
 BOOT_DIR = "boot"
@@ -46,7 +48,11 @@ def prepare_handover(spec: LaunchSpec, identity: VmmIdentity) -> Handover:
         for nic in spec.nics:
             tap_fds.append(hostnet.open_tap(nic.tap))
             opened.append(tap_fds[-1])
-        hand_over(spec.vm_dir, identity)
+        paths = VmPaths(spec.vm_dir)
+        inside = [disk for disk, fd in zip(spec.disks, disk_fds, strict=True) if fd is None]
+        read = [kernel, *([initramfs] if initramfs else []), *(d.path for d in inside if d.readonly)]
+        write = [paths.console_log, paths.pidfile, *(d.path for d in inside if not d.readonly)]
+        hand_over(spec.vm_dir, identity, read=read, write=write)
         return Handover(kernel, initramfs, tuple(disk_fds), tuple(tap_fds))
     except BaseException:
         close_all(opened)
@@ -68,12 +74,12 @@ def _inside(vm_dir: Path, source: Path) -> Path:
         return source
     copy = vm_dir / BOOT_DIR / source.name
     try:
+        daemon_directory(copy.parent)
         wanted = source.stat()
         if copy.exists():
             present = copy.stat()
             if (present.st_size, present.st_mtime_ns) == (wanted.st_size, wanted.st_mtime_ns):
                 return copy
-        copy.parent.mkdir(exist_ok=True)
         partial = copy.with_name(copy.name + ".partial")
         partial.unlink(missing_ok=True)
         shutil.copy2(source, partial)

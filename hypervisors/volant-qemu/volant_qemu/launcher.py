@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import time
 from typing import Any
@@ -81,7 +82,8 @@ class QemuLauncher:
         try:
             handover = prepare_handover(spec, identity) if identity is not None else None
             argv = build_command(spec, accel=accel, binary=binary, handover=handover)
-            with paths.qemu_log.open("ab") as qemu_log:
+            log_fd = os.open(paths.qemu_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(log_fd, "ab") as qemu_log:
                 log_start = qemu_log.tell()
                 popen = subprocess.Popen(
                     argv,
