@@ -102,6 +102,8 @@ class VmCgroup:
                 if hierarchy.unified:
                     self._enable_controllers(hierarchy.mount)
                 directory.mkdir(parents=True, exist_ok=True)
+                if controller == "cpu":
+                    self._weigh(hierarchy, directory, cpu_cores)
                 if controller == "cpu" and hierarchy.unified:
                     _write(directory / "cpu.max", f"{quota} {CPU_PERIOD_US}")
                 elif controller == "cpu":
@@ -144,6 +146,16 @@ class VmCgroup:
                     if err.errno != errno.EBUSY or time.monotonic() >= deadline:
                         raise
                     time.sleep(0.05)
+
+    def _weigh(self, hierarchy: Hierarchy, directory: Path, cpu_cores: int) -> None:
+        """Weigh the VM's group as ``cpu_cores`` busy processes, and the parent as all of the host's
+        CPUs: each group competes with the host's other processes as one, and a parent at the
+        default weight would give all VMs together the CPU time of a single process.
+        """
+        name, unit, most = ("cpu.weight", 100, 10_000) if hierarchy.unified else ("cpu.shares", 1024, 262_144)
+        host_cpus = os.cpu_count() or 1
+        _write(hierarchy.mount / self.parent / name, str(min(most, unit * host_cpus)))
+        _write(directory / name, str(min(most, unit * cpu_cores)))
 
     def _enable_controllers(self, mount: Path) -> None:
         """Enable ``cpu`` and ``memory`` for the children of the root and of each parent level."""

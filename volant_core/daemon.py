@@ -20,7 +20,6 @@ from volant_core.plugins import Plugins, load_plugins
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import IMAGES_DIR, Settings
 from volant_core.store import Store, open_store
-from volant_core.vmm_confinement import open_runtime_path
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,6 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
             *(plugins.context(name).state_dir for name in plugins.loaded()),
         ],
     )
-    open_runtime_path(settings)
     warn_if_key_file_shared(settings)
     store = open_store(settings.db_path)
 

@@ -14,6 +14,7 @@ is not root runs its VMMs as itself. ``VOLANT_VMM_CGROUP=off`` starts them witho
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pwd
@@ -57,11 +58,14 @@ class VmmConfinement:
     user: str
     cgroup_parent: str
     memory_overhead_mb: int
+    state_dir: Path | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> VmmConfinement:
-        """The confinement ``settings`` ask for."""
-        return cls(settings.vmm_user, settings.vmm_cgroup, settings.vmm_memory_overhead_mb)
+        """The confinement ``settings`` ask for (VM directories under ``settings.state_dir``)."""
+        return cls(
+            settings.vmm_user, settings.vmm_cgroup, settings.vmm_memory_overhead_mb, settings.state_dir
+        )
 
     @classmethod
     def from_environment(cls) -> VmmConfinement:
@@ -94,18 +98,29 @@ class VmmConfinement:
         groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
         return VmmIdentity(entry.pw_name, entry.pw_uid, entry.pw_gid, groups)
 
-    def cgroup(self, vm_name: str) -> VmCgroup | None:
-        """The cgroup of VM ``vm_name``, or None when ``VOLANT_VMM_CGROUP`` is ``off``."""
-        return None if self.cgroup_parent == NO_CGROUP else VmCgroup(self.cgroup_parent, vm_name)
+    def cgroup(self, vm_name: str, vm_dir: Path) -> VmCgroup | None:
+        """The cgroup of VM ``vm_name`` whose directory is ``vm_dir``, or None when
+        ``VOLANT_VMM_CGROUP`` is ``off``. It is named ``<vm>.<hash of vm_dir>``: two daemons on one
+        host (another state directory) may each have a VM of that name.
+        """
+        if self.cgroup_parent == NO_CGROUP:
+            return None
+        digest = hashlib.sha256(os.fsencode(vm_dir.absolute())).hexdigest()[:8]
+        return VmCgroup(self.cgroup_parent, f"{vm_name}.{digest}")
 
     def memory_limit(self, memory_mb: int) -> int:
         """The memory limit of a VMM whose guest has ``memory_mb`` MiB (bytes): that plus the overhead."""
         return (memory_mb + self.memory_overhead_mb) * 1024 * 1024
 
 
-def hand_over(vm_dir: Path, identity: VmmIdentity, *, read: list[Path], write: list[Path]) -> None:
+def hand_over(
+    vm_dir: Path, identity: VmmIdentity, *, read: list[Path], write: list[Path], state_dir: Path | None
+) -> None:
     """Let the VMM user work in ``vm_dir``: open the files in ``read`` and ``write`` (each inside
     ``vm_dir``; a missing one in ``write`` is created) and create its own (sockets, pidfile).
+
+    The directories from ``state_dir`` (volantd's own, 0700) down to ``vm_dir`` become 0710 with
+    the VMM user's group: it passes them by name, and lists or reads nothing else there.
 
     ``vm_dir`` stays root's, mode 1770 with the VMM user's group: the VMM may add entries but never
     remove, rename or replace one of root's (sticky), so it cannot slip a symbolic link under a
@@ -115,7 +130,9 @@ def hand_over(vm_dir: Path, identity: VmmIdentity, *, read: list[Path], write: l
     """
     for directory in reversed(vm_dir.parents):
         found = directory.stat()
-        if not _searchable(found, identity):
+        if state_dir is not None and directory.is_relative_to(state_dir):
+            _share(directory, identity, SEARCH_ONLY_MODE, directory=True)
+        elif not _searchable(found, identity):
             raise LaunchError(
                 f"the VMM user {identity.name} cannot reach {vm_dir}: {directory} (mode "
                 f"{stat.S_IMODE(found.st_mode):04o}) does not let it search; give its group "
@@ -168,26 +185,6 @@ def _share(path: Path, identity: VmmIdentity, mode: int, *, directory: bool) -> 
         os.fchmod(descriptor, mode)
     finally:
         os.close(descriptor)
-
-
-def open_runtime_path(settings: Settings) -> None:
-    """Let the VMM user reach the VMs' directories: the runtime directory, and the directories from
-    the state directory down to it, become mode 0710 with the VMM user's group (search, no listing;
-    everything else in them stays the daemon's alone). Nothing changes when VMMs run as the daemon's
-    user; a missing VMM user is logged (each launch is refused, saying how to fix it).
-    """
-    try:
-        identity = VmmConfinement.from_settings(settings).identity()
-    except LaunchError as err:
-        log.warning("%s", err.message)
-        return
-    if identity is None:
-        return
-    runtime = settings.runtime_dir
-    above = [d for d in runtime.parents if d.is_relative_to(settings.state_dir)]
-    for directory in (*above, runtime):
-        os.chown(directory, -1, identity.gid)
-        directory.chmod(SEARCH_ONLY_MODE)
 
 
 def _searchable(mode: os.stat_result, identity: VmmIdentity) -> bool:

@@ -171,6 +171,7 @@ def _own_copy(image: Path, vm_dir: Path, disk: Disk) -> Path:
     """The VM's writable copy of ``disk`` (made from ``image`` on first use, then kept)."""
     copy = vm_dir / "disks" / f"{disk.name}.{disk.format}"
     if not copy.exists():
+        vm_dir.mkdir(parents=True, exist_ok=True)
         daemon_directory(copy.parent)
         partial = copy.with_suffix(copy.suffix + ".partial")
         shutil.copyfile(image, partial)

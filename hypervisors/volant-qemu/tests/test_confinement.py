@@ -14,8 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from volant_qemu.confine import prepare_handover
+from volant_qemu.consolelog import rotate_if_over
 from volant_qemu.instance import QemuInstance
 from volant_qemu.launcher import QemuLauncher
+from volant_qemu.paths import VmPaths
 
 from volant_core.cgroups import hierarchies
 from volant_core.errors import LaunchError
@@ -58,7 +61,8 @@ def _status(pid: int) -> dict[str, str]:
 
 
 def _limits(pid: int) -> dict[str, str]:
-    """The CPU quota (``QUOTA PERIOD``) and memory limit (bytes) of the cgroup(s) ``pid`` is in."""
+    """The CPU quota (``QUOTA PERIOD``), CPU weight (in vCPUs) and memory limit (bytes) of the
+    cgroup(s) ``pid`` is in, and the group of each controller."""
     membership: dict[str, str] = {}
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
@@ -67,6 +71,9 @@ def _limits(pid: int) -> dict[str, str]:
     limits = {}
     for controller, hierarchy in hierarchies().items():
         group = hierarchy.mount / membership["unified" if hierarchy.unified else controller].lstrip("/")
+        if controller == "cpu":  # its weight against the host's other processes, in vCPUs
+            unit, name = (100, "cpu.weight") if hierarchy.unified else (1024, "cpu.shares")
+            limits["weight"] = str(int((group / name).read_text()) // unit)
         if controller == "cpu" and hierarchy.unified:
             limits["cpu"] = (group / "cpu.max").read_text().strip()
         elif controller == "cpu":
@@ -94,7 +101,7 @@ def test_qemu_runs_unprivileged_sandboxed_and_limited(
     assert status["CapEff"] == "0000000000000000"
     assert status["Seccomp"] == "2"
     limits = _limits(instance.pid)
-    assert limits["cpu"] == "200000 100000"
+    assert limits["cpu"] == "200000 100000" and limits["weight"] == "2"
     assert limits["memory"] == str((256 + OVERHEAD_MB) * 1024 * 1024)
     assert all(cgroup_parent in limits[f"{c}-group"] for c in ("cpu", "memory"))
     vm_dir = spec.vm_dir.stat()  # root's: QEMU adds its sockets, cannot replace the daemon's files
@@ -117,3 +124,33 @@ def test_a_missing_vmm_user_refuses_the_launch_with_the_fix(
         launcher.launch(guest_spec)
     assert not (guest_spec.vm_dir / "qemu.pid").exists()
     assert not any((h.mount / cgroup_parent).exists() for h in hierarchies().values())
+
+
+def test_the_daemon_never_writes_through_a_link_a_vmm_left(
+    tmp_path: Path, vm_dir: Path, vmm_user: pwd.struct_passwd, make_spec: Callable[..., LaunchSpec]
+) -> None:
+    """A confined QEMU may add entries to its VM's directory: links it left under the names the daemon
+    writes (the spawn record's and the rotated log's temporary files, the ``boot`` directory) are
+    replaced, and the files they point to stay as they were."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("untouched\n")
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"kernel\n")
+    vm_dir.mkdir()
+    for name in ("qemu.spawn.partial", "console.log.1.partial"):
+        (vm_dir / name).symlink_to(victim)
+    (vm_dir / "boot").symlink_to(outside)
+    identity = VmmConfinement(VMM_USER, "off", 0).identity()
+    assert identity is not None
+
+    handover = prepare_handover(make_spec(vm_dir, kernel), identity, None)
+    VmPaths(vm_dir).record_spawn(123, "456")
+    (vm_dir / "console.log").write_bytes(b"x" * 8192)
+    assert rotate_if_over(vm_dir / "console.log", 4096)
+
+    assert victim.read_text() == "untouched\n" and sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert handover.kernel == vm_dir / "boot" / "vmlinux" and handover.kernel.read_bytes() == b"kernel\n"
+    assert not (vm_dir / "boot").is_symlink()
+    assert VmPaths(vm_dir).spawned() == (123, "456")

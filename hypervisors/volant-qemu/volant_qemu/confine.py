@@ -25,9 +25,10 @@ from volant_qemu.paths import VmPaths
 BOOT_DIR = "boot"
 
 
-def prepare_handover(spec: LaunchSpec, identity: VmmIdentity) -> Handover:
+def prepare_handover(spec: LaunchSpec, identity: VmmIdentity, state_dir: Path | None) -> Handover:
     """Everything the QEMU of ``spec``, running as ``identity``, needs and cannot open itself; the
-    VM's directory handed over to ``identity``. The caller closes :attr:`Handover.descriptors`.
+    VM's directory handed over to ``identity`` (reached through ``state_dir``, volantd's). The caller
+    closes :attr:`Handover.descriptors`.
     """
     opened: list[int] = []
     try:
@@ -52,7 +53,7 @@ def prepare_handover(spec: LaunchSpec, identity: VmmIdentity) -> Handover:
         inside = [disk for disk, fd in zip(spec.disks, disk_fds, strict=True) if fd is None]
         read = [kernel, *([initramfs] if initramfs else []), *(d.path for d in inside if d.readonly)]
         write = [paths.console_log, paths.pidfile, *(d.path for d in inside if not d.readonly)]
-        hand_over(spec.vm_dir, identity, read=read, write=write)
+        hand_over(spec.vm_dir, identity, read=read, write=write, state_dir=state_dir)
         return Handover(kernel, initramfs, tuple(disk_fds), tuple(tap_fds))
     except BaseException:
         close_all(opened)

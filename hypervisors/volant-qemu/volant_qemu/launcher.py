@@ -75,12 +75,16 @@ class QemuLauncher:
         spec.vm_dir.mkdir(parents=True, exist_ok=True)
         accel = choose_accelerator(spec, binary=binary, setting=self._settings.accel)
         rotate_if_over(paths.console_log, self._settings.console_log_max_bytes)
-        cgroup = self._confinement.cgroup(spec.name)
+        cgroup = self._confinement.cgroup(spec.name, spec.vm_dir)
         if cgroup is not None:
             cgroup.create(spec.cpu_cores, self._confinement.memory_limit(spec.memory_mb))
         handover = None
         try:
-            handover = prepare_handover(spec, identity) if identity is not None else None
+            handover = (
+                prepare_handover(spec, identity, self._confinement.state_dir)
+                if identity is not None
+                else None
+            )
             argv = build_command(spec, accel=accel, binary=binary, handover=handover)
             log_fd = os.open(paths.qemu_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             with os.fdopen(log_fd, "ab") as qemu_log:
@@ -140,17 +144,17 @@ class QemuLauncher:
                     paths,
                     _accelerator_of(argv),
                     log_cap=self._settings.console_log_max_bytes,
-                    cgroup=self._existing_cgroup(spec.name),
+                    cgroup=self._existing_cgroup(spec),
                 )
         _kill_leftovers(paths)
         paths.remove_runtime_files()
-        remove_quietly(self._existing_cgroup(spec.name))
+        remove_quietly(self._existing_cgroup(spec))
         return None
 
-    def _existing_cgroup(self, name: str) -> VmCgroup | None:
-        """The cgroup VM ``name``'s QEMU was started in, if cgroups are on and the host has them."""
+    def _existing_cgroup(self, spec: LaunchSpec) -> VmCgroup | None:
+        """The cgroup the QEMU of ``spec`` was started in, if cgroups are on and the host has them."""
         try:
-            return self._confinement.cgroup(name)
+            return self._confinement.cgroup(spec.name, spec.vm_dir)
         except LaunchError:
             return None
 
