@@ -23,7 +23,9 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from volant_core.cgroups import VmCgroup
+from volant_core.cgroups import CGROUP_SETTING, VmCgroup
+from volant_core.context import PluginContext
+from volant_core.descriptors import HostCheckResult
 from volant_core.errors import LaunchError
 from volant_core.settings import Settings, load_settings
 
@@ -111,6 +113,26 @@ class VmmConfinement:
     def memory_limit(self, memory_mb: int) -> int:
         """The memory limit of a VMM whose guest has ``memory_mb`` MiB (bytes): that plus the overhead."""
         return (memory_mb + self.memory_overhead_mb) * 1024 * 1024
+
+
+def check_confinement(context: PluginContext) -> HostCheckResult:
+    """``volar doctor``: whether VMMs will run as the VMM user and in cgroups of their own."""
+    confinement = VmmConfinement.from_settings(context.settings)
+    try:
+        identity = confinement.identity()
+        cgroup = confinement.cgroup("doctor", context.settings.runtime_dir)
+    except LaunchError as err:
+        return HostCheckResult("fail", err.message)
+    if confinement.user == UNCONFINED and os.geteuid() == 0:
+        return HostCheckResult(
+            "warn", f"{USER_SETTING}=root: VMMs run as root, unconfined", f"unset {USER_SETTING}"
+        )
+    who = f"as {identity.name}" if identity is not None else "as this (unprivileged) user"
+    if cgroup is None:
+        return HostCheckResult(
+            "warn", f"VMMs run {who}, without CPU and memory limits", f"unset {CGROUP_SETTING}"
+        )
+    return HostCheckResult("pass", f"VMMs run {who}, sandboxed, each in a cgroup under {cgroup.parent}")
 
 
 def hand_over(
