@@ -3,10 +3,10 @@
 A guest that escapes its VMM gets what the VMM has. So hypervisor plugins start their VMM as
 ``VOLANT_VMM_USER`` (default ``volant-vmm``, created by ``volar setup``), with the user's own
 groups only (``kvm`` when ``/dev/kvm`` needs it), in a cgroup of its own whose CPU and memory limits
-come from the VM's resources (:mod:`volant_core.cgroups`). The VMM reaches its VM's directory,
-which it owns, and nothing else of the state directory: files the daemon prepared there are handed
-over, and files elsewhere (kernel, read-only images, taps) are opened by the daemon and passed as
-descriptors, or copied in.
+come from the VM's resources (:mod:`volant_core.cgroups`). The VMM reaches its VM's directory
+and nothing else of the state directory (:func:`hand_over`): the files it needs there are shared
+with its group, and files elsewhere (kernel, read-only images, taps) are copied in or opened by the
+daemon and passed as descriptors, by the hypervisor plugin.
 
 ``VOLANT_VMM_USER=root`` runs VMMs unconfined (a warning is logged at each launch); a daemon that
 is not root runs its VMMs as itself. ``VOLANT_VMM_CGROUP=off`` starts them without limits.
