@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from volant_core.errors import ValidationError
+from volant_core.settings import load_settings
 from volant_core.testing.cli import VOLAR, run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.waiting import eventually
@@ -129,3 +131,10 @@ def test_doctor_reports_the_vmm_confinement(tmp_path: Path) -> None:
     assert "VOLANT_VMM_USER" in rows["missing"]["detail"] and "volar setup" in rows["missing"]["detail"]
     assert (rows["root"]["status"], rows["root"]["fix"]) == ("warn", "unset VOLANT_VMM_USER")
     assert (rows["off"]["status"], rows["off"]["fix"]) == ("warn", "unset VOLANT_VMM_CGROUP")
+
+
+@pytest.mark.parametrize("value", ["../escape", "volant/../..", "a/./b", "has space"])
+def test_a_vmm_cgroup_outside_its_hierarchy_is_refused_naming_the_setting(value: str, tmp_path: Path) -> None:
+    """``VOLANT_VMM_CGROUP`` names a group below each hierarchy's root, never one above it."""
+    with pytest.raises(ValidationError, match=r"VOLANT_VMM_CGROUP: .*must be off, or a cgroup path"):
+        load_settings({"VOLANT_VMM_CGROUP": value, "VOLANT_STATE_DIR": str(tmp_path)})

@@ -23,8 +23,8 @@ from volant_core.errors import ValidationError
 #: Directory under the state directory that is an artifact directory by default (made by volantd).
 IMAGES_DIR = "images"
 
-#: A cgroup path as ``VOLANT_VMM_CGROUP`` takes it (relative to each hierarchy's root), or ``off``.
-CGROUP_PATH = r"^(off|/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$"
+#: One level of a cgroup path as ``VOLANT_VMM_CGROUP`` takes it (relative to each hierarchy's root).
+_CGROUP_LEVEL = re.compile(r"[A-Za-z0-9_.-]+")
 
 #: An IPv4 or IPv6 network, as in ``VOLANT_API_ALLOW_CIDR``.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -80,9 +80,7 @@ class Settings(BaseModel):
     access_log: bool = True
     vmm_user: str = Field(default="volant-vmm", min_length=1)
     """The unprivileged user VMMs run as (``root``: unconfined, logged as a warning)."""
-    vmm_cgroup: str = Field(
-        default="volant", min_length=1, pattern=r"^(off|/?[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$"
-    )
+    vmm_cgroup: str = "volant"
     """The cgroup (relative to each hierarchy's root) under which every VMM gets a group of its own
     with its VM's CPU and memory limits; ``off``: no limits."""
     vmm_memory_overhead_mb: int = Field(default=512, ge=0)
@@ -127,6 +125,14 @@ class Settings(BaseModel):
                     f"{directory} is not an absolute path; list absolute directories, comma-separated"
                 )
         return directories
+
+    @field_validator("vmm_cgroup")
+    @classmethod
+    def _cgroup_path(cls, value: str) -> str:
+        levels = value.strip("/").split("/")
+        if value != "off" and not all(_CGROUP_LEVEL.fullmatch(x) and x not in {".", ".."} for x in levels):
+            raise ValueError("must be off, or a cgroup path such as volant or machines/volant (no . or ..)")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
