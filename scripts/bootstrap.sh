@@ -3,8 +3,8 @@
 # kernel, Debian's python3.11 for the guest userland, e2fsprogs for the tests' root filesystem
 # images, busybox-static for the tests that unpack the guest's cpio archives, dnsmasq-base and
 # nftables for the dhcp network mode and port publishing: neither starts a service; iptables for
-# the fallback of `volar setup` where nft is missing), uv, and the
-# project's locked environment.
+# the fallback of `volar setup` where nft is missing), uv, the project's locked environment, and
+# the system user volant-vmm that VMMs run as.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +33,13 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 # Never let uv download an interpreter: the host's Python 3.11 is the one we test on.
 UV_PYTHON_DOWNLOADS=never uv sync --quiet --all-packages --locked
+
+# The unprivileged user volantd starts VMMs as (VOLANT_VMM_USER; `volar setup` creates it too), in
+# the kvm group where the host has one (for /dev/kvm).
+if ! getent passwd volant-vmm >/dev/null; then
+    echo "bootstrap: creating the system user volant-vmm" >&2
+    groups=()
+    getent group kvm >/dev/null && groups=(--groups kvm)
+    $SUDO useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin "${groups[@]}" volant-vmm
+fi

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from volant_core.errors import ValidationError
+from volant_core.settings import load_settings
 from volant_core.testing.cli import VOLAR, run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.waiting import eventually
@@ -102,3 +104,37 @@ def test_doctor_fails_what_is_missing(tmp_path: Path) -> None:
     assert statuses["qemu-binary"] == "fail"
     assert statuses["guest-image-tools"] == "warn"
     assert result.returncode == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root volantd starts VMMs as another user")
+def test_doctor_reports_the_vmm_confinement(tmp_path: Path) -> None:
+    """The VMM user present: pass; missing: fail naming the setting and `volar setup`; ``root`` and
+    ``VOLANT_VMM_CGROUP=off``: warnings with the setting to unset."""
+    env = {**os.environ, "VOLANT_STATE_DIR": str(tmp_path / "state")}
+    rows = {}
+    for name, extra in (
+        ("default", {}),
+        ("missing", {"VOLANT_VMM_USER": "volant-no-such-user"}),
+        ("root", {"VOLANT_VMM_USER": "root"}),
+        ("off", {"VOLANT_VMM_CGROUP": "off"}),
+    ):
+        result = subprocess.run(
+            [str(VOLAR), "doctor", "-o", "json"],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=60,
+        )
+        rows[name] = next(row for row in json.loads(result.stdout) if row["check"] == "vmm-confinement")
+    assert rows["default"]["status"] == "pass" and "volant-vmm" in rows["default"]["detail"]
+    assert rows["missing"]["status"] == "fail"
+    assert "VOLANT_VMM_USER" in rows["missing"]["detail"] and "volar setup" in rows["missing"]["detail"]
+    assert (rows["root"]["status"], rows["root"]["fix"]) == ("warn", "unset VOLANT_VMM_USER")
+    assert (rows["off"]["status"], rows["off"]["fix"]) == ("warn", "unset VOLANT_VMM_CGROUP")
+
+
+@pytest.mark.parametrize("value", ["../escape", "volant/../..", "a/./b", "has space"])
+def test_a_vmm_cgroup_outside_its_hierarchy_is_refused_naming_the_setting(value: str, tmp_path: Path) -> None:
+    """``VOLANT_VMM_CGROUP`` names a group below each hierarchy's root, never one above it."""
+    with pytest.raises(ValidationError, match=r"VOLANT_VMM_CGROUP: .*must be off, or a cgroup path"):
+        load_settings({"VOLANT_VMM_CGROUP": value, "VOLANT_STATE_DIR": str(tmp_path)})

@@ -439,3 +439,28 @@ def test_a_run_killed_half_way_is_undone_by_uninstall(
     assert all("vbr0" not in step and "ip_forward" not in step for step in finished)
     setup_json(volant_netns, root, "--uninstall")
     assert snapshot(volant_netns, root) == before
+
+
+def test_setup_creates_the_vmm_user_once_and_uninstall_removes_it(
+    volant_netns: NetworkNamespace, root: Path
+) -> None:
+    """A root with user databases gets the system user VMMs run as (in its kvm group), once; the
+    uninstall removes it again."""
+    etc = root / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (etc / "group").write_text("root:x:0:\nkvm:x:104:\n")
+    for secret in ("shadow", "gshadow"):
+        (etc / secret).write_text("")
+        (etc / secret).chmod(0o600)
+
+    done = setup_json(volant_netns, root)["done"]
+    assert "create the system user volant-vmm (VMMs run as it)" in done
+    entry = next(line for line in (etc / "passwd").read_text().splitlines() if line.startswith("volant-vmm:"))
+    uid, gid, shell = entry.split(":")[2], entry.split(":")[3], entry.split(":")[6]
+    assert int(uid) != 0 and int(gid) != 0 and shell == "/usr/sbin/nologin"
+    assert "kvm:x:104:volant-vmm" in (etc / "group").read_text().splitlines()
+    assert setup_json(volant_netns, root)["done"] == []
+
+    setup_json(volant_netns, root, "--uninstall")
+    assert "volant-vmm" not in (etc / "passwd").read_text()

@@ -22,6 +22,7 @@ from volant_core.descriptors import (
     NoNetwork,
 )
 from volant_core.hostsetup import checks as hostsetup_checks
+from volant_core.vmm_confinement import check_confinement
 
 
 @hookimpl
@@ -82,11 +83,13 @@ GUEST_BUILD_TOOLS = ("apt-get", "dpkg-deb", "lz4", "python3.11")
 
 @hookimpl
 def volant_host_checks() -> list[HostCheck]:
-    """The core's checks: a writable state directory, the guest image build tools, and what
+    """The core's checks: a writable state directory, the guest image build tools, the VMMs'
+    confinement (:mod:`volant_core.vmm_confinement`), and what
     ``volar setup`` sets up for bridged networking (:mod:`volant_core.hostsetup.checks`).
     """
     return [
         HostCheck("state-dir", _check_state_dir),
         HostCheck("guest-image-tools", _check_image_tools),
+        HostCheck("vmm-confinement", check_confinement),
         *hostsetup_checks.HOST_CHECKS,
     ]

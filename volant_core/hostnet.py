@@ -9,15 +9,23 @@ it each call raises :class:`~volant_core.errors.PluginError` saying what to inst
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
+import os
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from volant_core.errors import PluginError, VolantError
+from volant_core.errors import LaunchError, PluginError, VolantError
 from volant_core.launch import NicSpec
 from volant_core.netdev import tap_name
 
+#: The clone device a process opens to attach to a tap, and the ioctl flags of a tap attachment:
+#: ``TUNSETIFF`` with ``IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`` (as QEMU asks for itself).
+TUN_DEVICE = "/dev/net/tun"
+TUNSETIFF = 0x400454CA
+TAP_FLAGS = 0x0002 | 0x1000 | 0x4000
 #: First octet of a tap's own MAC: locally administered, unicast, never that of a guest (``02:``).
 HOST_MAC_PREFIX = "fe"
 
@@ -117,6 +125,19 @@ def create_tap(
                 if (index := link_index(ipr, name)) is not None:
                     ipr.link("del", index=index)
             raise PluginError(f"cannot create tap {name} on bridge {bridge}: {err}") from err
+
+
+def open_tap(name: str) -> int:
+    """A descriptor attached to the existing tap ``name``, for a VMM that cannot open
+    ``/dev/net/tun`` itself (it runs unprivileged): :class:`LaunchError` when it cannot be opened.
+    """
+    descriptor = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(descriptor, TUNSETIFF, struct.pack("16sH", name.encode(), TAP_FLAGS))
+    except OSError as err:
+        os.close(descriptor)
+        raise LaunchError(f"cannot attach to tap {name}: {err}") from err
+    return descriptor
 
 
 def attach_vm(vm_name: str, guest_mac: str, bridge: str, *, setting: str) -> NicSpec:

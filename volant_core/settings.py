@@ -39,6 +39,8 @@ DEFAULT_MAX_METADATA_BYTES = 64 * 1024
 DEFAULT_CONFIG_HISTORY = 20
 #: Most replicas member names allow (``<deployment>-<n>`` with at most four digits).
 MAX_REPLICAS_BY_NAME = 9999
+#: One level of a cgroup path as ``VOLANT_VMM_CGROUP`` takes it (relative to each hierarchy's root).
+_CGROUP_LEVEL = re.compile(r"[A-Za-z0-9_.-]+")
 
 #: An IPv4 or IPv6 network, as in ``VOLANT_API_ALLOW_CIDR``.
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -108,6 +110,13 @@ class Settings(BaseModel):
     """Configuration versions kept per VM (besides the one it last booted with)."""
     artifact_deadline: float = Field(default=3600.0, gt=0)
     """Longest time (seconds) one artifact download may take in total, however steadily it trickles."""
+    vmm_user: str = Field(default="volant-vmm", min_length=1)
+    """The unprivileged user VMMs run as (``root``: unconfined, logged as a warning)."""
+    vmm_cgroup: str = "volant"
+    """The cgroup (relative to each hierarchy's root) under which every VMM gets a group of its own
+    with its VM's CPU and memory limits; ``off``: no limits."""
+    vmm_memory_overhead_mb: int = Field(default=512, ge=0)
+    """Memory a VMM may use beyond its guest's RAM (its own code, device buffers, TCG's code cache)."""
     plugin_env: dict[str, str] = {}
     """``VOLANT_*`` variables that are not volantd's own (plugins' settings), with volantd's
     options for plugin settings over the environment's values."""
@@ -148,6 +157,14 @@ class Settings(BaseModel):
                     f"{directory} is not an absolute path; list absolute directories, comma-separated"
                 )
         return directories
+
+    @field_validator("vmm_cgroup")
+    @classmethod
+    def _cgroup_path(cls, value: str) -> str:
+        levels = value.strip("/").split("/")
+        if value != "off" and not all(_CGROUP_LEVEL.fullmatch(x) and x not in {".", ".."} for x in levels):
+            raise ValueError("must be off, or a cgroup path such as volant or machines/volant (no . or ..)")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -253,6 +270,9 @@ ENVIRONMENT = {
     "VOLANT_MAX_METADATA_BYTES": "max_metadata_bytes",
     "VOLANT_CONFIG_HISTORY": "config_history",
     "VOLANT_ARTIFACT_DEADLINE": "artifact_deadline",
+    "VOLANT_VMM_USER": "vmm_user",
+    "VOLANT_VMM_CGROUP": "vmm_cgroup",
+    "VOLANT_VMM_MEMORY_OVERHEAD_MB": "vmm_memory_overhead_mb",
 }
 
 

@@ -57,6 +57,8 @@ def _wrapper(state_dir: Path) -> Path:
     script = state_dir / "qemu-gated"
     script.write_text(WRAPPER.format(mark=state_dir / "spawned", gate=state_dir / "gate", qemu=qemu))
     script.chmod(0o755)
+    (state_dir / "spawned").touch()
+    (state_dir / "spawned").chmod(0o666)  # the wrapper runs as the VMM user, which creates nothing here
     return script
 
 

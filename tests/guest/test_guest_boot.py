@@ -36,6 +36,7 @@ def vm_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         pytest.skip(missing_binary_reason() or "QEMU is not installed")
     monkeypatch.setenv(ACCEL_ENV, "tcg")
     base = Path(tempfile.mkdtemp(prefix="vg-"))
+    base.chmod(0o711)  # QEMU runs as the VMM user: it must reach vm_dir
     try:
         yield base / "vm"
     finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from volant_core.hostsetup import links, sysctl
+from volant_core.hostsetup import links, sysctl, users
 from volant_core.hostsetup.errors import HostSetupError
 from volant_core.hostsetup.files import SETUP_UNIT, VOLANTD_UNIT, FileSpec, wanted_files
 from volant_core.hostsetup.firewall import Firewall
@@ -66,6 +66,7 @@ class Planner:
         self._directory(RECORD_FILE.parent)
         for spec in early:
             self._file(spec)
+        self._vmm_user()
         self._bridge()
         self._sysctl()
         self._firewall()
@@ -122,6 +123,19 @@ class Planner:
                 f"{verb} {spec.path}",
                 lambda: write_file(full, spec.content.encode(), spec.mode),
                 Change("file", str(spec.path), prior),
+            )
+        )
+
+    def _vmm_user(self) -> None:
+        """The user VMMs run as, on a root that has users (``--root`` of a staging tree may not)."""
+        root = self.options.root
+        if not (root / "etc/passwd").is_file() or users.user_exists(root):
+            return
+        self.steps.append(
+            Step(
+                f"create the system user {users.VMM_USER} (VMMs run as it)",
+                partial(users.create_user, root),
+                Change("user", users.VMM_USER),
             )
         )
 
@@ -220,6 +234,8 @@ def undo(change: Change, options: SetupOptions, firewall: Firewall | None) -> No
             full.unlink(missing_ok=True)
         else:
             write_file(full, base64.b64decode(change.prior["content"]), change.prior["mode"])
+    elif change.kind == "user":
+        users.delete_user(options.root, change.target)
     elif change.kind == "bridge":
         links.delete_link(change.target)
     elif change.kind == "address":

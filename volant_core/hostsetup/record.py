@@ -20,6 +20,7 @@ RECORD_FILE = Path("/var/lib/volant/setup.json")
 KINDS = {
     "directory": "a directory setup created (target: host path)",
     "file": "a file setup wrote (prior: None, or the earlier content, base64, and mode)",
+    "user": "a system user setup created (target: its name)",
     "bridge": "a bridge setup created (target: its name)",
     "address": "an address setup added (target: the bridge; value: address/prefix)",
     "link-up": "a link setup brought up (target: its name)",

@@ -47,6 +47,7 @@ from volant_core.launch import DiskRole, DiskSpec
 from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Disk, Manifest, encode_for_guest, manifest_json
 from volant_core.registry import Registry
 from volant_core.settings import Settings
+from volant_core.vmm_confinement import daemon_directory
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,8 @@ class BootMedia:
         vm_dir.mkdir(parents=True, exist_ok=True)
         composed = vm_dir / "initramfs.img"
         partial = vm_dir / f"initramfs.img{PARTIAL_SUFFIX}"
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the token
+        partial.unlink(missing_ok=True)  # never write through a link a VMM left under this name
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)  # holds the token
         try:
             with os.fdopen(fd, "wb") as out:
                 for part in (base, *layers):
@@ -224,7 +226,8 @@ def _own_copy(image: Path, vm_dir: Path, disk: Disk) -> Path:
     """The VM's writable copy of ``disk`` (made from ``image`` on first use, then kept)."""
     copy = vm_dir / "disks" / f"{disk.name}.{disk.format}"
     if not copy.exists():
-        copy.parent.mkdir(parents=True, exist_ok=True)
+        vm_dir.mkdir(parents=True, exist_ok=True)
+        daemon_directory(copy.parent)
         partial = copy.with_suffix(copy.suffix + PARTIAL_SUFFIX)
         shutil.copyfile(image, partial)
         partial.replace(copy)

@@ -35,6 +35,7 @@ def vm_dir() -> Iterator[Path]:
     argv names it is killed afterwards, whatever the test did.
     """
     base = Path(tempfile.mkdtemp(prefix="vq-"))
+    base.chmod(0o711)  # QEMU runs as the VMM user: it must reach vm_dir (as below volantd's state dir)
     try:
         yield base / "vm"
     finally:

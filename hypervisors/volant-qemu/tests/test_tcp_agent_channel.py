@@ -23,10 +23,12 @@ from volant_core import hookimpl
 from volant_core.agent.constants import AGENT_TOKEN_HEADER
 from volant_core.agent_token import vm_token
 from volant_core.channels import TcpChannel
+from volant_core.context import PluginContext
 from volant_core.guest import GuestArtifacts
 from volant_core.launch import HypervisorDescriptor, Instance, LaunchSpec
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.waiting import free_port
+from volant_core.vmm_confinement import VmmConfinement
 
 pytestmark = pytest.mark.e2e
 
@@ -67,6 +69,7 @@ class UserNetLauncher:
 
     def __init__(self) -> None:
         self.ports: dict[str, int] = {}
+        self.confinement: VmmConfinement | None = None
 
     def launch(self, spec: LaunchSpec) -> TcpAgentInstance:
         """Launch through the QEMU backend with the extra NIC, then drop the serial channel."""
@@ -82,7 +85,7 @@ class UserNetLauncher:
                 "virtio-net-pci,netdev=usernet",
             ),
         )
-        inner = QemuLauncher().launch(spec)
+        inner = QemuLauncher(confinement=self.confinement).launch(spec)
         (spec.vm_dir / "agent.sock").unlink()
         return TcpAgentInstance(inner, port)
 
@@ -100,7 +103,12 @@ class UserNetPlugin:
     @hookimpl
     def volant_hypervisors(self) -> list[HypervisorDescriptor]:
         """The test backend."""
-        return [HypervisorDescriptor("qemu-user-net", lambda: self.launcher, "TEST: QEMU, agent over TCP")]
+        return [HypervisorDescriptor("qemu-user-net", self._launcher, "TEST: QEMU, agent over TCP")]
+
+    def _launcher(self, context: PluginContext) -> UserNetLauncher:
+        """The launcher, confined as the daemon's settings say (its VMs live under its state dir)."""
+        self.launcher.confinement = VmmConfinement.from_settings(context.settings)
+        return self.launcher
 
 
 @pytest.fixture

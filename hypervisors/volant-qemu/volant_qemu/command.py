@@ -2,17 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from volant_core.launch import LaunchSpec, agent_serial_port_name
 from volant_qemu.paths import VmPaths
 
 #: CPU model to pair with each accelerator.
 CPU_MODELS = {"kvm": "host", "tcg": "max"}
+#: QEMU's seccomp filter: besides the default deny list, no obsolete system calls, no set*uid/gid,
+#: no fork/exec, no changes to scheduling or CPU affinity.
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
-def build_command(spec: LaunchSpec, *, accel: str, binary: str) -> list[str]:
-    """The full argv that boots ``spec`` with ``accel`` (``kvm`` or ``tcg``) using the QEMU ``binary``.
+@dataclass(frozen=True)
+class Handover:
+    """How a confined QEMU gets at the files it cannot open itself: the kernel and initramfs it reads
+    (copies in its own directory), and descriptors the daemon opened for it (QEMU keeps their numbers).
 
-    Raises :class:`volant_core.errors.LaunchError` when a socket path under
+    ``disk_fds`` holds, per disk of the spec, the descriptor of that disk (opened read-only or
+    read-write as the disk is), or None where QEMU opens the path itself; ``tap_fds`` one
+    descriptor per NIC, attached to its tap.
+    """
+
+    kernel: Path
+    initramfs: Path | None
+    disk_fds: tuple[int | None, ...]
+    tap_fds: tuple[int, ...]
+
+    @property
+    def descriptors(self) -> tuple[int, ...]:
+        """Every descriptor QEMU inherits."""
+        return (*(fd for fd in self.disk_fds if fd is not None), *self.tap_fds)
+
+
+def build_command(
+    spec: LaunchSpec, *, accel: str, binary: str, handover: Handover | None = None
+) -> list[str]:
+    """The full argv that boots ``spec`` with ``accel`` (``kvm`` or ``tcg``) using the QEMU ``binary``,
+    taking the files and descriptors of ``handover`` (default: QEMU opens every path itself).
+
+    QEMU starts paused (``-S``) inside its seccomp sandbox: the launcher moves it into its cgroup
+    before the guest runs. Raises :class:`volant_core.errors.LaunchError` when a socket path under
     ``spec.vm_dir`` is too long for a UNIX socket.
     """
     if accel not in CPU_MODELS:
@@ -28,20 +59,23 @@ def build_command(spec: LaunchSpec, *, accel: str, binary: str) -> list[str]:
         "-no-user-config",
         "-display", "none",
         "-no-reboot",
+        "-S",
+        "-sandbox", SANDBOX,
         "-smp", str(spec.cpu_cores),
         "-m", str(spec.memory_mb),
-        "-kernel", str(spec.kernel),
+        "-kernel", str(handover.kernel if handover else spec.kernel),
     ]  # fmt: skip
-    if spec.initramfs is not None:
-        cmd += ["-initrd", str(spec.initramfs)]
+    initramfs = handover.initramfs if handover else spec.initramfs
+    if initramfs is not None:
+        cmd += ["-initrd", str(initramfs)]
     cmd += ["-append", spec.cmdline]
     cmd += _console_args(paths)
     cmd += _agent_args(paths)
     cmd += ["-device", "virtio-rng-pci"]
     cmd += ["-qmp", qmp_argument(paths)]
     cmd += ["-pidfile", str(paths.pidfile)]
-    cmd += _disk_args(spec)
-    cmd += _nic_args(spec)
+    cmd += _disk_args(spec, handover.disk_fds if handover else ())
+    cmd += _nic_args(spec, handover.tap_fds if handover else ())
     for pci in spec.pci_devices:
         cmd += ["-device", f"vfio-pci,host={pci.address}"]
     for device in spec.devices:
@@ -75,10 +109,17 @@ def _agent_args(paths: VmPaths) -> list[str]:
     return args
 
 
-def _disk_args(spec: LaunchSpec) -> list[str]:
+def _disk_args(spec: LaunchSpec, fds: tuple[int | None, ...]) -> list[str]:
+    """A drive and a virtio-blk device per disk; a disk passed as a descriptor is an fd set of its
+    own (numbered as the descriptor), which QEMU opens as ``/dev/fdset/N``.
+    """
     args: list[str] = []
     for index, disk in enumerate(spec.disks):
-        drive = f"file={_escape(disk.path)},if=none,id=disk{index},format={disk.format}"
+        fd = fds[index] if index < len(fds) else None
+        source = _escape(disk.path) if fd is None else f"/dev/fdset/{fd}"
+        if fd is not None:
+            args += ["-add-fd", f"fd={fd},set={fd},opaque={_escape(disk.path)}"]
+        drive = f"file={source},if=none,id=disk{index},format={disk.format}"
         if disk.readonly:
             drive += ",readonly=on"
         device = f"virtio-blk-pci,drive=disk{index}"
@@ -88,12 +129,14 @@ def _disk_args(spec: LaunchSpec) -> list[str]:
     return args
 
 
-def _nic_args(spec: LaunchSpec) -> list[str]:
+def _nic_args(spec: LaunchSpec, fds: tuple[int, ...]) -> list[str]:
+    """A tap netdev and a virtio-net device per NIC: the tap by name, or by the descriptor passed."""
     args: list[str] = []
     for index, nic in enumerate(spec.nics):
         # vhost stays off: without vhost-net on the host QEMU aborts on vhost=on.
+        tap = f"ifname={nic.tap},script=no,downscript=no" if index >= len(fds) else f"fd={fds[index]}"
         args += [
-            "-netdev", f"tap,id=net{index},ifname={nic.tap},script=no,downscript=no",
+            "-netdev", f"tap,id=net{index},{tap}",
             "-device", f"virtio-net-pci,netdev=net{index},mac={nic.mac}" + _mtu(nic.mtu),
         ]  # fmt: skip
     return args

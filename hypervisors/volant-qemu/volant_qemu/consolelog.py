@@ -34,7 +34,9 @@ def rotate_if_over(path: Path, max_bytes: int) -> bool:
             return False
         rotated = rotated_path(path)
         partial = rotated.with_name(rotated.name + ".partial")
-        with path.open("rb") as source, partial.open("wb") as target:
+        partial.unlink(missing_ok=True)  # never write through a link a confined QEMU left there
+        target_fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with path.open("rb") as source, os.fdopen(target_fd, "wb") as target:
             while chunk := source.read(1024 * 1024):
                 target.write(chunk)
         os.replace(partial, rotated)

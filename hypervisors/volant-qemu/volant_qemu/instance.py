@@ -6,6 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
+from volant_core.cgroups import VmCgroup, remove_quietly
 from volant_core.channels import SerialLaneChannel
 from volant_core.launch import AgentChannel
 from volant_core.processes import VmmProcess
@@ -24,9 +25,18 @@ REAP_TIMEOUT = 10.0
 class QemuInstance:
     """One VM's QEMU process with its agent channel, console and QMP monitor."""
 
-    def __init__(self, process: VmmProcess, paths: VmPaths, accelerator: str, *, log_cap: int) -> None:
+    def __init__(
+        self,
+        process: VmmProcess,
+        paths: VmPaths,
+        accelerator: str,
+        *,
+        log_cap: int,
+        cgroup: VmCgroup | None = None,
+    ) -> None:
         """Wrap ``process`` running the VM whose files live in ``paths``, booted with ``accelerator``;
-        its console log is rotated whenever it passes ``log_cap`` bytes while QEMU runs.
+        its console log is rotated whenever it passes ``log_cap`` bytes while QEMU runs; ``cgroup``
+        (QEMU's own) is removed once QEMU is gone.
         """
         self.pid = process.pid
         self.accelerator = accelerator
@@ -35,6 +45,7 @@ class QemuInstance:
         self.console_log: Path | None = paths.console_log
         self.paths = paths
         self._process = process
+        self._cgroup = cgroup
         self._stop_lock = threading.Lock()
         self._cleaned = threading.Event()
         keep_capped(paths.console_log, log_cap, self.alive, self._cleaned)
@@ -46,12 +57,13 @@ class QemuInstance:
         """Exit status once QEMU is gone (negative: killed by that signal; 0 for an adopted process).
 
         None if it still runs after ``timeout``. The first time the exit is
-        seen, the VM's sockets and pidfile are removed.
+        seen, the VM's sockets and pidfile are removed, and QEMU's cgroup.
         """
         status = self._process.wait(timeout)
         if status is not None and not self._cleaned.is_set():
             self._cleaned.set()
             self.paths.remove_runtime_files()
+            remove_quietly(self._cgroup)
         return status
 
     def alive(self) -> bool:

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import time
+from typing import Any
 
+from volant_core.cgroups import VmCgroup, remove_quietly
 from volant_core.context import PluginContext
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
 from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
+from volant_core.vmm_confinement import VmmConfinement, VmmIdentity
 from volant_qemu.accel import choose_accelerator
 from volant_qemu.binary import require_binary
 from volant_qemu.command import CPU_MODELS, build_command, qmp_argument
+from volant_qemu.confine import close_all, prepare_handover
 from volant_qemu.consolelog import rotate_if_over
-from volant_qemu.instance import REAP_TIMEOUT, QemuInstance
+from volant_qemu.instance import POWERDOWN_QMP_TIMEOUT, REAP_TIMEOUT, QemuInstance
 from volant_qemu.paths import VmPaths
 from volant_qemu.qmp import QmpClient, QmpError
 from volant_qemu.settings import QemuSettings
@@ -35,21 +40,24 @@ class QemuLauncher:
         settings: QemuSettings | None = None,
         binary: str | None = None,
         *,
+        confinement: VmmConfinement | None = None,
         ready_timeout: float = QMP_READY_TIMEOUT,
     ) -> None:
         """Run guests as ``settings`` say (default: from the ``VOLANT_QEMU_*`` variables; the daemon
-        passes the plugin's validated settings), with ``binary`` overriding theirs; wait up to
+        passes the plugin's validated settings), with ``binary`` overriding theirs, confined as
+        ``confinement`` says (default: from the ``VOLANT_VMM_*`` variables); wait up to
         ``ready_timeout`` s for QMP.
         """
         self._settings = settings or QemuSettings.from_environment()
         self._binary = binary
+        self._confinement = confinement or VmmConfinement.from_environment()
         self._ready_timeout = ready_timeout
 
     @classmethod
     def from_context(cls, context: PluginContext) -> QemuLauncher:
         """The launcher of the daemon's ``qemu`` plugin, with the settings its context carries."""
         assert isinstance(context.options, QemuSettings)
-        return cls(context.options)
+        return cls(context.options, confinement=VmmConfinement.from_settings(context.settings))
 
     def launch(self, spec: LaunchSpec) -> QemuInstance:
         """Start QEMU in its own session and return once its QMP socket answers.
@@ -63,12 +71,23 @@ class QemuLauncher:
         _check_boot_files(spec)
         paths = VmPaths(spec.vm_dir)
         paths.check_socket_lengths()
+        identity = self._confinement.identity()
         spec.vm_dir.mkdir(parents=True, exist_ok=True)
         accel = choose_accelerator(spec, binary=binary, setting=self._settings.accel)
-        argv = build_command(spec, accel=accel, binary=binary)
         rotate_if_over(paths.console_log, self._settings.console_log_max_bytes)
+        cgroup = self._confinement.cgroup(spec.name, spec.vm_dir)
+        if cgroup is not None:
+            cgroup.create(spec.cpu_cores, self._confinement.memory_limit(spec.memory_mb))
+        handover = None
         try:
-            with paths.qemu_log.open("ab") as qemu_log:
+            handover = (
+                prepare_handover(spec, identity, self._confinement.state_dir)
+                if identity is not None
+                else None
+            )
+            argv = build_command(spec, accel=accel, binary=binary, handover=handover)
+            log_fd = os.open(paths.qemu_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(log_fd, "ab") as qemu_log:
                 log_start = qemu_log.tell()
                 popen = subprocess.Popen(
                     argv,
@@ -76,9 +95,17 @@ class QemuLauncher:
                     stdout=qemu_log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    pass_fds=handover.descriptors if handover else (),
+                    **(_run_as(identity) if identity is not None else {}),
                 )
-        except OSError as exc:
-            raise LaunchError(f"cannot start {binary}: {exc}") from exc
+        except BaseException as exc:
+            remove_quietly(cgroup)
+            if isinstance(exc, OSError):
+                raise LaunchError(f"cannot start {binary}: {exc}") from exc
+            raise
+        finally:
+            if handover is not None:
+                close_all(handover.descriptors)
         process = ChildProcess(popen)
         record = None
         try:
@@ -87,10 +114,16 @@ class QemuLauncher:
                 record = (popen.pid, spawned.start_time)
                 paths.record_spawn(*record)
             self._wait_for_qmp(process, paths, log_start)
-            return QemuInstance(process, paths, accel, log_cap=self._settings.console_log_max_bytes)
+            if cgroup is not None:
+                cgroup.add(popen.pid)
+            _resume(paths)
+            return QemuInstance(
+                process, paths, accel, log_cap=self._settings.console_log_max_bytes, cgroup=cgroup
+            )
         except BaseException:
             process.kill()
             process.wait(REAP_TIMEOUT)
+            remove_quietly(cgroup)
             if record is not None and paths.spawned() == record:
                 paths.spawn_record.unlink(missing_ok=True)
             raise
@@ -107,11 +140,23 @@ class QemuLauncher:
             argv = read_cmdline(pid)
             if process is not None and argv is not None:
                 return QemuInstance(
-                    process, paths, _accelerator_of(argv), log_cap=self._settings.console_log_max_bytes
+                    process,
+                    paths,
+                    _accelerator_of(argv),
+                    log_cap=self._settings.console_log_max_bytes,
+                    cgroup=self._existing_cgroup(spec),
                 )
         _kill_leftovers(paths)
         paths.remove_runtime_files()
+        remove_quietly(self._existing_cgroup(spec))
         return None
+
+    def _existing_cgroup(self, spec: LaunchSpec) -> VmCgroup | None:
+        """The cgroup the QEMU of ``spec`` was started in, if cgroups are on and the host has them."""
+        try:
+            return self._confinement.cgroup(spec.name, spec.vm_dir)
+        except LaunchError:
+            return None
 
     def _wait_for_qmp(self, process: ChildProcess, paths: VmPaths, log_start: int) -> None:
         deadline = time.monotonic() + self._ready_timeout
@@ -138,6 +183,20 @@ class QemuLauncher:
             except QmpError:
                 continue
             return
+
+
+def _run_as(identity: VmmIdentity) -> dict[str, Any]:
+    """The ``Popen`` arguments that start QEMU as ``identity``, with its groups only."""
+    return {"user": identity.uid, "group": identity.gid, "extra_groups": list(identity.groups)}
+
+
+def _resume(paths: VmPaths) -> None:
+    """Let the guest run: QEMU starts paused (``-S``) until it is in its cgroup."""
+    try:
+        with QmpClient(paths.qmp_socket, timeout=POWERDOWN_QMP_TIMEOUT) as session:
+            session.execute("cont", timeout=POWERDOWN_QMP_TIMEOUT)
+    except QmpError as exc:
+        raise LaunchError(f"cannot start the guest's CPUs (QMP cont): {exc}") from exc
 
 
 def _check_boot_files(spec: LaunchSpec) -> None:

@@ -61,7 +61,10 @@ class VmPaths:
     def record_spawn(self, pid: int, start_time: str) -> None:
         """Write the spawn record of the process ``pid`` started at ``start_time``."""
         partial = self.spawn_record.with_name(self.spawn_record.name + ".partial")
-        partial.write_text(f"{pid} {start_time}\n")
+        partial.unlink(missing_ok=True)  # never write through a link a confined QEMU left there
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "w") as record:
+            record.write(f"{pid} {start_time}\n")
         os.replace(partial, self.spawn_record)
 
     def spawned(self) -> tuple[int, str] | None:

@@ -1,0 +1,156 @@
+"""QEMU runs confined: as the unprivileged VMM user, under its seccomp sandbox, in a cgroup of its
+own whose limits come from the VM's resources (docs/security.md, "VMM confinement").
+
+The checks read what the kernel reports about the running QEMU (``/proc/PID/status``,
+``/proc/PID/cgroup`` and the group's limit files), not what Volant meant to set.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from volant_qemu.confine import prepare_handover
+from volant_qemu.consolelog import rotate_if_over
+from volant_qemu.instance import QemuInstance
+from volant_qemu.launcher import QemuLauncher
+from volant_qemu.paths import VmPaths
+
+from volant_core.cgroups import hierarchies
+from volant_core.errors import LaunchError
+from volant_core.launch import LaunchSpec
+from volant_core.vmm_confinement import VmmConfinement
+
+Reap = Callable[[QemuInstance], QemuInstance]
+VMM_USER = "volant-vmm"
+OVERHEAD_MB = 300
+
+
+@pytest.fixture
+def vmm_user() -> pwd.struct_passwd:
+    """The VMM user scripts/bootstrap.sh (or `volar setup`) creates; skipped when not root."""
+    if os.geteuid() != 0:
+        pytest.skip("only root starts VMMs as another user")
+    try:
+        return pwd.getpwnam(VMM_USER)
+    except KeyError:
+        pytest.fail(f"user {VMM_USER} is missing: run scripts/bootstrap.sh")
+
+
+@pytest.fixture
+def cgroup_parent() -> Iterator[str]:
+    """A parent cgroup of this test's own, removed afterwards (with any group left inside)."""
+    parent = f"volant-test-{uuid.uuid4().hex[:8]}"
+    yield parent
+    for hierarchy in {h.mount for h in hierarchies().values()}:
+        directory = hierarchy / parent
+        if directory.is_dir():
+            for child in directory.iterdir():
+                if child.is_dir():
+                    child.rmdir()
+            directory.rmdir()
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: value.strip() for key, _, value in (line.partition(":") for line in lines)}
+
+
+def _limits(pid: int) -> dict[str, str]:
+    """The CPU quota (``QUOTA PERIOD``), CPU weight (in vCPUs) and memory limit (bytes) of the
+    cgroup(s) ``pid`` is in, and the group of each controller."""
+    membership: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else ["unified"]:
+            membership[controller] = path
+    limits = {}
+    for controller, hierarchy in hierarchies().items():
+        group = hierarchy.mount / membership["unified" if hierarchy.unified else controller].lstrip("/")
+        if controller == "cpu":  # its weight against the host's other processes, in vCPUs
+            unit, name = (100, "cpu.weight") if hierarchy.unified else (1024, "cpu.shares")
+            limits["weight"] = str(int((group / name).read_text()) // unit)
+        if controller == "cpu" and hierarchy.unified:
+            limits["cpu"] = (group / "cpu.max").read_text().strip()
+        elif controller == "cpu":
+            quota = (group / "cpu.cfs_quota_us").read_text().strip()
+            limits["cpu"] = f"{quota} {(group / 'cpu.cfs_period_us').read_text().strip()}"
+        else:
+            name = "memory.max" if hierarchy.unified else "memory.limit_in_bytes"
+            limits["memory"] = (group / name).read_text().strip()
+        limits[f"{controller}-group"] = str(group)
+    return limits
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("qemu_binary", "tcg")
+def test_qemu_runs_unprivileged_sandboxed_and_limited(
+    cgroup_parent: str, guest_spec: LaunchSpec, reap: Reap, vmm_user: pwd.struct_passwd
+) -> None:
+    spec = LaunchSpec(**{**guest_spec.__dict__, "name": "confined", "cpu_cores": 2})
+    launcher = QemuLauncher(confinement=VmmConfinement(VMM_USER, cgroup_parent, OVERHEAD_MB))
+    instance = reap(launcher.launch(spec))
+
+    status = _status(instance.pid)
+    assert status["Uid"].split() == [str(vmm_user.pw_uid)] * 4
+    assert status["Gid"].split() == [str(vmm_user.pw_gid)] * 4
+    assert status["CapEff"] == "0000000000000000"
+    assert status["Seccomp"] == "2"
+    limits = _limits(instance.pid)
+    assert limits["cpu"] == "200000 100000" and limits["weight"] == "2"
+    assert limits["memory"] == str((256 + OVERHEAD_MB) * 1024 * 1024)
+    assert all(cgroup_parent in limits[f"{c}-group"] for c in ("cpu", "memory"))
+    vm_dir = spec.vm_dir.stat()  # root's: QEMU adds its sockets, cannot replace the daemon's files
+    assert (vm_dir.st_uid, vm_dir.st_gid, oct(vm_dir.st_mode & 0o7777)) == (0, vmm_user.pw_gid, "0o1770")
+    with instance.qmp() as qmp:  # moved into its group, then let run
+        assert qmp.execute("query-status")["status"] == "running"
+    assert instance.agent_channel is not None
+    assert instance.agent_channel.connect(60).close() is None
+
+    instance.stop(10)
+    assert not any(Path(limits[f"{c}-group"]).exists() for c in ("cpu", "memory"))
+
+
+@pytest.mark.usefixtures("qemu_binary", "tcg")
+def test_a_missing_vmm_user_refuses_the_launch_with_the_fix(
+    guest_spec: LaunchSpec, cgroup_parent: str
+) -> None:
+    launcher = QemuLauncher(confinement=VmmConfinement("volant-no-such-user", cgroup_parent, OVERHEAD_MB))
+    with pytest.raises(LaunchError, match=r"VOLANT_VMM_USER.*volar setup"):
+        launcher.launch(guest_spec)
+    assert not (guest_spec.vm_dir / "qemu.pid").exists()
+    assert not any((h.mount / cgroup_parent).exists() for h in hierarchies().values())
+
+
+def test_the_daemon_never_writes_through_a_link_a_vmm_left(
+    tmp_path: Path, vm_dir: Path, vmm_user: pwd.struct_passwd, make_spec: Callable[..., LaunchSpec]
+) -> None:
+    """A confined QEMU may add entries to its VM's directory: links it left under the names the daemon
+    writes (the spawn record's and the rotated log's temporary files, the ``boot`` directory) are
+    replaced, and the files they point to stay as they were."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("untouched\n")
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"kernel\n")
+    vm_dir.mkdir()
+    for name in ("qemu.spawn.partial", "console.log.1.partial"):
+        (vm_dir / name).symlink_to(victim)
+    (vm_dir / "boot").symlink_to(outside)
+    identity = VmmConfinement(VMM_USER, "off", 0).identity()
+    assert identity is not None
+
+    handover = prepare_handover(make_spec(vm_dir, kernel), identity, None)
+    VmPaths(vm_dir).record_spawn(123, "456")
+    (vm_dir / "console.log").write_bytes(b"x" * 8192)
+    assert rotate_if_over(vm_dir / "console.log", 4096)
+
+    assert victim.read_text() == "untouched\n" and sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert handover.kernel == vm_dir / "boot" / "vmlinux" and handover.kernel.read_bytes() == b"kernel\n"
+    assert not (vm_dir / "boot").is_symlink()
+    assert VmPaths(vm_dir).spawned() == (123, "456")

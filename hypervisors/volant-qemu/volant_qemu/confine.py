@@ -1,0 +1,90 @@
+"""Handing a VM's files to a QEMU that runs as the unprivileged VMM user.
+
+QEMU may create its sockets and pidfile in the VM's directory and open the files of its VM there
+(:func:`volant_core.vmm_confinement.hand_over`); the kernel and initramfs, when they live elsewhere
+(the daemon's cache, 0700), are copied into ``boot/`` there (kept while the source is unchanged);
+disks elsewhere are opened by the daemon and passed as descriptors, and so is every tap (only root
+opens ``/dev/net/tun``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from volant_core import hostnet
+from volant_core.errors import LaunchError
+from volant_core.launch import LaunchSpec
+from volant_core.vmm_confinement import VmmIdentity, daemon_directory, hand_over
+from volant_qemu.command import Handover
+from volant_qemu.paths import VmPaths
+
+#: Directory under the VM's directory holding its copies of the kernel and initramfs.
+BOOT_DIR = "boot"
+
+
+def prepare_handover(spec: LaunchSpec, identity: VmmIdentity, state_dir: Path | None) -> Handover:
+    """Everything the QEMU of ``spec``, running as ``identity``, needs and cannot open itself; the
+    VM's directory handed over to ``identity`` (reached through ``state_dir``, volantd's). The caller
+    closes :attr:`Handover.descriptors`.
+    """
+    opened: list[int] = []
+    try:
+        kernel = _inside(spec.vm_dir, spec.kernel)
+        initramfs = _inside(spec.vm_dir, spec.initramfs) if spec.initramfs is not None else None
+        disk_fds: list[int | None] = []
+        for disk in spec.disks:
+            if disk.path.is_relative_to(spec.vm_dir):
+                disk_fds.append(None)
+                continue
+            flags = os.O_RDONLY if disk.readonly else os.O_RDWR
+            try:
+                opened.append(os.open(disk.path, flags | os.O_CLOEXEC))
+            except OSError as err:
+                raise LaunchError(f"cannot open disk {disk.path}: {err}") from err
+            disk_fds.append(opened[-1])
+        tap_fds: list[int] = []
+        for nic in spec.nics:
+            tap_fds.append(hostnet.open_tap(nic.tap))
+            opened.append(tap_fds[-1])
+        paths = VmPaths(spec.vm_dir)
+        inside = [disk for disk, fd in zip(spec.disks, disk_fds, strict=True) if fd is None]
+        read = [kernel, *([initramfs] if initramfs else []), *(d.path for d in inside if d.readonly)]
+        write = [paths.console_log, paths.pidfile, *(d.path for d in inside if not d.readonly)]
+        hand_over(spec.vm_dir, identity, read=read, write=write, state_dir=state_dir)
+        return Handover(kernel, initramfs, tuple(disk_fds), tuple(tap_fds))
+    except BaseException:
+        close_all(opened)
+        raise
+
+
+def close_all(descriptors: tuple[int, ...] | list[int]) -> None:
+    """Close the daemon's copies of descriptors passed to QEMU."""
+    for descriptor in descriptors:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+
+
+def _inside(vm_dir: Path, source: Path) -> Path:
+    """``source`` when it lies in ``vm_dir``, else its copy in ``vm_dir/boot`` (made when missing or
+    when the source changed: another size or modification time).
+    """
+    if source.is_relative_to(vm_dir):
+        return source
+    copy = vm_dir / BOOT_DIR / source.name
+    try:
+        daemon_directory(copy.parent)
+        wanted = source.stat()
+        if copy.exists():
+            present = copy.stat()
+            if (present.st_size, present.st_mtime_ns) == (wanted.st_size, wanted.st_mtime_ns):
+                return copy
+        partial = copy.with_name(copy.name + ".partial")
+        partial.unlink(missing_ok=True)
+        shutil.copy2(source, partial)
+        partial.replace(copy)
+    except OSError as err:
+        raise LaunchError(f"cannot copy {source} into the VM's directory for its VMM: {err}") from err
+    return copy
