@@ -1,0 +1,161 @@
+"""The serial console relay: the backend's own process between Cloud Hypervisor's serial socket and
+the user.
+
+Cloud Hypervisor serves its serial port (``--serial socket=``) to one client and keeps no log. The
+relay, a thread of the daemon that launched or adopted the VM, is that client: it appends everything
+the guest prints to ``console.log`` (rotated to ``console.log.1`` past the cap, appended across
+restarts), and serves ``console.sock``, where any number of users read the output and type input
+(``volar vms console``). A new daemon re-attaches a relay when it adopts the VM; what the guest
+printed while no daemon ran is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: How long the relay waits for the VMM's serial socket between attempts (seconds).
+RETRY_INTERVAL = 0.1
+#: How often the relay checks that it should still run (seconds).
+TICK = 0.5
+CHUNK = 65536
+
+
+def rotated_path(path: Path) -> Path:
+    """Where the previous part of the console log ``path`` is kept: ``console.log.1``."""
+    return path.with_name(path.name + ".1")
+
+
+class CappedLog:
+    """An append-only log moved to its rotated file whenever it passes ``max_bytes``."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+
+    def append(self, data: bytes) -> None:
+        """Append ``data``, then rotate if the log passed its cap."""
+        with self.path.open("ab") as out:
+            out.write(data)
+            size = out.tell()
+        if size > self.max_bytes:
+            os.replace(self.path, rotated_path(self.path))
+
+
+class ConsoleRelay:
+    """Relays one VM's serial socket to its console log and to the users of its console socket."""
+
+    def __init__(
+        self, serial_socket: Path, console_socket: Path, log_file: CappedLog, running: Callable[[], bool]
+    ) -> None:
+        """Relay ``serial_socket`` while ``running()`` to ``log_file`` and to ``console_socket``."""
+        self.serial_socket = serial_socket
+        self.console_socket = console_socket
+        self.log = log_file
+        self._running = running
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"ch-console-{serial_socket.parent.name}", daemon=True
+        )
+
+    def start(self) -> ConsoleRelay:
+        """Start relaying in a daemon thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop relaying and close every socket (the VMM keeps running)."""
+        self._stopped.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(5)
+
+    def _active(self) -> bool:
+        return not self._stopped.is_set() and self._running()
+
+    def _run(self) -> None:
+        serial = self._connect_serial()
+        if serial is None:
+            return
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(FileNotFoundError):
+            self.console_socket.unlink()
+        listener.bind(str(self.console_socket))
+        listener.listen()
+        selector = selectors.DefaultSelector()
+        selector.register(serial, selectors.EVENT_READ, "serial")
+        selector.register(listener, selectors.EVENT_READ, "listener")
+        users: list[socket.socket] = []
+        try:
+            while self._active():
+                for key, _ in selector.select(TICK):
+                    if key.data == "serial":
+                        data = serial.recv(CHUNK)
+                        if not data:
+                            return  # the VMM is gone
+                        self._write_out(data, users, selector)
+                    elif key.data == "listener":
+                        user, _ = listener.accept()
+                        users.append(user)
+                        selector.register(user, selectors.EVENT_READ, "user")
+                    else:
+                        self._read_in(key.fileobj, serial, users, selector)  # type: ignore[arg-type]
+        except OSError as exc:
+            log.warning("console relay of %s ended: %s", self.serial_socket, exc)
+        finally:
+            for sock in (serial, listener, *users):
+                sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                self.console_socket.unlink()
+
+    def _connect_serial(self) -> socket.socket | None:
+        while self._active():
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.serial_socket))
+                return sock
+            except OSError:
+                sock.close()
+            time.sleep(RETRY_INTERVAL)
+        return None
+
+    def _write_out(self, data: bytes, users: list[socket.socket], selector: selectors.BaseSelector) -> None:
+        try:
+            self.log.append(data)
+        except OSError as exc:
+            log.warning("cannot write console log %s: %s", self.log.path, exc)
+        for user in list(users):
+            try:
+                user.sendall(data)
+            except OSError:
+                self._drop(user, users, selector)
+
+    def _read_in(
+        self,
+        user: socket.socket,
+        serial: socket.socket,
+        users: list[socket.socket],
+        selector: selectors.BaseSelector,
+    ) -> None:
+        try:
+            data = user.recv(CHUNK)
+        except OSError:
+            data = b""
+        if data:
+            serial.sendall(data)
+        else:
+            self._drop(user, users, selector)
+
+    @staticmethod
+    def _drop(user: socket.socket, users: list[socket.socket], selector: selectors.BaseSelector) -> None:
+        selector.unregister(user)
+        users.remove(user)
+        user.close()
