@@ -17,7 +17,6 @@ import os
 import selectors
 import socket
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,50 +81,57 @@ class ConsoleRelay:
         return not self._stopped.is_set() and self._running()
 
     def _run(self) -> None:
-        serial = self._connect_serial()
-        if serial is None:
-            return
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(FileNotFoundError):
             self.console_socket.unlink()
         listener.bind(str(self.console_socket))
         listener.listen()
         selector = selectors.DefaultSelector()
-        selector.register(serial, selectors.EVENT_READ, "serial")
         selector.register(listener, selectors.EVENT_READ, "listener")
+        serial: socket.socket | None = None
         users: list[socket.socket] = []
         try:
             while self._active():
-                for key, _ in selector.select(TICK):
-                    if key.data == "serial":
-                        data = serial.recv(CHUNK)
-                        if not data:
-                            return  # the VMM is gone
-                        self._write_out(data, users, selector)
-                    elif key.data == "listener":
+                if serial is None and (serial := self._connect_serial()) is not None:
+                    selector.register(serial, selectors.EVENT_READ, "serial")
+                for key, _ in selector.select(TICK if serial is not None else RETRY_INTERVAL):
+                    if key.data == "listener":
                         user, _ = listener.accept()
                         users.append(user)
                         selector.register(user, selectors.EVENT_READ, "user")
-                    else:
+                    elif key.data == "user":
                         self._read_in(key.fileobj, serial, users, selector)  # type: ignore[arg-type]
+                    elif serial is not None and not self._relay_out(serial, users, selector):
+                        # The VMM closed the port (it ends, or serves another client): connect again.
+                        selector.unregister(serial)
+                        serial.close()
+                        serial = None
         except OSError as exc:
             log.warning("console relay of %s ended: %s", self.serial_socket, exc)
         finally:
-            for sock in (serial, listener, *users):
+            for sock in (listener, *users, *([serial] if serial is not None else [])):
                 sock.close()
             with contextlib.suppress(FileNotFoundError):
                 self.console_socket.unlink()
 
     def _connect_serial(self) -> socket.socket | None:
-        while self._active():
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.connect(str(self.serial_socket))
-                return sock
-            except OSError:
-                sock.close()
-            time.sleep(RETRY_INTERVAL)
-        return None
+        """A connection to the VMM's serial socket, or None when it does not take one now."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(str(self.serial_socket))
+        except OSError:
+            sock.close()
+            return None
+        return sock
+
+    def _relay_out(
+        self, serial: socket.socket, users: list[socket.socket], selector: selectors.BaseSelector
+    ) -> bool:
+        """Relay what the guest printed; False once the VMM closed the port."""
+        data = serial.recv(CHUNK)
+        if data:
+            self._write_out(data, users, selector)
+        return bool(data)
 
     def _write_out(self, data: bytes, users: list[socket.socket], selector: selectors.BaseSelector) -> None:
         try:
@@ -141,7 +147,7 @@ class ConsoleRelay:
     def _read_in(
         self,
         user: socket.socket,
-        serial: socket.socket,
+        serial: socket.socket | None,
         users: list[socket.socket],
         selector: selectors.BaseSelector,
     ) -> None:
@@ -149,10 +155,10 @@ class ConsoleRelay:
             data = user.recv(CHUNK)
         except OSError:
             data = b""
-        if data:
-            serial.sendall(data)
-        else:
+        if not data:
             self._drop(user, users, selector)
+        elif serial is not None:  # typed while the VMM's port is not connected: lost, as on a UART
+            serial.sendall(data)
 
     @staticmethod
     def _drop(user: socket.socket, users: list[socket.socket], selector: selectors.BaseSelector) -> None:

@@ -122,12 +122,11 @@ def serve_api(machine: Machine, contract: ApiContract) -> socketserver.BaseServe
                 contract.check_response(operation, status, answer)
             except ApiViolation as exc:
                 machine.record_violation(str(exc))
-                self._send(exc.status, str(exc).encode(), "text/plain")
                 machine.record_request(method, endpoint, exc.status)
+                self._send(exc.status, str(exc).encode(), "text/plain")
                 return
-            data = b"" if answer is None else json.dumps(answer).encode()
-            self._send(status, data, "application/json")
             machine.record_request(method, endpoint, status)
+            self._send(status, b"" if answer is None else json.dumps(answer).encode(), "application/json")
 
         def _send(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
@@ -135,7 +134,8 @@ def serve_api(machine: Machine, contract: ApiContract) -> socketserver.BaseServe
                 self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if data:
+                self.wfile.write(data)
 
         do_GET = do_PUT = do_POST = do_PATCH = do_DELETE = _handle
 
