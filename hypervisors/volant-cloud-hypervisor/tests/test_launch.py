@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,17 +24,10 @@ from volant_core.errors import LaunchError
 from volant_core.launch import AGENT_LANES, LaunchSpec
 from volant_core.testing.contracts import HypervisorContract
 from volant_core.testing.processes import processes_mentioning
+from volant_core.testing.waiting import eventually
 
 Reap = Callable[[CloudHypervisorInstance], CloudHypervisorInstance]
 BOOT_TIMEOUT = 60.0
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} within {timeout:g} s")
-        time.sleep(0.05)
 
 
 def _healthy(instance: CloudHypervisorInstance) -> None:
@@ -145,23 +137,19 @@ def test_the_console_is_relayed_to_a_log_and_a_socket(
     instance = reap(launcher.launch(make_spec(vm_dir)))
     _healthy(instance)
     paths = VmPaths(vm_dir)
-    _wait_until(
-        lambda: (
-            READY_LINE in paths.console_log.read_text(errors="replace")
-            if paths.console_log.exists()
-            else False
-        ),
+    eventually(
+        lambda: paths.console_log.exists() and READY_LINE in paths.console_log.read_text(errors="replace"),
+        "kestrel's output in console.log",
         30,
-        "no kestrel output in console.log",
     )
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as user:
         user.connect(str(paths.console_socket))
         user.sendall(b"uname -a\n")
         input_log = vm_dir / "chstandin-serial-input.log"
-        _wait_until(
+        eventually(
             lambda: input_log.exists() and b"uname" in input_log.read_bytes(),
+            "typed input reaches the serial port",
             30,
-            "input never reached the serial port",
         )
 
 
