@@ -62,6 +62,11 @@ def _non_pings(vm_dir: Path) -> list[str]:
     return [line for line in requests_seen(vm_dir) if "vmm.ping" not in line]
 
 
+def _workload_argv(manifest: dict[str, Any]) -> str:
+    """What the argv of the manifest's workload contains (its module and port)."""
+    return "\0".join(manifest["workload"]["entrypoint"][1:4])
+
+
 def _kestrel_of(vm_dir: Path) -> int:
     (pid,) = processes_mentioning(str(vm_dir / "chstandin-kestrel.sock"))
     return pid
@@ -92,13 +97,20 @@ def test_create_use_stop_start_crash_and_reboot(daemon: RunningDaemon, manifest:
     assert vm["status"] == "running", vm
     eventually(lambda: (vm_dir / "console.log").read_text().count(READY_LINE) >= 2, "both boots logged", 30)
     os.kill(vm["pid"], signal.SIGKILL)
-    assert daemon.wait_for_status("web", {"crashed"}, 60)["status"] == "crashed"
+    crashed = daemon.wait_for_status("web", {"crashed"}, 60)
+    assert crashed["status_reason"] == f"VMM exited with status {-signal.SIGKILL}", crashed
+    # kestrel, told by the stand-in's death, stops the workload: its port is free for the next boot.
+    eventually(
+        lambda: not processes_mentioning(_workload_argv(manifest)), "the workload of the killed VMM ends"
+    )
 
     # A guest that resets (its PID 1 died: a panic, and panic=-1 reboots it) is a crash too.
     assert daemon.request("POST", "/api/v1/vms/web/start").status == 200
     assert daemon.wait_for_status("web", {"running", "crashed"}, BOOT)["status"] == "running"
     os.kill(_kestrel_of(vm_dir), signal.SIGKILL)
-    assert daemon.wait_for_status("web", {"crashed"}, 60)["status"] == "crashed"
+    crashed = daemon.wait_for_status("web", {"crashed"}, 60)
+    # Ended by the backend on the reset event, not by failing health probes.
+    assert crashed["status_reason"] == f"VMM exited with status {-signal.SIGKILL}", crashed
     assert '"rebooting"' in (vm_dir / "events.json").read_text()
     assert violations(vm_dir) == ""
 

@@ -30,6 +30,7 @@ from chstandin.streams import SerialPort
 from volant_core.errors import LaunchError
 from volant_core.launch import AGENT_PORT, LaunchSpec
 from volant_core.testing.kestrel import kestrel_argv
+from volant_core.testing.processes import descendants
 
 VERSION = "v54.0.0"
 IGNORE_POWER_BUTTON = "CHSTANDIN_GUEST_IGNORES_POWER_BUTTON"
@@ -37,6 +38,7 @@ IGNORE_VMM_SHUTDOWN = "CHSTANDIN_VMM_IGNORES_SHUTDOWN"
 #: Seconds kestrel gets to stop its workload after SIGTERM (a guest's shutdown), before SIGKILL.
 GUEST_SHUTDOWN_GRACE = 15.0
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 #: ``--disk image_type=`` → the API's ``ImageType``.
 IMAGE_TYPES = {"raw": "Raw", "qcow2": "Qcow2", "vhd": "FixedVhd", "vhdx": "Vhdx"}
 
@@ -181,6 +183,7 @@ class Machine:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(kestrel.pid, signal.SIGKILL)
             kestrel.wait()
+        end_guest_processes()
 
     def _console(self, kestrel: subprocess.Popen[bytes]) -> None:
         assert kestrel.stdout is not None
@@ -238,6 +241,7 @@ class Machine:
             return
         self._kestrel = None
         self.log(f"guest PID 1 exited with {kestrel.returncode}: kernel panic")
+        end_guest_processes()  # a reset (or a hung kernel) ends what ran in the guest
         if "panic=-1" in str(self.command.one("--cmdline") or "").split():
             self.reboot()
 
@@ -279,6 +283,24 @@ class Machine:
         if "socket" in serial:
             config["serial"] = {"mode": "Socket", "socket": serial["socket"]}
         return config
+
+
+def become_subreaper() -> None:
+    """Make the stand-in the parent of every orphan of its guest (kestrel's workload leads a session
+    of its own): :func:`end_guest_processes` then finds them all, as a guest reset ends them all.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_guest_processes() -> None:
+    """SIGKILL and reap every process left of the guest (the stand-in's descendants)."""
+    left = descendants(os.getpid())
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in left:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
 
 
 def _die_with_parent() -> None:

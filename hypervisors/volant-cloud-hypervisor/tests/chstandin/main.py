@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from chstandin.argv import ContractViolation, parse_argv
-from chstandin.machine import VERSION, Machine
+from chstandin.machine import VERSION, Machine, become_subreaper
 from chstandin.openapi import ApiContract
 from chstandin.rest import serve_api
 from chstandin.streams import serve_hybrid_vsock
@@ -29,6 +29,7 @@ def main(argv: Sequence[str]) -> int:
     if command.one("--kernel") is None:
         print("cloud-hypervisor stand-in: needs --kernel (it boots nothing else)", file=sys.stderr)
         return 1
+    become_subreaper()
     machine = Machine(command)
     machine.check_kernel()
     vsock = command.pairs("--vsock")
