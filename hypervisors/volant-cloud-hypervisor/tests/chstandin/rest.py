@@ -24,6 +24,10 @@ NEEDS_A_BOOTED_VM = frozenset(
 )
 
 
+class NotImplementedByStandIn(Exception):
+    """A request the contract allows that the stand-in does not act on (answered 500, not a violation)."""
+
+
 def act(machine: Machine, endpoint: str, body: Any) -> Answer:
     """What Cloud Hypervisor does for ``endpoint`` (a request already checked against the schema)."""
     with machine.lock:
@@ -94,7 +98,7 @@ def act(machine: Machine, endpoint: str, body: Any) -> Answer:
             if machine.devices.pop(str(body.get("id")), None) is None:
                 return 404, None
             return 204, None
-    raise ApiViolation(f"{endpoint}: valid, but the stand-in does not implement it", 500)
+    raise NotImplementedByStandIn(f"{endpoint}: valid, but the stand-in does not implement it")
 
 
 def serve_api(machine: Machine, contract: ApiContract) -> socketserver.BaseServer:
@@ -124,6 +128,10 @@ def serve_api(machine: Machine, contract: ApiContract) -> socketserver.BaseServe
                 machine.record_violation(str(exc))
                 machine.record_request(method, endpoint, exc.status)
                 self._send(exc.status, str(exc).encode(), "text/plain")
+                return
+            except NotImplementedByStandIn as exc:
+                machine.record_request(method, endpoint, 500)
+                self._send(500, str(exc).encode(), "text/plain")
                 return
             machine.record_request(method, endpoint, status)
             self._send(status, b"" if answer is None else json.dumps(answer).encode(), "application/json")
