@@ -21,6 +21,8 @@ from volant_core.testing.processes import default_sigint, processes_mentioning
 from volant_core.testing.waiting import eventually, free_port
 
 BOOT = 90.0
+#: What kestrel prints when the guest shuts down.
+SHUTDOWN_LINE = "kestrel: shutting down"
 
 
 @pytest.fixture
@@ -138,7 +140,10 @@ def test_a_killed_volantd_readopts_its_vms(
             assert api.send("GET", "/api/v1/vms/web/agent/v1/").status == 200
             assert api.send("POST", "/api/v1/vms/web/stop").status == 200
             assert _wait(api, "stopped")["status"] == "stopped"
-            assert _non_pings(Path(vm["runtime_dir"])) == ["PUT vm.power-button 204"]
+            vm_dir = Path(vm["runtime_dir"])
+            assert _non_pings(vm_dir) == ["PUT vm.power-button 204"]
+            # The console relay was attached again: what the guest printed at its poweroff is logged.
+            assert SHUTDOWN_LINE in (vm_dir / "console.log").read_text()
     finally:
         for pid in processes_mentioning(str(state)):
             os.kill(pid, signal.SIGKILL)

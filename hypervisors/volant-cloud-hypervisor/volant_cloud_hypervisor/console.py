@@ -27,6 +27,8 @@ RETRY_INTERVAL = 0.1
 #: How often the relay checks that it should still run (seconds).
 TICK = 0.5
 CHUNK = 65536
+#: How long a stopping relay waits for the rest of what the VMM printed (seconds).
+DRAIN_TIMEOUT = 0.5
 
 
 def rotated_path(path: Path) -> Path:
@@ -106,6 +108,8 @@ class ConsoleRelay:
                         selector.unregister(serial)
                         serial.close()
                         serial = None
+            if serial is not None:
+                self._drain(serial, users, selector)
         except OSError as exc:
             log.warning("console relay of %s ended: %s", self.serial_socket, exc)
         finally:
@@ -113,6 +117,15 @@ class ConsoleRelay:
                 sock.close()
             with contextlib.suppress(FileNotFoundError):
                 self.console_socket.unlink()
+
+    def _drain(
+        self, serial: socket.socket, users: list[socket.socket], selector: selectors.BaseSelector
+    ) -> None:
+        """Relay what the VMM printed before it ended (up to its end of file, or a short wait)."""
+        serial.settimeout(DRAIN_TIMEOUT)
+        with contextlib.suppress(OSError):
+            while self._relay_out(serial, users, selector):
+                pass
 
     def _connect_serial(self) -> socket.socket | None:
         """A connection to the VMM's serial socket, or None when it does not take one now."""
