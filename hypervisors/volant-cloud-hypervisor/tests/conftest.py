@@ -1,0 +1,127 @@
+"""Shared fixtures for the Cloud Hypervisor backend tests.
+
+The ``cloud-hypervisor`` binary cannot run on these hosts (no registry ships it, and their KVM does
+not run stock guests), so the tests use ``chstandin``, a contract-validating TEST DOUBLE of it (see
+``chstandin/__init__.py``), and the contract files copied into ``contracts/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from volant_cloud_hypervisor.instance import CloudHypervisorInstance
+from volant_cloud_hypervisor.launcher import CloudHypervisorLauncher
+from volant_cloud_hypervisor.settings import CloudHypervisorSettings
+
+from volant_core.launch import LaunchSpec
+from volant_core.manifest import encode_for_guest, parse_manifest
+from volant_core.testing.kestrel import http_server_workload
+from volant_core.testing.processes import kill_mentioning
+
+# The stand-in is a package of these tests (not of the distribution): make it importable.
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+#: What the stand-in takes for a PVH vmlinux: an ELF file (it boots nothing).
+FAKE_VMLINUX = b"\x7fELF\x02\x01\x01" + b"\0" * 1024
+
+
+def write_standin(directory: Path) -> Path:
+    """Install the stand-in as ``directory/cloud-hypervisor`` (an executable script); its path."""
+    script = directory / "cloud-hypervisor"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        '"""Cloud Hypervisor v54 stand-in: a TEST DOUBLE (see chstandin/__init__.py)."""\n'
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from chstandin.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The stand-in executable, in a directory of its own (put it on PATH to have it found)."""
+    return write_standin(tmp_path_factory.mktemp("standin-bin"))
+
+
+@pytest.fixture
+def launcher(standin: Path) -> CloudHypervisorLauncher:
+    """A launcher running the stand-in."""
+    return CloudHypervisorLauncher(CloudHypervisorSettings(binary=str(standin), console_log_max_bytes=4096))
+
+
+@pytest.fixture
+def vm_dir() -> Iterator[Path]:
+    """A short runtime directory (UNIX socket paths must stay under 108 bytes); every process whose
+    argv names it is killed afterwards, whatever the test did.
+    """
+    base = Path(tempfile.mkdtemp(prefix="vch-"))
+    try:
+        yield base / "vm"
+    finally:
+        kill_mentioning(str(base))
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Path:
+    """A file the stand-in takes for a vmlinux."""
+    path = tmp_path / "vmlinux"
+    path.write_bytes(FAKE_VMLINUX)
+    return path
+
+
+SpecFactory = Callable[..., LaunchSpec]
+
+
+@pytest.fixture
+def make_spec(kernel: Path, tmp_path: Path) -> SpecFactory:
+    """A launch spec whose guest (kestrel on the host, behind the stand-in) serves an HTTP workload:
+    ``make_spec(vm_dir, **overrides)``.
+    """
+
+    def build(vm_dir: Path, **overrides: object) -> LaunchSpec:
+        manifest = parse_manifest(
+            {
+                "name": "pyhttp",
+                "version": "1.0.0",
+                "workload": http_server_workload(tmp_path),
+                "health_check": {"endpoint": "/", "timeout_ms": 5000},
+            }
+        )
+        fields: dict[str, object] = {
+            "name": "test",
+            "vm_dir": vm_dir,
+            "cpu_cores": 1,
+            "memory_mb": 256,
+            "kernel": kernel,
+            "vsock_cid": 3,
+            "kernel_args": ("console=ttyS0", "panic=-1", f"volant.manifest={encode_for_guest(manifest)}"),
+        }
+        fields.update(overrides)
+        return LaunchSpec(**fields)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture
+def reap() -> Iterator[Callable[[CloudHypervisorInstance], CloudHypervisorInstance]]:
+    """Register an instance to kill and reap after the test."""
+    instances: list[CloudHypervisorInstance] = []
+
+    def register(instance: CloudHypervisorInstance) -> CloudHypervisorInstance:
+        instances.append(instance)
+        return instance
+
+    yield register
+    for instance in instances:
+        instance.kill()
+        instance.wait(10)

@@ -1,0 +1,1 @@
+"""Cloud Hypervisor backend for Volant."""

@@ -1,0 +1,156 @@
+"""Starting Cloud Hypervisor for a launch spec, and finding it again after a daemon restart."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from pathlib import Path
+
+from volant_cloud_hypervisor.api import api_answers
+from volant_cloud_hypervisor.binary import require_binary
+from volant_cloud_hypervisor.command import api_socket_argument, build_command
+from volant_cloud_hypervisor.instance import REAP_TIMEOUT, CloudHypervisorInstance
+from volant_cloud_hypervisor.paths import VmPaths
+from volant_cloud_hypervisor.settings import CloudHypervisorSettings
+from volant_core.context import PluginContext
+from volant_core.errors import LaunchError
+from volant_core.launch import LaunchSpec
+from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
+
+#: How long Cloud Hypervisor may take to answer on its API socket before the launch counts as failed.
+API_READY_TIMEOUT = 15.0
+#: How many bytes of each log a launch error quotes.
+LOG_TAIL_BYTES = 2000
+#: Poll interval while waiting for the API socket.
+READY_POLL_INTERVAL = 0.05
+
+
+class CloudHypervisorLauncher:
+    """Implements :class:`volant_core.launch.Launcher` with ``cloud-hypervisor``."""
+
+    def __init__(
+        self, settings: CloudHypervisorSettings | None = None, *, ready_timeout: float = API_READY_TIMEOUT
+    ) -> None:
+        """Run guests as ``settings`` say (default: from the ``VOLANT_CLOUD_HYPERVISOR_*``
+        variables; the daemon passes the plugin's validated settings); wait up to ``ready_timeout``
+        s for the API.
+        """
+        self._settings = settings or CloudHypervisorSettings.from_environment()
+        self._ready_timeout = ready_timeout
+
+    @classmethod
+    def from_context(cls, context: PluginContext) -> CloudHypervisorLauncher:
+        """The launcher of the daemon's ``cloud-hypervisor`` plugin, with its context's settings."""
+        assert isinstance(context.options, CloudHypervisorSettings)
+        return cls(context.options)
+
+    def launch(self, spec: LaunchSpec) -> CloudHypervisorInstance:
+        """Start Cloud Hypervisor in its own session and return once its API answers ``vmm.ping``.
+
+        The pidfile is written right after the spawn, so that a daemon dying before this returns
+        leaves no VMM that :meth:`adopt` cannot find. Raises :class:`LaunchError` (quoting the end of
+        the VMM's logs when it failed) and, whatever fails after the spawn, leaves no process behind.
+        """
+        binary = require_binary(self._settings.binary)
+        _check_boot_files(spec)
+        paths = VmPaths(spec.vm_dir)
+        argv = build_command(spec, binary=binary)
+        spec.vm_dir.mkdir(parents=True, exist_ok=True)
+        paths.remove_runtime_files()  # a stale socket must not look like this launch's
+        paths.event_monitor.unlink(missing_ok=True)  # events are per launch
+        try:
+            with paths.output_log.open("ab") as output:
+                log_start = output.tell()
+                popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise LaunchError(f"cannot start {binary}: {exc}") from exc
+        process = ChildProcess(popen)
+        try:
+            spawned = AdoptedProcess.attach(popen.pid)
+            if spawned is not None:  # else it already exited: the API wait reports how
+                paths.record_pid(popen.pid, spawned.start_time)
+            self._wait_for_api(process, paths, log_start)
+            return CloudHypervisorInstance(process, paths, log_cap=self._settings.console_log_max_bytes)
+        except BaseException:
+            process.kill()
+            process.wait(REAP_TIMEOUT)
+            paths.remove_runtime_files()
+            raise
+
+    def adopt(self, spec: LaunchSpec, pid: int | None) -> CloudHypervisorInstance | None:
+        """The Cloud Hypervisor ``pid`` if it still runs this VM (the backend's pidfile names it, with
+        its start time, and its argv names ``spec.vm_dir``'s API socket); its console relay and event
+        watcher are attached again. Otherwise None, after killing the process this VM's pidfile
+        names (a launch the daemon died in) and removing its sockets and pidfile.
+        """
+        paths = VmPaths(spec.vm_dir)
+        recorded = _recorded_vmm(paths)
+        if recorded is not None and pid == recorded.pid:
+            return CloudHypervisorInstance(recorded, paths, log_cap=self._settings.console_log_max_bytes)
+        if recorded is not None:
+            recorded.kill()
+            recorded.wait(REAP_TIMEOUT)
+        paths.remove_runtime_files()
+        return None
+
+    def _wait_for_api(self, process: ChildProcess, paths: VmPaths, log_start: int) -> None:
+        deadline = time.monotonic() + self._ready_timeout
+        while True:
+            status = process.wait(READY_POLL_INTERVAL)
+            if status is not None:
+                raise LaunchError(
+                    f"Cloud Hypervisor exited with status {status} while starting; "
+                    f"{_tails(paths, log_start)}",
+                    details={"exit_status": status, "log": str(paths.vmm_log)},
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LaunchError(
+                    f"Cloud Hypervisor did not answer on {paths.api_socket} within "
+                    f"{self._ready_timeout:g} s; {_tails(paths, log_start)}"
+                )
+            if paths.api_socket.exists() and api_answers(paths.api_socket, min(remaining, 2.0)):
+                return
+
+
+def _check_boot_files(spec: LaunchSpec) -> None:
+    for name, path in (("kernel", spec.kernel), ("initramfs", spec.initramfs)):
+        if path is not None and not path.is_file():
+            raise LaunchError(f"{name} {path} does not exist or is not a file", field=name)
+
+
+def _recorded_vmm(paths: VmPaths) -> AdoptedProcess | None:
+    """The live process of the VM's pidfile (same pid and start time) whose argv names the VM's API
+    socket; None when there is none.
+    """
+    recorded = paths.recorded_pid()
+    if recorded is None:
+        return None
+    process = AdoptedProcess.attach(*recorded)
+    argv = read_cmdline(recorded[0]) or []
+    if process is None or ("--api-socket", api_socket_argument(paths)) not in set(itertools.pairwise(argv)):
+        return None
+    return process
+
+
+def _tails(paths: VmPaths, start: int) -> str:
+    """The end of what this launch wrote to the VMM's output (from byte ``start``) and its log file."""
+    output = f"end of {paths.output_log}:\n{_tail(paths.output_log, start)}"
+    return f"{output}\nend of {paths.vmm_log}:\n{_tail(paths.vmm_log, 0)}"
+
+
+def _tail(path: Path, start: int) -> str:
+    try:
+        with path.open("rb") as source:
+            source.seek(max(start, source.seek(0, 2) - LOG_TAIL_BYTES))
+            data = source.read()
+    except OSError as exc:
+        return f"(cannot read: {exc})"
+    return data.decode(errors="replace").strip() or "(empty)"
