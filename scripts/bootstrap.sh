@@ -34,8 +34,8 @@ fi
 # Never let uv download an interpreter: the host's Python 3.11 is the one we test on.
 UV_PYTHON_DOWNLOADS=never uv sync --quiet --all-packages --locked
 
-# The unprivileged user volantd starts VMMs as (VOLANT_VMM_USER; `volar setup` creates it too), in
-# the kvm group where the host has one (for /dev/kvm).
+# The unprivileged user whose groups VMMs run with, each with ids of its VM's own (VOLANT_VMM_USER;
+# `volar setup` creates it too), in the kvm group where the host has one (for /dev/kvm).
 if ! getent passwd volant-vmm >/dev/null; then
     echo "bootstrap: creating the system user volant-vmm" >&2
     groups=()

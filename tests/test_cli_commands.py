@@ -133,6 +133,13 @@ def test_doctor_reports_the_vmm_confinement(tmp_path: Path) -> None:
     assert (rows["off"]["status"], rows["off"]["fix"]) == ("warn", "unset VOLANT_VMM_CGROUP")
 
 
+@pytest.mark.parametrize("value", ["2000000000", "5-3", "0-100", "2000000000-4294967295", "a-b"])
+def test_a_vmm_id_range_that_is_not_a_range_of_unused_ids_is_refused(value: str, tmp_path: Path) -> None:
+    """``VOLANT_VMM_ID_RANGE`` is FIRST-LAST, above the host's users' ids and below ``(uid_t)-1``."""
+    with pytest.raises(ValidationError, match=r"VOLANT_VMM_ID_RANGE: .*must be FIRST-LAST"):
+        load_settings({"VOLANT_VMM_ID_RANGE": value, "VOLANT_STATE_DIR": str(tmp_path)})
+
+
 @pytest.mark.parametrize("value", ["../escape", "volant/../..", "a/./b", "has space"])
 def test_a_vmm_cgroup_outside_its_hierarchy_is_refused_naming_the_setting(value: str, tmp_path: Path) -> None:
     """``VOLANT_VMM_CGROUP`` names a group below each hierarchy's root, never one above it."""

@@ -455,7 +455,7 @@ def test_setup_creates_the_vmm_user_once_and_uninstall_removes_it(
         (etc / secret).chmod(0o600)
 
     done = setup_json(volant_netns, root)["done"]
-    assert "create the system user volant-vmm (VMMs run as it)" in done
+    assert "create the system user volant-vmm (VMMs run with its groups)" in done
     entry = next(line for line in (etc / "passwd").read_text().splitlines() if line.startswith("volant-vmm:"))
     uid, gid, shell = entry.split(":")[2], entry.split(":")[3], entry.split(":")[6]
     assert int(uid) != 0 and int(gid) != 0 and shell == "/usr/sbin/nologin"

@@ -39,6 +39,13 @@ DEFAULT_MAX_METADATA_BYTES = 64 * 1024
 DEFAULT_CONFIG_HISTORY = 20
 #: Most replicas member names allow (``<deployment>-<n>`` with at most four digits).
 MAX_REPLICAS_BY_NAME = 9999
+#: The uids and gids of VMMs (``VOLANT_VMM_ID_RANGE``, docs/adr/0031-vmm-confinement.md): far above
+#: the ids of system users and people (and of the usual subordinate-id ranges), below ``(uid_t)-1``.
+DEFAULT_VMM_ID_RANGE = "2000000000-2099999999"
+#: The bounds a VMM id range must lie within: above the 16-bit ids of older systems' users, and
+#: below 4294967295 (``(uid_t)-1``, "no change" to the kernel).
+MIN_VMM_ID = 65_536
+MAX_VMM_ID = 4_294_967_294
 #: One level of a cgroup path as ``VOLANT_VMM_CGROUP`` takes it (relative to each hierarchy's root).
 _CGROUP_LEVEL = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -111,7 +118,11 @@ class Settings(BaseModel):
     artifact_deadline: float = Field(default=3600.0, gt=0)
     """Longest time (seconds) one artifact download may take in total, however steadily it trickles."""
     vmm_user: str = Field(default="volant-vmm", min_length=1)
-    """The unprivileged user VMMs run as (``root``: unconfined, logged as a warning)."""
+    """The unprivileged user whose groups VMMs run with, each with a uid and gid of its VM's own from
+    ``vmm_id_range`` (``root``: VMMs run as root, unconfined, logged as a warning)."""
+    vmm_id_range: str = DEFAULT_VMM_ID_RANGE
+    """The uids and gids VMMs get (``FIRST-LAST``), one of their own per VM: the first plus the VM's
+    vsock CID."""
     vmm_cgroup: str = "volant"
     """The cgroup (relative to each hierarchy's root) under which every VMM gets a group of its own
     with its VM's CPU and memory limits; ``off``: no limits."""
@@ -166,6 +177,12 @@ class Settings(BaseModel):
             raise ValueError("must be off, or a cgroup path such as volant or machines/volant (no . or ..)")
         return value
 
+    @field_validator("vmm_id_range")
+    @classmethod
+    def _id_range(cls, value: str) -> str:
+        first, last = parse_id_range(value)
+        return f"{first}-{last}"
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _origins(cls, value: object) -> tuple[str, ...]:
@@ -185,6 +202,11 @@ class Settings(BaseModel):
         return names
 
     @property
+    def vmm_ids(self) -> tuple[int, int]:
+        """``vmm_id_range``'s first and last id."""
+        return parse_id_range(self.vmm_id_range)
+
+    @property
     def download_dir(self) -> Path:
         """Where boot sources store verified artifacts (volantd reads them like ``artifact_dirs``)."""
         return self.cache_dir / "artifacts"
@@ -201,6 +223,21 @@ _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-
 
 #: A browser origin: scheme, host and optional port, no path.
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s]+")
+
+
+def parse_id_range(value: str) -> tuple[int, int]:
+    """The first and last id of a ``FIRST-LAST`` range of uids and gids (``VOLANT_VMM_ID_RANGE``);
+    ValueError with the expected form unless :data:`MIN_VMM_ID` <= FIRST <= LAST <= :data:`MAX_VMM_ID`.
+    """
+    first, sep, last = value.partition("-")
+    if sep and first.strip().isdigit() and last.strip().isdigit():
+        bounds = int(first), int(last)
+        if MIN_VMM_ID <= bounds[0] <= bounds[1] <= MAX_VMM_ID:
+            return bounds
+    raise ValueError(
+        f"must be FIRST-LAST with {MIN_VMM_ID} <= FIRST <= LAST <= {MAX_VMM_ID} (above the ids of the "
+        f"host's system users and people), e.g. {DEFAULT_VMM_ID_RANGE}"
+    )
 
 
 def _comma_list(value: object) -> list[object]:
@@ -271,6 +308,7 @@ ENVIRONMENT = {
     "VOLANT_CONFIG_HISTORY": "config_history",
     "VOLANT_ARTIFACT_DEADLINE": "artifact_deadline",
     "VOLANT_VMM_USER": "vmm_user",
+    "VOLANT_VMM_ID_RANGE": "vmm_id_range",
     "VOLANT_VMM_CGROUP": "vmm_cgroup",
     "VOLANT_VMM_MEMORY_OVERHEAD_MB": "vmm_memory_overhead_mb",
 }

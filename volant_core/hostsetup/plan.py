@@ -127,13 +127,14 @@ class Planner:
         )
 
     def _vmm_user(self) -> None:
-        """The user VMMs run as, on a root that has users (``--root`` of a staging tree may not)."""
+        """The user whose groups VMMs run with, on a root that has users (``--root`` of a staging tree
+        may not)."""
         root = self.options.root
         if not (root / "etc/passwd").is_file() or users.user_exists(root):
             return
         self.steps.append(
             Step(
-                f"create the system user {users.VMM_USER} (VMMs run as it)",
+                f"create the system user {users.VMM_USER} (VMMs run with its groups)",
                 partial(users.create_user, root),
                 Change("user", users.VMM_USER),
             )

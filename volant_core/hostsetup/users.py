@@ -1,4 +1,5 @@
-"""The system user VMMs run as (``VOLANT_VMM_USER``, default ``volant-vmm``): made and removed with
+"""The system user whose groups VMMs run with (``VOLANT_VMM_USER``, default ``volant-vmm``; each
+VMM has ids of its VM's own, :mod:`volant_core.vmm_confinement`): made and removed with
 ``useradd`` / ``userdel``, under ``--root`` through their ``--prefix``.
 """
 

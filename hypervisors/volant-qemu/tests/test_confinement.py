@@ -1,5 +1,5 @@
-"""QEMU runs confined: as the unprivileged VMM user, under its seccomp sandbox, in a cgroup of its
-own whose limits come from the VM's resources (docs/security.md, "VMM confinement").
+"""QEMU runs confined: as an unprivileged identity of its VM's own, under its seccomp sandbox, in a
+cgroup of its own whose limits come from the VM's resources (docs/security.md, "VMM confinement").
 
 The checks read what the kernel reports about the running QEMU (``/proc/PID/status``,
 ``/proc/PID/cgroup`` and the group's limit files), not what Volant meant to set.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from volant_qemu.paths import VmPaths
 from volant_core.cgroups import hierarchies
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
+from volant_core.settings import DEFAULT_VMM_ID_RANGE, parse_id_range
 from volant_core.vmm_confinement import VmmConfinement
 
 Reap = Callable[[QemuInstance], QemuInstance]
@@ -86,6 +88,40 @@ def _limits(pid: int) -> dict[str, str]:
     return limits
 
 
+def _intrude_as(status: dict[str, str], paths: VmPaths) -> str:
+    """What a child process running with the uid, gid and groups ``status`` (a running VMM's
+    ``/proc/PID/status``) shows gets when it lists the directory of the VM of ``paths`` and
+    connects to its QMP socket: ``ok`` or the error's name, for each. (A fork rather than an
+    interpreter started as that user: the test's interpreter may lie where it cannot reach.)"""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe and exits at once
+        outcome = "error"
+        try:
+            os.setgroups([int(g) for g in status["Groups"].split()])
+            os.setgid(int(status["Gid"].split()[0]))
+            os.setuid(int(status["Uid"].split()[0]))
+            outcomes = []
+            for attempt in (
+                lambda: os.listdir(paths.vm_dir),
+                lambda: socket.socket(socket.AF_UNIX).connect(str(paths.qmp_socket)),
+            ):
+                try:
+                    attempt()
+                    outcomes.append("ok")
+                except OSError as err:
+                    outcomes.append(type(err).__name__)
+            outcome = " ".join(outcomes)
+        finally:
+            os.write(writer, outcome.encode())
+            os._exit(0)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as answer:
+        result = answer.read().decode()
+    os.waitpid(child, 0)
+    return result
+
+
 @pytest.mark.e2e
 @pytest.mark.usefixtures("qemu_binary", "tcg")
 def test_qemu_runs_unprivileged_sandboxed_and_limited(
@@ -96,8 +132,12 @@ def test_qemu_runs_unprivileged_sandboxed_and_limited(
     instance = reap(launcher.launch(spec))
 
     status = _status(instance.pid)
-    assert status["Uid"].split() == [str(vmm_user.pw_uid)] * 4
-    assert status["Gid"].split() == [str(vmm_user.pw_gid)] * 4
+    own_id = str(
+        parse_id_range(DEFAULT_VMM_ID_RANGE)[0] + spec.vsock_cid
+    )  # the VM's own ids, not volant-vmm's
+    assert status["Uid"].split() == [own_id] * 4
+    assert status["Gid"].split() == [own_id] * 4
+    assert str(vmm_user.pw_gid) in status["Groups"].split()  # to pass the state directory
     assert status["CapEff"] == "0000000000000000"
     assert status["Seccomp"] == "2"
     limits = _limits(instance.pid)
@@ -105,11 +145,23 @@ def test_qemu_runs_unprivileged_sandboxed_and_limited(
     assert limits["memory"] == str((256 + OVERHEAD_MB) * 1024 * 1024)
     assert all(cgroup_parent in limits[f"{c}-group"] for c in ("cpu", "memory"))
     vm_dir = spec.vm_dir.stat()  # root's: QEMU adds its sockets, cannot replace the daemon's files
-    assert (vm_dir.st_uid, vm_dir.st_gid, oct(vm_dir.st_mode & 0o7777)) == (0, vmm_user.pw_gid, "0o1770")
+    assert (vm_dir.st_uid, vm_dir.st_gid, oct(vm_dir.st_mode & 0o7777)) == (0, int(own_id), "0o1770")
     with instance.qmp() as qmp:  # moved into its group, then let run
         assert qmp.execute("query-status")["status"] == "running"
     assert instance.agent_channel is not None
     assert instance.agent_channel.connect(60).close() is None
+
+    other_spec = {"name": "other", "vm_dir": spec.vm_dir.with_name("other"), "vsock_cid": 4}
+    other = reap(launcher.launch(LaunchSpec(**{**spec.__dict__, **other_spec})))  # killed once checked
+    other_status = _status(other.pid)
+    assert other_status["Uid"].split()[0] not in {"0", str(vmm_user.pw_uid), status["Uid"].split()[0]}
+    assert other_status["Gid"].split()[0] not in {"0", str(vmm_user.pw_gid), status["Gid"].split()[0]}
+    other_dir = other.paths.vm_dir.stat()  # its own group only
+    assert (other_dir.st_uid, other_dir.st_gid) == (0, int(other_status["Gid"].split()[0]))
+    as_first = _intrude_as(status, instance.paths)  # a VMM reaches its own VM's directory and socket...
+    as_first_on_other = _intrude_as(status, other.paths)  # ...and no other VM's
+    assert (as_first, as_first_on_other) == ("ok ok", "PermissionError PermissionError")
+    other.kill()
 
     instance.stop(10)
     assert not any(Path(limits[f"{c}-group"]).exists() for c in ("cpu", "memory"))
@@ -123,6 +175,29 @@ def test_a_missing_vmm_user_refuses_the_launch_with_the_fix(
     with pytest.raises(LaunchError, match=r"VOLANT_VMM_USER.*volar setup"):
         launcher.launch(guest_spec)
     assert not (guest_spec.vm_dir / "qemu.pid").exists()
+    assert not any((h.mount / cgroup_parent).exists() for h in hierarchies().values())
+
+
+@pytest.mark.parametrize(
+    ("id_range", "refusal"),
+    [
+        (
+            (65_531, 65_533),
+            r"VOLANT_VMM_ID_RANGE: .*vsock CID 3 would run as id 65534, past the range 65531-65533",
+        ),
+        ((65_531, 65_540), r"VOLANT_VMM_ID_RANGE: id 65534, a VMM's own, is the user nobody's"),
+    ],
+)
+@pytest.mark.usefixtures("qemu_binary", "tcg", "vmm_user")
+def test_a_vm_id_past_the_range_or_of_a_host_account_refuses_the_launch(
+    guest_spec: LaunchSpec, cgroup_parent: str, id_range: tuple[int, int], refusal: str
+) -> None:
+    """A VM's own id (the range's first plus its vsock CID, 3) must lie in the range and belong to
+    no user or group of the host (65534 is ``nobody``'s): the VMM would get what that account owns."""
+    confinement = VmmConfinement(VMM_USER, cgroup_parent, OVERHEAD_MB, id_range=id_range)
+    with pytest.raises(LaunchError, match=refusal):
+        QemuLauncher(confinement=confinement).launch(guest_spec)
+    assert not guest_spec.vm_dir.exists()
     assert not any((h.mount / cgroup_parent).exists() for h in hierarchies().values())
 
 
@@ -142,7 +217,7 @@ def test_the_daemon_never_writes_through_a_link_a_vmm_left(
     for name in ("qemu.spawn.partial", "console.log.1.partial"):
         (vm_dir / name).symlink_to(victim)
     (vm_dir / "boot").symlink_to(outside)
-    identity = VmmConfinement(VMM_USER, "off", 0).identity()
+    identity = VmmConfinement(VMM_USER, "off", 0).identity(3)
     assert identity is not None
 
     handover = prepare_handover(make_spec(vm_dir, kernel), identity, None)

@@ -1,4 +1,4 @@
-"""Handing a VM's files to a QEMU that runs as the unprivileged VMM user.
+"""Handing a VM's files to a QEMU that runs unprivileged, with ids of its VM's own.
 
 QEMU may create its sockets and pidfile in the VM's directory and open the files of its VM there
 (:func:`volant_core.vmm_confinement.hand_over`); the kernel and initramfs, when they live elsewhere

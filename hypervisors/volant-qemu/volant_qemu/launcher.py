@@ -71,7 +71,7 @@ class QemuLauncher:
         _check_boot_files(spec)
         paths = VmPaths(spec.vm_dir)
         paths.check_socket_lengths()
-        identity = self._confinement.identity()
+        identity = self._confinement.identity(spec.vsock_cid)
         spec.vm_dir.mkdir(parents=True, exist_ok=True)
         accel = choose_accelerator(spec, binary=binary, setting=self._settings.accel)
         rotate_if_over(paths.console_log, self._settings.console_log_max_bytes)
