@@ -127,4 +127,12 @@ def test_the_validate_route_answers_what_create_would(daemon: RunningDaemon) -> 
     assert bad.status == 422 and "snd_hda_intel" in bad.json()["error"]["message"]
     typo = daemon.request("POST", "/api/v1/vfio/devices/validate", {"device": {}})
     assert typo.status == 422
+    as_text = daemon.request(
+        "POST", "/api/v1/vfio/devices/validate", raw=b"{}", headers={"Content-Type": "text/plain"}
+    )
+    assert as_text.status == 415  # a web page cannot post to it either
+    documented = daemon.request("GET", "/openapi").json()["paths"]
+    assert {"/api/v1/vfio/devices", "/api/v1/vfio/devices/validate", "/api/v1/vfio/devices/{address}"} <= set(
+        documented
+    )
     assert daemon.request("GET", "/api/v1/vfio/devices/0000:09:00.0").status == 404

@@ -14,13 +14,12 @@ for nobody, past every claim): devices are bound only for the boot of the VM tha
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Literal
 
 import falcon
-from pydantic import BaseModel, ConfigDict
-from pydantic import ValidationError as PydanticValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from volant_core.sdk import Devices, NotFoundError, RouteDescriptor, ValidationError
+from volant_core.sdk import Devices, NotFoundError, RouteDescriptor, operation, parse_body
 
 from .driver import VfioDriver
 from .sysfs import BDF
@@ -29,22 +28,41 @@ PREFIX = "/api/v1/vfio/devices"
 TAGS = ("vfio",)
 
 
-class _ValidateBody(BaseModel):
+class DeviceState(BaseModel):
+    """One host PCI device as the plugin sees it."""
+
+    address: str = Field(description="PCI address (0000:01:00.0)")
+    present: bool = Field(description="whether the host has it")
+    allowed: bool = Field(description="whether VOLANT_VFIO_ALLOWED_DEVICES lists it")
+    vendor: str | None = Field(None, description="vendor ID (8086), when present")
+    device: str | None = Field(None, description="device ID (10fb), when present")
+    driver: str | None = Field(None, description="the driver it is bound to (None: unbound)")
+    iommu_group: int | None = Field(None, description="its IOMMU group (None: no IOMMU)")
+    vm: str | None = Field(None, description="the VM holding it, if any")
+
+
+class ValidateBody(BaseModel):
+    """What ``POST /api/v1/vfio/devices/validate`` checks."""
+
     model_config = ConfigDict(extra="forbid")
-    devices: Devices
-    vm: str = ""
+    devices: Devices = Field(description="the devices, as a VM's configuration gives them")
+    vm: str = Field("", description="the VM that would hold them (its own claims are no conflict)")
+
+
+class Valid(BaseModel):
+    """The devices passed every check."""
+
+    valid: Literal[True]
 
 
 class _Resource:
     def __init__(self, driver: Callable[[], VfioDriver]) -> None:
         self._driver = driver
 
-    def _describe(self, driver: VfioDriver, address: str) -> dict[str, Any]:
+    def _describe(self, driver: VfioDriver, address: str) -> dict[str, object]:
         present = driver.sysfs.exists(address)
         held = driver.claims.holder(address)
-        described: dict[str, Any] = (
-            driver.sysfs.describe(address).to_dict() if present else {"address": address}
-        )
+        described = driver.sysfs.describe(address).to_dict() if present else {"address": address}
         return {
             **described,
             "present": present,
@@ -56,8 +74,9 @@ class _Resource:
 class DeviceList(_Resource):
     """``GET /api/v1/vfio/devices``."""
 
+    @operation(response=list[DeviceState], errors=(503,))
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """The allowlisted devices, by address."""
+        """The devices VOLANT_VFIO_ALLOWED_DEVICES lists, by address, with their driver and holder."""
         driver = self._driver()
         resp.media = [self._describe(driver, address) for address in sorted(driver.allowed)]
 
@@ -65,8 +84,9 @@ class DeviceList(_Resource):
 class DeviceItem(_Resource):
     """``GET /api/v1/vfio/devices/{address}``."""
 
+    @operation(response=DeviceState, errors=(404, 503))
     def on_get(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
-        """One device; 404 when the host has none at ``address``."""
+        """One PCI device of the host; 404 when it has none at ``address``."""
         driver = self._driver()
         if not BDF.fullmatch(address) or not driver.sysfs.exists(address):
             raise NotFoundError(f"this host has no PCI device {address!r} (addresses look like 0000:01:00.0)")
@@ -76,12 +96,10 @@ class DeviceItem(_Resource):
 class DeviceValidation(_Resource):
     """``POST /api/v1/vfio/devices/validate``."""
 
+    @operation(body=ValidateBody, response=Valid, errors=(409, 503))
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """200 ``{"valid": true}`` when a VM could be given ``devices``; else the refusal."""
-        try:
-            body = _ValidateBody.model_validate(req.get_media())
-        except PydanticValidationError as err:
-            raise ValidationError.from_pydantic(err) from None
+        """Whether a VM could be given ``devices``: 200, or the refusal a create would meet."""
+        body = parse_body(req, ValidateBody)
         self._driver().check(body.vm, body.devices)
         resp.media = {"valid": True}
 
