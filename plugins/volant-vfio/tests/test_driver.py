@@ -32,6 +32,7 @@ from volant_core.sdk import (
     PluginContext,
     PluginError,
     ValidationError,
+    VMStatus,
     VMView,
 )
 from volant_core.testing.contracts import DeviceDriverContract, make_vm_view
@@ -246,3 +247,28 @@ def test_sysfs_writes_never_create_files(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         sysfs.write(tmp_path / "bind", "0000:01:00.0")
     assert not (tmp_path / "bind").exists()
+
+
+def test_at_daemon_start_devices_of_vms_that_hold_none_any_more_are_given_back(
+    tmp_path: Path, sysfs_tree: SysfsTree, vfio_context: MakeContext
+) -> None:
+    """A VM deleted or stopped while no daemon ran still had its claim: the next daemon gives the
+    device back; a running VM keeps its own.
+    """
+    context = vfio_context(tmp_path / "state", sysfs_tree, ALLOWED)
+    driver = VfioDriver(context)
+    running = make_vm_view("running", tmp_path / "run", status=VMStatus.RUNNING)
+    gone = make_vm_view("gone", tmp_path / "run")
+    stopped = make_vm_view("stopped", tmp_path / "run", status=VMStatus.STOPPED)
+    driver.attach(running, Devices(pci_passthrough=[NIC]))
+    driver.attach(gone, Devices(pci_passthrough=[GPU, GPU_AUDIO]))
+    driver.attach(stopped, Devices(pci_passthrough=[SPARE]))
+    try:
+        plugin.volant_daemon_started([running, stopped], context)
+    finally:
+        plugin.volant_daemon_stopping()
+    assert [claim.vm for claim in driver.claims.all()] == ["running"]
+    assert sysfs_tree.driver_link(NIC) == "../../drivers/vfio-pci"
+    assert sysfs_tree.driver_link(GPU) == "../../drivers/nouveau"
+    assert sysfs_tree.driver_link(GPU_AUDIO) == "../../drivers/snd_hda_intel"
+    assert sysfs_tree.driver_link(SPARE) is None
