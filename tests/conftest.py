@@ -70,6 +70,15 @@ def leased_ip_mode() -> LeasedIpMode:
 
 
 @pytest.fixture
+def without_vfio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daemons started in the test load no ``vfio`` plugin (``VOLANT_DISABLE_PLUGINS``), as on a host
+    without volant-vfio (the workspace installs it). Use it with ``pytest.mark.usefixtures``, which
+    sets it up before the daemon fixtures.
+    """
+    monkeypatch.setenv("VOLANT_DISABLE_PLUGINS", "vfio")
+
+
+@pytest.fixture
 def host_api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
     """A daemon on the test-host-process backend (fast reconcile and stop) with ``hello-host`` installed."""
     with host_process_daemon(reconcile_interval=0.5, stop_timeout=5) as daemon:

@@ -42,6 +42,9 @@ from volant_lifecycle_example import plugin as example
 from volant_core.context import PluginContext
 from volant_core.settings import load_settings
 
+#: The example plugin is the PCI device driver here, not volant-vfio.
+pytestmark = pytest.mark.usefixtures("without_vfio")
+
 PLUGIN = "lifecycle-example"
 #: The test hypervisor: capabilities for devices and the seed disk.
 HYPERVISOR = "test-host-process-capable"

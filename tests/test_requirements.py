@@ -12,6 +12,9 @@ import pytest
 
 from volant_core.testing.daemon import RunningDaemon
 
+#: No device driver installed: the `devices` refusals name volant-vfio.
+pytestmark = pytest.mark.usefixtures("without_vfio")
+
 
 def _refusal(answer: Any) -> tuple[str, str]:
     error = answer.json()["error"]

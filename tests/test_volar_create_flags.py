@@ -17,6 +17,9 @@ from volant_core.testing.cli import run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 
+#: No device driver installed: --device is refused naming volant-vfio.
+pytestmark = pytest.mark.usefixtures("without_vfio")
+
 
 def _config(api: RunningDaemon, name: str) -> dict:
     return api.request("GET", f"/api/v1/vms/{name}/config").json()["config"]

@@ -6,6 +6,8 @@ keeps its name and meaning within a minor series.
 """
 
 from volant_core import hookimpl, hostnet
+from volant_core.api.bodies import parse_body
+from volant_core.api.openapi.operations import operation
 from volant_core.channels import SerialLaneChannel, TcpChannel, UnixSocketChannel
 from volant_core.cli.client import ApiClient
 from volant_core.cli.context import pass_client
@@ -106,6 +108,8 @@ __all__ = [
     "call_with_context",
     "hookimpl",
     "hostnet",
+    "operation",
+    "parse_body",
     "pass_client",
     "read_cmdline",
     "tap_name",

@@ -1,0 +1,1 @@
+"""volant-vfio: passes allowlisted host PCI devices through to Volant VMs with vfio-pci."""
