@@ -6,8 +6,6 @@ has no escape for a comma inside a value: a path or name holding one is refused,
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from volant_cloud_hypervisor.paths import VmPaths
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
@@ -16,8 +14,6 @@ from volant_core.launch import LaunchSpec
 SECCOMP = "true"
 #: Image formats the backend passes on as ``image_type=`` (never probed by the VMM).
 IMAGE_TYPES = frozenset({"raw", "qcow2"})
-#: Sysfs directory of host PCI devices (``--device path=<this>/<BDF>/``).
-PCI_DEVICES = Path("/sys/bus/pci/devices")
 
 
 def build_command(spec: LaunchSpec, *, binary: str) -> list[str]:
@@ -48,8 +44,7 @@ def build_command(spec: LaunchSpec, *, binary: str) -> list[str]:
     cmd += _net_args(spec)
     cmd += ["--vsock", f"cid={spec.vsock_cid},socket={_value(paths.vsock_socket, 'vm_dir')}"]
     for index, pci in enumerate(spec.pci_devices):
-        device = PCI_DEVICES / pci.address
-        cmd += ["--device", f"path={_value(device, f'pci_devices[{index}]')}/"]
+        cmd += ["--device", f"path={_value(pci.sysfs_path, f'pci_devices[{index}]')}/"]
     cmd += [
         "--serial", f"socket={_value(paths.serial_socket, 'vm_dir')}",
         "--console", "off",
