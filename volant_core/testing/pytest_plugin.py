@@ -23,6 +23,9 @@ Enabled automatically through the ``pytest11`` entry point. Fixtures:
   the test when processes, threads or links other than ``lo`` were left in it. Needs
   root and pyroute2 (``pip install 'volant-core[testing]'``).
 
+* ``volant_reap``: ``instance = volant_reap(launcher.launch(spec))`` registers a hypervisor
+  instance to kill and reap at teardown (a backend's own launch tests).
+
 Module fixtures that boot guests call :func:`require_qemu` first.
 """
 
@@ -34,17 +37,21 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from volant_core.guest import GuestArtifacts, ensure_guest
+from volant_core.launch import Instance
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.kestrel import KestrelHost, kestrel_host
 
 if TYPE_CHECKING:
     from volant_core.testing.netns import NetworkNamespace
+
+#: A hypervisor's own instance type (what ``volant_reap`` hands back as it was given).
+InstanceT = TypeVar("InstanceT", bound=Instance)
 
 #: Environment variable naming a directory to keep built guest images between test sessions.
 CACHE_ENV = "VOLANT_TEST_CACHE"
@@ -54,6 +61,34 @@ def require_qemu() -> None:
     """Skip the calling test or fixture when QEMU is not installed, saying how to install it."""
     if shutil.which("qemu-system-x86_64") is None:
         pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+
+
+class Reaper:
+    """Instances a test launched, killed and reaped when it ends: ``volant_reap(instance)`` returns
+    ``instance``, so a launch reads ``instance = volant_reap(launcher.launch(spec))``.
+    """
+
+    def __init__(self) -> None:
+        self._instances: list[Instance] = []
+
+    def __call__(self, instance: InstanceT) -> InstanceT:
+        """Register ``instance``; return it."""
+        self._instances.append(instance)
+        return instance
+
+    def reap_all(self, grace: float = 10) -> None:
+        """Kill every registered instance and wait up to ``grace`` seconds for each to exit."""
+        for instance in self._instances:
+            instance.kill()
+            instance.wait(grace)
+
+
+@pytest.fixture
+def volant_reap() -> Iterator[Reaper]:
+    """A :class:`Reaper`: the instances registered with it are killed and reaped at teardown."""
+    reaper = Reaper()
+    yield reaper
+    reaper.reap_all()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from volant_cloud_hypervisor.instance import CloudHypervisorInstance
 from volant_cloud_hypervisor.launcher import CloudHypervisorLauncher
 from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 
@@ -110,18 +109,3 @@ def make_spec(kernel: Path, tmp_path: Path) -> SpecFactory:
         return LaunchSpec(**fields)  # type: ignore[arg-type]
 
     return build
-
-
-@pytest.fixture
-def reap() -> Iterator[Callable[[CloudHypervisorInstance], CloudHypervisorInstance]]:
-    """Register an instance to kill and reap after the test."""
-    instances: list[CloudHypervisorInstance] = []
-
-    def register(instance: CloudHypervisorInstance) -> CloudHypervisorInstance:
-        instances.append(instance)
-        return instance
-
-    yield register
-    for instance in instances:
-        instance.kill()
-        instance.wait(10)

@@ -19,9 +19,9 @@ Reap = Callable[[CloudHypervisorInstance], CloudHypervisorInstance]
 
 @pytest.fixture
 def api(
-    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, reap: Reap
+    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, volant_reap: Reap
 ) -> CloudHypervisorApi:
-    instance = reap(launcher.launch(make_spec(vm_dir)))
+    instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     return instance.api()
 
 

@@ -55,9 +55,9 @@ class TestCloudHypervisorOnTheStandIn(HypervisorContract):
 
 
 def test_the_agent_answers_over_hybrid_vsock_with_lanes(
-    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, reap: Reap
+    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, volant_reap: Reap
 ) -> None:
-    instance = reap(launcher.launch(make_spec(vm_dir)))
+    instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     _healthy(instance)
     channel = instance.agent_channel
     assert isinstance(channel, HybridVsockChannel) and channel.lanes == AGENT_LANES
@@ -74,9 +74,9 @@ def test_the_agent_answers_over_hybrid_vsock_with_lanes(
 
 
 def test_stop_presses_the_power_button_and_the_guest_powers_off(
-    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, reap: Reap
+    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, volant_reap: Reap
 ) -> None:
-    instance = reap(launcher.launch(make_spec(vm_dir)))
+    instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     _healthy(instance)
     assert instance.stop(30) == 0
     assert [line for line in requests_seen(vm_dir) if "ping" not in line] == ["PUT vm.power-button 204"]
@@ -87,11 +87,11 @@ def test_a_guest_ignoring_the_power_button_gets_vmm_shutdown(
     launcher: CloudHypervisorLauncher,
     vm_dir: Path,
     make_spec: SpecFactory,
-    reap: Reap,
+    volant_reap: Reap,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CHSTANDIN_GUEST_IGNORES_POWER_BUTTON", "1")
-    instance = reap(launcher.launch(make_spec(vm_dir)))
+    instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     assert instance.stop(0.5) == 0
     assert [line for line in requests_seen(vm_dir) if "ping" not in line] == [
         "PUT vm.power-button 204",
@@ -103,12 +103,12 @@ def test_a_hung_vmm_is_killed_last(
     launcher: CloudHypervisorLauncher,
     vm_dir: Path,
     make_spec: SpecFactory,
-    reap: Reap,
+    volant_reap: Reap,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CHSTANDIN_GUEST_IGNORES_POWER_BUTTON", "1")
     monkeypatch.setenv("CHSTANDIN_VMM_IGNORES_SHUTDOWN", "1")
-    instance = reap(launcher.launch(make_spec(vm_dir)))
+    instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     assert instance.stop(0.5) == -signal.SIGKILL
     assert [line for line in requests_seen(vm_dir) if "ping" not in line] == [
         "PUT vm.power-button 204",
@@ -118,12 +118,12 @@ def test_a_hung_vmm_is_killed_last(
 
 
 def test_a_guest_reboot_is_a_crash(
-    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, reap: Reap
+    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, volant_reap: Reap
 ) -> None:
     """The guest's PID 1 dies: its kernel panics and, with ``panic=-1``, resets in the same VMM; the
     event monitor says so and the instance ends the VMM, reporting a crash.
     """
-    instance = reap(launcher.launch(make_spec(vm_dir)))
+    instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     _healthy(instance)
     (kestrel,) = processes_mentioning(str(vm_dir / "chstandin-kestrel.sock"))
     os.kill(kestrel, signal.SIGKILL)
@@ -132,9 +132,9 @@ def test_a_guest_reboot_is_a_crash(
 
 
 def test_the_console_is_relayed_to_a_log_and_a_socket(
-    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, reap: Reap
+    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, volant_reap: Reap
 ) -> None:
-    instance = reap(launcher.launch(make_spec(vm_dir)))
+    instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     _healthy(instance)
     paths = VmPaths(vm_dir)
     eventually(
@@ -154,10 +154,10 @@ def test_the_console_is_relayed_to_a_log_and_a_socket(
 
 
 def test_a_new_launcher_adopts_and_a_dead_daemons_launch_is_cleaned_up(
-    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, reap: Reap
+    launcher: CloudHypervisorLauncher, vm_dir: Path, make_spec: SpecFactory, volant_reap: Reap
 ) -> None:
     spec = make_spec(vm_dir)
-    instance = reap(launcher.launch(spec))
+    instance = volant_reap(launcher.launch(spec))
     adopted = CloudHypervisorLauncher(launcher._settings).adopt(spec, instance.pid)
     assert adopted is not None and adopted.pid == instance.pid
     # A daemon that died inside launch() never stored the pid: adopt(spec, None) ends that VMM.

@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from volant_core.errors import LaunchError
-
-#: Longest path ``bind()`` accepts for a UNIX socket on Linux (``sun_path`` is 108 bytes, NUL included).
-MAX_SOCKET_PATH = 107
+from volant_core.launch import MAX_SOCKET_PATH
 
 
 @dataclass(frozen=True)

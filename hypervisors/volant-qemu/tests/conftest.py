@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from volant_qemu.binary import find_binary
-from volant_qemu.instance import QemuInstance
 
 from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts
 from volant_core.launch import LaunchSpec
@@ -41,21 +40,6 @@ def vm_dir() -> Iterator[Path]:
     finally:
         kill_mentioning(str(base))
         shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def reap() -> Iterator[Callable[[QemuInstance], QemuInstance]]:
-    """Register an instance to kill and reap after the test: ``instance = reap(launcher.launch(spec))``."""
-    instances: list[QemuInstance] = []
-
-    def register(instance: QemuInstance) -> QemuInstance:
-        instances.append(instance)
-        return instance
-
-    yield register
-    for instance in instances:
-        instance.kill()
-        instance.wait(10)
 
 
 @pytest.fixture

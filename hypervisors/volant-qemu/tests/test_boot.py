@@ -27,9 +27,9 @@ BOOT_TIMEOUT = 90.0
 STOP_TIMEOUT = 60.0
 
 
-def boot_healthy(spec: LaunchSpec, reap: Reap) -> tuple[QemuInstance, dict[str, object]]:
+def boot_healthy(spec: LaunchSpec, volant_reap: Reap) -> tuple[QemuInstance, dict[str, object]]:
     """Launch ``spec`` and wait until kestrel answers healthy; return the instance and the health body."""
-    instance = reap(QemuLauncher().launch(spec))
+    instance = volant_reap(QemuLauncher().launch(spec))
     client = AgentClient(instance.agent_channel)
     try:
         health = client.wait_healthy(BOOT_TIMEOUT, alive=instance.alive)
@@ -60,11 +60,11 @@ class TestQemuHonoursTheHypervisorContract(HypervisorContract):
         return make_spec(vm_dir, garbage_kernel)
 
 
-def test_qemu_specifics_of_a_boot_and_poweroff(guest_spec: LaunchSpec, reap: Reap) -> None:
+def test_qemu_specifics_of_a_boot_and_poweroff(guest_spec: LaunchSpec, volant_reap: Reap) -> None:
     """What the contract does not cover: the manifest reached kestrel, QEMU's files are removed after a
     clean poweroff (logs kept), and a second QEMU for the same VM cannot take its pidfile lock.
     """
-    instance, health = boot_healthy(guest_spec, reap)
+    instance, health = boot_healthy(guest_spec, volant_reap)
     assert health["status"] == "ok"
     assert instance.accelerator in ("kvm", "tcg")
 

@@ -125,11 +125,11 @@ def _intrude_as(status: dict[str, str], paths: VmPaths) -> str:
 @pytest.mark.e2e
 @pytest.mark.usefixtures("qemu_binary", "tcg")
 def test_qemu_runs_unprivileged_sandboxed_and_limited(
-    cgroup_parent: str, guest_spec: LaunchSpec, reap: Reap, vmm_user: pwd.struct_passwd
+    cgroup_parent: str, guest_spec: LaunchSpec, volant_reap: Reap, vmm_user: pwd.struct_passwd
 ) -> None:
     spec = LaunchSpec(**{**guest_spec.__dict__, "name": "confined", "cpu_cores": 2})
     launcher = QemuLauncher(confinement=VmmConfinement(VMM_USER, cgroup_parent, OVERHEAD_MB))
-    instance = reap(launcher.launch(spec))
+    instance = volant_reap(launcher.launch(spec))
 
     status = _status(instance.pid)
     own_id = str(
@@ -152,7 +152,7 @@ def test_qemu_runs_unprivileged_sandboxed_and_limited(
     assert instance.agent_channel.connect(60).close() is None
 
     other_spec = {"name": "other", "vm_dir": spec.vm_dir.with_name("other"), "vsock_cid": 4}
-    other = reap(launcher.launch(LaunchSpec(**{**spec.__dict__, **other_spec})))  # killed once checked
+    other = volant_reap(launcher.launch(LaunchSpec(**{**spec.__dict__, **other_spec})))  # killed once checked
     other_status = _status(other.pid)
     assert other_status["Uid"].split()[0] not in {"0", str(vmm_user.pw_uid), status["Uid"].split()[0]}
     assert other_status["Gid"].split()[0] not in {"0", str(vmm_user.pw_gid), status["Gid"].split()[0]}

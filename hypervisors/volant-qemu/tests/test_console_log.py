@@ -28,18 +28,18 @@ SMALL_CAP = 4096
 FLOOD, LAST_LINE = b"seq 1 5000\n", b"5000"
 
 
-def test_a_restart_keeps_the_previous_boots_output(guest_spec: LaunchSpec, reap: Reap) -> None:
+def test_a_restart_keeps_the_previous_boots_output(guest_spec: LaunchSpec, volant_reap: Reap) -> None:
     launcher = QemuLauncher(QemuSettings(accel="tcg"))
     log = VmPaths(guest_spec.vm_dir).console_log
-    first = reap(launcher.launch(guest_spec))
+    first = volant_reap(launcher.launch(guest_spec))
     eventually(lambda: READY in log.read_bytes(), "the first boot to be ready", timeout=120)
     first.kill()
     assert first.wait(10) is not None
-    reap(launcher.launch(guest_spec))
+    volant_reap(launcher.launch(guest_spec))
     eventually(lambda: log.read_bytes().count(READY) == 2, "both boots in the console log", timeout=120)
 
 
-def test_the_log_is_rotated_at_its_cap(guest_spec: LaunchSpec, reap: Reap) -> None:
+def test_the_log_is_rotated_at_its_cap(guest_spec: LaunchSpec, volant_reap: Reap) -> None:
     log = VmPaths(guest_spec.vm_dir).console_log
     rotated = rotated_path(log)
     guest_spec.vm_dir.mkdir(parents=True)
@@ -47,7 +47,7 @@ def test_the_log_is_rotated_at_its_cap(guest_spec: LaunchSpec, reap: Reap) -> No
     log.write_bytes(previous)
 
     launcher = QemuLauncher(QemuSettings(accel="tcg", console_log_max_bytes=SMALL_CAP))
-    reap(launcher.launch(guest_spec))
+    volant_reap(launcher.launch(guest_spec))
     assert rotated.read_bytes() == previous, "an oversized log is rotated before QEMU starts"
     assert not log.read_bytes().startswith(previous[:100])
 

@@ -82,12 +82,12 @@ def test_streams_held_open_never_take_the_lane_kept_for_health_probes(kestrel: K
 @pytest.mark.e2e
 @pytest.mark.usefixtures("qemu_binary")
 def test_vm_started_with_fewer_lanes_works_after_adoption(
-    guest_spec: LaunchSpec, reap: Reap, monkeypatch: pytest.MonkeyPatch
+    guest_spec: LaunchSpec, volant_reap: Reap, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A QEMU started by an older Volant, with the single port it used to get.
     with monkeypatch.context() as older:
         older.setattr(volant_qemu.paths, "AGENT_LANES", 1)
-        instance = reap(QemuLauncher().launch(guest_spec))
+        instance = volant_reap(QemuLauncher().launch(guest_spec))
     client = AgentClient(instance.agent_channel)
     client.wait_healthy(BOOT_TIMEOUT, alive=instance.alive)
     client.close()
