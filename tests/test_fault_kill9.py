@@ -13,8 +13,6 @@ The QEMU case is in ``tests/e2e/test_fault_kill9_qemu.py``.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -33,7 +31,7 @@ from volant_core.testing.hostvm import NAME as HOST_BACKEND
 from volant_core.testing.hostvm import placeholder_boot_files
 from volant_core.testing.leased_ip import LeasedIpMode
 from volant_core.testing.netns import NetworkNamespace, network_namespace
-from volant_core.testing.processes import kill_mentioning
+from volant_core.testing.processes import scratch_dir
 from volant_core.testing.waiting import eventually, free_port
 
 pytestmark = pytest.mark.faults
@@ -63,13 +61,8 @@ class Volantd:
 @pytest.fixture
 def volantd() -> Iterator[Volantd]:
     """A short state directory for volantd; every process naming it is killed at the end."""
-    state = Path(tempfile.mkdtemp(prefix="vk-"))
-    try:
-        with placeholder_boot_files() as boot:
-            yield Volantd(state, boot)
-    finally:
-        kill_mentioning(str(state))
-        shutil.rmtree(state, ignore_errors=True)
+    with scratch_dir("vk-") as state, placeholder_boot_files() as boot:
+        yield Volantd(state, boot)
 
 
 def in_background(call: Callable[[], Any]) -> threading.Thread:

@@ -10,9 +10,7 @@ command) live in ``tests/packages/``.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import tempfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import pytest
 
 from volant_core.testing.daemon import volantd_process
-from volant_core.testing.processes import kill_mentioning, processes_mentioning
+from volant_core.testing.processes import processes_mentioning, scratch_dir
 from volant_core.testing.venvs import Venv, clean_env, make_venv, require_uv
 from volant_core.testing.waiting import free_port
 
@@ -113,12 +111,8 @@ def plugins_venv(tmp_path_factory: pytest.TempPathFactory, core_wheel: Path) -> 
 @pytest.fixture
 def daemon_state_dir() -> Iterator[Path]:
     """A short state directory (socket paths must stay short); removed, with any process naming it."""
-    state = Path(tempfile.mkdtemp(prefix="volant-pkg-"))
-    try:
+    with scratch_dir("volant-pkg-") as state:
         yield state
-    finally:
-        kill_mentioning(str(state))
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def test_core_alone_has_only_the_core_plugin(core_venv: Venv) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from volant_core.guest import GuestArtifacts
 from volant_core.store import open_store
 from volant_core.testing.daemon import volantd_process, wait_for_vm_status
-from volant_core.testing.processes import kill_mentioning, pid_alive, processes_mentioning
+from volant_core.testing.processes import pid_alive, processes_mentioning, scratch_dir
 from volant_core.testing.waiting import eventually, free_port
 
 pytestmark = pytest.mark.e2e
@@ -28,12 +26,8 @@ NAMES = (*KEPT, "lost-d")
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
     """A short state directory; every process naming it is killed at the end."""
-    path = Path(tempfile.mkdtemp(prefix="vd-"))
-    try:
+    with scratch_dir("vd-") as path:
         yield path
-    finally:
-        kill_mentioning(str(path))
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_restart_readopts_running_guests_and_reports_the_dead_one(

@@ -9,9 +9,7 @@ a kill between QEMU's spawn and its QMP socket in ``test_launch_faults.py``.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ import pytest
 from volant_core.guest import GuestArtifacts
 from volant_core.testing.daemon import volantd_process
 from volant_core.testing.faults import inconsistencies, settled_vms, vmm_processes
-from volant_core.testing.processes import kill_mentioning, pid_alive
+from volant_core.testing.processes import pid_alive, scratch_dir
 from volant_core.testing.pytest_plugin import require_qemu
 from volant_core.testing.waiting import free_port
 
@@ -31,12 +29,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
     """A short state directory; every process naming it is killed at the end."""
-    path = Path(tempfile.mkdtemp(prefix="vq-"))
-    try:
+    with scratch_dir("vq-") as path:
         yield path
-    finally:
-        kill_mentioning(str(path))
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_killed_while_a_guest_boots(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from volant_core.cli.client import ApiError
 from volant_core.guest import GuestArtifacts
 from volant_core.processes import read_cmdline
 from volant_core.testing.daemon import volantd_process, wait_for_vm_status
-from volant_core.testing.processes import kill_mentioning, pid_alive, processes_mentioning
+from volant_core.testing.processes import pid_alive, processes_mentioning, scratch_dir
 from volant_core.testing.pytest_plugin import require_qemu
 from volant_core.testing.waiting import eventually, free_port
 
@@ -41,13 +40,11 @@ exec {qemu} "$@"
 @pytest.fixture
 def state_dir() -> Iterator[Path]:
     """A short state directory; every process naming it is killed at the end."""
-    path = Path(tempfile.mkdtemp(prefix="vf-"))
-    try:
-        yield path
-    finally:
-        (path / "gate").touch()
-        kill_mentioning(str(path))
-        shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir("vf-") as path:
+        try:
+            yield path
+        finally:
+            (path / "gate").touch()  # a wrapper still waiting goes on (and is killed)
 
 
 def _wrapper(state_dir: Path) -> Path:

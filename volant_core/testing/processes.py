@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -86,3 +90,16 @@ def descendants(pid: int) -> list[int]:
         found.append(child)
         pending.extend(children.get(child, ()))
     return found
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A new directory under the temporary directory, its name short (socket paths under it must
+    stay short): at the end every process whose command line names it is killed, then it is removed.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        kill_mentioning(str(path))
+        shutil.rmtree(path, ignore_errors=True)
