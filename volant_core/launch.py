@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from volant_core.errors import LaunchError
 
 #: Port kestrel serves HTTP on, inside the guest (TCP) and behind every agent channel.
 AGENT_PORT = 8080
@@ -47,6 +49,20 @@ def socket_room_problem(vm_dir: Path) -> str | None:
         f"{SOCKET_NAME_ROOM}-byte socket name; Linux allows {MAX_SOCKET_PATH}): use a shorter VM name "
         "or a shorter VOLANT_RUNTIME_DIR"
     )
+
+
+def check_socket_paths(sockets: Iterable[Path]) -> None:
+    """Raise :class:`~volant_core.errors.LaunchError` naming the first of ``sockets`` whose path does
+    not fit in a UNIX socket address (``sun_path``), with what to shorten.
+    """
+    for sock in sockets:
+        length = len(os.fsencode(sock))
+        if length > MAX_SOCKET_PATH:
+            raise LaunchError(
+                f"UNIX socket path {sock} is {length} bytes long; Linux allows at most "
+                f"{MAX_SOCKET_PATH}. Use a shorter VM runtime directory (VOLANT state dir or VM name).",
+                details={"path": str(sock), "length": length, "max": MAX_SOCKET_PATH},
+            )
 
 
 def agent_serial_port_name(lane: int) -> str:

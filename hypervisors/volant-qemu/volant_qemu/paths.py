@@ -6,8 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from volant_core.errors import LaunchError
-from volant_core.launch import AGENT_LANES, MAX_SOCKET_PATH
+from volant_core.launch import AGENT_LANES, check_socket_paths
 
 
 @dataclass(frozen=True)
@@ -87,14 +86,7 @@ class VmPaths:
 
     def check_socket_lengths(self) -> None:
         """Raise :class:`LaunchError` when a socket path would not fit in ``sun_path``."""
-        for sock in self.sockets:
-            length = len(os.fsencode(sock))
-            if length > MAX_SOCKET_PATH:
-                raise LaunchError(
-                    f"UNIX socket path {sock} is {length} bytes long; Linux allows at most "
-                    f"{MAX_SOCKET_PATH}. Use a shorter VM runtime directory (VOLANT state dir or VM name).",
-                    details={"path": str(sock), "length": length, "max": MAX_SOCKET_PATH},
-                )
+        check_socket_paths(self.sockets)
 
     def pidfile_pid(self) -> int | None:
         """The pid QEMU wrote in its pidfile, or None when there is none (yet)."""
