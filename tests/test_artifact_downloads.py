@@ -14,7 +14,6 @@ import http.server
 import os
 import ssl
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -29,7 +28,7 @@ from volant_core.errors import ValidationError, VolantError
 from volant_core.guest import file_layer
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
-from volant_core.testing.store_faults import fill_disk
+from volant_core.testing.store_faults import fill_disk, small_tmpfs
 
 #: What the well-behaved paths serve.
 BODY = os.urandom(300_000)
@@ -266,17 +265,10 @@ def test_an_unchecksummed_artifact_without_validators_is_downloaded_every_time(
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
+def full_disk() -> Iterator[Path]:
     """A 64 KiB tmpfs (too small for :data:`BODY`), unmounted after the test."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs("64k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_disk_fails_a_download_naming_the_cache(server: ArtifactServer, full_disk: Path) -> None:
@@ -333,25 +325,17 @@ def test_partial_files_a_killed_volantd_left_are_removed_at_start(host_api: Runn
 
 
 def test_a_boot_that_finds_the_disk_full_ends_crashed_with_the_reason(host_manifest: dict[str, Any]) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    runtime = Path(tempfile.mkdtemp(prefix="vr-"))  # short: the agent socket lives here
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(runtime)], check=True)
-    try:
-        with host_process_daemon(runtime_dir=runtime) as api:
-            assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
-            assert api.request("POST", "/api/v1/vms", {"name": "web", "plugin": "hello-host"}).status == 201
-            api.wait_for_status("web", {"running"})
-            assert api.request("POST", "/api/v1/vms/web/stop").status == 200
-            fill_disk(runtime)
-            reply = api.request("POST", "/api/v1/vms/web/start")
-            assert reply.status == 503 and reply.json()["error"]["code"] == "disk_full", reply.body
-            vm = api.request("GET", "/api/v1/vms/web").json()
-            assert vm["status"] == "crashed" and "No space left on device" in vm["status_reason"], vm
-            assert not (runtime / "web" / "initramfs.img.partial").exists()
-    finally:
-        subprocess.run(["umount", str(runtime)], check=True)
-        os.rmdir(runtime)
+    with small_tmpfs("1m", prefix="vr-") as runtime, host_process_daemon(runtime_dir=runtime) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        assert api.request("POST", "/api/v1/vms", {"name": "web", "plugin": "hello-host"}).status == 201
+        api.wait_for_status("web", {"running"})
+        assert api.request("POST", "/api/v1/vms/web/stop").status == 200
+        fill_disk(runtime)
+        reply = api.request("POST", "/api/v1/vms/web/start")
+        assert reply.status == 503 and reply.json()["error"]["code"] == "disk_full", reply.body
+        vm = api.request("GET", "/api/v1/vms/web").json()
+        assert vm["status"] == "crashed" and "No space left on device" in vm["status_reason"], vm
+        assert not (runtime / "web" / "initramfs.img.partial").exists()
 
 
 def test_volantd_gives_a_boot_download_its_deadline(

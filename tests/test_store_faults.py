@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ import pytest
 from volant_core.api import errors
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
-from volant_core.testing.store_faults import database_locked, fill_disk
+from volant_core.testing.store_faults import database_locked, fill_disk, small_tmpfs
 
 
 def _assert_nothing_of(api: RunningDaemon, name: str) -> None:
@@ -53,13 +51,8 @@ def test_a_database_locked_past_the_busy_timeout_is_a_503_and_nothing_is_written
 @pytest.fixture
 def small_disk() -> Iterator[Path]:
     """A 16 MiB tmpfs, mounted for the test and unmounted after."""
-    mount = Path(tempfile.mkdtemp(prefix="volant-full-"))
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
-    try:
+    with small_tmpfs("16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "--lazy", str(mount)], check=True)
-        mount.rmdir()
 
 
 def test_a_full_disk_under_the_state_directory_is_a_503_and_nothing_is_written(

@@ -1,12 +1,18 @@
-"""Real store faults for tests: the state database write-locked by another process, a full disk."""
+"""Real store faults for tests: the state database write-locked by another process, a full disk
+(a small tmpfs, mounted as root, filled up)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 #: Holds the write lock of the database named by argv[1] until its standard input closes.
 _HOLD_LOCK = """
@@ -49,3 +55,22 @@ def fill_disk(directory: Path) -> Path:
         except OSError:
             pass
     return filler
+
+
+@contextmanager
+def small_tmpfs(size: str, prefix: str = "volant-full-") -> Iterator[Path]:
+    """A tmpfs of ``size`` (``mount -o size=``, e.g. ``64k``, ``16m``) on a new short-named directory
+    for the ``with`` block, unmounted and removed after it; the calling test is skipped when not
+    run as root (only root may mount).
+    """
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
+        try:
+            yield mount
+        finally:
+            subprocess.run(["umount", "--lazy", str(mount)], check=True)
+    finally:
+        shutil.rmtree(mount, ignore_errors=True)
