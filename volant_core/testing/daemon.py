@@ -7,14 +7,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from volant_core.cli.client import ApiClient, ApiError, Reply
+from volant_core.cli.client import ApiClient, ApiError, Reply, Unreachable
 from volant_core.daemon import Daemon, build_daemon
 from volant_core.guest import GuestArtifacts
 from volant_core.plugins import load_plugins
@@ -67,7 +69,32 @@ class RunningDaemon:
 
     def client(self, timeout: float = 60) -> ApiClient:
         """An API client of this daemon (with :attr:`api_key`)."""
-        return ApiClient(self.url, api_key=self.api_key, timeout=timeout)
+        return StackDumpingClient(self.url, api_key=self.api_key, timeout=timeout)
+
+
+class StackDumpingClient(ApiClient):
+    """An :class:`ApiClient` of an in-process daemon that, when a request times out, writes the
+    stack of every thread of the process to stderr first: the daemon's threads are there, so the
+    test's report shows where the unanswered request was stuck (a lock, a lane, a hook).
+    """
+
+    def send(self, method: str, path: str, payload: Any = None, **options: Any) -> Reply:
+        """:meth:`ApiClient.send`; on a timeout, the threads' stacks go to stderr before the error."""
+        try:
+            return super().send(method, path, payload, **options)
+        except Unreachable as err:
+            if "timed out" in err.message:
+                print(f"{method} {path} timed out; {thread_stacks()}", file=sys.stderr)
+            raise
+
+
+def thread_stacks() -> str:
+    """The stack of every thread of this process, each under its thread's name."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    return "the stacks of this process's threads:\n" + "\n".join(
+        f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+        for ident, frame in sys._current_frames().items()
+    )
 
 
 def wait_for_vm_status(
