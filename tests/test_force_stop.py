@@ -21,9 +21,9 @@ import pytest
 from volant_core.testing.cli import run_volar
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
-from volant_core.testing.kestrel import script_workload
+from volant_core.testing.kestrel import gated_runtime
 from volant_core.testing.processes import descendants
-from volant_core.testing.waiting import eventually, free_port
+from volant_core.testing.waiting import eventually
 
 WORKLOAD_APP = Path(__file__).parent / "guest" / "workload_app.py"
 #: What kestrel writes to its log when asked to shut down (a graceful stop).
@@ -44,13 +44,7 @@ def create(api: RunningDaemon, directory: Path, name: str, *, ready: bool) -> di
     marker = directory / f"{name}-ready"
     if ready:
         marker.touch()
-    manifest = {
-        "name": name,
-        "version": "1.0.0",
-        "runtime": name,
-        "workload": script_workload(WORKLOAD_APP, free_port(), str(marker)),
-        "health_check": {"endpoint": "/healthz", "timeout_ms": 600_000},
-    }
+    manifest = gated_runtime(name, WORKLOAD_APP, marker, health_timeout_ms=600_000)
     assert api.request("POST", "/api/v1/plugins", manifest).status == 201
     created = api.request("POST", "/api/v1/vms", {"name": name, "plugin": name})
     assert created.status == 201, created.body

@@ -18,8 +18,8 @@ import pytest
 
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
-from volant_core.testing.kestrel import script_workload
-from volant_core.testing.waiting import eventually, free_port
+from volant_core.testing.kestrel import gated_runtime
+from volant_core.testing.waiting import eventually
 
 WORKLOAD_APP = Path(__file__).parent / "guest" / "workload_app.py"
 
@@ -35,13 +35,7 @@ def install(api: RunningDaemon, directory: Path, name: str) -> Path:
     """Install a runtime ``name`` whose workload is healthy while the returned file exists (it does)."""
     ready = directory / f"{name}-ready"
     ready.touch()
-    manifest = {
-        "name": name,
-        "version": "1.0.0",
-        "runtime": name,
-        "workload": script_workload(WORKLOAD_APP, free_port(), str(ready)),
-        "health_check": {"endpoint": "/healthz", "timeout_ms": 20000},
-    }
+    manifest = gated_runtime(name, WORKLOAD_APP, ready, health_timeout_ms=20000)
     assert api.request("POST", "/api/v1/plugins", manifest).status == 201
     return ready
 

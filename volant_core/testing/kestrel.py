@@ -56,6 +56,20 @@ def script_workload(script: Path, port: int, *args: str) -> dict[str, Any]:
     }
 
 
+def gated_runtime(name: str, app: Path, marker: Path, *, health_timeout_ms: int) -> dict[str, Any]:
+    """A runtime manifest ``name`` whose workload, the test app ``app`` (``tests/guest/workload_app.py``),
+    answers its health check only while ``marker`` exists, and whose health check waits up to
+    ``health_timeout_ms`` for that.
+    """
+    return {
+        "name": name,
+        "version": "1.0.0",
+        "runtime": name,
+        "workload": script_workload(app, free_port(), str(marker)),
+        "health_check": {"endpoint": "/healthz", "timeout_ms": health_timeout_ms},
+    }
+
+
 def kestrel_argv(
     socket_path: Path,
     manifest_file: Path,
