@@ -32,7 +32,13 @@ if ! command -v uv >/dev/null 2>&1; then
     python3 -m pip install --quiet --disable-pip-version-check uv
 fi
 # Never let uv download an interpreter: the host's Python 3.11 is the one we test on.
-UV_PYTHON_DOWNLOADS=never uv sync --quiet --all-packages --locked
+export UV_PYTHON_DOWNLOADS=never
+# The project's environment has pip (so `.venv/bin/pip install <plugin>` works as the docs say), and
+# is synced to the lock without removing what a user added there (--inexact): a plugin installed with
+# pip survives `make demo` and `make test` (docs/adr/0040-adding-plugins.md).
+VENV="${UV_PROJECT_ENVIRONMENT:-.venv}"
+[ -x "$VENV/bin/pip" ] || uv venv --quiet --seed --allow-existing --python python3.11 "$VENV"
+uv sync --quiet --all-packages --locked --inexact
 
 # The unprivileged user whose groups VMMs run with, each with ids of its VM's own (VOLANT_VMM_USER;
 # `volar setup` creates it too), in the kvm group where the host has one (for /dev/kvm).
