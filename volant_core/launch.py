@@ -186,6 +186,31 @@ class LaunchSpec:
         """The kernel command line as one string."""
         return " ".join(self.kernel_args)
 
+    def check_boot_files(self) -> None:
+        """Raise :class:`~volant_core.errors.LaunchError` naming the kernel or initramfs that is
+        missing or not a regular file (before a VMM is started with it).
+        """
+        for name, path in (("kernel", self.kernel), ("initramfs", self.initramfs)):
+            if path is not None and not path.is_file():
+                raise LaunchError(f"{name} {path} does not exist or is not a file", field=name)
+
+
+#: How many bytes of a VMM's log :func:`log_tail` quotes.
+LOG_TAIL_BYTES = 2000
+
+
+def log_tail(path: Path, start: int = 0) -> str:
+    """The end (at most :data:`LOG_TAIL_BYTES`) of what was written to the log ``path`` from byte
+    ``start`` on, for a launch error: what a VMM said before it failed.
+    """
+    try:
+        with path.open("rb") as log:
+            log.seek(max(start, log.seek(0, 2) - LOG_TAIL_BYTES))
+            data = log.read()
+    except OSError as exc:
+        return f"(cannot read: {exc})"
+    return data.decode(errors="replace").strip() or "(empty)"
+
 
 class AgentChannel(Protocol):
     """A way to open a byte stream to kestrel's HTTP server inside one guest.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import subprocess
 import time
-from pathlib import Path
 
 from volant_cloud_hypervisor.api import api_answers
 from volant_cloud_hypervisor.binary import require_binary
@@ -15,13 +14,11 @@ from volant_cloud_hypervisor.paths import VmPaths
 from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 from volant_core.context import PluginContext
 from volant_core.errors import LaunchError
-from volant_core.launch import LaunchSpec
+from volant_core.launch import LaunchSpec, log_tail
 from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
 
 #: How long Cloud Hypervisor may take to answer on its API socket before the launch counts as failed.
 API_READY_TIMEOUT = 15.0
-#: How many bytes of each log a launch error quotes.
-LOG_TAIL_BYTES = 2000
 #: Poll interval while waiting for the API socket.
 READY_POLL_INTERVAL = 0.05
 
@@ -53,7 +50,7 @@ class CloudHypervisorLauncher:
         the VMM's logs when it failed) and, whatever fails after the spawn, leaves no process behind.
         """
         binary = require_binary(self._settings.binary)
-        _check_boot_files(spec)
+        spec.check_boot_files()
         paths = VmPaths(spec.vm_dir)
         argv = build_command(spec, binary=binary)
         spec.vm_dir.mkdir(parents=True, exist_ok=True)
@@ -120,12 +117,6 @@ class CloudHypervisorLauncher:
                 return
 
 
-def _check_boot_files(spec: LaunchSpec) -> None:
-    for name, path in (("kernel", spec.kernel), ("initramfs", spec.initramfs)):
-        if path is not None and not path.is_file():
-            raise LaunchError(f"{name} {path} does not exist or is not a file", field=name)
-
-
 def _recorded_vmm(paths: VmPaths) -> AdoptedProcess | None:
     """The live process of the VM's pidfile (same pid and start time) whose argv names the VM's API
     socket; None when there is none.
@@ -142,15 +133,5 @@ def _recorded_vmm(paths: VmPaths) -> AdoptedProcess | None:
 
 def _tails(paths: VmPaths, start: int) -> str:
     """The end of what this launch wrote to the VMM's output (from byte ``start``) and its log file."""
-    output = f"end of {paths.output_log}:\n{_tail(paths.output_log, start)}"
-    return f"{output}\nend of {paths.vmm_log}:\n{_tail(paths.vmm_log, 0)}"
-
-
-def _tail(path: Path, start: int) -> str:
-    try:
-        with path.open("rb") as source:
-            source.seek(max(start, source.seek(0, 2) - LOG_TAIL_BYTES))
-            data = source.read()
-    except OSError as exc:
-        return f"(cannot read: {exc})"
-    return data.decode(errors="replace").strip() or "(empty)"
+    output = f"end of {paths.output_log}:\n{log_tail(paths.output_log, start)}"
+    return f"{output}\nend of {paths.vmm_log}:\n{log_tail(paths.vmm_log)}"

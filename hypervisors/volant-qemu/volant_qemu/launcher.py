@@ -11,7 +11,7 @@ from typing import Any
 from volant_core.cgroups import VmCgroup, remove_quietly
 from volant_core.context import PluginContext
 from volant_core.errors import LaunchError
-from volant_core.launch import LaunchSpec
+from volant_core.launch import LaunchSpec, log_tail
 from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
 from volant_core.vmm_confinement import VmmConfinement, VmmIdentity
 from volant_qemu.accel import choose_accelerator
@@ -26,8 +26,6 @@ from volant_qemu.settings import QemuSettings
 
 #: How long QEMU may take to open its QMP socket before the launch counts as failed.
 QMP_READY_TIMEOUT = 15.0
-#: How many bytes of ``qemu.log`` a launch error quotes.
-LOG_TAIL_BYTES = 2000
 #: Poll interval while waiting for the QMP socket.
 READY_POLL_INTERVAL = 0.05
 
@@ -68,7 +66,7 @@ class QemuLauncher:
         fails after the spawn, leaves no process behind.
         """
         binary = self._binary or require_binary(self._settings.binary)
-        _check_boot_files(spec)
+        spec.check_boot_files()
         paths = VmPaths(spec.vm_dir)
         paths.check_socket_lengths()
         identity = self._confinement.identity(spec.vsock_cid)
@@ -165,14 +163,14 @@ class QemuLauncher:
             if status is not None:
                 raise LaunchError(
                     f"QEMU exited with status {status} while starting; end of {paths.qemu_log}:\n"
-                    f"{_tail(paths, log_start)}",
+                    f"{log_tail(paths.qemu_log, log_start)}",
                     details={"exit_status": status, "log": str(paths.qemu_log)},
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LaunchError(
                     f"QEMU did not open its QMP socket {paths.qmp_socket} within {self._ready_timeout:g} s; "
-                    f"end of {paths.qemu_log}:\n{_tail(paths, log_start)}"
+                    f"end of {paths.qemu_log}:\n{log_tail(paths.qemu_log, log_start)}"
                 )
             if paths.pidfile_pid() != process.pid:
                 # QEMU writes its pidfile (holding its lock) before it opens any socket: until then a
@@ -197,12 +195,6 @@ def _resume(paths: VmPaths) -> None:
             session.execute("cont", timeout=POWERDOWN_QMP_TIMEOUT)
     except QmpError as exc:
         raise LaunchError(f"cannot start the guest's CPUs (QMP cont): {exc}") from exc
-
-
-def _check_boot_files(spec: LaunchSpec) -> None:
-    for name, path in (("kernel", spec.kernel), ("initramfs", spec.initramfs)):
-        if path is not None and not path.is_file():
-            raise LaunchError(f"{name} {path} does not exist or is not a file", field=name)
 
 
 def _runs_vm(argv: list[str], paths: VmPaths) -> bool:
@@ -245,14 +237,3 @@ def _accelerator_of(argv: list[str]) -> str:
     pairs = dict(itertools.pairwise(argv))
     accel = pairs.get("-accel", "")
     return accel if accel in CPU_MODELS else "unknown"
-
-
-def _tail(paths: VmPaths, start: int) -> str:
-    """The end of what this launch wrote to ``qemu.log`` (from byte ``start``)."""
-    try:
-        with paths.qemu_log.open("rb") as log:
-            log.seek(max(start, log.seek(0, 2) - LOG_TAIL_BYTES))
-            data = log.read()
-    except OSError as exc:
-        return f"(cannot read: {exc})"
-    return data.decode(errors="replace").strip() or "(empty)"
