@@ -33,6 +33,7 @@ from volant_core.testing.contracts import (
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hooks import HookRecorder
 from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
+from volant_core.testing.plugins import plugin_context
 from volant_core.testing.waiting import eventually
 from volant_core.vm import VMView
 
@@ -40,7 +41,6 @@ sys.path.insert(0, str(Path(__file__).parent / "packages" / "volant-lifecycle-ex
 from volant_lifecycle_example import plugin as example
 
 from volant_core.context import PluginContext
-from volant_core.settings import load_settings
 
 #: The example plugin is the PCI device driver here, not volant-vfio.
 pytestmark = pytest.mark.usefixtures("without_vfio")
@@ -205,7 +205,7 @@ def test_hooks_are_recorded_in_lifecycle_order(api: RunningDaemon) -> None:
 
 
 def _context(tmp_path: Path, **settings: str) -> PluginContext:
-    return PluginContext(PLUGIN, load_settings({}, state_dir=tmp_path), example.ExampleSettings(**settings))
+    return plugin_context(PLUGIN, tmp_path, example.ExampleSettings(**settings))
 
 
 @pytest.fixture

@@ -50,8 +50,9 @@ from volant_core.launch import (
     NicSpec,
     PciDeviceSpec,
     agent_serial_port_name,
+    log_tail,
 )
-from volant_core.manifest import CloudInit, Devices, Manifest
+from volant_core.manifest import CloudInit, Devices, Manifest, decode_from_guest
 from volant_core.netdev import IFNAME_MAX, tap_name
 from volant_core.processes import AdoptedProcess, ChildProcess, VmmProcess, read_cmdline
 from volant_core.vm import VMStatus, VMView
@@ -106,8 +107,10 @@ __all__ = [
     "VmmProcess",
     "agent_serial_port_name",
     "call_with_context",
+    "decode_from_guest",
     "hookimpl",
     "hostnet",
+    "log_tail",
     "operation",
     "parse_body",
     "pass_client",

@@ -7,20 +7,18 @@ not run stock guests), so the tests use ``chstandin``, a contract-validating TES
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from volant_cloud_hypervisor.launcher import CloudHypervisorLauncher
 from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 
 from volant_core.launch import LaunchSpec
-from volant_core.manifest import encode_for_guest, parse_manifest
-from volant_core.testing.kestrel import http_server_workload
-from volant_core.testing.processes import kill_mentioning
+from volant_core.testing.processes import scratch_dir
+from volant_core.testing.specs import host_http_manifest, manifest_argument, small_spec
 
 # The stand-in is a package of these tests (not of the distribution): make it importable.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -62,12 +60,8 @@ def vm_dir() -> Iterator[Path]:
     """A short runtime directory (UNIX socket paths must stay under 108 bytes); every process whose
     argv names it is killed afterwards, whatever the test did.
     """
-    base = Path(tempfile.mkdtemp(prefix="vch-"))
-    try:
+    with scratch_dir("vch-") as base:
         yield base / "vm"
-    finally:
-        kill_mentioning(str(base))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -87,25 +81,9 @@ def make_spec(kernel: Path, tmp_path: Path) -> SpecFactory:
     ``make_spec(vm_dir, **overrides)``.
     """
 
-    def build(vm_dir: Path, **overrides: object) -> LaunchSpec:
-        manifest = parse_manifest(
-            {
-                "name": "pyhttp",
-                "version": "1.0.0",
-                "workload": http_server_workload(tmp_path),
-                "health_check": {"endpoint": "/", "timeout_ms": 5000},
-            }
-        )
-        fields: dict[str, object] = {
-            "name": "test",
-            "vm_dir": vm_dir,
-            "cpu_cores": 1,
-            "memory_mb": 256,
-            "kernel": kernel,
-            "vsock_cid": 3,
-            "kernel_args": ("console=ttyS0", "panic=-1", f"volant.manifest={encode_for_guest(manifest)}"),
-        }
-        fields.update(overrides)
-        return LaunchSpec(**fields)  # type: ignore[arg-type]
+    def build(vm_dir: Path, **overrides: Any) -> LaunchSpec:
+        arguments = ("console=ttyS0", "panic=-1", manifest_argument(host_http_manifest(tmp_path)))
+        fields = {"kernel": kernel, "kernel_args": arguments, **overrides}
+        return small_spec(vm_dir, **fields)
 
     return build

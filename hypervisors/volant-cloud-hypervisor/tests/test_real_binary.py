@@ -17,10 +17,10 @@ from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 from volant_core.context import PluginContext
 from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts
 from volant_core.launch import LaunchSpec
-from volant_core.manifest import encode_for_guest, parse_manifest
 from volant_core.settings import load_settings
 from volant_core.testing.contracts import HypervisorContract
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.specs import guest_http_manifest, manifest_argument, small_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -55,27 +55,9 @@ class TestRealCloudHypervisor(HypervisorContract):
 
     @pytest.fixture
     def launch_spec(self, volant_guest: GuestArtifacts, vm_dir: Path) -> LaunchSpec:
-        manifest = parse_manifest(
-            {
-                "name": "pyhttp",
-                "version": "1.0.0",
-                "workload": {
-                    "type": "http",
-                    "base_url": "http://127.0.0.1:8000",
-                    "entrypoint": ["/usr/bin/python3.11", "-m", "http.server", "8000", "--bind", "127.0.0.1"],
-                },
-                "health_check": {"endpoint": "/", "timeout_ms": 5000},
-            }
-        )
-        return LaunchSpec(
-            name="real",
-            vm_dir=vm_dir,
-            cpu_cores=1,
-            memory_mb=256,
-            kernel=volant_guest.kernel,
-            initramfs=volant_guest.initramfs,
-            vsock_cid=3,
-            kernel_args=(*BASE_KERNEL_ARGS, f"volant.manifest={encode_for_guest(manifest)}"),
+        arguments = (*BASE_KERNEL_ARGS, manifest_argument(guest_http_manifest()))
+        return small_spec(
+            vm_dir, volant_guest.kernel, name="real", initramfs=volant_guest.initramfs, kernel_args=arguments
         )
 
     @pytest.fixture
@@ -87,17 +69,7 @@ class TestRealCloudHypervisor(HypervisorContract):
 
 def test_a_vm_runs_and_stops_through_volantd(real_binary: str, volantd_with_guest: RunningDaemon) -> None:
     daemon = volantd_with_guest
-    manifest: dict[str, Any] = {
-        "name": "pyhttp",
-        "version": "1.0.0",
-        "runtime": "pyhttp",
-        "workload": {
-            "type": "http",
-            "base_url": "http://127.0.0.1:8000",
-            "entrypoint": ["/usr/bin/python3.11", "-m", "http.server", "8000", "--bind", "127.0.0.1"],
-        },
-        "health_check": {"endpoint": "/", "timeout_ms": 5000},
-    }
+    manifest: dict[str, Any] = {**guest_http_manifest(), "runtime": "pyhttp"}
     assert daemon.request("POST", "/api/v1/plugins", manifest).status == 201
     assert daemon.request("POST", "/api/v1/vms", {"name": "real", "plugin": "pyhttp"}).status == 201
     assert daemon.wait_for_status("real", {"running", "crashed"}, 180)["status"] == "running"

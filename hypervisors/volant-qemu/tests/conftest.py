@@ -5,8 +5,6 @@ The guest artifacts come from the core's ``volant_guest`` fixture (volant_core.t
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,8 +13,8 @@ from volant_qemu.binary import find_binary
 
 from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts
 from volant_core.launch import LaunchSpec
-from volant_core.manifest import encode_for_guest, parse_manifest
-from volant_core.testing.processes import kill_mentioning
+from volant_core.testing.processes import scratch_dir
+from volant_core.testing.specs import guest_http_manifest, manifest_argument, small_spec
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +31,9 @@ def vm_dir() -> Iterator[Path]:
     """A short runtime directory (UNIX socket paths must stay under 108 bytes); every QEMU whose
     argv names it is killed afterwards, whatever the test did.
     """
-    base = Path(tempfile.mkdtemp(prefix="vq-"))
-    base.chmod(0o711)  # QEMU runs as the VMM user: it must reach vm_dir (as below volantd's state dir)
-    try:
+    with scratch_dir("vq-") as base:
+        base.chmod(0o711)  # QEMU runs as the VMM user: it must reach vm_dir (as below volantd's state dir)
         yield base / "vm"
-    finally:
-        kill_mentioning(str(base))
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -62,37 +56,11 @@ SpecFactory = Callable[..., LaunchSpec]
 @pytest.fixture
 def make_spec() -> SpecFactory:
     """Build a small launch spec (1 vCPU, 256 MiB): ``make_spec(vm_dir, kernel, **overrides)``."""
-
-    def build(vm_dir: Path, kernel: Path, **overrides: object) -> LaunchSpec:
-        fields: dict[str, object] = {
-            "name": "test",
-            "vm_dir": vm_dir,
-            "cpu_cores": 1,
-            "memory_mb": 256,
-            "kernel": kernel,
-            "vsock_cid": 3,
-            "kernel_args": ("console=ttyS0",),
-        }
-        fields.update(overrides)
-        return LaunchSpec(**fields)  # type: ignore[arg-type]
-
-    return build
+    return small_spec
 
 
 @pytest.fixture
 def guest_spec(volant_guest: GuestArtifacts, vm_dir: Path, make_spec: SpecFactory) -> LaunchSpec:
     """A launch spec booting the guest with a Python HTTP workload (1 vCPU, 256 MiB)."""
-    manifest = parse_manifest(
-        {
-            "name": "pyhttp",
-            "version": "1.0.0",
-            "workload": {
-                "type": "http",
-                "base_url": "http://127.0.0.1:8000",
-                "entrypoint": ["/usr/bin/python3.11", "-m", "http.server", "8000", "--bind", "127.0.0.1"],
-            },
-            "health_check": {"endpoint": "/", "timeout_ms": 5000},
-        }
-    )
-    kernel_args = (*BASE_KERNEL_ARGS, f"volant.manifest={encode_for_guest(manifest)}")
+    kernel_args = (*BASE_KERNEL_ARGS, manifest_argument(guest_http_manifest()))
     return make_spec(vm_dir, volant_guest.kernel, initramfs=volant_guest.initramfs, kernel_args=kernel_args)

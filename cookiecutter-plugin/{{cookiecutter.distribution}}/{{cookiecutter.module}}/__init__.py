@@ -1,0 +1,1 @@
+"""{{ cookiecutter.description }}: the Volant {{ cookiecutter.kind }} plugin ``{{ cookiecutter.plugin_name }}``."""
