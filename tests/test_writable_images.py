@@ -282,3 +282,15 @@ def test_partial_images_a_killed_daemon_left_are_swept(media: BootMedia, setting
         partial.write_bytes(b"half")
     media.sweep_partials()
     assert not any(partial.exists() for partial in partials)
+
+
+def test_a_disk_copy_made_before_overlays_existed_is_kept(media: BootMedia, tmp_path: Path) -> None:
+    """A VM whose writable disk ADR 17 copied in full keeps that copy (and what the guest wrote in it)."""
+    verified = raw_image(tmp_path / "images" / "verified.img")
+    vm_dir = tmp_path / "runtime" / "web-1"
+    (vm_dir / "disks").mkdir(parents=True)
+    (vm_dir / "disks" / "data.raw").write_bytes(b"written by the guest")
+    disks = [{"name": "data", "source": str(verified), "checksum": checksum(verified)}]
+    disk = media.prepare("web-1", vm_dir, runtime(disks=disks), "").disks[0]
+    assert disk == DiskSpec(vm_dir / "disks" / "data.raw", format="raw")
+    assert disk.path.read_bytes() == b"written by the guest" and not (vm_dir / "overlays").exists()
