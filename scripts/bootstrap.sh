@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 lz4 python3.11 ca-certificates e2fsprogs busybox-static dnsmasq-base nftables iptables)
+APT_PACKAGES=(qemu-system-x86 qemu-utils lz4 python3.11 ca-certificates e2fsprogs busybox-static dnsmasq-base nftables iptables)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 

@@ -146,7 +146,7 @@ MERGES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     (
         "rootfs instead of initramfs",
         {"initramfs": None, "rootfs": ROOTFS},
-        {"initramfs": GONE, "rootfs": ROOTFS},
+        {"initramfs": GONE, "rootfs": {**ROOTFS, "persistent": False}},  # stored with its default
     ),
     ("metadata replaced, not merged", {"metadata": {"owner": "ops"}}, {"metadata": {"owner": "ops"}}),
     ("metadata null clears", {"metadata": None}, {"metadata": {}}),
@@ -329,3 +329,27 @@ def test_the_restart_backoff_doubles_up_to_its_cap(base: VMConfig) -> None:
 )
 def test_only_boot_time_keys_need_a_restart(base: VMConfig, patch: dict[str, Any], restart: bool) -> None:
     assert needs_restart(base.to_json(), _patched(base, patch)) is restart
+
+
+def test_persistent_root_replaces_the_roots_own_setting_and_null_restores_it(
+    base: VMConfig, manifest: dict[str, Any]
+) -> None:
+    persistent = {**manifest, "rootfs": {**ROOTFS, "persistent": True}}
+    config = apply_patch(base, parse_patch({"manifest": persistent, "initramfs": None}))
+    assert config.boot_manifest().rootfs.persistent  # type: ignore[union-attr]
+    turned_off = apply_patch(config, parse_patch({"persistent_root": False}))
+    assert not turned_off.boot_manifest().rootfs.persistent  # type: ignore[union-attr]
+    assert turned_off.manifest.rootfs.persistent  # type: ignore[union-attr]  # the snapshot stays as given
+    restored = apply_patch(turned_off, parse_patch({"persistent_root": None}))
+    assert restored.boot_manifest().rootfs.persistent  # type: ignore[union-attr]
+    on_override = apply_patch(
+        base, parse_patch({"initramfs": None, "rootfs": ROOTFS, "persistent_root": True})
+    )
+    assert on_override.boot_manifest().rootfs.persistent  # type: ignore[union-attr]
+
+
+def test_persistent_root_without_a_root_filesystem_is_refused_naming_it(base: VMConfig) -> None:
+    """Nothing accepted and ignored: a VM booting an initramfs has no root to keep."""
+    with pytest.raises(ValidationError, match="the VM boots no root filesystem") as refused:
+        apply_patch(base, parse_patch({"persistent_root": True}))
+    assert refused.value.field == "persistent_root"

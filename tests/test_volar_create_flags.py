@@ -128,6 +128,24 @@ def test_boot_image_with_checksum(disks_api: RunningDaemon, medium: str) -> None
     assert alone.returncode == 2 and f"--{medium}-checksum needs --{medium}" in alone.stderr
 
 
+def test_persistent_root_flag_reaches_the_configuration_and_needs_a_root(disks_api: RunningDaemon) -> None:
+    image = disks_api.state_dir / "images" / "root.img"  # where volantd may read images from
+    image.write_bytes(bytes(1 << 16))
+    digest = "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest()
+    kept = run_volar(
+        disks_api.url, "vms", "create", "kept", "--plugin", "hello-host",
+        "--rootfs", str(image), "--rootfs-checksum", digest, "--persistent-root",
+    )  # fmt: skip
+    assert kept.returncode == 0, kept.stderr
+    assert _config(disks_api, "kept")["persistent_root"] is True
+
+    rootless = run_volar(
+        disks_api.url, "vms", "create", "rootless", "--plugin", "hello-host", "--persistent-root"
+    )
+    assert rootless.returncode == 2 and "persistent_root: the VM boots no root filesystem" in rootless.stderr
+    assert disks_api.request("GET", "/api/v1/vms/rootless").status == 404
+
+
 def test_bad_create_flags(host_api: RunningDaemon, tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{nope")

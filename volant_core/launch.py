@@ -109,12 +109,26 @@ class DiskRole(StrEnum):
 
 
 @dataclass(frozen=True)
+class BackingImage:
+    """The read-only image a copy-on-write disk reads what the guest has not written yet from.
+
+    ``format`` is ``raw`` or ``qcow2``. The disk's qcow2 header names the same file; a backend that
+    can should name it explicitly, so that the VMM never follows a name written in a file it may
+    write itself (and a confined VMM can be handed the image as a descriptor).
+    """
+
+    path: Path
+    format: str
+
+
+@dataclass(frozen=True)
 class DiskSpec:
     """One block device given to the guest, in the order the guest sees them (vda, vdb, ...).
 
     ``format`` is always explicit (``raw`` or ``qcow2``): backends pass it on and never let the
     VMM probe it. ``serial``, when set, is the disk's serial number as the guest sees it (virtio:
-    ``/dev/disk/by-id/virtio-<serial>``); backends that cannot set one refuse it.
+    ``/dev/disk/by-id/virtio-<serial>``); backends that cannot set one refuse it. ``backing``,
+    when set, makes the disk a qcow2 overlay of the VM's own over that image (ADR 0037).
     """
 
     path: Path
@@ -122,6 +136,7 @@ class DiskSpec:
     format: str = "raw"
     role: DiskRole = DiskRole.DATA
     serial: str | None = None
+    backing: BackingImage | None = None
 
 
 @dataclass(frozen=True)

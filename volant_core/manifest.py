@@ -311,6 +311,9 @@ class RootFS(_Model):
     """SHA-256 of the image."""
     format: ImageFormat = "raw"
     """Image format."""
+    persistent: bool = False
+    """Keep the workload's writes to its root across stop and start, in a copy-on-write overlay of
+    the VM's own (removed with the VM); false: the image is mounted read-only under a RAM overlay."""
 
 
 class Initramfs(_Model):

@@ -8,19 +8,14 @@ image read-only under a RAM overlay and runs the workload (busybox httpd) inside
 from __future__ import annotations
 
 import hashlib
-import shutil
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from volant_core.agent.constants import BUSYBOX
 from volant_core.guest import GuestArtifacts
-from volant_core.guest.cpio import initramfs_files
 from volant_core.testing.daemon import RunningDaemon, running_daemon
-from volant_core.testing.pytest_plugin import require_qemu
 
 pytestmark = pytest.mark.e2e
 
@@ -35,23 +30,6 @@ BOOT_SCRIPT = (
     f"printf {DISK_MARK.decode()} | /bin/busybox dd of=/dev/vdb conv=notrunc 2>/dev/null; "
     "exec /bin/busybox httpd -f -p 127.0.0.1:8000 -h /www"
 )
-
-
-def build_rootfs(directory: Path, busybox: bytes) -> Path:
-    """An ext4 image holding ``/bin/busybox`` and ``/www/index.html``."""
-    tree = directory / "tree"
-    (tree / "bin").mkdir(parents=True)
-    (tree / "www").mkdir()
-    (tree / "bin" / "busybox").write_bytes(busybox)
-    (tree / "bin" / "busybox").chmod(0o755)
-    (tree / "www" / "index.html").write_text(INDEX)
-    image = directory / "rootfs.ext4"
-    subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-L", "volroot", "-d", str(tree), str(image), "16M"],
-        check=True,
-        capture_output=True,
-    )
-    return image
 
 
 def digest(path: Path) -> str:
@@ -80,16 +58,12 @@ def rooted_manifest(rootfs: Path, data: Path, *, checksum: str | None = None) ->
 
 
 @pytest.fixture(scope="module")
-def images(volant_guest: GuestArtifacts, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``(rootfs, data)``: the root filesystem image and a blank 1 MiB data disk."""
-    require_qemu()
-    if shutil.which("mkfs.ext4") is None:
-        pytest.skip("mkfs.ext4 (e2fsprogs) is not installed")
+def images(make_rootfs: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(rootfs, data)``: the root filesystem image (busybox and a web root) and a blank 1 MiB data disk."""
     directory = tmp_path_factory.mktemp("rootfs")
-    busybox = initramfs_files(volant_guest.initramfs.read_bytes())[BUSYBOX]
     data = directory / "data.img"
     data.write_bytes(bytes(1 << 20))
-    return build_rootfs(directory, busybox), data
+    return make_rootfs(directory, {"/www/index.html": INDEX}), data
 
 
 @pytest.fixture(scope="module")

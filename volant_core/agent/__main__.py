@@ -20,6 +20,7 @@ from .constants import (
     AGENT_PORT,
     AGENT_TOKEN_FILE,
     CMDLINE_ROOTFS_KEY,
+    CMDLINE_ROOTFS_PERSISTENT_KEY,
     GUEST_NIC,
     MANIFEST_FILE,
     MODULES_LIST,
@@ -124,12 +125,14 @@ def _workload_root(cmdline: str) -> tuple[str | None, str | None]:
     device = cmdline_value(cmdline, CMDLINE_ROOTFS_KEY)
     if not device:
         return None, None
+    persistent = cmdline_value(cmdline, CMDLINE_ROOTFS_PERSISTENT_KEY) == "1"
     try:
-        root, fstype = rootfs.prepare_root(device)
+        root, fstype = rootfs.prepare_root(device, persistent=persistent)
     except OSError as exc:
         say(f"kestrel: root filesystem {device}: {exc}")
         return None, f"root filesystem {device} cannot be used: {exc}"
-    say(f"kestrel: workload root is {device} ({fstype}, read-only) under a RAM overlay")
+    kind = "read-write, persistent" if persistent else "read-only, under a RAM overlay"
+    say(f"kestrel: workload root is {device} ({fstype}, {kind})")
     return str(root), None
 
 

@@ -28,8 +28,11 @@ BUSYBOX = "/usr/bin/busybox"
 CONSOLE_TTY = "/dev/ttyS0"
 #: Kernel command line key: ``volant.console=off`` keeps the console free of a shell.
 CMDLINE_CONSOLE_KEY = "volant.console"
-#: Kernel command line key: the block device holding the runtime's root filesystem (read-only).
+#: Kernel command line key: the block device holding the runtime's root filesystem.
 CMDLINE_ROOTFS_KEY = "volant.rootfs"
+#: Kernel command line key: ``volant.rootfs.persistent=1`` says the root filesystem is the VM's own,
+#: attached read-write: kestrel mounts it read-write, with no RAM overlay (its writes persist).
+CMDLINE_ROOTFS_PERSISTENT_KEY = "volant.rootfs.persistent"
 #: Where the host attaches a runtime's root filesystem: the first virtio disk.
 ROOTFS_DEVICE = "/dev/vda"
 #: Guest directory where kestrel assembles the workload's root (the root filesystem under a RAM overlay).

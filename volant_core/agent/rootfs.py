@@ -1,11 +1,14 @@
-"""The workload's root: the runtime's root filesystem under a RAM overlay (PID 1 only).
+"""The workload's root: the runtime's root filesystem, under a RAM overlay or persistent (PID 1 only).
 
-The host attaches a runtime's ``rootfs`` read-only as the first disk and names it on the
-command line (``volant.rootfs=/dev/vda``). kestrel keeps running from the base image: it
-mounts the disk read-only, lays a tmpfs-backed overlay over it (the workload may write
-anywhere; its writes live in RAM and vanish at power-off, and the image stays as it was)
-and gives the overlay ``/proc``, ``/sys`` and ``/dev``. The workload is then started
-inside it (see :func:`enter`).
+The host attaches a runtime's ``rootfs`` as the first disk and names it on the command line
+(``volant.rootfs=/dev/vda``). kestrel keeps running from the base image. By default the disk
+is the runtime's image, attached read-only: kestrel mounts it read-only and lays a
+tmpfs-backed overlay over it (the workload may write anywhere; its writes live in RAM and
+vanish at power-off, and the image stays as it was). With ``volant.rootfs.persistent=1`` the
+disk is the VM's own copy-on-write image: kestrel mounts it read-write, with no overlay, and
+the workload's writes stay (kestrel syncs before it powers off). Either root gets ``/proc``,
+``/sys``, ``/dev`` and a tmpfs ``/tmp``, and the workload is started inside it (see
+:func:`enter`).
 """
 
 from __future__ import annotations
@@ -38,12 +41,12 @@ def block_filesystems(table: Path = Path("/proc/filesystems")) -> list[str]:
     return [line.strip() for line in table.read_text().splitlines() if line and not line.startswith("nodev")]
 
 
-def _mount_read_only(device: str, target: Path) -> str:
-    """Mount ``device`` read-only on ``target`` with the first type that takes it; that type."""
+def _mount_device(device: str, target: Path, flags: int) -> str:
+    """Mount ``device`` on ``target`` with ``flags`` and the first type that takes it; that type."""
     failures = []
     for fstype in block_filesystems():
         try:
-            _mount(device, target, fstype, _MS_RDONLY)
+            _mount(device, target, fstype, flags)
             return fstype
         except OSError as exc:
             failures.append(f"{fstype}: {exc.strerror}")
@@ -58,17 +61,22 @@ def _wait_for(device: str) -> None:
         time.sleep(_DEVICE_POLL_S)
 
 
-def prepare_root(device: str) -> tuple[Path, str]:
-    """Assemble the workload's root from ``device``; return it and the root file system's type.
+def prepare_root(device: str, *, persistent: bool = False) -> tuple[Path, str]:
+    """Assemble the workload's root from ``device`` (mounted read-write when ``persistent``, else
+    read-only under a RAM overlay); return it and the root file system's type.
 
     Raises :class:`OSError` naming the step that failed.
     """
-    lower, upper, work, root = _STATE / "lower", _STATE / "upper", _STATE / "work", Path(WORKLOAD_ROOT)
+    root = Path(WORKLOAD_ROOT)
     _wait_for(device)
-    fstype = _mount_read_only(device, lower)
-    upper.mkdir(parents=True, exist_ok=True)
-    work.mkdir(parents=True, exist_ok=True)
-    _mount("overlay", root, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
+    if persistent:
+        fstype = _mount_device(device, root, 0)
+    else:
+        lower, upper, work = _STATE / "lower", _STATE / "upper", _STATE / "work"
+        fstype = _mount_device(device, lower, _MS_RDONLY)
+        upper.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
+        _mount("overlay", root, "overlay", 0, f"lowerdir={lower},upperdir={upper},workdir={work}")
     _mount("proc", root / "proc", "proc")
     _mount("sysfs", root / "sys", "sysfs")
     _mount("/dev", root / "dev", None, _MS_BIND | _MS_REC)

@@ -142,6 +142,11 @@ def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: flo
 @click.option("--initramfs-checksum", help="sha256:<hex> the --initramfs must match")
 @click.option("--rootfs", help="root filesystem image the workload runs in (path or URL)")
 @click.option("--rootfs-checksum", help="sha256:<hex> the --rootfs must match")
+@click.option(
+    "--persistent-root/--ephemeral-root",
+    default=None,
+    help="keep the root filesystem's changes across stop and start, or not (default: the runtime's)",
+)
 @click.option("--cloud-init-user-data", "user_data", type=click.File("r"), help="cloud-init user-data file")
 @click.option("--device", "devices", multiple=True, help="PCI device to pass through (BDF, repeatable)")
 @click.option(
@@ -166,6 +171,7 @@ def create_vm(
     initramfs_checksum: str | None,
     rootfs: str | None,
     rootfs_checksum: str | None,
+    persistent_root: bool | None,
     user_data: TextIO | None,
     devices: tuple[str, ...],
     config_file: TextIO | None,
@@ -185,6 +191,8 @@ def create_vm(
     ):
         if location or checksum:
             overrides[medium] = _boot_image(medium, location, checksum)
+    if persistent_root is not None:
+        overrides["persistent_root"] = persistent_root
     if user_data is not None:
         overrides["cloud_init"] = {"user_data": {"inline": True, "content": user_data.read()}}
     if devices:

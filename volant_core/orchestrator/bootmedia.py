@@ -8,12 +8,15 @@ small, else in one more appended layer at ``/volant/manifest.json``. The last la
 always holds the VM's agent token (:mod:`volant_core.agent_token`), so every VM gets
 an initramfs of its own, ``vm_dir/initramfs.img``, readable by its owner only.
 
-A runtime's ``rootfs`` is fetched the same way and becomes the first disk, read-only
-(the guest sees ``/dev/vda``): kestrel still boots from the base image, mounts it under
-a RAM overlay and runs the workload inside it, so the image stays as fetched and one
-copy serves every VM. The manifest's ``disks`` follow in their order; a writable one is
-copied into the VM's directory on its first boot (each VM writes its own copy, kept
-across restarts and removed with the VM), a read-only one is used where it was fetched.
+A runtime's ``rootfs`` is fetched the same way and becomes the first disk (the guest sees
+``/dev/vda``): kestrel still boots from the base image, mounts it and runs the workload
+inside it. By default it is attached read-only and mounted under a RAM overlay, so the
+image stays as fetched and one copy serves every VM (ADR 0017); a persistent root
+(``rootfs.persistent``, or the VM's ``persistent_root``) is an image of the VM's own,
+attached and mounted read-write (``volant.rootfs.persistent=1``). The manifest's ``disks``
+follow in their order; a writable one is an image of the VM's own too, a read-only one is
+used where it was fetched. A VM's own images are made on its first boot, kept across
+restarts and removed with the VM (:mod:`volant_core.orchestrator.writable`, ADR 0037).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from volant_core.agent.constants import (
     AGENT_TOKEN_FILE,
     CMDLINE_NAME_KEY,
     CMDLINE_ROOTFS_KEY,
+    CMDLINE_ROOTFS_PERSISTENT_KEY,
     CMDLINE_RUNTIME_KEY,
     ROOTFS_DEVICE,
 )
@@ -44,17 +48,15 @@ from volant_core.errors import LaunchError, ValidationError
 from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts, ensure_guest, file_layer, newest_build
 from volant_core.kernel_cmdline import check_length
 from volant_core.launch import DiskRole, DiskSpec
-from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Disk, Manifest, encode_for_guest, manifest_json
+from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Manifest, encode_for_guest, manifest_json
+from volant_core.orchestrator.writable import PARTIAL_SUFFIX, WRITABLE_PARTIALS, WritableImage, discard_root
 from volant_core.registry import Registry
 from volant_core.settings import Settings
-from volant_core.vmm_confinement import daemon_directory
 
 log = logging.getLogger(__name__)
 
 #: Guest path kestrel reads the manifest from when it is not on the command line.
 MANIFEST_LAYER_PATH = "/volant/manifest.json"
-#: Suffix of a VM file being written (its initramfs, a disk copy) until it is complete.
-PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,10 @@ class BootMedia:
 
     def sweep_partials(self) -> None:
         """Remove the partial files a killed volantd left: downloads in the cache, and the
-        initramfs and disk copies being written in the VMs' directories.
+        initramfs and the VMs' own images being written in the VMs' directories.
         """
         removed = artifacts.sweep_partials(self._settings.download_dir)
-        for pattern in (f"*/initramfs.img{PARTIAL_SUFFIX}", f"*/disks/*{PARTIAL_SUFFIX}"):
+        for pattern in (f"*/initramfs.img{PARTIAL_SUFFIX}", *WRITABLE_PARTIALS):
             for partial in self._settings.runtime_dir.glob(pattern):
                 partial.unlink(missing_ok=True)
                 removed.append(partial)
@@ -163,8 +165,8 @@ class BootMedia:
 
     def prepare(self, name: str, vm_dir: Path, manifest: Manifest, extra_args: str) -> BootPlan:
         """Fetch the manifest's boot media and disks, write ``vm_dir/initramfs.img`` (the base, the
-        runtime's layer, the VM's private layer) and writable disk copies under ``vm_dir/disks``,
-        compose the command line.
+        runtime's layer, the VM's private layer) and the VM's own images (a persistent root,
+        writable disks), compose the command line.
         """
         layers: list[Path] = []
         if manifest.initramfs is not None:
@@ -175,6 +177,8 @@ class BootMedia:
         args = [*BASE_KERNEL_ARGS, f"{CMDLINE_NAME_KEY}={name}", f"{CMDLINE_RUNTIME_KEY}={manifest.runtime}"]
         if manifest.rootfs is not None:
             args.append(f"{CMDLINE_ROOTFS_KEY}={ROOTFS_DEVICE}")
+            if manifest.rootfs.persistent:
+                args.append(f"{CMDLINE_ROOTFS_PERSISTENT_KEY}=1")
         encoded = encode_for_guest(manifest)
         private = {AGENT_TOKEN_FILE: vm_token(self._settings.state_dir, name).encode()}
         if len(encoded) <= CMDLINE_MANIFEST_BUDGET:
@@ -200,35 +204,47 @@ class BootMedia:
         return BootPlan(kernel, composed, tuple(args), disks)
 
     def _disks(self, vm_dir: Path, manifest: Manifest) -> tuple[DiskSpec, ...]:
-        """The root filesystem (read-only, first: ``/dev/vda``), then the manifest's disks."""
-        disks: list[DiskSpec] = []
+        """The root filesystem (first: ``/dev/vda``), then the manifest's disks.
+
+        A persistent root and the writable disks are images of the VM's own
+        (:mod:`~volant_core.orchestrator.writable`), the others the fetched images, read-only. A
+        root that is not persistent discards the VM's own root image an earlier boot left.
+        """
+        wanted: list[_Attached] = []  # all fetched before the first image is made: a failure leaves none
         if manifest.rootfs is not None:
-            rootfs = manifest.rootfs
-            image = self.fetch(
-                rootfs.url, rootfs.checksum, field="manifest.rootfs.url", image_format=rootfs.format
-            )
-            disks.append(DiskSpec(image, readonly=True, format=rootfs.format, role=DiskRole.ROOTFS))
-        fetched = []  # all of them before the first copy: a disk that cannot be fetched leaves no copy behind
+            rootfs, field = manifest.rootfs, "manifest.rootfs.url"
+            image = self.fetch(rootfs.url, rootfs.checksum, field=field, image_format=rootfs.format)
+            own = WritableImage.of_root(vm_dir, rootfs.format) if rootfs.persistent else None
+            wanted.append(_Attached(image, rootfs.format, rootfs.checksum, field, own, DiskRole.ROOTFS))
         for index, disk in enumerate(manifest.disks):
             field = f"manifest.disks[{index}].source"
             image = self.fetch(disk.source, disk.checksum, field=field, image_format=disk.format)
-            fetched.append((disk, field, image))
-        for disk, field, image in fetched:
-            path = image
-            if not disk.readonly:  # the copy's relative backing names start from the VM's directory
-                path = _own_copy(image, vm_dir, disk)
-                self._policy.check_image(path, disk.format, field=field)
-            disks.append(DiskSpec(path, readonly=disk.readonly, format=disk.format, serial=disk.target))
-        return tuple(disks)
+            own = None if disk.readonly else WritableImage.of_disk(vm_dir, disk.name, disk.format)
+            wanted.append(_Attached(image, disk.format, disk.checksum, field, own, serial=disk.target))
+        if manifest.rootfs is None or not manifest.rootfs.persistent:
+            discard_root(vm_dir)
+        return tuple(self._attach(item) for item in wanted)
+
+    def _attach(self, item: _Attached) -> DiskSpec:
+        """The disk of ``item``: its fetched image read-only, or the VM's own image of it."""
+        if item.own is None:
+            return DiskSpec(item.image, readonly=True, format=item.format, role=item.role, serial=item.serial)
+        cached = item.checksum is not None  # the verified, content-addressed cache entry
+        path, image_format, backing = item.own.prepare(
+            item.image, item.format, cached=cached, field=item.field
+        )
+        self._policy.check_image(path, image_format, field=item.field)  # relative backing names start here
+        return DiskSpec(path, format=image_format, role=item.role, serial=item.serial, backing=backing)
 
 
-def _own_copy(image: Path, vm_dir: Path, disk: Disk) -> Path:
-    """The VM's writable copy of ``disk`` (made from ``image`` on first use, then kept)."""
-    copy = vm_dir / "disks" / f"{disk.name}.{disk.format}"
-    if not copy.exists():
-        vm_dir.mkdir(parents=True, exist_ok=True)
-        daemon_directory(copy.parent)
-        partial = copy.with_suffix(copy.suffix + PARTIAL_SUFFIX)
-        shutil.copyfile(image, partial)
-        partial.replace(copy)
-    return copy
+@dataclass(frozen=True)
+class _Attached:
+    """A fetched image to attach, and the VM's own writable image of it (None: attached read-only)."""
+
+    image: Path
+    format: str
+    checksum: str | None
+    field: str
+    own: WritableImage | None
+    role: DiskRole = DiskRole.DATA
+    serial: str | None = None

@@ -5,7 +5,8 @@
 ``vmconfig.Config`` (``plugin``, ``runtime``, ``kernel_cmdline``,
 ``kernel_override``, ``resources``, ``api``, ``manifest``, ``devices``,
 ``metadata``, ``expose``, ``cloud_init``, ``network``, ``initramfs``,
-``rootfs``) plus ``hypervisor``, ``restart_policy`` and ``on_unhealthy``.
+``rootfs``) plus ``hypervisor``, ``persistent_root``, ``restart_policy`` and
+``on_unhealthy``.
 
 :func:`apply_patch` merges a :class:`ConfigPatch` the Go way:
 
@@ -13,7 +14,7 @@
   sets only the sub-fields it names;
 * every other key as a whole: the patch's value replaces the current one
   (``manifest``, ``devices``, ``cloud_init``, ``network``, ``initramfs``,
-  ``rootfs``, ``metadata`` and ``expose`` included; ``[]`` clears ``expose``);
+  ``rootfs``, ``persistent_root``, ``metadata`` and ``expose`` included; ``[]`` clears ``expose``);
 * ``null`` puts a key (or sub-field) back to its default: what a new VM of
   the same manifest would get (the manifest's ``runtime``, ``resources`` and
   ``expose``, no overrides, empty ``metadata``, the default policy).
@@ -180,6 +181,9 @@ class VMConfig(_Model):
     """Initramfs to boot instead of the manifest's boot medium."""
     rootfs: RootFS | None = None
     """Root filesystem to boot instead of the manifest's boot medium."""
+    persistent_root: bool | None = None
+    """Keep the root filesystem's changes across stop and start (true) or not (false), replacing
+    the root filesystem's ``persistent``; None keeps it. Turning it off discards them at the next boot."""
     restart_policy: RestartPolicyConfig = RestartPolicyConfig()
     """Automatic restarts after a crash."""
     on_unhealthy: OnUnhealthy = "report"
@@ -218,13 +222,17 @@ class VMConfig(_Model):
 
     def boot_manifest(self) -> Manifest:
         """The manifest the guest boots: the snapshot, with the ``initramfs`` or ``rootfs`` override
-        in place of its own boot medium.
+        in place of its own boot medium, and ``persistent_root`` in place of its root's ``persistent``.
         """
         if self.initramfs is not None:
             return self.manifest.model_copy(update={"initramfs": self.initramfs, "rootfs": None})
+        manifest = self.manifest
         if self.rootfs is not None:
-            return self.manifest.model_copy(update={"rootfs": self.rootfs, "initramfs": None})
-        return self.manifest
+            manifest = manifest.model_copy(update={"rootfs": self.rootfs, "initramfs": None})
+        if self.persistent_root is not None and manifest.rootfs is not None:
+            rootfs = manifest.rootfs.model_copy(update={"persistent": self.persistent_root})
+            manifest = manifest.model_copy(update={"rootfs": rootfs})
+        return manifest
 
 
 class ResourcesPatch(_Model):
@@ -289,6 +297,9 @@ class ConfigPatch(_Model):
     """New initramfs override; null for the manifest's boot medium."""
     rootfs: RootFS | None = None
     """New root filesystem override; null for the manifest's boot medium."""
+    persistent_root: bool | None = None
+    """Keep the root filesystem's changes across stop and start, or not; null for the root
+    filesystem's own ``persistent``."""
     restart_policy: RestartPolicyPatch | None = None
     """Restart policy, field by field; null for the default policy."""
     on_unhealthy: OnUnhealthy | None = None
@@ -311,6 +322,12 @@ def validate_config(data: Mapping[str, Any]) -> VMConfig:
         raise ValidationError(
             "initramfs: the initramfs and rootfs overrides are mutually exclusive; set one of them to null",
             field="initramfs",
+        )
+    if config.persistent_root is not None and config.boot_manifest().rootfs is None:
+        raise ValidationError(
+            "persistent_root: the VM boots no root filesystem (neither its manifest nor a rootfs "
+            "override names one); give a rootfs, or set persistent_root to null",
+            field="persistent_root",
         )
     return config
 

@@ -9,14 +9,16 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from chstandin.argv import OPTIONS, ContractViolation, parse_argv
 from volant_cloud_hypervisor.command import build_command
 from volant_cloud_hypervisor.paths import VmPaths
 
 from volant_core.errors import LaunchError
-from volant_core.launch import DiskRole, DiskSpec, LaunchSpec, NicSpec, PciDeviceSpec
+from volant_core.launch import BackingImage, DiskRole, DiskSpec, LaunchSpec, NicSpec, PciDeviceSpec
 
 CONTRACT = Path(__file__).parent / "contracts" / "cloud-hypervisor-cli.md"
+OPENAPI = Path(__file__).parent / "contracts" / "cloud-hypervisor-v54-openapi.yaml"
 VM_DIR = Path("/run/volant/vms/web")
 
 
@@ -93,6 +95,25 @@ def test_disks_keep_the_spec_order() -> None:
         "/images/d1.img",
         "/images/d2.img",
     ]
+
+
+def test_an_overlay_is_a_qcow2_disk_with_backing_files_on_a_key_of_the_contract() -> None:
+    """Cloud Hypervisor v54 opens a qcow2 image's backing file only with ``backing_files=on``
+    (``DiskConfig.backing_files`` in the contract's OpenAPI file, default false)."""
+    overlay = DiskSpec(
+        VM_DIR / "root" / "overlay.qcow2",
+        format="qcow2",
+        role=DiskRole.ROOTFS,
+        backing=BackingImage(Path("/cache/sha256/ab"), "raw"),
+    )
+    disks = (overlay, DiskSpec(Path("/images/data.qcow2"), format="qcow2"))
+    parsed = parse_argv(build_command(_spec(disks=disks), binary="ch")[1:])
+    assert parsed.all_pairs("--disk") == [
+        {"path": str(overlay.path), "readonly": "off", "image_type": "qcow2", "backing_files": "on"},
+        {"path": "/images/data.qcow2", "readonly": "off", "image_type": "qcow2"},
+    ]
+    disk_config = yaml.safe_load(OPENAPI.read_text())["components"]["schemas"]["DiskConfig"]
+    assert disk_config["properties"]["backing_files"] == {"type": "boolean", "default": False}
 
 
 def test_the_grammar_covers_every_option_of_the_contract_table() -> None:

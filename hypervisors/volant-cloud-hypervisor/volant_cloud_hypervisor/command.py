@@ -70,6 +70,8 @@ def _disk_args(spec: LaunchSpec) -> list[str]:
             )
         value = f"path={_value(disk.path, field)},readonly={'on' if disk.readonly else 'off'}"
         value += f",image_type={disk.format}"
+        if disk.backing is not None:  # a qcow2 overlay: v54 opens its backing file only when told to
+            value += ",backing_files=on"
         if disk.serial is not None:
             value += f",serial={_value(disk.serial, field + '.serial')}"
         args += ["--disk", value]

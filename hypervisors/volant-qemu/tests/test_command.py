@@ -7,11 +7,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from volant_qemu.command import build_command
+from volant_qemu.command import Handover, build_command
 from volant_qemu.paths import VmPaths
 
 from volant_core.errors import LaunchError
-from volant_core.launch import SOCKET_NAME_ROOM, DiskSpec, LaunchSpec, NicSpec, PciDeviceSpec
+from volant_core.launch import (
+    SOCKET_NAME_ROOM,
+    BackingImage,
+    DiskRole,
+    DiskSpec,
+    LaunchSpec,
+    NicSpec,
+    PciDeviceSpec,
+)
 
 VM_DIR = Path("/run/volant/vms/web")
 
@@ -97,6 +105,34 @@ def test_disks_in_order_with_format_and_readonly(build: Builder) -> None:
     ]
     blk = [d for d in option_values(argv, "-device") if d.startswith("virtio-blk-pci")]
     assert blk == ["virtio-blk-pci,drive=disk0", "virtio-blk-pci,drive=disk1"]
+
+
+def test_an_overlay_names_its_backing_image_itself_never_following_its_header(
+    make_spec: SpecFactory,
+) -> None:
+    """A qcow2 overlay of the VM's own (ADR 0037): QEMU reads qcow2 and gets the backing image named
+    on the command line (by path, or as the daemon's descriptor for a confined QEMU), read-only."""
+    overlay = DiskSpec(
+        VM_DIR / "root" / "overlay.qcow2",
+        format="qcow2",
+        role=DiskRole.ROOTFS,
+        backing=BackingImage(Path("/cache/sha256/ab,c"), "raw"),
+    )
+    spec = make_spec(VM_DIR, Path("/k/vmlinux"), disks=(overlay,))
+    backing = "backing.driver=raw,backing.file.filename={},backing.read-only=on"
+    by_path = build_command(spec, accel="tcg", binary="qemu")
+    assert option_values(by_path, "-drive") == [
+        f"file={VM_DIR}/root/overlay.qcow2,if=none,id=disk0,format=qcow2,"
+        + backing.format("/cache/sha256/ab,,c")
+    ]
+    assert option_values(by_path, "-add-fd") == []
+    handover = Handover(Path("/k/vmlinux"), None, disk_fds=(None,), tap_fds=(), backing_fds=(9,))
+    by_fd = build_command(spec, accel="tcg", binary="qemu", handover=handover)
+    assert option_values(by_fd, "-add-fd") == ["fd=9,set=9,opaque=/cache/sha256/ab,,c"]
+    assert option_values(by_fd, "-drive") == [
+        f"file={VM_DIR}/root/overlay.qcow2,if=none,id=disk0,format=qcow2," + backing.format("/dev/fdset/9")
+    ]
+    assert handover.descriptors == (9,)
 
 
 def test_commas_in_paths_are_escaped(build: Builder) -> None:

@@ -7,15 +7,17 @@ The checks read what the kernel reports about the running QEMU (``/proc/PID/stat
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import socket
+import stat
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from volant_qemu.confine import prepare_handover
+from volant_qemu.confine import close_all, prepare_handover
 from volant_qemu.consolelog import rotate_if_over
 from volant_qemu.instance import QemuInstance
 from volant_qemu.launcher import QemuLauncher
@@ -23,7 +25,7 @@ from volant_qemu.paths import VmPaths
 
 from volant_core.cgroups import hierarchies
 from volant_core.errors import LaunchError
-from volant_core.launch import LaunchSpec
+from volant_core.launch import BackingImage, DiskRole, DiskSpec, LaunchSpec
 from volant_core.settings import DEFAULT_VMM_ID_RANGE, parse_id_range
 from volant_core.vmm_confinement import VmmConfinement
 
@@ -229,3 +231,33 @@ def test_the_daemon_never_writes_through_a_link_a_vmm_left(
     assert handover.kernel == vm_dir / "boot" / "vmlinux" and handover.kernel.read_bytes() == b"kernel\n"
     assert not (vm_dir / "boot").is_symlink()
     assert VmPaths(vm_dir).spawned() == (123, "456")
+
+
+def test_a_confined_qemu_writes_its_overlay_and_gets_the_backing_image_as_a_descriptor(
+    tmp_path: Path, vm_dir: Path, vmm_user: pwd.struct_passwd, make_spec: Callable[..., LaunchSpec]
+) -> None:
+    """A VM's qcow2 overlay (ADR 0037) is its VMM's to write, in a directory the VMM cannot add
+    to or rename in; the backing image in the daemon's cache (0700) is opened by the daemon, read-only."""
+    kernel = tmp_path / "vmlinux"
+    kernel.write_bytes(b"kernel\n")
+    base = tmp_path / "cache" / "base.raw"
+    base.parent.mkdir(mode=0o700)
+    base.write_bytes(b"base")
+    overlay = vm_dir / "root" / "overlay.qcow2"
+    overlay.parent.mkdir(parents=True)
+    overlay.write_bytes(b"overlay")
+    disk = DiskSpec(overlay, format="qcow2", role=DiskRole.ROOTFS, backing=BackingImage(base, "raw"))
+    identity = VmmConfinement(VMM_USER, "off", 0).identity(3)
+    assert identity is not None
+
+    handover = prepare_handover(make_spec(vm_dir, kernel, disks=(disk,)), identity, None)
+    try:
+        assert handover.disk_fds == (None,)  # QEMU opens the overlay in its VM's directory itself
+        (backing_fd,) = handover.backing_fds
+        assert backing_fd is not None and os.path.samestat(os.fstat(backing_fd), base.stat())
+        assert fcntl.fcntl(backing_fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    finally:
+        close_all(handover.descriptors)
+    found, directory = overlay.stat(), overlay.parent.stat()
+    assert (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (0, identity.gid, 0o660)
+    assert (directory.st_uid, directory.st_gid, stat.S_IMODE(directory.st_mode)) == (0, identity.gid, 0o710)

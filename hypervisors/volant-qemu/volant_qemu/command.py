@@ -21,19 +21,22 @@ class Handover:
     (copies in its own directory), and descriptors the daemon opened for it (QEMU keeps their numbers).
 
     ``disk_fds`` holds, per disk of the spec, the descriptor of that disk (opened read-only or
-    read-write as the disk is), or None where QEMU opens the path itself; ``tap_fds`` one
-    descriptor per NIC, attached to its tap.
+    read-write as the disk is), or None where QEMU opens the path itself; ``backing_fds`` likewise
+    the read-only descriptor of each disk's backing image (None: no backing image, or QEMU opens
+    it); ``tap_fds`` one descriptor per NIC, attached to its tap.
     """
 
     kernel: Path
     initramfs: Path | None
     disk_fds: tuple[int | None, ...]
     tap_fds: tuple[int, ...]
+    backing_fds: tuple[int | None, ...] = ()
 
     @property
     def descriptors(self) -> tuple[int, ...]:
         """Every descriptor QEMU inherits."""
-        return (*(fd for fd in self.disk_fds if fd is not None), *self.tap_fds)
+        disks = (*self.disk_fds, *self.backing_fds)
+        return (*(fd for fd in disks if fd is not None), *self.tap_fds)
 
 
 def build_command(
@@ -74,7 +77,7 @@ def build_command(
     cmd += ["-device", "virtio-rng-pci"]
     cmd += ["-qmp", qmp_argument(paths)]
     cmd += ["-pidfile", str(paths.pidfile)]
-    cmd += _disk_args(spec, handover.disk_fds if handover else ())
+    cmd += _disk_args(spec, handover.disk_fds if handover else (), handover.backing_fds if handover else ())
     cmd += _nic_args(spec, handover.tap_fds if handover else ())
     for pci in spec.pci_devices:
         cmd += ["-device", f"vfio-pci,host={pci.address}"]
@@ -109,17 +112,26 @@ def _agent_args(paths: VmPaths) -> list[str]:
     return args
 
 
-def _disk_args(spec: LaunchSpec, fds: tuple[int | None, ...]) -> list[str]:
+def _disk_args(
+    spec: LaunchSpec, fds: tuple[int | None, ...], backing_fds: tuple[int | None, ...]
+) -> list[str]:
     """A drive and a virtio-blk device per disk; a disk passed as a descriptor is an fd set of its
-    own (numbered as the descriptor), which QEMU opens as ``/dev/fdset/N``.
+    own (numbered as the descriptor), which QEMU opens as ``/dev/fdset/N``. A disk with a backing
+    image names it (read-only, its format given) in place of the name its qcow2 header holds,
+    which QEMU then never follows.
     """
     args: list[str] = []
     for index, disk in enumerate(spec.disks):
-        fd = fds[index] if index < len(fds) else None
-        source = _escape(disk.path) if fd is None else f"/dev/fdset/{fd}"
-        if fd is not None:
-            args += ["-add-fd", f"fd={fd},set={fd},opaque={_escape(disk.path)}"]
+        args_of_file, source = _file_args(disk.path, fds[index] if index < len(fds) else None)
+        args += args_of_file
         drive = f"file={source},if=none,id=disk{index},format={disk.format}"
+        if disk.backing is not None:
+            backing_fd = backing_fds[index] if index < len(backing_fds) else None
+            args_of_file, backing = _file_args(disk.backing.path, backing_fd)
+            args += args_of_file
+            drive += (
+                f",backing.driver={disk.backing.format},backing.file.filename={backing},backing.read-only=on"
+            )
         if disk.readonly:
             drive += ",readonly=on"
         device = f"virtio-blk-pci,drive=disk{index}"
@@ -127,6 +139,13 @@ def _disk_args(spec: LaunchSpec, fds: tuple[int | None, ...]) -> list[str]:
             device += f",serial={_escape(disk.serial)}"
         args += ["-drive", drive, "-device", device]
     return args
+
+
+def _file_args(path: Path, fd: int | None) -> tuple[list[str], str]:
+    """``(arguments, file name)`` by which QEMU opens ``path``: itself, or as the fd set of ``fd``."""
+    if fd is None:
+        return [], _escape(path)
+    return ["-add-fd", f"fd={fd},set={fd},opaque={_escape(path)}"], f"/dev/fdset/{fd}"
 
 
 def _nic_args(spec: LaunchSpec, fds: tuple[int, ...]) -> list[str]:

@@ -3,8 +3,8 @@
 QEMU may create its sockets and pidfile in the VM's directory and open the files of its VM there
 (:func:`volant_core.vmm_confinement.hand_over`); the kernel and initramfs, when they live elsewhere
 (the daemon's cache, 0700), are copied into ``boot/`` there (kept while the source is unchanged);
-disks elsewhere are opened by the daemon and passed as descriptors, and so is every tap (only root
-opens ``/dev/net/tun``).
+disks elsewhere, and the backing images of the VM's overlays (in the daemon's cache), are opened
+by the daemon and passed as descriptors, and so is every tap (only root opens ``/dev/net/tun``).
 """
 
 from __future__ import annotations
@@ -35,16 +35,11 @@ def prepare_handover(spec: LaunchSpec, identity: VmmIdentity, state_dir: Path | 
         kernel = _inside(spec.vm_dir, spec.kernel)
         initramfs = _inside(spec.vm_dir, spec.initramfs) if spec.initramfs is not None else None
         disk_fds: list[int | None] = []
+        backing_fds: list[int | None] = []
         for disk in spec.disks:
-            if disk.path.is_relative_to(spec.vm_dir):
-                disk_fds.append(None)
-                continue
-            flags = os.O_RDONLY if disk.readonly else os.O_RDWR
-            try:
-                opened.append(os.open(disk.path, flags | os.O_CLOEXEC))
-            except OSError as err:
-                raise LaunchError(f"cannot open disk {disk.path}: {err}") from err
-            disk_fds.append(opened[-1])
+            disk_fds.append(_outside(spec.vm_dir, disk.path, disk.readonly, opened))
+            backing = disk.backing.path if disk.backing is not None else None
+            backing_fds.append(None if backing is None else _outside(spec.vm_dir, backing, True, opened))
         tap_fds: list[int] = []
         for nic in spec.nics:
             tap_fds.append(hostnet.open_tap(nic.tap))
@@ -54,10 +49,22 @@ def prepare_handover(spec: LaunchSpec, identity: VmmIdentity, state_dir: Path | 
         read = [kernel, *([initramfs] if initramfs else []), *(d.path for d in inside if d.readonly)]
         write = [paths.console_log, paths.pidfile, *(d.path for d in inside if not d.readonly)]
         hand_over(spec.vm_dir, identity, read=read, write=write, state_dir=state_dir)
-        return Handover(kernel, initramfs, tuple(disk_fds), tuple(tap_fds))
+        return Handover(kernel, initramfs, tuple(disk_fds), tuple(tap_fds), tuple(backing_fds))
     except BaseException:
         close_all(opened)
         raise
+
+
+def _outside(vm_dir: Path, image: Path, readonly: bool, opened: list[int]) -> int | None:
+    """None for an ``image`` in ``vm_dir`` (QEMU opens it there), else a descriptor of it the
+    daemon opened (read-only or read-write), added to ``opened``."""
+    if image.is_relative_to(vm_dir):
+        return None
+    try:
+        opened.append(os.open(image, (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC))
+    except OSError as err:
+        raise LaunchError(f"cannot open disk {image}: {err}") from err
+    return opened[-1]
 
 
 def close_all(descriptors: tuple[int, ...] | list[int]) -> None:

@@ -139,6 +139,7 @@ OPTIONS: dict[str, KeyValueOption | PlainOption] = {
             "thp": ON_OFF,
         }
     ),
+    # ``backing_files`` is DiskConfig's ``backing_files`` in the OpenAPI file (the table lists a subset).
     "--disk": KeyValueOption(
         {
             "path": PATH,
@@ -151,6 +152,7 @@ OPTIONS: dict[str, KeyValueOption | PlainOption] = {
             "image_type": _one_of("raw", "qcow2", "vhd", "vhdx"),
             "bw_size": INTEGER,
             "ops_size": INTEGER,
+            "backing_files": BOOLEAN,
         }
     ),
     # The table's "..." elides keys; ``mtu`` is NetConfig's ``mtu`` in the OpenAPI file.

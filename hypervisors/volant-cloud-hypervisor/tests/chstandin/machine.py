@@ -267,6 +267,11 @@ class Machine:
                     "readonly": disk.get("readonly") in ("on", "true"),
                     **({"serial": disk["serial"]} if "serial" in disk else {}),
                     **({"image_type": IMAGE_TYPES[disk["image_type"]]} if "image_type" in disk else {}),
+                    **(
+                        {"backing_files": disk["backing_files"] in ("on", "true")}
+                        if "backing_files" in disk
+                        else {}
+                    ),
                 }
                 for disk in command.all_pairs("--disk")
             ],
