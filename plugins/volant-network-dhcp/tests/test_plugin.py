@@ -16,6 +16,7 @@ from volant_network_dhcp.plugin import DhcpNetwork, DhcpSettings
 
 from volant_core.sdk import PluginContext, PluginError, VMStatus, VMView, tap_name
 from volant_core.settings import load_settings
+from volant_core.testing.contracts import NetworkModeContract
 
 MAC = "02:aa:00:00:01:01"
 
@@ -75,6 +76,19 @@ def test_attach_serves_the_vm_on_its_tap_and_detach_removes_both(lan, state_dir:
     assert lan.server_ns.links() == ["tbr0"]
     assert dnsmasq_pids(lan) == []
     assert list((state_dir / "plugins").glob("dhcp/*")) == []
+
+
+class TestDhcpContract(NetworkModeContract):
+    """The core's network-mode contract, on the bridge of a namespace of the test's own."""
+
+    @pytest.fixture
+    def network_mode(self, lan, state_dir: Path) -> Iterator[DhcpNetwork]:
+        with lan.server_ns.enter():
+            yield DhcpNetwork(context_for(state_dir))
+
+    @pytest.fixture
+    def vm(self) -> VMView:
+        return vm_view("web", "10.77.0.7")
 
 
 def test_dnsmasq_outlives_a_daemon_stop_and_the_next_daemon_adopts_it(lan, state_dir: Path) -> None:

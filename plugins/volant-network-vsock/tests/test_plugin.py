@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from volant_network_vsock import plugin
 
-from volant_core.sdk import Capability, HypervisorDescriptor, hookimpl
+from volant_core.sdk import Capability, HypervisorDescriptor, VMView, hookimpl
 from volant_core.testing import hostvm
+from volant_core.testing.contracts import NetworkModeContract, make_vm_view
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.kestrel import http_server_workload
 
@@ -83,9 +84,19 @@ def test_with_an_agent_channel_the_vm_runs_without_any_address(daemon: RunningDa
     assert answer.status == 200 and answer.body == b"over the agent channel\n"
 
 
-def test_attach_and_detach_hold_nothing() -> None:
-    (descriptor,) = plugin.volant_network_modes()
-    mode = descriptor.factory()
-    attachment = mode.attach(None)  # type: ignore[arg-type]  # it looks at nothing of the VM
-    assert attachment.nics == () and attachment.kernel_args == ()
-    mode.detach(None)  # type: ignore[arg-type]
+class TestVsockContract(NetworkModeContract):
+    """The core's network-mode contract: attach and detach, twice, and of a VM never attached."""
+
+    @pytest.fixture
+    def network_mode(self) -> Any:
+        (descriptor,) = plugin.volant_network_modes()
+        return descriptor.factory()
+
+    @pytest.fixture
+    def vm(self, tmp_path: Path) -> VMView:
+        return make_vm_view("v", tmp_path, network_mode="vsock")
+
+    def test_attach_holds_nothing(self, network_mode: Any, vm: VMView) -> None:
+        """No NIC, no kernel argument: the guest is reached over the hypervisor's agent channel only."""
+        attachment = network_mode.attach(vm)
+        assert attachment.nics == () and attachment.kernel_args == ()
