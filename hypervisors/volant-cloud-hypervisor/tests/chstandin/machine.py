@@ -168,8 +168,8 @@ class Machine:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._kestrel.pid, sig)
 
-    def halt_guest(self) -> None:
-        """Shut the guest down: kestrel stops its workload on SIGTERM; SIGKILL after a grace period."""
+    def halt_guest(self, grace: float = GUEST_SHUTDOWN_GRACE) -> None:
+        """Shut the guest down: kestrel stops its workload on SIGTERM; SIGKILL after ``grace`` seconds."""
         kestrel, self._kestrel = self._kestrel, None
         if kestrel is None:
             return
@@ -178,7 +178,7 @@ class Machine:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(kestrel.pid, sig)
         try:
-            kestrel.wait(GUEST_SHUTDOWN_GRACE)
+            kestrel.wait(grace)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(kestrel.pid, signal.SIGKILL)
@@ -216,7 +216,7 @@ class Machine:
                 if os.environ.get(IGNORE_VMM_SHUTDOWN):
                     self.log("hung: vmm.shutdown does nothing")
                     continue
-                self.halt_guest()
+                self.halt_guest(grace=0)  # the VMM ends now: its guest gets no time to shut down
                 self.event("vmm", "shutdown")
                 return 0
             if action == "vm-shutdown":
