@@ -82,6 +82,8 @@ class Settings(BaseModel):
     api_key_file: Path | None = None
     api_allow_cidr: tuple[IPNetwork, ...] = ()
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    metrics_addresses: tuple[IPNetwork, ...] = ()
+    """Clients that may ``GET /metrics`` without the API key, even outside ``api_allow_cidr``."""
     cors_origins: tuple[str, ...] = ()
     api_hosts: tuple[str, ...] = ()
     """Names clients may reach the API by (``Host``), besides ``localhost`` and IP addresses."""
@@ -147,7 +149,7 @@ class Settings(BaseModel):
             raise ValueError("must be printable ASCII without spaces (it travels in an HTTP header)")
         return value
 
-    @field_validator("api_allow_cidr", "trusted_proxies", mode="before")
+    @field_validator("api_allow_cidr", "trusted_proxies", "metrics_addresses", mode="before")
     @classmethod
     def _networks(cls, value: object) -> tuple[IPNetwork, ...]:
         networks = []
@@ -282,6 +284,7 @@ ENVIRONMENT = {
     "VOLANT_API_KEY_FILE": "api_key_file",
     "VOLANT_API_ALLOW_CIDR": "api_allow_cidr",
     "VOLANT_TRUSTED_PROXIES": "trusted_proxies",
+    "VOLANT_METRICS_ADDRESSES": "metrics_addresses",
     "VOLANT_CORS_ORIGINS": "cors_origins",
     "VOLANT_API_HOSTS": "api_hosts",
     "VOLANT_BOOT_TIMEOUT": "boot_timeout",
