@@ -24,6 +24,7 @@ from volant_core.agent_client import (
     MAX_ANSWER_SETTING,
 )
 from volant_core.errors import ValidationError
+from volant_core.keyfile import read_key_file
 
 #: Directory under the state directory that is an artifact directory by default (made by volantd).
 IMAGES_DIR = "images"
@@ -251,17 +252,6 @@ def _comma_list(value: object) -> list[object]:
     if not items:
         raise ValueError("empty list; leave the variable unset instead")
     return items
-
-
-def read_key_file(path: Path) -> str:
-    """The API key stored in ``path`` (surrounding whitespace stripped); ValueError saying why not."""
-    try:
-        key = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read {path}: {err}") from None
-    if not key:
-        raise ValueError(f"{path} is empty")
-    return key
 
 
 #: Environment variable -> settings field. Several Go names map to one field.
