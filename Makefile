@@ -46,3 +46,4 @@ bench: bootstrap
 	$(VENV)/bin/python bench/create_to_running.py
 	$(VENV)/bin/python bench/api_server.py
 	$(VENV)/bin/python bench/control_plane.py
+	$(VENV)/bin/python bench/cli_startup.py

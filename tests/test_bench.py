@@ -25,7 +25,9 @@ CPU_LINE = re.compile(
 TARGET_LINE = re.compile(r"^[^:]+: [\d.]+.*\(target [<>]= [\d.]+( ms| MiB)?\)$")
 #: The CPU one round takes: ``<what>: <t> ms, at most <n>/s on one free core``.
 CPU_PER_ROUND = re.compile(r"^[^:]+: [\d.]+ ms, at most \d+/s on one free core$")
-FORMS = (LINE, CPU_LINE, TARGET_LINE, CPU_PER_ROUND)
+#: The CPU a command's process takes: ``<what>, CPU: <t> ms against <t> ms for python -c pass``.
+CHILD_CPU = re.compile(r"^[^:]+, CPU: \d+ ms against \d+ ms for python -c pass$")
+FORMS = (LINE, CPU_LINE, TARGET_LINE, CPU_PER_ROUND, CHILD_CPU)
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,18 @@ FORMS = (LINE, CPU_LINE, TARGET_LINE, CPU_PER_ROUND)
                 "create + delete through the API, against the store alone",
                 "control plane",
                 "CPU per create+delete (daemon and client, this process)",
+            ],
+        ),
+        (
+            "cli_startup.py",
+            ["--rounds", "2"],
+            [
+                "volar --help",
+                "volar --help, start",
+                "volar --help, CPU",
+                "volar vms list (no volantd)",
+                "volar vms list (no volantd), start",
+                "volar vms list (no volantd), CPU",
             ],
         ),
         (

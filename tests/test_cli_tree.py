@@ -24,10 +24,15 @@ TREES = {"volar": volar_cli, "volantd": volantd_cli}
 def walk(
     command: click.Command, path: tuple[str, ...] = ()
 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """Every command below ``command`` (itself included) with its path of names."""
+    """Every command below ``command`` (itself included) with its path of names; through
+    ``list_commands`` and ``get_command``, as click finds them (volar imports its commands lazily).
+    """
     yield path, command
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+        context = click.Context(command)
+        for name in sorted(command.list_commands(context)):
+            sub = command.get_command(context, name)
+            assert sub is not None, f"{name} is listed but cannot be found"
             yield from walk(sub, (*path, name))
 
 

@@ -38,6 +38,7 @@ from typing import IO, Any
 from volant_core.confinement import local_path
 from volant_core.errors import ValidationError, VolantError
 from volant_core.images import open_regular
+from volant_core.metrics.cache_hits import cache_hit
 
 #: Largest artifact a download may bring (bytes).
 MAX_DOWNLOAD_BYTES = 16 * 1024**3
@@ -137,7 +138,7 @@ def fetch_file(url: str, checksum: str | None, cache_dir: Path) -> Path:
     if digest is None:
         return path
     if hit := _cached(digest, cache_dir):
-        return hit
+        return cache_hit(cache_dir, hit)
     with open_regular(path, field="url") as src:
         return _store(iter(lambda: src.read(_CHUNK), b""), digest, cache_dir, url)
 
@@ -179,7 +180,7 @@ def fetch_http(url: str, checksum: str | None, cache_dir: Path, *, deadline: flo
     """
     digest = expected_digest(checksum)
     if hit := _cached(digest, cache_dir):
-        return hit
+        return cache_hit(cache_dir, hit)
     deadline = time.monotonic() + DEFAULT_DEADLINE if deadline is None else deadline
     record_path = cache_dir / _URLS / f"{hashlib.sha256(url.encode()).hexdigest()}.json"
     record = _url_record(record_path, url, cache_dir) if digest is None else None
@@ -192,7 +193,7 @@ def fetch_http(url: str, checksum: str | None, cache_dir: Path, *, deadline: flo
             return stored
     except urllib.error.HTTPError as err:
         if err.code == http.HTTPStatus.NOT_MODIFIED and record is not None:
-            return cache_dir / _BLOBS / record["digest"]
+            return cache_hit(cache_dir, cache_dir / _BLOBS / record["digest"])
         raise ValidationError(f"{url}: download failed: HTTP {err.code} {err.reason}", field="url") from None
     except (OSError, http.client.HTTPException) as err:
         raise ValidationError(f"{url}: download failed: {_describe(err)}", field="url") from None

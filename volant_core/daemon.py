@@ -9,11 +9,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from volant_core.api.app import ApiDeps, create_app
+from volant_core.api.app import AGENT_PROXY_ROUTE, ApiDeps, create_app
 from volant_core.api.server import ApiServer, ServerLimits
 from volant_core.confinement import ArtifactPolicy
 from volant_core.events import Event, EventBus
 from volant_core.manifest import Manifest
+from volant_core.metrics.daemon_metrics import DaemonMetrics
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.deployments import Deployments
 from volant_core.plugins import Plugins, load_plugins
@@ -144,6 +145,8 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
     deployments = Deployments(
         store, bus, orchestrator, interval=settings.reconcile_interval, max_replicas=settings.max_replicas
     )
+    metrics = DaemonMetrics(orchestrator, AGENT_PROXY_ROUTE, settings.download_dir)
+    bus.add_listener(metrics.on_event)
     bus.add_listener(deployments.on_event)
     bus.add_listener(plugins.publish)
     app = create_app(
@@ -153,6 +156,7 @@ def build_daemon(settings: Settings, *, plugins: Plugins | None = None) -> Daemo
             plugins=plugins,
             deployments=deployments,
             settings=settings,
+            metrics=metrics,
         )
     )
     for info in plugins.info.values():

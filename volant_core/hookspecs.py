@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 from pydantic import BaseModel
 
+from volant_core import PROJECT_NAME
 from volant_core.descriptors import (
     BootSourceDescriptor,
     DeviceDriverDescriptor,
@@ -82,7 +83,6 @@ if TYPE_CHECKING:
     from volant_core.launch import AgentChannel, Instance, LaunchSpec
     from volant_core.vm import VMView
 
-PROJECT_NAME = "volant"
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -665,10 +665,12 @@ def volant_event(event: Event, context: PluginContext) -> None:
 def volant_register_commands(cli: click.Group) -> None:
     """Add commands to `volar`: call `cli.add_command(...)`.
 
-    Called each time `volar` starts, before it parses its command line; `cli` is the top-level
-    `click.Group`. Keep it cheap (no network, no heavy imports at module level): it runs on every
-    `volar` invocation, even `volar --help`. `volar` is not the daemon: an implementation that
-    raises is reported on stderr and skipped, and `volar` goes on.
+    Called once when `volar` needs commands beyond its own: to list them (`volar --help`, shell
+    completion) or to run a command whose name is not a core command; `cli` is the top-level
+    `click.Group`. The core's commands (`volar vms list` ...) never load the plugins, so that they
+    start quickly; a command named like a core one is never used. Keep it cheap (no network, no
+    heavy imports at module level): `volar --help` waits for it. `volar` is not the daemon: an
+    implementation that raises is reported on stderr and skipped, and `volar` goes on.
 
     ```python
     import click

@@ -24,6 +24,7 @@ from volant_core.agent_client import (
     MAX_ANSWER_SETTING,
 )
 from volant_core.errors import ValidationError
+from volant_core.keyfile import read_key_file
 
 #: Directory under the state directory that is an artifact directory by default (made by volantd).
 IMAGES_DIR = "images"
@@ -82,6 +83,8 @@ class Settings(BaseModel):
     api_key_file: Path | None = None
     api_allow_cidr: tuple[IPNetwork, ...] = ()
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    metrics_addresses: tuple[IPNetwork, ...] = ()
+    """Clients that may ``GET /metrics`` without the API key, even outside ``api_allow_cidr``."""
     cors_origins: tuple[str, ...] = ()
     api_hosts: tuple[str, ...] = ()
     """Names clients may reach the API by (``Host``), besides ``localhost`` and IP addresses."""
@@ -147,7 +150,7 @@ class Settings(BaseModel):
             raise ValueError("must be printable ASCII without spaces (it travels in an HTTP header)")
         return value
 
-    @field_validator("api_allow_cidr", "trusted_proxies", mode="before")
+    @field_validator("api_allow_cidr", "trusted_proxies", "metrics_addresses", mode="before")
     @classmethod
     def _networks(cls, value: object) -> tuple[IPNetwork, ...]:
         networks = []
@@ -251,17 +254,6 @@ def _comma_list(value: object) -> list[object]:
     return items
 
 
-def read_key_file(path: Path) -> str:
-    """The API key stored in ``path`` (surrounding whitespace stripped); ValueError saying why not."""
-    try:
-        key = path.read_text().strip()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read {path}: {err}") from None
-    if not key:
-        raise ValueError(f"{path} is empty")
-    return key
-
-
 #: Environment variable -> settings field. Several Go names map to one field.
 ENVIRONMENT = {
     "VOLANT_STATE_DIR": "state_dir",
@@ -282,6 +274,7 @@ ENVIRONMENT = {
     "VOLANT_API_KEY_FILE": "api_key_file",
     "VOLANT_API_ALLOW_CIDR": "api_allow_cidr",
     "VOLANT_TRUSTED_PROXIES": "trusted_proxies",
+    "VOLANT_METRICS_ADDRESSES": "metrics_addresses",
     "VOLANT_CORS_ORIGINS": "cors_origins",
     "VOLANT_API_HOSTS": "api_hosts",
     "VOLANT_BOOT_TIMEOUT": "boot_timeout",

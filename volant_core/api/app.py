@@ -16,10 +16,11 @@ from volant_core.api.configs import VMConfigResource
 from volant_core.api.console import VMConsole
 from volant_core.api.deployments import DeploymentCollection, DeploymentItem
 from volant_core.api.events import EventStream
+from volant_core.api.metrics import MetricsResource, RequestMetrics
 from volant_core.api.openapi.generator import DOCUMENT_PATH, OpenApiDocument
 from volant_core.api.openapi.routes import RoutedApp, mount_plugin_routes
 from volant_core.api.runtimes import RuntimeCollection, RuntimeItem
-from volant_core.api.security import security_middleware
+from volant_core.api.security import METRICS_PATH, security_middleware
 from volant_core.api.system import (
     Health,
     SystemInfoResource,
@@ -29,6 +30,7 @@ from volant_core.api.system import (
 )
 from volant_core.api.vms import AgentProxy, VMCollection, VMItem
 from volant_core.api.workload import VMAction, VMLogs, VMOpenAPI
+from volant_core.metrics.daemon_metrics import DaemonMetrics
 from volant_core.orchestrator import Orchestrator
 from volant_core.orchestrator.deployments import Deployments
 from volant_core.plugins import Plugins
@@ -38,6 +40,8 @@ from volant_core.settings import Settings
 #: Largest request body accepted (bytes); bigger ones get 413. Not for resources that stream
 #: the body on as they read it (``streams_request_body``: the agent proxy).
 MAX_BODY_BYTES = 4 * 1024 * 1024
+#: The route of the agent proxy (its requests are counted apart in the metrics too).
+AGENT_PROXY_ROUTE = "/api/v1/vms/{name}/agent/{path:path}"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class ApiDeps:
     plugins: Plugins
     deployments: Deployments
     settings: Settings
+    metrics: DaemonMetrics
 
 
 class _BodyLimit:
@@ -69,11 +74,14 @@ class _BodyLimit:
 
 def create_app(deps: ApiDeps) -> RoutedApp:
     """Build the WSGI application for ``deps``: the core routes, ``/openapi``, then plugin routes."""
-    app = RoutedApp(middleware=[*security_middleware(deps.settings), _BodyLimit()])
+    app = RoutedApp(
+        middleware=[RequestMetrics(deps.metrics), *security_middleware(deps.settings), _BodyLimit()]
+    )
     errors.install(app)
     vm_item = VMItem(deps.orchestrator)
     runtime_item = RuntimeItem(deps.catalog)
     app.add_route("/healthz", Health())
+    app.add_route(METRICS_PATH, MetricsResource(deps.metrics))
     app.add_route("/api/v1/system/plugins", SystemPlugins(deps.plugins))
     app.add_route("/api/v1/system/status", SystemStatusResource(deps.orchestrator))
     app.add_route("/api/v1/system/info", SystemInfoResource(deps.orchestrator, deps.plugins))
@@ -87,7 +95,7 @@ def create_app(deps: ApiDeps) -> RoutedApp:
     app.add_route("/api/v1/vms/{name}/config", vm_config)
     for view in ("history", "rollback"):
         app.add_route(f"/api/v1/vms/{{name}}/config/{view}", vm_config, suffix=view)
-    app.add_route("/api/v1/vms/{name}/agent/{path:path}", AgentProxy(deps.orchestrator))
+    app.add_route(AGENT_PROXY_ROUTE, AgentProxy(deps.orchestrator))
     app.add_route("/api/v1/vms/{name}/actions/{action}", VMAction(deps.orchestrator))
     app.add_route("/api/v1/vms/{name}/openapi", VMOpenAPI(deps.orchestrator))
     app.add_route("/api/v1/vms/{name}/logs", VMLogs(deps.orchestrator))

@@ -9,7 +9,8 @@ ADR 11 and ADR 25):
 4. :class:`AddressAllowlist` (``VOLANT_API_ALLOW_CIDR``, ``VOLANT_TRUSTED_PROXIES``): 403;
 5. :class:`ApiKeyAuth` (``VOLANT_API_KEY`` or ``VOLANT_API_KEY_FILE``): 401.
 
-The others are installed only when their setting is given.
+The others are installed only when their setting is given. The last two let a Prometheus scrape
+from ``VOLANT_METRICS_ADDRESSES`` through (:class:`ScrapeAccess`, ADR 39).
 
 The body-size limit of :mod:`volant_core.api.app` runs after them. Refusals are
 :class:`~volant_core.errors.VolantError` subclasses, so they get the usual error body.
@@ -29,6 +30,9 @@ from volant_core.settings import IPNetwork, Settings, is_loopback
 
 #: Paths answered without an API key: load balancers and supervisors probe them.
 OPEN_PATHS = frozenset({"/healthz"})
+
+#: The path of the Prometheus metrics (docs/adr/0039-metrics-and-cli-startup.md).
+METRICS_PATH = "/metrics"
 
 #: Header carrying the API key (``Authorization: Bearer <key>`` works too).
 KEY_HEADER = "X-Volant-API-Key"
@@ -211,6 +215,29 @@ def client_address(peer: str, forwarded_for: str | None, trusted: Sequence[IPNet
     return address
 
 
+class ScrapeAccess:
+    """Which requests are Prometheus scrapes that need neither the API key nor the allowlist:
+    ``GET /metrics`` from a client in ``VOLANT_METRICS_ADDRESSES`` (found as
+    :func:`client_address` finds it, behind ``VOLANT_TRUSTED_PROXIES``). Nothing else is opened.
+    """
+
+    def __init__(self, scrapers: Sequence[IPNetwork], trusted_proxies: Sequence[IPNetwork]) -> None:
+        self._scrapers = tuple(scrapers)
+        self._trusted = tuple(trusted_proxies)
+
+    def allows(self, req: falcon.Request) -> bool:
+        """Whether ``req`` is a metrics scrape from an address allowed to scrape without a key."""
+        if not self._scrapers or req.method != "GET" or req.path != METRICS_PATH:
+            return False
+        try:
+            address = client_address(
+                req.env.get("REMOTE_ADDR", ""), req.get_header("X-Forwarded-For"), self._trusted
+            )
+        except ValueError:
+            return False
+        return any(address in network for network in self._scrapers)
+
+
 class AddressAllowlist:
     """Only clients in ``VOLANT_API_ALLOW_CIDR`` get through; 403 for the others.
 
@@ -219,15 +246,20 @@ class AddressAllowlist:
     missing peer is refused here), or, behind proxies listed in
     ``VOLANT_TRUSTED_PROXIES``, the address :func:`client_address` finds in
     ``X-Forwarded-For``. ``X-Real-IP`` and ``Forwarded`` are ignored. Every path
-    is filtered, ``/healthz`` included.
+    is filtered, ``/healthz`` included; only the scrapes ``scrape`` allows pass.
     """
 
-    def __init__(self, allowed: Sequence[IPNetwork], trusted_proxies: Sequence[IPNetwork]) -> None:
+    def __init__(
+        self, allowed: Sequence[IPNetwork], trusted_proxies: Sequence[IPNetwork], scrape: ScrapeAccess
+    ) -> None:
         self._allowed = tuple(allowed)
         self._trusted = tuple(trusted_proxies)
+        self._scrape = scrape
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Refuse the request with 403 unless its client address is allowed."""
+        if self._scrape.allows(req):
+            return
         try:
             address = client_address(
                 req.env.get("REMOTE_ADDR", ""), req.get_header("X-Forwarded-For"), self._trusted
@@ -248,19 +280,21 @@ def presented_key(req: falcon.Request) -> str | None:
 
 
 class ApiKeyAuth:
-    """Every request but those to :data:`OPEN_PATHS` must carry the API key; 401 otherwise.
+    """Every request but those to :data:`OPEN_PATHS` and the scrapes ``scrape`` allows must carry
+    the API key; 401 otherwise.
 
     The key is compared with :func:`hmac.compare_digest` (constant time). A key
     in the query string (``?api_key=``, as the Go original allowed) is refused
     whatever the headers say, so clients move to the header.
     """
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, scrape: ScrapeAccess) -> None:
         self._key = key.encode()
+        self._scrape = scrape
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Refuse the request with 401 unless it carries the right key in a header."""
-        if req.path in OPEN_PATHS:
+        if req.path in OPEN_PATHS or self._scrape.allows(req):
             return
         problem = self._problem(req)
         if problem is not None:
@@ -292,8 +326,9 @@ def security_middleware(settings: Settings) -> list[Middleware]:
     if settings.cors_origins:
         chain.append(Cors(settings.cors_origins))
     chain.append(OriginCheck(settings.cors_origins))
+    scrape = ScrapeAccess(settings.metrics_addresses, settings.trusted_proxies)
     if settings.api_allow_cidr:
-        chain.append(AddressAllowlist(settings.api_allow_cidr, settings.trusted_proxies))
+        chain.append(AddressAllowlist(settings.api_allow_cidr, settings.trusted_proxies, scrape))
     if settings.api_key:
-        chain.append(ApiKeyAuth(settings.api_key))
+        chain.append(ApiKeyAuth(settings.api_key, scrape))
     return chain

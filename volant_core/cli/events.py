@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import click
-import yaml
 
 from volant_core.cli.client import ApiClient, Unreachable
 from volant_core.cli.context import pass_client
-from volant_core.cli.output import cell, output_option
+from volant_core.cli.output import cell, output_option, yaml_text
 
 #: Seconds before reconnecting, until the server's ``retry:`` says otherwise.
 DEFAULT_RETRY = 1.0
@@ -73,7 +72,7 @@ def print_event(frame: Frame, output: str) -> None:
     if output == "json":
         click.echo(json.dumps({"type": frame.event, **data}, sort_keys=True))
     elif output == "yaml":
-        click.echo("---\n" + yaml.safe_dump({"type": frame.event, **data}, sort_keys=True).rstrip("\n"))
+        click.echo("---\n" + yaml_text({"type": frame.event, **data}))
     else:
         fields = ["-" if frame.id is None else frame.id, frame.event, data.get("name"), data.get("status")]
         click.echo(" ".join(cell(v) or "-" for v in fields) + f" {cell(data.get('message'))}".rstrip())

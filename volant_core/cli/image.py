@@ -7,8 +7,6 @@ from pathlib import Path
 import click
 
 from volant_core.cli.progress import task_bars
-from volant_core.guest import ensure_guest
-from volant_core.settings import load_settings
 
 
 @click.group("image")
@@ -33,6 +31,9 @@ def build(cache_dir: Path | None) -> None:
 
     Example: volar image build
     """
+    from volant_core.guest import ensure_guest  # the image builder and the settings: on use
+    from volant_core.settings import load_settings
+
     target = cache_dir or load_settings().cache_dir / "guest"
     with task_bars() as bars:
         artifacts = ensure_guest(target, log=lambda line: click.echo(f"  {line}", err=True), progress=bars)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from volant_core.api.openapi.export import DEFAULT_OUTPUT
-from volant_core.api.openapi.export import export as write_document
+from volant_core.api.openapi import DEFAULT_OUTPUT
 
 
 @click.group("openapi")
@@ -33,4 +32,6 @@ def export(output: Path) -> None:
 
     Runs on this host, not through the API. Example: volar openapi export -o /tmp/openapi.json
     """
+    from volant_core.api.openapi.export import export as write_document  # the whole daemon: on use
+
     click.echo(f"wrote {write_document(output)}")

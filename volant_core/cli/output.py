@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import click
-import yaml
 
 #: Formats of ``-o/--output``: ``table`` for people, the others for scripts.
 FORMATS = ("table", "json", "yaml")
@@ -31,9 +30,16 @@ def emit_json(data: Any) -> None:
 def emit_data(data: Any, output: str) -> None:
     """``data`` as YAML when ``output`` is ``yaml``, else as JSON."""
     if output == "yaml":
-        click.echo(yaml.safe_dump(data, sort_keys=True, default_flow_style=False).rstrip("\n"))
+        click.echo(yaml_text(data))
     else:
         emit_json(data)
+
+
+def yaml_text(data: Any) -> str:
+    """``data`` as a YAML document with sorted keys, block style (yaml is imported on first use)."""
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=True, default_flow_style=False)).rstrip("\n")
 
 
 def cell(value: Any) -> str:

@@ -1,28 +1,84 @@
-"""``volar``: the command-line client of volantd."""
+"""``volar``: the command-line client of volantd.
+
+It starts quickly (docs/adr/0039-metrics-and-cli-startup.md): the root group imports a core
+command's module only when that command is used or listed (:data:`CORE_COMMANDS`), and asks the
+plugins for their commands (``volant_register_commands``) only when it needs more than the core's:
+to list the commands (``volar --help``, shell completion) or to find a name that is not a core
+command. So ``volar vms list`` imports neither the plugins nor the daemon's modules.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from volant_core import __version__
 from volant_core.cli.client import ApiClient
-from volant_core.cli.completion import completion
-from volant_core.cli.deployments import deployments
-from volant_core.cli.doctor import doctor
-from volant_core.cli.events import events
-from volant_core.cli.image import image
-from volant_core.cli.openapi import openapi
-from volant_core.cli.runtimes import plugins
-from volant_core.cli.setup import setup
-from volant_core.cli.system import system
-from volant_core.cli.vms import vms
-from volant_core.plugins import load_plugins
-from volant_core.settings import read_key_file
+from volant_core.keyfile import read_key_file
+
+#: The core's commands: name -> ``module:attribute`` of its click command, imported on use.
+CORE_COMMANDS = {
+    "vms": "volant_core.cli.vms:vms",
+    "deployments": "volant_core.cli.deployments:deployments",
+    "plugins": "volant_core.cli.runtimes:plugins",
+    "system": "volant_core.cli.system:system",
+    "events": "volant_core.cli.events:events",
+    "image": "volant_core.cli.image:image",
+    "doctor": "volant_core.cli.doctor:doctor",
+    "setup": "volant_core.cli.setup:setup",
+    "openapi": "volant_core.cli.openapi:openapi",
+    "completion": "volant_core.cli.completion:completion",
+}
 
 
-@click.group()
+class VolarGroup(click.Group):
+    """The root group: core commands imported on use, plugin commands added when first needed.
+
+    A plugin command named like a core command is never used: the core's wins.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._plugin_commands_added = False
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, the plugins' included (they are asked now)."""
+        self._add_plugin_commands()
+        return sorted({*CORE_COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The core command ``cmd_name`` (imported now), else a plugin's (asking the plugins)."""
+        target = CORE_COMMANDS.get(cmd_name)
+        if target is not None:
+            module, _, attribute = target.partition(":")
+            command: click.Command = getattr(importlib.import_module(module), attribute)
+            return command
+        self._add_plugin_commands()
+        return self.commands.get(cmd_name)
+
+    def _add_plugin_commands(self) -> None:
+        """Let every plugin add its commands, once; one that raises is reported on stderr and skipped."""
+        if self._plugin_commands_added:
+            return
+        self._plugin_commands_added = True
+        from volant_core.plugins import load_plugins  # the plugins and pluggy: only when needed
+
+        plugins = load_plugins()
+        hook = "volant_register_commands"
+        for owner, impl in plugins.calls.implementations(hook):
+            try:
+                plugins.calls.call_one(hook, owner, impl, {"cli": self})
+            except Exception as err:  # a broken plugin must not take volar down
+                distribution = plugins.info[owner].distribution
+                click.echo(
+                    f"warning: plugin {owner} ({distribution}): {hook} raised {type(err).__name__}: {err}",
+                    err=True,
+                )
+
+
+@click.group(cls=VolarGroup)
 @click.version_option(__version__, prog_name="volar")
 @click.option(
     "--api",
@@ -64,24 +120,6 @@ def cli(ctx: click.Context, api: str, api_key: str | None, api_key_file: Path | 
     ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
 
 
-for _group in (vms, deployments, plugins, system, events, image, doctor, setup, openapi, completion):
-    cli.add_command(_group)
-
-
 def main() -> None:
-    """Entry point of the ``volar`` console script (plugins may add commands).
-
-    A plugin whose ``volant_register_commands`` raises is reported on stderr and skipped.
-    """
-    plugins = load_plugins()
-    hook = "volant_register_commands"
-    for owner, impl in plugins.calls.implementations(hook):
-        try:
-            plugins.calls.call_one(hook, owner, impl, {"cli": cli})
-        except Exception as err:  # a broken plugin must not take volar down
-            distribution = plugins.info[owner].distribution
-            click.echo(
-                f"warning: plugin {owner} ({distribution}): {hook} raised {type(err).__name__}: {err}",
-                err=True,
-            )
+    """Entry point of the ``volar`` console script."""
     cli()

@@ -114,6 +114,11 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ reads
 
+    @property
+    def automatic_restarts(self) -> int:
+        """How many automatic restarts (restart policy, ``on_unhealthy: restart``) this daemon began."""
+        return self._supervisor.restarts.value
+
     def list_vms(self) -> list[VMView]:
         """Every VM, oldest first."""
         return self._views.views_of(self.store.vms.list())

@@ -21,6 +21,7 @@ from volant_core.agent_client import AgentClient
 from volant_core.errors import AgentError, NotFoundError, VolantError
 from volant_core.events import EventType
 from volant_core.launch import AgentChannel, Instance
+from volant_core.metrics.tally import Tally
 from volant_core.orchestrator import health
 from volant_core.orchestrator.boot import REAP_TIMEOUT
 from volant_core.orchestrator.context import OrchestratorContext
@@ -70,6 +71,8 @@ class Supervisor:
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
         self._pending: set[str] = set()  # VMs whose automatic restart is scheduled and not yet tried
+        #: Automatic restarts begun (restart policy, ``on_unhealthy: restart``), for the metrics.
+        self.restarts = Tally()
 
     # ------------------------------------------------------------ for the orchestrator
 
@@ -289,6 +292,7 @@ class Supervisor:
         """Boot VM ``name`` for an automatic restart (its lock held); a failed boot is a crash,
         which its restart policy may retry.
         """
+        self.restarts.add()
         try:
             self._boot(name)
         except VolantError as err:

@@ -17,13 +17,13 @@ from typing import Any
 
 import importlib_metadata
 
+from volant_core.api.openapi import DEFAULT_OUTPUT
 from volant_core.api.openapi.generator import DOCUMENT_PATH
 from volant_core.daemon import build_daemon
 from volant_core.plugins import ENTRY_POINT_GROUP, load_plugins
 from volant_core.settings import load_settings
 
 #: Where the document is committed, relative to the repository root.
-DEFAULT_OUTPUT = Path("docs/api-reference/openapi.json")
 #: ``servers`` of the committed document: volantd's default address.
 DEFAULT_SERVER = "http://127.0.0.1:7777"
 #: The command that regenerates the committed document.
