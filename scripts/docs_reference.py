@@ -172,11 +172,17 @@ def render_api(spec: dict[str, Any]) -> str:
 def commands_of(
     command: click.Command, path: tuple[str, ...]
 ) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    """``(path, command)`` of ``command`` and of every command under it, depth first, by name."""
+    """``(path, command)`` of ``command`` and of every command under it, depth first, by name (asked
+    through ``list_commands``/``get_command``, so that a group that loads its commands lazily lists
+    them too).
+    """
     yield path, command
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from commands_of(command.commands[name], (*path, name))
+        context = click.Context(command, info_name=path[-1])
+        for name in sorted(command.list_commands(context)):
+            sub = command.get_command(context, name)
+            assert sub is not None, f"{' '.join(path)} lists {name} but has no such command"
+            yield from commands_of(sub, (*path, name))
 
 
 def help_text(path: tuple[str, ...], command: click.Command) -> str:

@@ -101,10 +101,15 @@ def _hook_names() -> list[str]:
 
 
 def _command_paths(command: click.Command, path: tuple[str, ...] = ("volar",)) -> Iterator[str]:
-    """``volar``, ``volar vms``, ``volar vms create``, ...: every command of the click tree."""
+    """``volar``, ``volar vms``, ``volar vms create``, ...: every command of the click tree, as
+    ``volar --help`` finds them (``list_commands``/``get_command``: lazily loaded ones too).
+    """
     yield " ".join(path)
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        context = click.Context(command, info_name=path[-1])
+        for name in command.list_commands(context):
+            sub = command.get_command(context, name)
+            assert sub is not None, f"{' '.join(path)} lists {name} but cannot load it"
             yield from _command_paths(sub, (*path, name))
 
 
