@@ -12,6 +12,7 @@ import pytest
 from volant_core.errors import ValidationError
 from volant_core.guest.cpio import initramfs_files
 from volant_core.guest.payload import PayloadInputs, build_payload
+from volant_core.testing.cli import run_volar
 
 
 @pytest.fixture
@@ -95,3 +96,22 @@ def test_an_unknown_package_is_refused_naming_the_field(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="no-such-package-here") as refused:
         build_payload(PayloadInputs(None, ("no-such-package-here",)), tmp_path / "cache", log=lambda _: None)
     assert refused.value.field == "packages"
+
+
+def test_volar_writes_the_layer_into_a_manifest_only_when_the_result_is_valid(
+    site: Path, tmp_path: Path
+) -> None:
+    """``volar payload build --manifest``: a manifest the change would make invalid is left as it
+    was (exit 1, naming the field); ``--entrypoint`` without a manifest is refused (nothing to write it in).
+    """
+    manifest = tmp_path / "web.json"
+    original = '{"name": "web", "version": "1.0.0", "workload": {"type": "http", "entrypoint": ["x"]}}\n'
+    manifest.write_text(original)
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    broken = run_volar(
+        "http://127.0.0.1:9", "payload", "build", str(site), "--manifest", str(manifest), *cache
+    )
+    assert broken.returncode == 1 and "workload.base_url" in broken.stderr, broken.stderr
+    assert manifest.read_text() == original
+    alone = run_volar("http://127.0.0.1:9", "payload", "build", str(site), "--entrypoint", "x", *cache)
+    assert alone.returncode == 2 and "--manifest" in alone.stderr

@@ -26,6 +26,7 @@ CORE_COMMANDS = {
     "system": "volant_core.cli.system:system",
     "events": "volant_core.cli.events:events",
     "image": "volant_core.cli.image:image",
+    "payload": "volant_core.cli.payload:payload",
     "doctor": "volant_core.cli.doctor:doctor",
     "setup": "volant_core.cli.setup:setup",
     "openapi": "volant_core.cli.openapi:openapi",
