@@ -27,6 +27,7 @@ CORE_COMMANDS = {
     "events": "volant_core.cli.events:events",
     "image": "volant_core.cli.image:image",
     "payload": "volant_core.cli.payload:payload",
+    "quickstart": "volant_core.cli.quickstart:quickstart",
     "doctor": "volant_core.cli.doctor:doctor",
     "setup": "volant_core.cli.setup:setup",
     "openapi": "volant_core.cli.openapi:openapi",

@@ -1,0 +1,1 @@
+"""Runtimes shipped inside volant-core: ``hello-http``, the example ``volar quickstart`` boots."""
