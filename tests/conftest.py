@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import tempfile
 import uuid
@@ -76,6 +77,15 @@ def without_vfio(monkeypatch: pytest.MonkeyPatch) -> None:
     sets it up before the daemon fixtures.
     """
     monkeypatch.setenv("VOLANT_DISABLE_PLUGINS", "vfio")
+
+
+@pytest.fixture
+def without_cloudinit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daemons started in the test load no ``cloudinit`` plugin (no seed builder), as on a host without
+    volant-cloudinit (the workspace installs it); composes with :func:`without_vfio`.
+    """
+    disabled = [name for name in os.environ.get("VOLANT_DISABLE_PLUGINS", "").split(",") if name]
+    monkeypatch.setenv("VOLANT_DISABLE_PLUGINS", ",".join([*disabled, "cloudinit"]))
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 
 #: No device driver installed: --device is refused naming volant-vfio.
-pytestmark = pytest.mark.usefixtures("without_vfio")
+pytestmark = pytest.mark.usefixtures("without_vfio", "without_cloudinit")
 
 
 def _config(api: RunningDaemon, name: str) -> dict:
