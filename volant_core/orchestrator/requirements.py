@@ -8,7 +8,8 @@ What each field needs:
 * ``devices``: a device driver for PCI devices (``volant-vfio``) and a hypervisor with
   ``pci-passthrough``;
 * ``cloud_init``: the seed builder its ``seed_mode`` names (``volant-cloudinit``); documents
-  carry their ``content`` (``volar`` reads files given as ``path``; the daemon never does);
+  carry their ``content`` (``volar`` reads files given as ``path``; the daemon never does), which
+  kestrel must be able to apply as written (:mod:`volant_core.seedplan`);
 * ``expose``: a network mode that publishes ports;
 * ``network.subnet`` / ``gateway`` / ``auto_assign``: a network mode that honours each;
 * the network mode's ``requires``: capabilities of the hypervisor;
