@@ -136,3 +136,24 @@ def test_documents_kestrel_cannot_apply_as_written_are_refused_naming_the_docume
     with pytest.raises(SeedPlanError) as refused:
         plan(**documents)
     assert refused.value.document == document and words in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "documents",
+    [
+        {"user_data": "#cloud-config\nbuilt: 2001-13-45\n"},
+        {"user_data": "#cloud-config\n" + "[" * 5000},
+        {"user_data": "#cloud-config\n1: numeric key\nhostname: h\n"},
+        {"user_data": "#cloud-config\nwrite_files: 3\n"},
+        {"network_config": "version: 2\nethernets:\n  eth0: {addresses: 5}\n"},
+        {"network_config": "version: 2\nethernets:\n  eth0: {nameservers: [1.1.1.1]}\n"},
+        {"network_config": "version: 2\nethernets:\n  eth0: {gateway4: 5}\n"},
+        {"network_config": "version: 2\n7: x\nethernets: {}\n"},
+    ],
+)
+def test_odd_yaml_is_applied_or_refused_never_a_crash(documents: dict[str, str]) -> None:
+    """Whatever a client sends, the answer is a plan or a SeedPlanError (a 422), never a 500."""
+    try:
+        plan(**documents)
+    except SeedPlanError:
+        pass

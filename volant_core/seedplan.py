@@ -53,6 +53,7 @@ _ENCODINGS = {
     "gzip+base64": ("b64", "gzip"),
 }
 _NIC_KEYS = frozenset({"addresses", "gateway4", "routes", "nameservers", "dhcp4", "match"})
+_NETWORK_KEYS = frozenset({"version", "ethernets"})
 
 
 class SeedPlanError(ValueError):
@@ -68,8 +69,22 @@ class SeedPlanError(ValueError):
 def _yaml(document: str, text: str) -> Any:
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: a date like 2001-13-45
         raise SeedPlanError(document, f"is not valid YAML: {exc}") from None
+
+
+def _extra(keys: Any, known: frozenset[str]) -> list[str]:
+    """The keys of a mapping outside ``known``, sorted (YAML keys need not be strings)."""
+    return sorted(str(key) for key in keys if key not in known)
+
+
+def _list(document: str, where: str, value: Any) -> list[Any]:
+    """``value`` as a list (None: empty); SeedPlanError naming ``where`` when it is no list."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise SeedPlanError(document, f"{where}: must be a list")
+    return value
 
 
 def _mapping(document: str, text: str) -> dict[str, Any]:
@@ -136,7 +151,7 @@ def _write_file(index: int, entry: Any, not_applied: list[str]) -> dict[str, Any
     where = f"write_files[{index}]"
     if not isinstance(entry, dict):
         raise SeedPlanError("user_data", f"{where}: must be a mapping with a path")
-    not_applied += [f"cloud-config key {where}.{key}" for key in sorted(set(entry) - WRITE_FILE_KEYS)]
+    not_applied += [f"cloud-config key {where}.{key}" for key in _extra(entry, WRITE_FILE_KEYS)]
     path = entry.get("path")
     if not isinstance(path, str) or not path.startswith("/") or "\0" in path or path.endswith("/"):
         raise SeedPlanError("user_data", f"{where}.path: must be an absolute file path in the guest")
@@ -187,12 +202,10 @@ def _user_data(text: str, plan: dict[str, Any]) -> dict[str, Any]:
         plan["not_applied"].append(f"user-data of the kind {first!r} (kestrel applies #cloud-config and #!)")
         return {}
     config = _mapping("user_data", text)
-    plan["not_applied"] += [f"cloud-config key {key!r}" for key in sorted(set(config) - APPLIED_KEYS)]
+    plan["not_applied"] += [f"cloud-config key {key!r}" for key in _extra(config, APPLIED_KEYS)]
     plan["bootcmd"] = _commands(config, "bootcmd")
     plan["runcmd"] = _commands(config, "runcmd")
-    files = config.get("write_files") or []
-    if not isinstance(files, list):
-        raise SeedPlanError("user_data", "write_files: must be a list")
+    files = _list("user_data", "write_files", config.get("write_files"))
     plan["write_files"] = [
         _write_file(index, entry, plan["not_applied"]) for index, entry in enumerate(files)
     ]
@@ -208,6 +221,8 @@ def _ipv4_interface(value: Any) -> str:
 
 def _ipv4(document: str, where: str, value: Any) -> str:
     try:
+        if not isinstance(value, str):
+            raise ValueError(value)
         return str(ipaddress.IPv4Address(value))
     except ValueError:
         raise SeedPlanError(document, f"{where}: {value!r} is not an IPv4 address") from None
@@ -215,14 +230,14 @@ def _ipv4(document: str, where: str, value: Any) -> str:
 
 def _nic(name: str, conf: Mapping[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
     where = f"ethernets.{name}"
-    plan["not_applied"] += [f"network-config key {where}.{key}" for key in sorted(set(conf) - _NIC_KEYS)]
+    plan["not_applied"] += [f"network-config key {where}.{key}" for key in _extra(conf, _NIC_KEYS)]
     nic: dict[str, Any] = {
         "addresses": [],
         "gateway": None,
         "nameservers": [],
         "dhcp4": bool(conf.get("dhcp4")),
     }
-    for index, address in enumerate(conf.get("addresses") or []):
+    for index, address in enumerate(_list("network_config", f"{where}.addresses", conf.get("addresses"))):
         interface = _ipv4_interface(address)
         if interface:
             nic["addresses"].append(interface)
@@ -234,14 +249,17 @@ def _nic(name: str, conf: Mapping[str, Any], plan: dict[str, Any]) -> dict[str, 
             )
     if conf.get("gateway4") is not None:
         nic["gateway"] = _ipv4("network_config", f"{where}.gateway4", conf["gateway4"])
-    for index, route in enumerate(conf.get("routes") or []):
+    for index, route in enumerate(_list("network_config", f"{where}.routes", conf.get("routes"))):
         if isinstance(route, dict) and route.get("to") in ("default", "0.0.0.0/0") and "via" in route:
             nic["gateway"] = _ipv4("network_config", f"{where}.routes[{index}].via", route["via"])
         else:
             plan["not_applied"].append(
                 f"network-config route {route!r} ({where}; kestrel sets the default route)"
             )
-    servers = (conf.get("nameservers") or {}).get("addresses") or []
+    nameservers = conf.get("nameservers") or {}
+    if not isinstance(nameservers, dict):
+        raise SeedPlanError("network_config", f"{where}.nameservers: must be a mapping with addresses")
+    servers = _list("network_config", f"{where}.nameservers.addresses", nameservers.get("addresses"))
     nic["nameservers"] = [_ipv4("network_config", f"{where}.nameservers.addresses", s) for s in servers]
     return nic
 
@@ -256,9 +274,7 @@ def _network_config(text: str, plan: dict[str, Any]) -> None:
             f"network-config version {config.get('version')!r} (kestrel reads version 2)"
         )
         return
-    plan["not_applied"] += [
-        f"network-config key {key!r}" for key in sorted(set(config) - {"version", "ethernets"})
-    ]
+    plan["not_applied"] += [f"network-config key {key!r}" for key in _extra(config, _NETWORK_KEYS)]
     ethernets = config.get("ethernets") or {}
     if not isinstance(ethernets, dict):
         raise SeedPlanError("network_config", "ethernets: must be a mapping of interfaces")
