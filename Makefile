@@ -19,6 +19,9 @@ demo-stop:
 	@pidfile="$$($(VENV)/bin/python -c 'from volant_core.settings import load_settings; print(load_settings().state_dir)')/volantd.pid"; \
 	if [ -f "$$pidfile" ]; then kill "$$(cat $$pidfile)" && rm -f "$$pidfile" && echo "volantd stopped"; else echo "volantd not started by make demo"; fi
 
+# The tests need a few Debian packages more than a host running Volant does (scripts/bootstrap.sh).
+test test-fast: export VOLANT_TEST_PACKAGES := 1
+
 test: lint
 	$(VENV)/bin/python -m pytest
 

@@ -3,13 +3,18 @@
 # kernel, Debian's python3.11 for the guest userland, e2fsprogs for the tests' root filesystem
 # images, busybox-static for the tests that unpack the guest's cpio archives, dnsmasq-base and
 # nftables for the dhcp network mode and port publishing: neither starts a service; iptables for
-# the fallback of `volar setup` where nft is missing), uv, the project's locked environment, and
+# the fallback of `volar setup` where nft is missing; dosfstools, mtools and xorriso for the
+# cloud-init seeds of volant-cloudinit; with VOLANT_TEST_PACKAGES=1, as `make test` sets it, also
+# cloud-init, whose `cloud-init schema` checks the cloud-config of the tests, disabled at once so
+# that it never configures the host at boot), uv, the project's locked environment, and
 # the system user volant-vmm that VMMs run as.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 qemu-utils lz4 python3.11 ca-certificates e2fsprogs busybox-static dnsmasq-base nftables iptables)
+APT_PACKAGES=(qemu-system-x86 qemu-utils lz4 python3.11 ca-certificates e2fsprogs busybox-static dnsmasq-base nftables iptables
+    dosfstools mtools xorriso)
+[ "${VOLANT_TEST_PACKAGES:-0}" = 1 ] && APT_PACKAGES+=(cloud-init)
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
@@ -25,6 +30,11 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing ${missing[*]}" >&2
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${VOLANT_TEST_PACKAGES:-0}" = 1 ] && [ ! -e /etc/cloud/cloud-init.disabled ]; then
+    $SUDO mkdir -p /etc/cloud
+    $SUDO touch /etc/cloud/cloud-init.disabled
 fi
 
 if ! command -v uv >/dev/null 2>&1; then

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import tempfile
 import uuid
@@ -75,7 +76,21 @@ def without_vfio(monkeypatch: pytest.MonkeyPatch) -> None:
     without volant-vfio (the workspace installs it). Use it with ``pytest.mark.usefixtures``, which
     sets it up before the daemon fixtures.
     """
-    monkeypatch.setenv("VOLANT_DISABLE_PLUGINS", "vfio")
+    _disable_plugin(monkeypatch, "vfio")
+
+
+@pytest.fixture
+def without_cloudinit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Daemons started in the test load no ``cloudinit`` plugin (no seed builder), as on a host without
+    volant-cloudinit (the workspace installs it); composes with :func:`without_vfio`.
+    """
+    _disable_plugin(monkeypatch, "cloudinit")
+
+
+def _disable_plugin(monkeypatch: pytest.MonkeyPatch, plugin: str) -> None:
+    """Add ``plugin`` to ``VOLANT_DISABLE_PLUGINS`` for the test (keeping those already there)."""
+    disabled = [name for name in os.environ.get("VOLANT_DISABLE_PLUGINS", "").split(",") if name]
+    monkeypatch.setenv("VOLANT_DISABLE_PLUGINS", ",".join([*disabled, plugin]))
 
 
 @pytest.fixture

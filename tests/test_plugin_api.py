@@ -16,13 +16,14 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from volant_core import hookimpl
+from volant_core.descriptors import LaunchAdditions
 from volant_core.errors import ValidationError
-from volant_core.launch import Capability, HypervisorDescriptor
+from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec
 from volant_core.manifest import CloudInit, Devices
 from volant_core.testing.contracts import (
     DeviceDriverContract,
@@ -50,6 +51,17 @@ PLUGIN = "lifecycle-example"
 HYPERVISOR = "test-host-process-capable"
 
 
+class RecordingLauncher(HostProcessLauncher):
+    """The host-process launcher, keeping every :class:`LaunchSpec` it launches in :attr:`launched`."""
+
+    launched: ClassVar[list[LaunchSpec]] = []
+
+    def launch(self, spec: LaunchSpec) -> Any:
+        """Record ``spec`` and launch it."""
+        RecordingLauncher.launched.append(spec)
+        return super().launch(spec)
+
+
 class CapableHostProcess:
     """TEST double: the host-process backend declaring disks and PCI passthrough (it attaches neither:
     kestrel runs on the host). It lets the example's device driver and seed builder run end to end.
@@ -59,7 +71,16 @@ class CapableHostProcess:
     def volant_hypervisors(self) -> list[HypervisorDescriptor]:
         """``test-host-process-capable``."""
         capabilities = frozenset({Capability.DISKS, Capability.PCI_PASSTHROUGH, Capability.ADOPT})
-        return [HypervisorDescriptor(HYPERVISOR, HostProcessLauncher, "TEST ONLY", capabilities=capabilities)]
+        return [HypervisorDescriptor(HYPERVISOR, RecordingLauncher, "TEST ONLY", capabilities=capabilities)]
+
+
+class DataDiskAdder:
+    """A plugin adding a data disk to every launch in ``volant_prepare_launch``."""
+
+    @hookimpl
+    def volant_prepare_launch(self, spec: LaunchSpec) -> LaunchAdditions:
+        """One disk, ``added.img`` in the VM's directory."""
+        return LaunchAdditions(disks=(DiskSpec(spec.vm_dir / "added.img"),))
 
 
 PLUGINS = ((PLUGIN, example), ("capable-host-process", CapableHostProcess()))
@@ -103,7 +124,7 @@ def test_a_failing_release_leaves_the_vm_stopped_and_the_rest_released(api: Runn
     assert (plugin_state / "attached" / "full").exists()
     assert (plugin_state / "claims" / "full").read_text() == "0000:00:01.0\n"
     seed = api.daemon.settings.runtime_dir / "full" / "seed" / "seed.img"
-    assert seed.read_text() == "#cloud-config"  # the manifest model trims strings
+    assert seed.read_text() == "#cloud-config\n"  # byte for byte: documents are never trimmed
 
     stopped = api.request("POST", "/api/v1/vms/full/stop")
     assert stopped.status == 200 and stopped.json()["status"] == "stopped"
@@ -183,6 +204,51 @@ def test_invalid_plugin_settings_stop_the_daemon_naming_the_variable() -> None:
             plugins=PLUGINS, plugin_settings={"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETAC": "1"}
         ):
             pass
+
+
+def test_the_seed_disk_stays_last_and_read_only_when_a_plugin_adds_disks(
+    host_manifest: dict[str, Any],
+) -> None:
+    """A disk added in ``volant_prepare_launch`` goes before the seed: the seed is attached last."""
+    with host_process_daemon(
+        plugins=(*PLUGINS, ("disk-adder", DataDiskAdder())), hypervisor=HYPERVISOR, stop_timeout=5
+    ) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        RecordingLauncher.launched.clear()
+        create(api, "ordered", **FULL)
+        (spec,) = RecordingLauncher.launched
+        *others, seed = spec.disks
+        assert seed.role is DiskRole.SEED and seed.readonly, spec.disks
+        assert [disk.path.name for disk in others] == ["added.img"]
+
+
+@pytest.mark.parametrize(
+    ("cloud_init", "field", "words"),
+    [
+        (
+            {
+                "seed_mode": "example-seed",
+                "user_data": {"content": "#cloud-config\nwrite_files: [{path: etc/x}]\n"},
+            },
+            "cloud_init.user_data.content",
+            "write_files[0].path: must be an absolute file path",
+        ),
+        ({"seed_mode": "floppy"}, "cloud_init.seed_mode", "choose one of: example-seed, iso, vfat"),
+    ],
+    ids=["malformed-cloud-config", "unknown-seed-mode"],
+)
+def test_a_seed_that_cannot_be_built_or_applied_is_refused_before_anything_is_stored(
+    api: RunningDaemon, cloud_init: dict[str, Any], field: str, words: str
+) -> None:
+    answer = api.request(
+        "POST",
+        "/api/v1/vms",
+        {"name": "bad-seed", "plugin": "hello-host", "config": {"cloud_init": cloud_init}},
+    )
+    assert answer.status == 422, answer.json()
+    error = answer.json()["error"]
+    assert error["details"][0]["field"] == field and words in error["message"], error
+    assert api.request("GET", "/api/v1/vms").json() == []
 
 
 def test_hooks_are_recorded_in_lifecycle_order(api: RunningDaemon) -> None:

@@ -13,7 +13,7 @@ import pytest
 from volant_core.testing.daemon import RunningDaemon
 
 #: No device driver installed: the `devices` refusals name volant-vfio.
-pytestmark = pytest.mark.usefixtures("without_vfio")
+pytestmark = pytest.mark.usefixtures("without_vfio", "without_cloudinit")
 
 
 def _refusal(answer: Any) -> tuple[str, str]:

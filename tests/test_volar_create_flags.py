@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +56,7 @@ def disks_api(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
         yield daemon
 
 
+@pytest.mark.usefixtures("without_cloudinit")
 def test_devices_and_cloud_init_without_their_plugins_are_refused(
     host_api: RunningDaemon, tmp_path: Path
 ) -> None:
@@ -73,6 +76,77 @@ def test_devices_and_cloud_init_without_their_plugins_are_refused(
     assert seeded.returncode == 2, seeded.stderr
     assert "cloud_init.seed_mode" in seeded.stderr and "pip install volant-cloudinit" in seeded.stderr
     assert host_api.request("GET", "/api/v1/vms").json() == []
+
+
+def iso_file(image: Path, name: str, scratch: Path) -> bytes:
+    """The file ``name`` of the ISO 9660 ``image``, read with ``xorriso -osirrox``."""
+    out = Path(tempfile.mkdtemp(dir=scratch))
+    subprocess.run(
+        ["xorriso", "-osirrox", "on", "-indev", str(image), "-extract", f"/{name}", str(out / name)],
+        check=True,
+        capture_output=True,
+    )
+    return (out / name).read_bytes()
+
+
+def test_cloud_init_documents_reach_the_configuration_and_the_seed_byte_for_byte(
+    disks_api: RunningDaemon, tmp_path: Path
+) -> None:
+    """Document files (flags, ``path`` in ``--config`` and in ``config set``) are read by volar and
+    sent exactly as they are (CRLF and blank lines kept); the flags win over the config file.
+    """
+    user_data = tmp_path / "user-data"
+    user_data.write_bytes(b"#cloud-config\r\nhostname: crlf\r\n\r\n")
+    meta_data = tmp_path / "meta-data"
+    meta_data.write_bytes(b"instance-id: i-1\n  \n")
+    network = tmp_path / "network-config"
+    network.write_bytes(b"version: 2\n")
+    config = tmp_path / "vm.json"
+    document = {
+        "seed_mode": "vfat",
+        "meta_data": {"path": str(meta_data)},
+        "network_config": {"content": "x"},
+    }
+    config.write_text(json.dumps({"cloud_init": document}))
+    created = run_volar(
+        disks_api.url,
+        *("vms", "create", "seeded", "--plugin", "hello-host", "--config", str(config)),
+        *("--cloud-init-user-data", str(user_data), "--cloud-init-network-config", str(network)),
+        *("--seed-mode", "iso"),
+    )
+    assert created.returncode == 0, created.stderr
+    stored = _config(disks_api, "seeded")["cloud_init"]
+    assert stored["seed_mode"] == "iso"
+    assert stored["user_data"]["content"] == "#cloud-config\r\nhostname: crlf\r\n\r\n"
+    assert stored["meta_data"]["content"] == "instance-id: i-1\n  \n"
+    assert stored["network_config"]["content"] == "version: 2\n"
+
+    seed = disks_api.daemon.settings.runtime_dir / "seeded" / "seed" / "seed.iso"
+    assert iso_file(seed, "user-data", tmp_path) == user_data.read_bytes()
+
+    changed = tmp_path / "changed"
+    changed.write_bytes(b"#!/bin/sh\r\necho changed\r\n")
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps({"cloud_init": {"seed_mode": "iso", "user_data": {"path": str(changed)}}}))
+    patched = run_volar(disks_api.url, "vms", "config", "set", "seeded", "--file", str(patch))
+    assert patched.returncode == 0, patched.stderr
+    stored = _config(disks_api, "seeded")["cloud_init"]
+    assert stored["user_data"]["content"] == "#!/bin/sh\r\necho changed\r\n"
+    # The seed is built again at the next boot, from the new configuration.
+    assert disks_api.request("POST", "/api/v1/vms/seeded/restart").status == 200
+    disks_api.wait_for_status("seeded", {"running"})
+    assert iso_file(seed, "user-data", tmp_path) == changed.read_bytes()
+    missing = run_volar(
+        disks_api.url,
+        "vms",
+        "create",
+        "other",
+        "--plugin",
+        "hello-host",
+        "--cloud-init-meta-data",
+        "/nonexistent",
+    )
+    assert missing.returncode == 2 and "--cloud-init-meta-data" in missing.stderr, missing.stderr
 
 
 def test_config_file_and_flags_reach_the_configuration(host_api: RunningDaemon, tmp_path: Path) -> None:

@@ -329,8 +329,12 @@ def volant_seed_builders() -> list[SeedBuilderDescriptor]:
     `cloud_init.seed_mode` names one (a name nothing registered is refused with a 422). `factory`
     (taking the plugin's context, or nothing) builds one object whose `build(vm, cloud_init,
     directory)` writes the seed image into `directory` (empty, the VM's own) and returns its
-    `DiskSpec`. The core attaches it read-only, last among the disks, builds it again on every boot
-    and removes `directory` when the VM's resources are released.
+    `DiskSpec`. The core attaches it read-only, last among the disks (after those plugins add too),
+    builds it again on every boot and removes `directory` when the VM's resources are released.
+    `cloud_init` is the manifest's merged with the VM's own, per document; documents are exactly
+    as given (never trimmed). For kestrel to apply its subset in the base image, also write
+    `json.dumps(seed_plan(user_data, meta_data, network_config))` as `SEED_PLAN_FILE` (both from
+    `volant_core.sdk`) at the seed's root (docs/guest-contract.md).
 
     ```python
     from volant_core.sdk import DiskSpec, SeedBuilderDescriptor, hookimpl

@@ -56,7 +56,15 @@ from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 import pydantic
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from volant_core.agent.constants import AGENT_PORT
@@ -347,8 +355,8 @@ class CloudInitDoc(_Model):
 
     inline: bool | None = None
     """True for ``content``, false for ``path``; may be omitted."""
-    content: str | None = None
-    """The document itself."""
+    content: Annotated[str, StringConstraints(strip_whitespace=False)] | None = None
+    """The document itself, kept byte for byte (never trimmed: the guest reads exactly this)."""
     path: str | None = None
     """A file the CLI reads and inlines."""
 

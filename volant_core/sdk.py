@@ -6,6 +6,7 @@ keeps its name and meaning within a minor series.
 """
 
 from volant_core import hookimpl, hostnet
+from volant_core.agent.constants import SEED_PLAN_FILE
 from volant_core.api.bodies import parse_body
 from volant_core.api.openapi.operations import operation
 from volant_core.channels import SerialLaneChannel, TcpChannel, UnixSocketChannel
@@ -56,12 +57,14 @@ from volant_core.launch import (
 from volant_core.manifest import CloudInit, Devices, Manifest, decode_from_guest
 from volant_core.netdev import IFNAME_MAX, tap_name
 from volant_core.processes import AdoptedProcess, ChildProcess, VmmProcess, read_cmdline
+from volant_core.seedplan import SeedPlanError, seed_plan
 from volant_core.vm import VMStatus, VMView
 
 __all__ = [
     "AGENT_LANES",
     "AGENT_PORT",
     "IFNAME_MAX",
+    "SEED_PLAN_FILE",
     "AdoptedProcess",
     "AgentChannel",
     "AgentError",
@@ -100,6 +103,7 @@ __all__ = [
     "RouteDescriptor",
     "SeedBuilder",
     "SeedBuilderDescriptor",
+    "SeedPlanError",
     "SerialLaneChannel",
     "TcpChannel",
     "UnixSocketChannel",
@@ -117,5 +121,6 @@ __all__ = [
     "parse_body",
     "pass_client",
     "read_cmdline",
+    "seed_plan",
     "tap_name",
 ]

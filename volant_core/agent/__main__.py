@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import dhcp, network, rootfs, shell, system, transports
+from . import dhcp, network, rootfs, seed, shell, system, transports
 from .api import AgentApi, TokenGate
 from .console import say
 from .constants import (
@@ -174,6 +174,7 @@ def run_pid1() -> None:
     )
     root, root_error = _workload_root(cmdline)
     _attempt(f"configuring {GUEST_NIC}", lambda: _configure_network(cmdline, root))
+    _attempt("applying the cloud-init seed", lambda: seed.apply_seed(cmdline, root))
     agent = Agent(found, root)
     if root_error is not None:
         agent.workload.refuse(root_error)

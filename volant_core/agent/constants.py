@@ -62,3 +62,15 @@ DHCP_LEASE_FILE = "/run/volant/dhcp.lease"
 #: host recognises the late answer to a request it gave up on (a serial lane delivers it to whoever
 #: connects next) and skips it.
 REQUEST_ID_HEADER = "X-Volant-Request-Id"
+#: File system labels of a cloud-init NoCloud seed (vfat ``CIDATA``, iso9660 ``cidata``), compared
+#: without regard to case.
+SEED_LABEL = "cidata"
+#: Guest directory where kestrel mounts the seed read-only (it stays mounted for the workload).
+SEED_MOUNT = "/run/volant/seed"
+#: File on the seed holding what kestrel applies (the host's reading of the YAML documents,
+#: :mod:`volant_core.seedplan`).
+SEED_PLAN_FILE = "volant-kestrel.json"
+#: Version of that file's format (kestrel applies no other).
+SEED_PLAN_VERSION = 1
+#: Longest a ``bootcmd``/``runcmd`` command or the user-data script may run before kestrel kills it.
+SEED_COMMAND_TIMEOUT_S = 300

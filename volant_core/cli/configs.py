@@ -10,6 +10,7 @@ import click
 from volant_core.cli.client import ApiClient
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_json, output_option
+from volant_core.cli.seeddocs import inline_documents
 
 HISTORY_COLUMNS = [("VERSION", "version"), ("UPDATED", "updated_at")]
 
@@ -55,6 +56,8 @@ def set_config(client: ApiClient, name: str, patch_file: Path) -> None:
         patch = json.loads(patch_file.read_text())
     except ValueError as err:
         raise click.BadParameter(f"{patch_file} is not valid JSON: {err}", param_hint="--file") from None
+    if isinstance(patch, dict) and "cloud_init" in patch:
+        patch["cloud_init"] = inline_documents(patch["cloud_init"], "--file")
     result = client.json("PATCH", f"/api/v1/vms/{name}/config", patch)
     click.echo(f"{name}: configuration version {result['version']}{pending_note(client, name)}")
 

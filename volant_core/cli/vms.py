@@ -18,6 +18,7 @@ from volant_core.cli.console import console
 from volant_core.cli.context import pass_client
 from volant_core.cli.output import emit, emit_fields, output_option
 from volant_core.cli.progress import status_line
+from volant_core.cli.seeddocs import inline_documents, read_document
 from volant_core.cli.workload import call, operations
 
 VM_COLUMNS = [
@@ -147,7 +148,19 @@ def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: flo
     default=None,
     help="keep the root filesystem's changes across stop and start, or not (default: the runtime's)",
 )
-@click.option("--cloud-init-user-data", "user_data", type=click.File("r"), help="cloud-init user-data file")
+@click.option(
+    "--cloud-init-user-data", "user_data", type=click.Path(dir_okay=False), help="cloud-init user-data file"
+)
+@click.option(
+    "--cloud-init-meta-data", "meta_data", type=click.Path(dir_okay=False), help="cloud-init meta-data file"
+)
+@click.option(
+    "--cloud-init-network-config",
+    "network_config",
+    type=click.Path(dir_okay=False),
+    help="cloud-init network-config file",
+)
+@click.option("--seed-mode", help="seed builder of the cloud-init seed, e.g. vfat (the default) or iso")
 @click.option("--device", "devices", multiple=True, help="PCI device to pass through (BDF, repeatable)")
 @click.option(
     "--config",
@@ -172,7 +185,10 @@ def create_vm(
     rootfs: str | None,
     rootfs_checksum: str | None,
     persistent_root: bool | None,
-    user_data: TextIO | None,
+    user_data: str | None,
+    meta_data: str | None,
+    network_config: str | None,
+    seed_mode: str | None,
     devices: tuple[str, ...],
     config_file: TextIO | None,
     **fields: object,
@@ -193,8 +209,13 @@ def create_vm(
             overrides[medium] = _boot_image(medium, location, checksum)
     if persistent_root is not None:
         overrides["persistent_root"] = persistent_root
-    if user_data is not None:
-        overrides["cloud_init"] = {"user_data": {"inline": True, "content": user_data.read()}}
+    cloud_init = _cloud_init(
+        overrides.get("cloud_init"),
+        {"user_data": user_data, "meta_data": meta_data, "network_config": network_config},
+        seed_mode,
+    )
+    if cloud_init is not None:
+        overrides["cloud_init"] = cloud_init
     if devices:
         overrides["devices"] = {"pci_passthrough": list(devices)}
     if overrides:
@@ -224,6 +245,24 @@ def _load_config(source: TextIO | None) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise click.BadParameter("must hold a JSON object", param_hint="--config")
     return config
+
+
+def _cloud_init(given: Any, files: dict[str, str | None], seed_mode: str | None) -> Any:
+    """The ``cloud_init`` to send: the ``--config`` one (documents given as ``path`` read here) with
+    the document flags and ``--seed-mode`` over it; None when neither gives one.
+    """
+    if given is None and seed_mode is None and not any(files.values()):
+        return None
+    cloud_init = inline_documents(given if given is not None else {}, "--config")
+    if not isinstance(cloud_init, dict):
+        return cloud_init  # the daemon refuses it, naming cloud_init
+    for name, path in files.items():
+        if path is not None:
+            flag = "--cloud-init-" + name.replace("_", "-")
+            cloud_init[name] = {"inline": True, "content": read_document(path, flag)}
+    if seed_mode is not None:
+        cloud_init["seed_mode"] = seed_mode
+    return cloud_init
 
 
 def _flags_as_config(config: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:

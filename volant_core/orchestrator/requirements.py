@@ -8,7 +8,8 @@ What each field needs:
 * ``devices``: a device driver for PCI devices (``volant-vfio``) and a hypervisor with
   ``pci-passthrough``;
 * ``cloud_init``: the seed builder its ``seed_mode`` names (``volant-cloudinit``); documents
-  carry their ``content`` (``volar`` reads files given as ``path``; the daemon never does);
+  carry their ``content`` (``volar`` reads files given as ``path``; the daemon never does), which
+  kestrel must be able to apply as written (:mod:`volant_core.seedplan`);
 * ``expose``: a network mode that publishes ports;
 * ``network.subnet`` / ``gateway`` / ``auto_assign``: a network mode that honours each;
 * the network mode's ``requires``: capabilities of the hypervisor;
@@ -23,10 +24,11 @@ import re
 from volant_core.descriptors import NETWORK_OPTIONS
 from volant_core.errors import NotFoundError, ValidationError
 from volant_core.launch import Capability
-from volant_core.manifest import CloudInit, Devices
+from volant_core.manifest import CloudInit, CloudInitDoc, Devices
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.vmconfig import VMConfig
 from volant_core.registry import install_hint
+from volant_core.seedplan import SeedPlanError, seed_plan
 
 #: A disk ``target``: the serial number the guest sees (virtio-blk keeps 20 bytes).
 DISK_SERIAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,19}")
@@ -38,9 +40,21 @@ def devices_of(config: VMConfig) -> Devices | None:
     return devices if devices is not None and (devices.pci_passthrough or devices.allowlist) else None
 
 
+#: The documents of a cloud-init seed, each merged on its own (see :func:`cloud_init_of`).
+CLOUD_INIT_DOCUMENTS = ("user_data", "meta_data", "network_config")
+
+
 def cloud_init_of(config: VMConfig) -> CloudInit | None:
-    """The cloud-init seed a VM of ``config`` gets (its own, else its manifest's), or None."""
-    return config.cloud_init if config.cloud_init is not None else config.manifest.cloud_init
+    """The cloud-init seed a VM of ``config`` gets, or None: the manifest's merged with the VM's own
+    per document. A document the VM gives replaces the manifest's document of that name whole (two
+    YAML documents are never merged key by key); a document it omits is the manifest's. The VM's
+    ``seed_mode`` and ``datasource`` apply when it has a ``cloud_init`` of its own (ADR 0038).
+    """
+    own, base = config.cloud_init, config.manifest.cloud_init
+    if own is None or base is None:
+        return own if own is not None else base
+    inherited = {name: getattr(base, name) for name in CLOUD_INIT_DOCUMENTS if getattr(own, name) is None}
+    return own.model_copy(update=inherited)
 
 
 def check_requirements(config: VMConfig, backends: Backends) -> None:
@@ -99,7 +113,7 @@ def check_requirements(config: VMConfig, backends: Backends) -> None:
         need(Capability.PCI_PASSTHROUGH, "devices.pci_passthrough", "passing PCI devices through")
     cloud_init = cloud_init_of(config)
     if cloud_init is not None:
-        for name in ("user_data", "meta_data", "network_config"):
+        for name in CLOUD_INIT_DOCUMENTS:
             document = getattr(cloud_init, name)
             if document is not None and document.path is not None:
                 raise ValidationError(
@@ -114,3 +128,23 @@ def check_requirements(config: VMConfig, backends: Backends) -> None:
                 f"cloud_init.seed_mode: {err.message}", field="cloud_init.seed_mode"
             ) from None
         need(Capability.DISKS, "cloud_init", "a cloud-init seed disk")
+        check_seed_plan(cloud_init)
+
+
+def _content(document: CloudInitDoc | None) -> str | None:
+    return document.content if document is not None else None
+
+
+def check_seed_plan(cloud_init: CloudInit) -> None:
+    """Refuse documents kestrel could not apply as written (:mod:`volant_core.seedplan`): malformed
+    YAML, or a malformed value of a key kestrel applies. 422 naming the document.
+    """
+    try:
+        seed_plan(
+            _content(cloud_init.user_data) or "",
+            _content(cloud_init.meta_data) or "",
+            _content(cloud_init.network_config),
+        )
+    except SeedPlanError as err:
+        field = f"cloud_init.{err.document}.content"
+        raise ValidationError(f"{field}: {err.message}", field=field) from None

@@ -25,7 +25,7 @@ from pathlib import Path
 from volant_core.descriptors import LaunchAdditions
 from volant_core.errors import PluginError, VolantError
 from volant_core.kernel_cmdline import check_argument, check_length
-from volant_core.launch import Capability, DiskRole, LaunchSpec, PciDeviceSpec
+from volant_core.launch import Capability, DiskRole, DiskSpec, LaunchSpec, PciDeviceSpec
 from volant_core.orchestrator.bootmedia import BootMedia
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.publishing import PortPublisher, published_ports
@@ -137,7 +137,7 @@ class HostResources:
             spec = replace(
                 spec,
                 kernel_args=spec.kernel_args + add.kernel_args,
-                disks=spec.disks + add.disks,
+                disks=_before_seed(spec.disks, add.disks),
                 pci_devices=spec.pci_devices + add.pci_devices,
                 devices=spec.devices + add.devices,
                 extra_args=spec.extra_args + add.extra_args,
@@ -227,6 +227,14 @@ class HostResources:
         else:
             log.error("%s", message)
             self._context.transitions.plugin_error(view.name, message)
+
+
+def _before_seed(disks: tuple[DiskSpec, ...], added: tuple[DiskSpec, ...]) -> tuple[DiskSpec, ...]:
+    """``disks`` with ``added`` inserted before the seed disk: the seed stays the last disk whatever
+    plugins add (a guest finds its seed by label, but people and images expect it last).
+    """
+    seeds = tuple(disk for disk in disks if disk.role is DiskRole.SEED)
+    return tuple(disk for disk in disks if disk.role is not DiskRole.SEED) + added + seeds
 
 
 def _publishes(view: VMView, config: VMConfig) -> bool:

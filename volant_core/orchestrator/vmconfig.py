@@ -174,7 +174,8 @@ class VMConfig(_Model):
     expose: list[Expose] = []
     """Guest ports published on the host (a new VM gets its manifest's)."""
     cloud_init: CloudInit | None = None
-    """cloud-init seed, replacing the manifest's."""
+    """cloud-init seed, merged with the manifest's per document (a document given here replaces the
+    manifest's of the same name; see ``requirements.cloud_init_of``)."""
     network: Network | None = None
     """Network mode and settings; None until resolved to the manifest's or the daemon's default."""
     initramfs: Initramfs | None = None
@@ -290,7 +291,7 @@ class ConfigPatch(_Model):
     expose: list[Expose] | None = None
     """New published ports, replacing all of them; [] clears them, null restores the manifest's."""
     cloud_init: CloudInit | None = None
-    """New cloud-init seed; null for the manifest's."""
+    """New cloud-init override (replacing the VM's previous one whole); null for the manifest's."""
     network: Network | None = None
     """New network settings; null for the manifest's or the daemon's default."""
     initramfs: Initramfs | None = None
