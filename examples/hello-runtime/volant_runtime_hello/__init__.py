@@ -1,0 +1,1 @@
+"""hello-runtime: an example Volant runtime shipped as a pip package (manifest and payload)."""
