@@ -13,6 +13,7 @@ from volant_core.cli.client import ApiClient
 from volant_core.cli.context import pass_client
 from volant_core.context import PluginContext, call_with_context
 from volant_core.descriptors import (
+    ArtifactStream,
     BootSourceDescriptor,
     DeviceDriver,
     DeviceDriverDescriptor,
@@ -64,6 +65,7 @@ __all__ = [
     "AgentChannel",
     "AgentError",
     "ApiClient",
+    "ArtifactStream",
     "BootSourceDescriptor",
     "Capability",
     "ChildProcess",

@@ -139,9 +139,9 @@ def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: flo
 @click.option("--network", "network_mode", help="network mode (default: the manifest's or the daemon's)")
 @click.option("--kernel", help="kernel to boot instead of the default (absolute path or URL)")
 @click.option("--initramfs", help="initramfs layered over the base image (path or URL)")
-@click.option("--initramfs-checksum", help="sha256:<hex> the --initramfs must match")
+@click.option("--initramfs-checksum", help="sha256:<hex> or sha512:<hex> the --initramfs must match")
 @click.option("--rootfs", help="root filesystem image the workload runs in (path or URL)")
-@click.option("--rootfs-checksum", help="sha256:<hex> the --rootfs must match")
+@click.option("--rootfs-checksum", help="sha256:<hex> or sha512:<hex> the --rootfs must match")
 @click.option("--cloud-init-user-data", "user_data", type=click.File("r"), help="cloud-init user-data file")
 @click.option("--device", "devices", multiple=True, help="PCI device to pass through (BDF, repeatable)")
 @click.option(

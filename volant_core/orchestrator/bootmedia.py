@@ -18,7 +18,7 @@ across restarts and removed with the VM), a read-only one is used where it was f
 
 from __future__ import annotations
 
-import inspect
+import functools
 import logging
 import os
 import shutil
@@ -29,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from volant_core import artifacts
 from volant_core.agent.constants import (
     AGENT_TOKEN_FILE,
     CMDLINE_NAME_KEY,
@@ -38,6 +37,7 @@ from volant_core.agent.constants import (
     ROOTFS_DEVICE,
 )
 from volant_core.agent_token import vm_token
+from volant_core.artifact_cache import ArtifactCache
 from volant_core.confinement import ArtifactPolicy
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import LaunchError, ValidationError
@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: Guest path kestrel reads the manifest from when it is not on the command line.
 MANIFEST_LAYER_PATH = "/volant/manifest.json"
+#: ``progress(field, url, done, total)``: how the download of the artifact a field names goes.
+MediaProgress = Callable[[str, str, int, "int | None"], None]
 #: Suffix of a VM file being written (its initramfs, a disk copy) until it is complete.
 PARTIAL_SUFFIX = ".partial"
 
@@ -79,6 +81,7 @@ class BootMedia:
         self._policy = ArtifactPolicy.from_settings(settings)
         self._lock = threading.Lock()
         self._base: tuple[Path, Path] | None = None
+        self.cache = ArtifactCache(settings.download_dir)
 
     def base_image(self) -> tuple[Path, Path]:
         """``(kernel, initramfs)`` every guest starts from, resolved at the first boot that needs it
@@ -118,10 +121,11 @@ class BootMedia:
             return previous
 
     def sweep_partials(self) -> None:
-        """Remove the partial files a killed volantd left: downloads in the cache, and the
-        initramfs and disk copies being written in the VMs' directories.
+        """Remove the partial files a killed volantd left: unresumable ones in the download cache
+        (resumable downloads stay, :meth:`ArtifactCache.sweep`), and the initramfs and disk copies
+        being written in the VMs' directories.
         """
-        removed = artifacts.sweep_partials(self._settings.download_dir)
+        removed = self.cache.sweep()
         for pattern in (f"*/initramfs.img{PARTIAL_SUFFIX}", f"*/disks/*{PARTIAL_SUFFIX}"):
             for partial in self._settings.runtime_dir.glob(pattern):
                 partial.unlink(missing_ok=True)
@@ -129,48 +133,61 @@ class BootMedia:
         if removed:
             log.info("removed %d partial files left by an interrupted volantd", len(removed))
 
-    def fetch(self, url: str, checksum: str | None, *, field: str, image_format: str | None = None) -> Path:
-        """Fetch and verify an artifact through the boot source registered for its URL scheme.
+    def fetch(
+        self,
+        url: str,
+        checksum: str | None,
+        *,
+        field: str,
+        image_format: str | None = None,
+        progress: MediaProgress | None = None,
+    ) -> Path:
+        """Fetch and verify an artifact: opened by the boot source registered for its URL scheme,
+        verified and cached by :class:`ArtifactCache`; ``progress(field, url, done, total)`` is
+        told how the download goes.
 
         A local path must lie in the artifact directories (the source reads it resolved); so must
-        the path the source returns, and an image declared qcow2 must keep its backing chain there.
+        the path fetched, and an image declared qcow2 must keep its backing chain there.
         """
         scheme = urllib.parse.urlparse(url).scheme
         local = self._policy.resolve(url, field=field)
-        for source in self._sources:
-            if scheme in source.schemes:
-                location, cache = str(local or url), self._settings.download_dir
-                try:
-                    fetched = source.fetch(location, checksum, cache, **self._deadline_option(source))
-                except ValidationError as err:
-                    raise ValidationError(f"{field}: {err.message}", field=field) from None
-                path = self._policy.confine(fetched, f"{url} (fetched to {fetched})", field=field)
-                self._policy.check_image(path, image_format, field=field)
-                return path
-        raise ValidationError(
-            f"{field}: no boot source handles {scheme or 'plain path'!r} URLs; installed sources: "
-            + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
-            field=field,
-        )
+        source = next((s for s in self._sources if scheme in s.schemes), None)
+        if source is None:
+            raise ValidationError(
+                f"{field}: no boot source handles {scheme or 'plain path'!r} URLs; installed sources: "
+                + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
+                field=field,
+            )
+        deadline = time.monotonic() + self._settings.artifact_deadline
+        report = None if progress is None else functools.partial(progress, field, url)
+        try:
+            fetched = self.cache.fetch(
+                str(local or url), checksum, source.open, deadline=deadline, progress=report
+            )
+        except ValidationError as err:
+            raise ValidationError(f"{field}: {err.message}", field=field) from None
+        path = self._policy.confine(fetched, f"{url} (fetched to {fetched})", field=field)
+        self._policy.check_image(path, image_format, field=field)
+        return path
 
-    def _deadline_option(self, source: BootSourceDescriptor) -> dict[str, float]:
-        """``{"deadline": ...}`` (``VOLANT_ARTIFACT_DEADLINE`` from now, on the monotonic clock) for a
-        source whose ``fetch`` takes a ``deadline`` keyword, else nothing.
-        """
-        if "deadline" not in inspect.signature(source.fetch).parameters:
-            return {}
-        return {"deadline": time.monotonic() + self._settings.artifact_deadline}
-
-    def prepare(self, name: str, vm_dir: Path, manifest: Manifest, extra_args: str) -> BootPlan:
+    def prepare(
+        self,
+        name: str,
+        vm_dir: Path,
+        manifest: Manifest,
+        extra_args: str,
+        *,
+        progress: MediaProgress | None = None,
+    ) -> BootPlan:
         """Fetch the manifest's boot media and disks, write ``vm_dir/initramfs.img`` (the base, the
         runtime's layer, the VM's private layer) and writable disk copies under ``vm_dir/disks``,
-        compose the command line.
+        compose the command line. ``progress`` is told how each download goes.
         """
         layers: list[Path] = []
         if manifest.initramfs is not None:
             url, checksum = manifest.initramfs.url, manifest.initramfs.checksum
-            layers.append(self.fetch(url, checksum, field="manifest.initramfs.url"))
-        disks = self._disks(vm_dir, manifest)
+            layers.append(self.fetch(url, checksum, field="manifest.initramfs.url", progress=progress))
+        disks = self._disks(vm_dir, manifest, progress)
         kernel, base = self.base_image()
         args = [*BASE_KERNEL_ARGS, f"{CMDLINE_NAME_KEY}={name}", f"{CMDLINE_RUNTIME_KEY}={manifest.runtime}"]
         if manifest.rootfs is not None:
@@ -199,19 +216,27 @@ class BootMedia:
             partial.unlink(missing_ok=True)
         return BootPlan(kernel, composed, tuple(args), disks)
 
-    def _disks(self, vm_dir: Path, manifest: Manifest) -> tuple[DiskSpec, ...]:
+    def _disks(
+        self, vm_dir: Path, manifest: Manifest, progress: MediaProgress | None
+    ) -> tuple[DiskSpec, ...]:
         """The root filesystem (read-only, first: ``/dev/vda``), then the manifest's disks."""
         disks: list[DiskSpec] = []
         if manifest.rootfs is not None:
             rootfs = manifest.rootfs
             image = self.fetch(
-                rootfs.url, rootfs.checksum, field="manifest.rootfs.url", image_format=rootfs.format
+                rootfs.url,
+                rootfs.checksum,
+                field="manifest.rootfs.url",
+                image_format=rootfs.format,
+                progress=progress,
             )
             disks.append(DiskSpec(image, readonly=True, format=rootfs.format, role=DiskRole.ROOTFS))
         fetched = []  # all of them before the first copy: a disk that cannot be fetched leaves no copy behind
         for index, disk in enumerate(manifest.disks):
             field = f"manifest.disks[{index}].source"
-            image = self.fetch(disk.source, disk.checksum, field=field, image_format=disk.format)
+            image = self.fetch(
+                disk.source, disk.checksum, field=field, image_format=disk.format, progress=progress
+            )
             fetched.append((disk, field, image))
         for disk, field, image in fetched:
             path = image

@@ -1,0 +1,355 @@
+"""The core's artifact cache (issue 14, ADR 0036) against a real HTTP server on loopback.
+
+The server counts what it is asked, honours ``Range``/``If-Range``, and misbehaves on demand: a
+body cut in the middle, an answer held back until the test lets it go, a body sent in slow pieces.
+Checks: checksums (sha256 and sha512) are verified and a mismatch is never cached; a corrupted
+cache entry is fetched again, never used; a cut download resumes with a ``Range`` request and the
+result is verified in full; concurrent fetches share one download; progress is reported; the
+startup sweep keeps what can be resumed; ``package://`` reads files shipped in an installed
+distribution and nothing outside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import importlib.metadata
+import logging
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from volant_core import artifacts
+from volant_core.artifact_cache import PARTIAL_PREFIX, ArtifactCache
+from volant_core.errors import ValidationError
+from volant_core.guest import file_layer
+
+#: The artifact the server serves at ``/artifact``.
+BODY = os.urandom(400_000)
+SHA256 = f"sha256:{hashlib.sha256(BODY).hexdigest()}"
+SHA512 = f"sha512:{hashlib.sha512(BODY).hexdigest()}"
+#: Where the server cuts a body it was told to cut.
+CUT_AT = 150_000
+#: The initramfs layer the VMs of the volantd tests add.
+LAYER = file_layer({"/etc/artifact-test": os.urandom(200_000)})
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.files``; see :class:`Server` for the misbehaviours."""
+
+    protocol_version = "HTTP/1.1"
+    server: Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the tests assert on what the client sees."""
+
+    def do_GET(self) -> None:
+        """Answer from ``server.files``, honouring ``Range`` unless ``If-Range`` names another copy."""
+        path = urllib.parse.urlparse(self.path).path
+        server = self.server
+        requested_range = self.headers.get("Range")
+        with server.lock:
+            server.requests.append((path, requested_range))
+            failing = server.failing
+        if path not in server.files or failing:
+            self._head(503 if failing else 404, {"Content-Length": "0"})
+            return
+        server.gate.wait()
+        body, etag = server.files[path], server.etag
+        start = 0
+        if requested_range and self.headers.get("If-Range", etag) == etag:
+            start = int(requested_range.removeprefix("bytes=").rstrip("-"))
+        headers = {"Content-Length": str(len(body) - start), "ETag": etag}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+        self._head(206 if start else 200, headers)
+        with server.lock:
+            cut = server.cut.pop(path, None) if not start else None
+        if cut is not None:
+            self.wfile.write(body[:cut])
+            self.wfile.flush()
+            self.close_connection = True
+            if server.fail_after_cut:
+                server.failing = True
+            return
+        with contextlib.suppress(ConnectionError):
+            self._send_paced(body[start:])
+
+    def _send_paced(self, body: bytes) -> None:
+        """Send ``body`` at once, or in ``server.pieces`` pieces ``server.pace`` seconds apart."""
+        if not self.server.pieces:
+            self.wfile.write(body)
+            return
+        size = -(-len(body) // self.server.pieces)
+        for offset in range(0, len(body), size):
+            if self.server.stopping.wait(self.server.pace):
+                return
+            self.wfile.write(body[offset : offset + size])
+            self.wfile.flush()
+
+    def _head(self, status: int, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+
+class Server(http.server.ThreadingHTTPServer):
+    """A real HTTP server on 127.0.0.1. ``cut[path]``: the next full answer of ``path`` stops after
+    that many bytes (then every answer is a 503 while ``fail_after_cut``); ``gate``: answers wait
+    until it is set; ``pieces``/``pace``: bodies go out in that many pieces, that far apart.
+    """
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.files: dict[str, bytes] = {"/artifact": BODY, "/layer": LAYER}
+        self.etag = '"v1"'
+        self.requests: list[tuple[str, str | None]] = []
+        self.cut: dict[str, int] = {}
+        self.fail_after_cut = False
+        self.failing = False
+        self.gate = threading.Event()
+        self.gate.set()
+        self.pieces = 0
+        self.pace = 0.0
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def url(self, path: str) -> str:
+        """The URL of ``path`` on this server."""
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+    def asked(self, path: str) -> list[str | None]:
+        """The ``Range`` header (None: none) of every request for ``path``, in order."""
+        with self.lock:
+            return [requested for asked, requested in self.requests if asked == path]
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    """A :class:`Server` serving in a thread; its held and paced answers end at teardown."""
+    running = Server()
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.stopping.set()
+        running.gate.set()
+        running.shutdown()
+        running.server_close()
+        thread.join()
+
+
+def fetch(cache: ArtifactCache, url: str, checksum: str | None, **options: Any) -> Path:
+    """Fetch ``url`` through the core's HTTP source, a minute's deadline."""
+    return cache.fetch(url, checksum, artifacts.open_http, deadline=time.monotonic() + 60, **options)
+
+
+def files_under(directory: Path) -> list[str]:
+    """Every file below ``directory``, relative to it."""
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
+
+
+def wait_until(condition: Any, what: str, timeout: float = 30) -> None:
+    """Poll ``condition()`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------------ checksums
+
+
+def test_a_sha512_checksum_is_verified_and_the_artifact_stored_under_it(
+    server: Server, tmp_path: Path
+) -> None:
+    path = fetch(ArtifactCache(tmp_path), server.url("/artifact"), SHA512)
+    assert path == tmp_path / "sha512" / SHA512.removeprefix("sha512:")
+    assert path.read_bytes() == BODY
+
+
+def test_a_wrong_checksum_is_refused_nothing_kept_and_the_next_fetch_asks_again(
+    server: Server, tmp_path: Path
+) -> None:
+    cache = ArtifactCache(tmp_path)
+    server.files["/artifact"] = b"not what the manifest promised"
+    with pytest.raises(ValidationError) as refused:
+        fetch(cache, server.url("/artifact"), SHA512)
+    actual = hashlib.sha512(b"not what the manifest promised").hexdigest()
+    assert f"checksum mismatch (expected {SHA512}, got sha512:{actual})" in refused.value.message
+    assert files_under(tmp_path) == []
+    server.files["/artifact"] = BODY
+    assert fetch(cache, server.url("/artifact"), SHA512).read_bytes() == BODY
+    assert len(server.asked("/artifact")) == 2
+
+
+def test_a_corrupted_cache_entry_is_fetched_again_never_used(
+    server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = ArtifactCache(tmp_path)
+    path = fetch(cache, server.url("/artifact"), SHA256)
+    assert fetch(cache, server.url("/artifact"), SHA256) == path
+    assert len(server.asked("/artifact")) == 1  # an intact hit is not fetched again
+    before = path.stat()
+    with open(path, "r+b") as blob:  # one byte flipped, size and modification time put back
+        blob.seek(1000)
+        blob.write(bytes([BODY[1000] ^ 0xFF]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with caplog.at_level(logging.WARNING, logger="volant_core.artifact_cache"):
+        again = fetch(cache, server.url("/artifact"), SHA256)
+    assert again == path and again.read_bytes() == BODY
+    assert len(server.asked("/artifact")) == 2
+    assert f"the cached copy {path} is corrupt (expected {SHA256}" in caplog.text
+
+
+# --------------------------------------------------------------------------------------- resume
+
+
+def test_a_cut_download_resumes_with_a_range_request_and_is_verified(server: Server, tmp_path: Path) -> None:
+    server.cut["/artifact"] = CUT_AT
+    path = fetch(ArtifactCache(tmp_path), server.url("/artifact"), SHA256)
+    assert path.read_bytes() == BODY
+    assert server.asked("/artifact") == [None, f"bytes={CUT_AT}-"]
+    assert files_under(tmp_path / "partial") == []
+
+
+def test_a_download_cut_in_one_fetch_is_resumed_by_the_next(server: Server, tmp_path: Path) -> None:
+    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(ValidationError, match="HTTP 503"):
+        fetch(cache, server.url("/artifact"), SHA256)
+    assert [e.size for e in cache.entries() if e.kind == "partial"] == [CUT_AT]
+    server.failing = False
+    assert fetch(ArtifactCache(tmp_path), server.url("/artifact"), SHA256).read_bytes() == BODY
+    assert server.asked("/artifact")[-1] == f"bytes={CUT_AT}-"
+
+
+def test_a_resumed_download_that_does_not_verify_is_downloaded_again_in_full(
+    server: Server, tmp_path: Path
+) -> None:
+    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(ValidationError):
+        fetch(cache, server.url("/artifact"), SHA256)
+    (partial,) = [e.path for e in cache.entries() if e.kind == "partial"]
+    with open(partial, "r+b") as damaged:
+        damaged.write(b"garbage")
+    server.failing = False
+    assert fetch(cache, server.url("/artifact"), SHA256).read_bytes() == BODY
+    assert server.asked("/artifact")[-2:] == [f"bytes={CUT_AT}-", None]
+
+
+def test_a_partial_of_a_file_changed_since_starts_over(server: Server, tmp_path: Path) -> None:
+    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(ValidationError):
+        fetch(cache, server.url("/artifact"), SHA256)
+    server.failing, server.etag = False, '"v2"'  # If-Range names v1: the server sends all of v2
+    assert fetch(cache, server.url("/artifact"), SHA256).read_bytes() == BODY
+    assert server.asked("/artifact")[-1] == f"bytes={CUT_AT}-"
+
+
+def test_the_startup_sweep_keeps_resumable_partials_and_removes_the_rest(
+    server: Server, tmp_path: Path
+) -> None:
+    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(ValidationError):
+        fetch(cache, server.url("/artifact"), SHA256)
+    (kept,) = [e.path for e in cache.entries() if e.kind == "partial"]
+    orphan = tmp_path / "partial" / ("0" * 64)  # no record: nothing says what it is
+    orphan.write_bytes(b"half")
+    writing = tmp_path / "sha256" / f"{PARTIAL_PREFIX}abc"
+    writing.parent.mkdir(parents=True, exist_ok=True)
+    writing.write_bytes(b"half")
+    assert sorted(cache.sweep()) == sorted([orphan, writing])
+    assert kept.stat().st_size == CUT_AT
+
+
+# ---------------------------------------------------------------------- sharing and progress
+
+
+def test_fetches_of_one_artifact_at_once_share_one_download_and_its_progress(
+    server: Server, tmp_path: Path
+) -> None:
+    cache = ArtifactCache(tmp_path)
+    server.gate.clear()
+    reports: dict[str, list[tuple[int, int | None]]] = {"first": [], "second": []}
+    results: dict[str, Path] = {}
+
+    def fetcher(who: str) -> None:
+        results[who] = fetch(
+            cache, server.url("/artifact"), SHA256, progress=lambda d, t: reports[who].append((d, t))
+        )
+
+    threads = [threading.Thread(target=fetcher, args=(who,)) for who in reports]
+    threads[0].start()
+    wait_until(lambda: server.asked("/artifact"), "the first request")
+    threads[1].start()
+    wait_until(lambda: cache._flights and next(iter(cache._flights.values())).users == 2, "the second fetch")
+    server.gate.set()
+    for thread in threads:
+        thread.join()
+    assert results["first"] == results["second"] and results["first"].read_bytes() == BODY
+    assert len(server.asked("/artifact")) == 1
+    assert reports["second"][-1] == reports["first"][-1] == (len(BODY), len(BODY))
+
+
+def test_a_slow_download_reports_growing_progress(server: Server, tmp_path: Path) -> None:
+    server.pieces, server.pace = 5, 0.6
+    reports: list[tuple[int, int | None]] = []
+    fetch(
+        ArtifactCache(tmp_path), server.url("/artifact"), SHA256, progress=lambda d, t: reports.append((d, t))
+    )
+    done = [d for d, _ in reports]
+    assert done == sorted(done) and len(set(done)) >= 4, reports
+    assert {t for _, t in reports} == {len(BODY)} and done[-1] == len(BODY)
+
+
+# ---------------------------------------------------------------------------- package:// source
+
+
+def _shipped_file() -> tuple[str, Path]:
+    """A file the installed ``click`` distribution lists: its package:// URL and path."""
+    distribution = importlib.metadata.distribution("click")
+    shipped = next(f for f in distribution.files or () if str(f).endswith("click/__init__.py"))
+    return f"package://click/{shipped}", Path(str(distribution.locate_file(shipped)))
+
+
+def test_a_package_url_reads_a_file_its_distribution_ships(tmp_path: Path) -> None:
+    url, path = _shipped_file()
+    content = path.read_bytes()
+    checksum = f"sha256:{hashlib.sha256(content).hexdigest()}"
+    cache = ArtifactCache(tmp_path)
+    fetched = cache.fetch(url, checksum, artifacts.open_package, deadline=time.monotonic() + 60)
+    assert fetched.read_bytes() == content and fetched.is_relative_to(tmp_path)
+    copied = cache.fetch(url, None, artifacts.open_package, deadline=time.monotonic() + 60)
+    assert copied.is_relative_to(tmp_path)  # never used where it lies: outside the artifact directories
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("package://click/../../../../etc/passwd", "without '..'"),
+        ("package://click/click/no-such-file.img", "ships no file 'click/no-such-file.img'"),
+        ("package://no-such-distribution-x/a.img", "no Python distribution 'no-such-distribution-x'"),
+    ],
+)
+def test_a_package_url_outside_what_its_distribution_ships_is_refused(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    with pytest.raises(ValidationError, match=reason.replace(".", r"\.")):
+        ArtifactCache(tmp_path).fetch(url, None, artifacts.open_package, deadline=time.monotonic() + 60)
+    assert files_under(tmp_path) == []
