@@ -15,8 +15,10 @@ import contextlib
 import hashlib
 import http.server
 import importlib.metadata
+import json
 import logging
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -30,6 +32,9 @@ from volant_core import artifacts
 from volant_core.artifact_cache import PARTIAL_PREFIX, ArtifactCache
 from volant_core.errors import ValidationError
 from volant_core.guest import file_layer
+from volant_core.testing.cli import run_volar
+from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import host_process_daemon
 
 #: The artifact the server serves at ``/artifact``.
 BODY = os.urandom(400_000)
@@ -61,7 +66,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path not in server.files or failing:
             self._head(503 if failing else 404, {"Content-Length": "0"})
             return
-        server.gate.wait()
         body, etag = server.files[path], server.etag
         start = 0
         if requested_range and self.headers.get("If-Range", etag) == etag:
@@ -70,6 +74,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
         self._head(206 if start else 200, headers)
+        self.wfile.flush()
+        server.gate.wait()
         with server.lock:
             cut = server.cut.pop(path, None) if not start else None
         if cut is not None:
@@ -103,8 +109,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 class Server(http.server.ThreadingHTTPServer):
     """A real HTTP server on 127.0.0.1. ``cut[path]``: the next full answer of ``path`` stops after
-    that many bytes (then every answer is a 503 while ``fail_after_cut``); ``gate``: answers wait
-    until it is set; ``pieces``/``pace``: bodies go out in that many pieces, that far apart.
+    that many bytes (then every answer is a 503 while ``fail_after_cut``); ``gate``: bodies wait
+    (after the headers) until it is set; ``pieces``/``pace``: bodies go out in that many pieces,
+    that far apart.
     """
 
     daemon_threads = True
@@ -296,14 +303,15 @@ def test_fetches_of_one_artifact_at_once_share_one_download_and_its_progress(
 
     threads = [threading.Thread(target=fetcher, args=(who,)) for who in reports]
     threads[0].start()
-    wait_until(lambda: server.asked("/artifact"), "the first request")
+    wait_until(lambda: reports["first"], "the first fetch to start downloading")
     threads[1].start()
-    wait_until(lambda: cache._flights and next(iter(cache._flights.values())).users == 2, "the second fetch")
+    wait_until(lambda: reports["second"], "the second fetch to join the download")
     server.gate.set()
     for thread in threads:
         thread.join()
     assert results["first"] == results["second"] and results["first"].read_bytes() == BODY
     assert len(server.asked("/artifact")) == 1
+    assert reports["second"][0] == (0, len(BODY))  # told at once how far the shared download got
     assert reports["second"][-1] == reports["first"][-1] == (len(BODY), len(BODY))
 
 
@@ -353,3 +361,120 @@ def test_a_package_url_outside_what_its_distribution_ships_is_refused(
     with pytest.raises(ValidationError, match=reason.replace(".", r"\.")):
         ArtifactCache(tmp_path).fetch(url, None, artifacts.open_package, deadline=time.monotonic() + 60)
     assert files_under(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------- through volantd
+
+
+LAYER_CHECKSUM = f"sha256:{hashlib.sha256(LAYER).hexdigest()}"
+
+
+def download_events(api: RunningDaemon, name: str) -> list[dict[str, Any]]:
+    """The ``data`` of every ``VM_DOWNLOAD_PROGRESS`` event of VM ``name``, oldest first."""
+    return [
+        e.payload["data"]
+        for e in api.daemon.store.events.since(0)
+        if e.type == "VM_DOWNLOAD_PROGRESS" and e.vm_name == name
+    ]
+
+
+@pytest.fixture
+def layered(host_manifest: dict[str, Any], server: Server) -> Iterator[RunningDaemon]:
+    """A host-process volantd with runtime ``hello-host`` adding :data:`LAYER` from ``server``."""
+    host_manifest["initramfs"] = {"url": server.url("/layer"), "checksum": LAYER_CHECKSUM}
+    with host_process_daemon() as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        yield api
+
+
+def test_two_vms_created_at_once_download_their_artifact_once(layered: RunningDaemon, server: Server) -> None:
+    server.gate.clear()
+    for name in ("one", "two"):
+        reply = layered.request("POST", "/api/v1/vms", {"name": name, "plugin": "hello-host"})
+        assert reply.status == 201, reply.body
+        assert reply.json()["status"] in ("pending", "starting")  # not held open for the download
+    for name in ("one", "two"):  # both boots are in the one download, each with its progress
+        wait_until(lambda name=name: download_events(layered, name), f"vm {name} to wait for the layer")
+    server.gate.set()
+    for name in ("one", "two"):
+        layered.wait_for_status(name, {"running"}, timeout=60)
+        last = download_events(layered, name)[-1]
+        assert last == {
+            "field": "manifest.initramfs.url",
+            "url": server.url("/layer"),
+            "done": len(LAYER),
+            "total": len(LAYER),
+        }
+    assert server.asked("/layer") == [None]
+
+
+def test_a_corrupted_cached_layer_is_fetched_again_before_a_boot(
+    layered: RunningDaemon, server: Server
+) -> None:
+    assert layered.request("POST", "/api/v1/vms", {"name": "one", "plugin": "hello-host"}).status == 201
+    layered.wait_for_status("one", {"running"}, timeout=60)
+    blob = layered.daemon.settings.download_dir / "sha256" / LAYER_CHECKSUM.removeprefix("sha256:")
+    blob.write_bytes(b"corrupted" + blob.read_bytes()[9:])
+    assert layered.request("POST", "/api/v1/vms/one/stop").status == 200
+    assert layered.request("POST", "/api/v1/vms/one/start").status == 200
+    layered.wait_for_status("one", {"running"}, timeout=60)
+    assert server.asked("/layer") == [None, None] and blob.read_bytes() == LAYER
+    composed = (layered.daemon.settings.runtime_dir / "one" / "initramfs.img").read_bytes()
+    assert LAYER in composed and b"corrupted" not in composed
+
+
+def test_volar_create_draws_the_download_as_a_bar_with_growing_byte_counts(
+    layered: RunningDaemon, server: Server
+) -> None:
+    server.pieces, server.pace = 6, 0.6
+    shown = run_volar(
+        layered.url, "vms", "create", "slow", "--plugin", "hello-host", "-o", "json", terminal=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["status"] == "running"
+    counts = re.findall(
+        r"vm slow: \w+ \[[#-]{20}\] ([\d.]+ \w+) of 195\.\d KiB manifest\.initramfs\.url", shown.stderr
+    )
+    assert len(set(counts)) >= 3, shown.stderr  # the bar moved as the bytes came
+    piped = run_volar(layered.url, "vms", "create", "quiet", "--plugin", "hello-host", "-o", "json")
+    assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_cache_ls_shows_who_uses_what_and_prune_keeps_what_a_vm_uses(
+    layered: RunningDaemon, server: Server
+) -> None:
+    other = file_layer({"/etc/other": b"other\n"})
+    server.files["/other"] = other
+    other_checksum = f"sha256:{hashlib.sha256(other).hexdigest()}"
+    for name, config in (
+        ("one", {}),
+        ("two", {"initramfs": {"url": server.url("/other"), "checksum": other_checksum}}),
+    ):
+        reply = layered.request(
+            "POST", "/api/v1/vms", {"name": name, "plugin": "hello-host", "config": config}
+        )
+        assert reply.status == 201, reply.body
+        layered.wait_for_status(name, {"running"}, timeout=60)
+    listed = json.loads(run_volar(layered.url, "image", "cache", "ls", "-o", "json").stdout)
+    assert {e["digest"]: e["used_by"] for e in listed["entries"]} == {
+        LAYER_CHECKSUM: ["one"],
+        other_checksum: ["two"],
+    }
+    assert listed["total_bytes"] == len(LAYER) + len(other)
+    assert layered.request("DELETE", "/api/v1/vms/two").status in (200, 204)
+
+    table = run_volar(layered.url, "image", "cache", "ls")
+    assert re.search(rf"^artifact +{LAYER_CHECKSUM} +195\.\d KiB +one$", table.stdout, re.M), table.stdout
+    pruned = run_volar(layered.url, "image", "cache", "prune")
+    assert pruned.returncode == 0 and pruned.stdout.splitlines() == [
+        f"removed artifact {other_checksum} ({len(other)} B)",
+        f"freed: {len(other)} B",
+    ]
+    cache = layered.daemon.settings.download_dir
+    assert (cache / "sha256" / LAYER_CHECKSUM.removeprefix("sha256:")).read_bytes() == LAYER
+    assert not (cache / "sha256" / other_checksum.removeprefix("sha256:")).exists()
+
+    assert layered.request("DELETE", "/api/v1/vms/one").status in (200, 204)
+    reply = layered.request("POST", "/api/v1/images/cache/prune")
+    assert [e["digest"] for e in reply.json()["removed"]] == [LAYER_CHECKSUM]
+    assert layered.request("GET", "/api/v1/images/cache").json() == {"entries": [], "total_bytes": 0}

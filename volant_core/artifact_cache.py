@@ -109,9 +109,21 @@ class _Flight:
     listeners: list[Progress] = field(default_factory=list)
     users: int = 0
     last_report: float = float("-inf")
+    latest: tuple[int, int | None] | None = None
+
+    def join(self, progress: Progress | None) -> None:
+        """Count one more fetch; ``progress`` hears of the download from now on, and at once of how
+        far it got when one is under way.
+        """
+        self.users += 1
+        if progress is not None:
+            self.listeners.append(progress)
+            if self.latest is not None:
+                progress(*self.latest)
 
     def report(self, done: int, total: int | None) -> None:
         """Tell every listener, at most every :data:`PROGRESS_INTERVAL` seconds and once complete."""
+        self.latest = (done, total)
         now = time.monotonic()
         if now - self.last_report < PROGRESS_INTERVAL and done != total:
             return
@@ -233,9 +245,7 @@ class ArtifactCache:
         """Join the fetches of ``key`` and hold its lock: the first one fetches, the others wait."""
         with self._guard:
             flight = self._flights.setdefault(key, _Flight())
-            flight.users += 1
-            if progress is not None:
-                flight.listeners.append(progress)
+            flight.join(progress)
         try:
             with flight.lock:
                 yield flight

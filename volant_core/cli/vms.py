@@ -16,6 +16,7 @@ from volant_core.cli.client import ApiClient, ApiError
 from volant_core.cli.configs import config, pending_note
 from volant_core.cli.console import console
 from volant_core.cli.context import pass_client
+from volant_core.cli.downloads import download_watch
 from volant_core.cli.output import emit, emit_fields, output_option
 from volant_core.cli.progress import status_line
 from volant_core.cli.workload import call, operations
@@ -105,16 +106,17 @@ def wait_options(command: _Command) -> _Command:
 def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: float = 180.0) -> dict:
     """``vm`` as the API just answered it, or with ``wait`` the VM once it is no longer booting.
 
-    While waiting, a spinner shows its state on a terminal (see :mod:`volant_core.cli.progress`).
+    While waiting, a spinner shows its state on a terminal (see :mod:`volant_core.cli.progress`),
+    with a bar of what volantd downloads for it (:mod:`volant_core.cli.downloads`).
     Fails (exit 1, with the VM's ``status_reason``) unless the VM ends ``running``.
     """
     if not wait:
         return vm
     name = vm["name"]
     deadline = time.monotonic() + wait_timeout
-    with status_line() as line:
+    with status_line() as line, download_watch(client, name) as downloads:
         while True:
-            line.show(f"vm {name}: {vm['status']}")
+            line.show(f"vm {name}: {vm['status']}{downloads.describe()}")
             if vm["status"] not in BOOTING:
                 break
             if time.monotonic() > deadline:

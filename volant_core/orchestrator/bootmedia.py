@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,14 @@ from volant_core.errors import LaunchError, ValidationError
 from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts, ensure_guest, file_layer, newest_build
 from volant_core.kernel_cmdline import check_length
 from volant_core.launch import DiskRole, DiskSpec
-from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Disk, Manifest, encode_for_guest, manifest_json
+from volant_core.manifest import (
+    CMDLINE_MANIFEST_BUDGET,
+    ArtifactRef,
+    Disk,
+    Manifest,
+    encode_for_guest,
+    manifest_json,
+)
 from volant_core.registry import Registry
 from volant_core.settings import Settings
 from volant_core.vmm_confinement import daemon_directory
@@ -169,6 +176,16 @@ class BootMedia:
         path = self._policy.confine(fetched, f"{url} (fetched to {fetched})", field=field)
         self._policy.check_image(path, image_format, field=field)
         return path
+
+    def must_download(self, artifacts: Iterable[ArtifactRef]) -> bool:
+        """Whether fetching ``artifacts`` reads one the cache does not hold from elsewhere than a
+        host path (a download; a URL without a checksum whose copy is cached is only revalidated).
+        """
+        return any(
+            urllib.parse.urlparse(a.location).scheme not in ("", "file")
+            and self.cache.cached_path(a.location, a.checksum) is None
+            for a in artifacts
+        )
 
     def prepare(
         self,

@@ -216,6 +216,13 @@ class VMConfig(_Model):
             found.append(ArtifactRef("kernel_override", self.kernel_override))
         return found
 
+    def boot_artifacts(self) -> list[ArtifactRef]:
+        """The files a boot of this configuration fetches: its boot manifest's and the kernel override."""
+        found = self.boot_manifest().artifacts("manifest.")
+        if self.kernel_override is not None:
+            found.append(ArtifactRef("kernel_override", self.kernel_override))
+        return found
+
     def boot_manifest(self) -> Manifest:
         """The manifest the guest boots: the snapshot, with the ``initramfs`` or ``rootfs`` override
         in place of its own boot medium.
