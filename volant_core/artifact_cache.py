@@ -522,7 +522,8 @@ class ArtifactCache:
 
     def sweep(self) -> list[Path]:
         """Remove what a killed volantd left that cannot be used: files being written that cannot be
-        resumed, and partial downloads whose record is missing or damaged. The paths removed.
+        resumed, partial downloads whose record is missing or damaged, and records without their
+        download. The paths removed.
         """
         removed = []
         for directory in (
@@ -534,10 +535,12 @@ class ArtifactCache:
                 path.unlink(missing_ok=True)
                 removed.append(path)
         for path in (self.directory / _PARTIALS).glob("*"):
-            record_path = path if path.suffix == ".json" else path.with_name(path.name + ".json")
-            record = _read_json(record_path)
-            valid = isinstance(record, dict) and record_path.with_suffix("").name == _partial_key(
-                str(record.get("url")), str(record.get("checksum"))
+            data = path.with_suffix("") if path.suffix == ".json" else path
+            record = _read_json(data.with_name(data.name + ".json"))
+            valid = (
+                isinstance(record, dict)
+                and data.name == _partial_key(str(record.get("url")), str(record.get("checksum")))
+                and data.exists()
             )
             if not valid:
                 path.unlink(missing_ok=True)
