@@ -173,7 +173,8 @@ class Orchestrator:
         When its boot media must be downloaded, the VM is returned ``pending`` and boots in a thread
         of its own (progress events while it is ``starting``; ``crashed`` with the reason when the
         boot fails), so the request is not held open for the download (ADR 0036).
-        ``group_id`` makes it a member of that deployment.
+        ``group_id`` makes it a member of that deployment; members always boot here (the deployment
+        controller's own thread creates them and tracks their boots).
         """
         entry = self.catalog.get_enabled(request.runtime_name())
         config = apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), request.overrides())
@@ -208,7 +209,7 @@ class Orchestrator:
                 if ip is not None:
                     self.store.ips.lease(record.id, ip)
             self._transitions.emit(EventType.VM_CREATED, record, "vm record created")
-            if self.boot_media.must_download(config.boot_artifacts()):
+            if group_id is None and self.boot_media.must_download(config.boot_artifacts()):
                 threading.Thread(
                     target=self._boot_created, args=(name,), name=f"boot {name}", daemon=True
                 ).start()
