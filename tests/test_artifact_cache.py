@@ -478,3 +478,29 @@ def test_cache_ls_shows_who_uses_what_and_prune_keeps_what_a_vm_uses(
     reply = layered.request("POST", "/api/v1/images/cache/prune")
     assert [e["digest"] for e in reply.json()["removed"]] == [LAYER_CHECKSUM]
     assert layered.request("GET", "/api/v1/images/cache").json() == {"entries": [], "total_bytes": 0}
+
+
+def test_prune_spares_a_download_under_way_and_removes_a_partial_left_behind(
+    server: Server, tmp_path: Path
+) -> None:
+    cache = ArtifactCache(tmp_path)
+    server.gate.clear()
+    reports: list[tuple[int, int | None]] = []
+    fetching = threading.Thread(
+        target=fetch,
+        args=(cache, server.url("/artifact"), SHA256),
+        kwargs={"progress": lambda *r: reports.append(r)},
+    )
+    fetching.start()
+    wait_until(lambda: reports, "the download to start")
+    assert cache.prune(keep=set()) == []  # its partial is being written
+    server.gate.set()
+    fetching.join()
+    assert [e.digest for e in cache.entries()] == [SHA256]
+
+    server.cut["/other"], server.files["/other"], server.fail_after_cut = 1000, BODY[::-1], True
+    with pytest.raises(ValidationError):
+        fetch(cache, server.url("/other"), f"sha256:{hashlib.sha256(BODY[::-1]).hexdigest()}")
+    removed = cache.prune(keep={tmp_path / "sha256" / SHA256.removeprefix("sha256:")})
+    assert [(e.kind, e.size, e.url) for e in removed] == [("partial", 1000, server.url("/other"))]
+    assert files_under(tmp_path / "partial") == []

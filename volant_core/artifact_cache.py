@@ -502,14 +502,12 @@ class ArtifactCache:
         for entry in self.entries():
             if entry.path in keep:
                 continue
-            key = entry.digest if entry.kind == "artifact" else None
-            with self._guard:
-                busy = (key in self._flights) if key else any(f.users for f in self._flights.values())
-            if busy:
-                continue
-            entry.path.unlink(missing_ok=True)
-            suffix = STAMP_SUFFIX if entry.kind == "artifact" else ".json"
-            entry.path.with_name(entry.path.name + suffix).unlink(missing_ok=True)
+            with self._guard:  # no fetch of it starts while it goes
+                if entry.digest in self._flights:  # being fetched (a partial's record names its checksum)
+                    continue
+                entry.path.unlink(missing_ok=True)
+                suffix = STAMP_SUFFIX if entry.kind == "artifact" else ".json"
+                entry.path.with_name(entry.path.name + suffix).unlink(missing_ok=True)
             removed.append(entry)
         for record_path in (self.directory / _URLS).glob("*.json"):
             record = _read_json(record_path)
