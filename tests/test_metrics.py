@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from volant_core import artifacts
+from volant_core.artifact_cache import ArtifactCache
 from volant_core.errors import ValidationError
 from volant_core.settings import load_settings
 from volant_core.testing.daemon import RunningDaemon, running_daemon
@@ -132,8 +134,9 @@ def test_artifact_cache_size_and_hits(tmp_path: Path) -> None:
         cache = daemon.daemon.settings.download_dir
         empty = scrape(daemon)
         assert value(empty, "volant_artifact_cache_bytes") == 0
+        fetched = ArtifactCache(cache)
         for _ in range(3):  # one copy into the cache, then two hits
-            artifacts.fetch_file(str(artifact), checksum, cache)
+            fetched.fetch(str(artifact), checksum, artifacts.open_file, deadline=time.monotonic() + 60)
         samples = scrape(daemon)
     assert value(samples, "volant_artifact_cache_hits_total") == 2
     assert value(samples, "volant_artifact_cache_bytes") == 4096

@@ -2,7 +2,7 @@
 
 They are the defaults a bare ``pip install volant-core`` works with: the
 ``none`` network mode (no NIC; the agent is reached over the hypervisor's own
-channel), local and HTTP boot sources, and lowest-free-address IP allocation,
+channel), local, HTTP and Python-package boot sources, and lowest-free-address IP allocation,
 registered ``trylast`` so any plugin can take over.
 """
 
@@ -39,10 +39,18 @@ def volant_network_modes() -> list[NetworkModeDescriptor]:
 
 @hookimpl
 def volant_boot_sources() -> list[BootSourceDescriptor]:
-    """Register local files (``/abs/path``, ``file://``) and HTTP(S) downloads."""
+    """Register local files (``/abs/path``, ``file://``), HTTP(S) downloads and files shipped in
+    installed Python distributions (``package://<distribution>/<path>``).
+    """
     return [
-        BootSourceDescriptor("file", ("", "file"), artifacts.fetch_file, "local path on the host"),
-        BootSourceDescriptor("http", ("http", "https"), artifacts.fetch_http, "HTTP(S) download"),
+        BootSourceDescriptor("file", ("", "file"), artifacts.open_file, "local path on the host"),
+        BootSourceDescriptor("http", ("http", "https"), artifacts.open_http, "HTTP(S) download"),
+        BootSourceDescriptor(
+            "package",
+            (artifacts.PACKAGE_SCHEME,),
+            artifacts.open_package,
+            "file inside an installed Python distribution",
+        ),
     ]
 
 

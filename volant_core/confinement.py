@@ -3,7 +3,7 @@
 volantd runs as root; a manifest or VM configuration naming ``/etc/shadow``, a block
 device or ``/proc/self/environ`` as an image would otherwise have it copy or attach
 that file. :class:`ArtifactPolicy` holds the allowlist (``VOLANT_ARTIFACT_DIRS``,
-plus the cache where boot sources store verified downloads) and checks:
+plus the cache where the core stores verified downloads) and checks:
 
 * a location (an absolute path or a ``file://`` URL; other schemes pass, their boot
   source fetches into the cache) resolves, symbolic links followed, to a path inside

@@ -7,10 +7,10 @@ Factories are called lazily, so registering costs nothing until a record is used
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from volant_core.launch import DiskSpec, HypervisorDescriptor, NicSpec, PciDeviceSpec
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from volant_core.vm import VMView
 
 __all__ = [
+    "ArtifactStream",
     "BootSourceDescriptor",
     "DeviceDriver",
     "DeviceDriverDescriptor",
@@ -30,6 +31,7 @@ __all__ = [
     "NetworkMode",
     "NetworkModeDescriptor",
     "NoNetwork",
+    "OpenArtifact",
     "RouteDescriptor",
     "SeedBuilder",
     "SeedBuilderDescriptor",
@@ -64,15 +66,47 @@ class NetworkModeDescriptor:
 
 
 @dataclass(frozen=True)
-class BootSourceDescriptor:
-    """A way to fetch boot media (kernel, initramfs, rootfs, disks) by URL scheme.
+class ArtifactStream:
+    """What a boot source opens: the bytes of an artifact, read by the core (ADR 0036).
 
-    ``fetch(url, checksum, dest_dir)`` returns the local path of the verified artifact.
+    ``body`` is read with ``read1`` (or ``read``) until it returns ``b""`` and closed by the core.
+    ``size`` is the whole artifact's length when known (the core refuses a body that ends short of
+    it). ``offset`` is the byte of the artifact the body starts at: the ``offset`` the core asked
+    for when the source resumes, else 0 (the core then starts over). ``validators`` are what the
+    source can later recognise this copy by (HTTP's ``etag`` and ``last_modified``); the core hands
+    them back with its next request. ``not_modified`` says the copy the core holds (named by those
+    validators) is still current, and the body is empty. ``in_place`` names a host file the core may
+    use where it is when the artifact has no checksum (plain local paths).
+    """
+
+    body: IO[bytes]
+    size: int | None = None
+    offset: int = 0
+    validators: Mapping[str, str] = field(default_factory=dict)
+    not_modified: bool = False
+    in_place: Path | None = None
+
+
+class OpenArtifact(Protocol):
+    """A boot source's ``open``: the :class:`ArtifactStream` of ``url`` from byte ``offset`` on."""
+
+    def __call__(
+        self, url: str, *, offset: int, deadline: float, validators: Mapping[str, str]
+    ) -> ArtifactStream:
+        """Open ``url``; ``deadline`` is the ``time.monotonic()`` time the whole fetch must end by."""
+
+
+@dataclass(frozen=True)
+class BootSourceDescriptor:
+    """A way to read boot media (kernel, initramfs, rootfs, disks) by URL scheme.
+
+    ``open(url, offset=, deadline=, validators=)`` returns an :class:`ArtifactStream`; the core
+    verifies, caches and shares what it reads (:mod:`volant_core.artifact_cache`).
     """
 
     name: str
     schemes: tuple[str, ...]
-    fetch: Callable[[str, str | None, Path], Path]
+    open: OpenArtifact
     description: str = ""
 
 

@@ -24,6 +24,10 @@ class EventType(StrEnum):
     """Event types; the ``VM_*`` ones but ``VM_CONFIG_CHANGED``, ``VM_UNHEALTHY`` and ``VM_HEALTHY``
     are those of the Go original.
 
+    ``VM_DOWNLOAD_PROGRESS`` reports a boot medium being fetched for a ``starting`` VM (``data``:
+    ``field``, ``url``, ``done`` and ``total`` bytes, ``total`` null when unknown), at most every
+    half second per download and once complete.
+
     ``PLUGIN_EVENT`` and ``PLUGIN_ERROR`` are published by plugins (through their context) and by
     the core when a plugin failed in a notification hook or while releasing a VM's resources.
     """
@@ -39,6 +43,7 @@ class EventType(StrEnum):
     VM_CONFIG_CHANGED = "VM_CONFIG_CHANGED"
     VM_UNHEALTHY = "VM_UNHEALTHY"
     VM_HEALTHY = "VM_HEALTHY"
+    VM_DOWNLOAD_PROGRESS = "VM_DOWNLOAD_PROGRESS"
     DEPLOYMENT_CREATED = "DEPLOYMENT_CREATED"
     DEPLOYMENT_UPDATED = "DEPLOYMENT_UPDATED"
     DEPLOYMENT_RECONCILED = "DEPLOYMENT_RECONCILED"

@@ -235,35 +235,40 @@ def volant_network_modes() -> list[NetworkModeDescriptor]:
 
 @registration(BootSourceDescriptor)
 def volant_boot_sources() -> list[BootSourceDescriptor]:
-    """Register fetchers for boot media by URL scheme.
+    """Register readers of boot media by URL scheme.
 
-    Return `BootSourceDescriptor(name, schemes, fetch, description="")` records. When a manifest
-    names an artifact (kernel, initramfs, rootfs, disk), the first registered source whose `schemes`
-    holds the URL's scheme (the empty string stands for a plain absolute path) is called as
-    `fetch(url, checksum, cache_dir)`. Return the local path of the artifact once it matches
-    `checksum` (as the manifest wrote it, `sha256:<hex>`, or None); raise `ValidationError` with a
-    message naming the URL when it cannot be fetched or does not match. A `fetch` that also takes a
-    keyword argument `deadline` gets the `time.monotonic()` time by which it must be done
-    (`VOLANT_ARTIFACT_DEADLINE` from the start of the fetch): give up with `ValidationError` once it
-    has passed. Write into a temporary file and rename it once complete: a boot never sees half an
-    artifact. The core registers plain paths, `file`, `http` and `https` first, so a plugin adds
-    schemes rather than replaces those.
+    Return `BootSourceDescriptor(name, schemes, open, description="")` records. When a manifest
+    names an artifact (kernel, initramfs, rootfs, disk) the cache does not hold, the first
+    registered source whose `schemes` holds the URL's scheme (the empty string stands for a plain
+    absolute path) is called as `open(url, offset=, deadline=, validators=)` and returns an
+    `ArtifactStream(body, size=None, offset=0, validators={}, not_modified=False, in_place=None)`.
+    A source only opens: the core reads `body`, checks it against `size`, verifies the manifest's
+    checksum (`sha256:` or `sha512:`), stores the artifact by content, shares one download
+    between the VMs that want it at the same time, reports progress and resumes a cut download by
+    calling `open` again with `offset` set to the bytes it holds (return `offset=offset` when you
+    start there, else `offset=0`: the core then starts over). `validators` hands back what your
+    stream reported for the copy the core holds; answer `not_modified=True` (with an empty body)
+    when that copy is still current. Raise `ValidationError` with a message naming the URL when it
+    cannot be opened; `deadline` is the `time.monotonic()` time the whole fetch must end by
+    (`VOLANT_ARTIFACT_DEADLINE`). The core registers plain paths, `file`, `http`, `https` and
+    `package` first, so a plugin adds schemes rather than replaces those.
 
     ```python
-    from pathlib import Path
+    from collections.abc import Mapping
 
-    from volant_core.sdk import BootSourceDescriptor, hookimpl
+    from volant_core.sdk import ArtifactStream, BootSourceDescriptor, hookimpl
 
 
-    def fetch_from_bucket(url: str, checksum: str | None, cache_dir: Path) -> Path:
-        target = cache_dir / url.rsplit("/", 1)[-1]
-        ...  # download into target, compare its SHA-256 with checksum
-        return target
+    def open_from_bucket(
+        url: str, *, offset: int, deadline: float, validators: Mapping[str, str]
+    ) -> ArtifactStream:
+        response = ...  # ask the bucket for the object from byte `offset` on
+        return ArtifactStream(response.body, size=response.object_size, offset=offset)
 
 
     @hookimpl
     def volant_boot_sources() -> list[BootSourceDescriptor]:
-        return [BootSourceDescriptor("bucket", ("s3",), fetch_from_bucket, "objects in an S3 bucket")]
+        return [BootSourceDescriptor("bucket", ("s3",), open_from_bucket, "objects in an S3 bucket")]
     ```
     """
 

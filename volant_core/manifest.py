@@ -21,8 +21,8 @@ Where we differ from Go, on purpose:
   network modes and seed builders are plugins and their registries check the
   name. Artifact locations likewise accept any ``<scheme>://`` URL (boot
   sources are plugins selected by scheme) or an absolute path.
-* Checksums are SHA-256 only, ``sha256:<64 hex>`` or bare hex, stored as
-  ``sha256:<lower-case hex>``.
+* Checksums are SHA-256 or SHA-512, ``sha256:<64 hex>``, ``sha512:<128 hex>`` or bare hex of
+  either length, stored as ``<algorithm>:<lower-case hex>``.
 * Unknown keys are refused (the Go code ignored them silently).
 * ``name`` and ``runtime`` follow the VM name rule (a DNS label, see
   :data:`volant_core.vm.NAME_PATTERN`): they become catalog keys, labels and
@@ -107,7 +107,9 @@ DEFAULT_MEMORY_MB = 512
 LABEL_PLUGIN = "volant.plugin"
 LABEL_RUNTIME = "volant.runtime"
 
-_CHECKSUM = re.compile(r"(?:sha256:)?([0-9a-fA-F]{64})")
+#: Checksum algorithms an artifact's checksum may name, with the length of their hex digests.
+CHECKSUM_ALGORITHMS = {"sha256": 64, "sha512": 128}
+_CHECKSUM = re.compile(r"(?:([A-Za-z0-9]+):)?([0-9a-fA-F]+)")
 _PLUGIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _DISK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -125,11 +127,31 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-def _checksum(value: str) -> str:
-    match = _CHECKSUM.fullmatch(value)
+def normal_checksum(value: str) -> str | None:
+    """``<algorithm>:<lower-case hex>`` for a checksum written ``sha256:<hex>``, ``sha512:<hex>``
+    or as the bare hex digest of either (told apart by length); None when it is none of these.
+    """
+    match = _CHECKSUM.fullmatch(value.strip())
     if match is None:
-        raise _invalid("must be sha256:<64 hex digits> or 64 hex digits")
-    return f"sha256:{match.group(1).lower()}"
+        return None
+    algorithm, digits = match.group(1), match.group(2)
+    if algorithm is None:
+        algorithm = next((a for a, n in CHECKSUM_ALGORITHMS.items() if n == len(digits)), "")
+    algorithm = algorithm.lower()
+    if CHECKSUM_ALGORITHMS.get(algorithm) != len(digits):
+        return None
+    return f"{algorithm}:{digits.lower()}"
+
+
+#: How a checksum must be written.
+CHECKSUM_FORMS = "sha256:<64 hex digits> or sha512:<128 hex digits>"
+
+
+def _checksum(value: str) -> str:
+    normal = normal_checksum(value)
+    if normal is None:
+        raise _invalid(f"must be {CHECKSUM_FORMS}")
+    return normal
 
 
 def _artifact_location(value: str) -> str:
@@ -211,12 +233,13 @@ RuntimeName = Annotated[
 
 
 class ArtifactRef(NamedTuple):
-    """A file a manifest or VM configuration names: where (``field``), what (``location``) and,
-    for disk images, the declared ``format``."""
+    """A file a manifest or VM configuration names: where (``field``), what (``location``), for
+    disk images the declared ``format``, and the ``checksum`` it must match when one is given."""
 
     field: str
     location: str
     format: str | None = None
+    checksum: str | None = None
 
 
 class _Model(BaseModel):
@@ -316,7 +339,7 @@ class RootFS(_Model):
     url: ArtifactLocation
     """URL (any scheme a boot source handles) or absolute path of the image."""
     checksum: Checksum | None = None
-    """SHA-256 of the image."""
+    """Checksum of the image: sha256:<64 hex digits> or sha512:<128 hex digits>."""
     format: ImageFormat = "raw"
     """Image format."""
     persistent: bool = False
@@ -330,7 +353,7 @@ class Initramfs(_Model):
     url: ArtifactLocation
     """URL (any scheme a boot source handles) or absolute path of the initramfs."""
     checksum: Checksum | None = None
-    """SHA-256 of the initramfs."""
+    """Checksum of the initramfs: sha256:<64 hex digits> or sha512:<128 hex digits>."""
 
 
 class Disk(_Model):
@@ -341,7 +364,7 @@ class Disk(_Model):
     source: ArtifactLocation
     """URL or absolute path of the disk image."""
     checksum: Checksum | None = None
-    """SHA-256 of the disk image."""
+    """Checksum of the disk image: sha256:<64 hex digits> or sha512:<128 hex digits>."""
     format: ImageFormat = "raw"
     """Image format."""
     readonly: bool = False
@@ -518,12 +541,16 @@ class Manifest(_Model):
     def artifacts(self, prefix: str = "") -> list[ArtifactRef]:
         """The files this manifest boots from, each with its field path (after ``prefix``)."""
         found = [
-            ArtifactRef(f"{prefix}disks[{i}].source", d.source, d.format) for i, d in enumerate(self.disks)
+            ArtifactRef(f"{prefix}disks[{i}].source", d.source, d.format, d.checksum)
+            for i, d in enumerate(self.disks)
         ]
         if self.rootfs is not None:
-            found.insert(0, ArtifactRef(f"{prefix}rootfs.url", self.rootfs.url, self.rootfs.format))
+            rootfs = self.rootfs
+            found.insert(0, ArtifactRef(f"{prefix}rootfs.url", rootfs.url, rootfs.format, rootfs.checksum))
         if self.initramfs is not None:
-            found.insert(0, ArtifactRef(f"{prefix}initramfs.url", self.initramfs.url))
+            found.insert(
+                0, ArtifactRef(f"{prefix}initramfs.url", self.initramfs.url, None, self.initramfs.checksum)
+            )
         return found
 
 

@@ -14,6 +14,7 @@ from volant_core.cli.client import ApiClient
 from volant_core.cli.context import pass_client
 from volant_core.context import PluginContext, call_with_context
 from volant_core.descriptors import (
+    ArtifactStream,
     BootSourceDescriptor,
     DeviceDriver,
     DeviceDriverDescriptor,
@@ -69,6 +70,7 @@ __all__ = [
     "AgentChannel",
     "AgentError",
     "ApiClient",
+    "ArtifactStream",
     "BackingImage",
     "BootSourceDescriptor",
     "Capability",

@@ -16,6 +16,7 @@ from volant_core.api.configs import VMConfigResource
 from volant_core.api.console import VMConsole
 from volant_core.api.deployments import DeploymentCollection, DeploymentItem
 from volant_core.api.events import EventStream
+from volant_core.api.images import ImageCache
 from volant_core.api.metrics import MetricsResource, RequestMetrics
 from volant_core.api.openapi.generator import DOCUMENT_PATH, OpenApiDocument
 from volant_core.api.openapi.routes import RoutedApp, mount_plugin_routes
@@ -109,6 +110,9 @@ def create_app(deps: ApiDeps) -> RoutedApp:
         queue_size=deps.settings.sse_queue,
     )
     app.add_route("/api/v1/events/vms", events)
+    image_cache = ImageCache(deps.orchestrator)
+    app.add_route("/api/v1/images/cache", image_cache)
+    app.add_route("/api/v1/images/cache/prune", image_cache, suffix="prune")
     app.add_route("/api/v1/plugins", RuntimeCollection(deps.catalog))
     app.add_route("/api/v1/plugins/{plugin}", runtime_item)
     app.add_route("/api/v1/plugins/{plugin}/manifest", runtime_item, suffix="manifest")

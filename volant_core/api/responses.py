@@ -25,6 +25,9 @@ __all__ = [
     "ErrorDetail",
     "ErrorInfo",
     "HealthStatus",
+    "ImageCacheEntry",
+    "ImageCacheListing",
+    "ImageCachePruned",
     "PluginInfoResource",
     "PublishedPortResource",
     "RuntimeCount",
@@ -283,3 +286,35 @@ class DeploymentResource(_Response):
     status: DeploymentStatus
     created_at: datetime
     updated_at: datetime
+
+
+class ImageCacheEntry(_Response):
+    """A file of the download cache."""
+
+    kind: Literal["artifact", "partial"]
+    """``artifact``: verified and ready; ``partial``: a download cut off, resumed by the next fetch."""
+    digest: str
+    """``sha256:<hex>`` or ``sha512:<hex>``: what the artifact is (or must be, once complete)."""
+    path: str
+    size: int
+    """Bytes (held so far, for a partial)."""
+    modified: float
+    """Last modification, seconds since the epoch."""
+    url: str | None
+    """Where a partial download comes from."""
+    used_by: list[str]
+    """VMs whose configurations name it (pruning keeps it while there is one)."""
+
+
+class ImageCacheListing(_Response):
+    """``GET /api/v1/images/cache``."""
+
+    entries: list[ImageCacheEntry]
+    total_bytes: int
+
+
+class ImageCachePruned(_Response):
+    """``POST /api/v1/images/cache/prune``."""
+
+    removed: list[ImageCacheEntry]
+    freed_bytes: int

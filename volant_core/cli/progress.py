@@ -79,6 +79,30 @@ def status_line() -> Iterator[StatusLine]:
         line.erase()
 
 
+#: Cells of the bar :func:`byte_bar` draws.
+BAR_WIDTH = 20
+
+
+def byte_bar(done: int, total: int | None) -> str:
+    """``[#####---------------] 1.2 MiB of 5.0 MiB``; without a total, the bytes so far."""
+    if not total:
+        return f"{human_size(done)} so far"
+    filled = min(BAR_WIDTH, BAR_WIDTH * done // total)
+    return f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {human_size(done)} of {human_size(total)}"
+
+
+def human_size(count: int) -> str:
+    """``count`` bytes as people read them: ``512 B``, ``390.6 KiB``, ``1.2 GiB``."""
+    if count < 1024:
+        return f"{count} B"
+    size = count / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 class TaskBars:
     """Draws ``(task, done, total)`` reports (such as :data:`volant_core.guest.Progress`) as one
     click progress bar per task, labelled with the task; a bar ends when its task is done.

@@ -16,6 +16,7 @@ from volant_core.cli.client import ApiClient, ApiError
 from volant_core.cli.configs import config, pending_note
 from volant_core.cli.console import console
 from volant_core.cli.context import pass_client
+from volant_core.cli.downloads import download_watch
 from volant_core.cli.output import emit, emit_fields, output_option
 from volant_core.cli.progress import status_line
 from volant_core.cli.seeddocs import inline_documents, read_document
@@ -106,16 +107,17 @@ def wait_options(command: _Command) -> _Command:
 def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: float = 180.0) -> dict:
     """``vm`` as the API just answered it, or with ``wait`` the VM once it is no longer booting.
 
-    While waiting, a spinner shows its state on a terminal (see :mod:`volant_core.cli.progress`).
+    While waiting, a spinner shows its state on a terminal (see :mod:`volant_core.cli.progress`),
+    with a bar of what volantd downloads for it (:mod:`volant_core.cli.downloads`).
     Fails (exit 1, with the VM's ``status_reason``) unless the VM ends ``running``.
     """
     if not wait:
         return vm
     name = vm["name"]
     deadline = time.monotonic() + wait_timeout
-    with status_line() as line:
+    with status_line() as line, download_watch(client, name) as downloads:
         while True:
-            line.show(f"vm {name}: {vm['status']}")
+            line.show(f"vm {name}: {vm['status']}{downloads.describe()}")
             if vm["status"] not in BOOTING:
                 break
             if time.monotonic() > deadline:
@@ -140,9 +142,9 @@ def booted(client: ApiClient, vm: dict, *, wait: bool = False, wait_timeout: flo
 @click.option("--network", "network_mode", help="network mode (default: the manifest's or the daemon's)")
 @click.option("--kernel", help="kernel to boot instead of the default (absolute path or URL)")
 @click.option("--initramfs", help="initramfs layered over the base image (path or URL)")
-@click.option("--initramfs-checksum", help="sha256:<hex> the --initramfs must match")
+@click.option("--initramfs-checksum", help="sha256:<hex> or sha512:<hex> the --initramfs must match")
 @click.option("--rootfs", help="root filesystem image the workload runs in (path or URL)")
-@click.option("--rootfs-checksum", help="sha256:<hex> the --rootfs must match")
+@click.option("--rootfs-checksum", help="sha256:<hex> or sha512:<hex> the --rootfs must match")
 @click.option(
     "--persistent-root/--ephemeral-root",
     default=None,

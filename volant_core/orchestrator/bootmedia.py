@@ -21,18 +21,17 @@ restarts and removed with the VM (:mod:`volant_core.orchestrator.writable`, ADR 
 
 from __future__ import annotations
 
-import inspect
+import functools
 import logging
 import os
 import shutil
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from volant_core import artifacts
 from volant_core.agent.constants import (
     AGENT_TOKEN_FILE,
     CMDLINE_NAME_KEY,
@@ -42,13 +41,20 @@ from volant_core.agent.constants import (
     ROOTFS_DEVICE,
 )
 from volant_core.agent_token import vm_token
+from volant_core.artifact_cache import ArtifactCache
 from volant_core.confinement import ArtifactPolicy
 from volant_core.descriptors import BootSourceDescriptor
 from volant_core.errors import LaunchError, ValidationError
 from volant_core.guest import BASE_KERNEL_ARGS, GuestArtifacts, ensure_guest, file_layer, newest_build
 from volant_core.kernel_cmdline import check_length
 from volant_core.launch import DiskRole, DiskSpec
-from volant_core.manifest import CMDLINE_MANIFEST_BUDGET, Manifest, encode_for_guest, manifest_json
+from volant_core.manifest import (
+    CMDLINE_MANIFEST_BUDGET,
+    ArtifactRef,
+    Manifest,
+    encode_for_guest,
+    manifest_json,
+)
 from volant_core.orchestrator.writable import PARTIAL_SUFFIX, WRITABLE_PARTIALS, WritableImage, discard_root
 from volant_core.registry import Registry
 from volant_core.settings import Settings
@@ -57,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: Guest path kestrel reads the manifest from when it is not on the command line.
 MANIFEST_LAYER_PATH = "/volant/manifest.json"
+#: ``progress(field, url, done, total)``: how the download of the artifact a field names goes.
+MediaProgress = Callable[[str, str, int, "int | None"], None]
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ class BootMedia:
         self._policy = ArtifactPolicy.from_settings(settings)
         self._lock = threading.Lock()
         self._base: tuple[Path, Path] | None = None
+        self.cache = ArtifactCache(settings.download_dir)
 
     def base_image(self) -> tuple[Path, Path]:
         """``(kernel, initramfs)`` every guest starts from, resolved at the first boot that needs it
@@ -120,10 +129,11 @@ class BootMedia:
             return previous
 
     def sweep_partials(self) -> None:
-        """Remove the partial files a killed volantd left: downloads in the cache, and the
-        initramfs and the VMs' own images being written in the VMs' directories.
+        """Remove the partial files a killed volantd left: unresumable ones in the download cache
+        (resumable downloads stay, :meth:`ArtifactCache.sweep`), and the initramfs and the VMs' own
+        images being written in the VMs' directories.
         """
-        removed = artifacts.sweep_partials(self._settings.download_dir)
+        removed = self.cache.sweep()
         for pattern in (f"*/initramfs.img{PARTIAL_SUFFIX}", *WRITABLE_PARTIALS):
             for partial in self._settings.runtime_dir.glob(pattern):
                 partial.unlink(missing_ok=True)
@@ -131,48 +141,71 @@ class BootMedia:
         if removed:
             log.info("removed %d partial files left by an interrupted volantd", len(removed))
 
-    def fetch(self, url: str, checksum: str | None, *, field: str, image_format: str | None = None) -> Path:
-        """Fetch and verify an artifact through the boot source registered for its URL scheme.
+    def fetch(
+        self,
+        url: str,
+        checksum: str | None,
+        *,
+        field: str,
+        image_format: str | None = None,
+        progress: MediaProgress | None = None,
+    ) -> Path:
+        """Fetch and verify an artifact: opened by the boot source registered for its URL scheme,
+        verified and cached by :class:`ArtifactCache`; ``progress(field, url, done, total)`` is
+        told how the download goes.
 
         A local path must lie in the artifact directories (the source reads it resolved); so must
-        the path the source returns, and an image declared qcow2 must keep its backing chain there.
+        the path fetched, and an image declared qcow2 must keep its backing chain there.
         """
         scheme = urllib.parse.urlparse(url).scheme
         local = self._policy.resolve(url, field=field)
-        for source in self._sources:
-            if scheme in source.schemes:
-                location, cache = str(local or url), self._settings.download_dir
-                try:
-                    fetched = source.fetch(location, checksum, cache, **self._deadline_option(source))
-                except ValidationError as err:
-                    raise ValidationError(f"{field}: {err.message}", field=field) from None
-                path = self._policy.confine(fetched, f"{url} (fetched to {fetched})", field=field)
-                self._policy.check_image(path, image_format, field=field)
-                return path
-        raise ValidationError(
-            f"{field}: no boot source handles {scheme or 'plain path'!r} URLs; installed sources: "
-            + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
-            field=field,
+        source = next((s for s in self._sources if scheme in s.schemes), None)
+        if source is None:
+            raise ValidationError(
+                f"{field}: no boot source handles {scheme or 'plain path'!r} URLs; installed sources: "
+                + ", ".join(f"{s.name} ({'/'.join(x or 'path' for x in s.schemes)})" for s in self._sources),
+                field=field,
+            )
+        deadline = time.monotonic() + self._settings.artifact_deadline
+        report = None if progress is None else functools.partial(progress, field, url)
+        try:
+            fetched = self.cache.fetch(
+                str(local or url), checksum, source.open, deadline=deadline, progress=report
+            )
+        except ValidationError as err:
+            raise ValidationError(f"{field}: {err.message}", field=field) from None
+        path = self._policy.confine(fetched, f"{url} (fetched to {fetched})", field=field)
+        self._policy.check_image(path, image_format, field=field)
+        return path
+
+    def must_download(self, artifacts: Iterable[ArtifactRef]) -> bool:
+        """Whether fetching ``artifacts`` reads one the cache does not hold from elsewhere than a
+        host path (a download; a URL without a checksum whose copy is cached is only revalidated).
+        """
+        return any(
+            urllib.parse.urlparse(a.location).scheme not in ("", "file")
+            and self.cache.cached_path(a.location, a.checksum) is None
+            for a in artifacts
         )
 
-    def _deadline_option(self, source: BootSourceDescriptor) -> dict[str, float]:
-        """``{"deadline": ...}`` (``VOLANT_ARTIFACT_DEADLINE`` from now, on the monotonic clock) for a
-        source whose ``fetch`` takes a ``deadline`` keyword, else nothing.
-        """
-        if "deadline" not in inspect.signature(source.fetch).parameters:
-            return {}
-        return {"deadline": time.monotonic() + self._settings.artifact_deadline}
-
-    def prepare(self, name: str, vm_dir: Path, manifest: Manifest, extra_args: str) -> BootPlan:
+    def prepare(
+        self,
+        name: str,
+        vm_dir: Path,
+        manifest: Manifest,
+        extra_args: str,
+        *,
+        progress: MediaProgress | None = None,
+    ) -> BootPlan:
         """Fetch the manifest's boot media and disks, write ``vm_dir/initramfs.img`` (the base, the
         runtime's layer, the VM's private layer) and the VM's own images (a persistent root,
-        writable disks), compose the command line.
+        writable disks), compose the command line. ``progress`` is told how each download goes.
         """
         layers: list[Path] = []
         if manifest.initramfs is not None:
             url, checksum = manifest.initramfs.url, manifest.initramfs.checksum
-            layers.append(self.fetch(url, checksum, field="manifest.initramfs.url"))
-        disks = self._disks(vm_dir, manifest)
+            layers.append(self.fetch(url, checksum, field="manifest.initramfs.url", progress=progress))
+        disks = self._disks(vm_dir, manifest, progress)
         kernel, base = self.base_image()
         args = [*BASE_KERNEL_ARGS, f"{CMDLINE_NAME_KEY}={name}", f"{CMDLINE_RUNTIME_KEY}={manifest.runtime}"]
         if manifest.rootfs is not None:
@@ -203,7 +236,9 @@ class BootMedia:
             partial.unlink(missing_ok=True)
         return BootPlan(kernel, composed, tuple(args), disks)
 
-    def _disks(self, vm_dir: Path, manifest: Manifest) -> tuple[DiskSpec, ...]:
+    def _disks(
+        self, vm_dir: Path, manifest: Manifest, progress: MediaProgress | None
+    ) -> tuple[DiskSpec, ...]:
         """The root filesystem (first: ``/dev/vda``), then the manifest's disks.
 
         A persistent root and the writable disks are images of the VM's own
@@ -213,12 +248,16 @@ class BootMedia:
         wanted: list[_Attached] = []  # all fetched before the first image is made: a failure leaves none
         if manifest.rootfs is not None:
             rootfs, field = manifest.rootfs, "manifest.rootfs.url"
-            image = self.fetch(rootfs.url, rootfs.checksum, field=field, image_format=rootfs.format)
+            image = self.fetch(
+                rootfs.url, rootfs.checksum, field=field, image_format=rootfs.format, progress=progress
+            )
             own = WritableImage.of_root(vm_dir, rootfs.format) if rootfs.persistent else None
             wanted.append(_Attached(image, rootfs.format, rootfs.checksum, field, own, DiskRole.ROOTFS))
         for index, disk in enumerate(manifest.disks):
             field = f"manifest.disks[{index}].source"
-            image = self.fetch(disk.source, disk.checksum, field=field, image_format=disk.format)
+            image = self.fetch(
+                disk.source, disk.checksum, field=field, image_format=disk.format, progress=progress
+            )
             own = None if disk.readonly else WritableImage.of_disk(vm_dir, disk.name, disk.format)
             wanted.append(_Attached(image, disk.format, disk.checksum, field, own, serial=disk.target))
         if manifest.rootfs is None or not manifest.rootfs.persistent:

@@ -16,6 +16,7 @@ the VM to its final state. Release steps are idempotent, so releasing twice is h
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from collections.abc import Callable, Iterable
@@ -84,13 +85,15 @@ class HostResources:
         if _publishes(view, config):
             acquired.append(self._ports_step(view))
             self._ports.publish(view, config)
+        progress = functools.partial(self._context.transitions.download_progress, view.name)
         plan = self._boot_media.prepare(
-            view.name, view.runtime_dir, config.boot_manifest(), config.kernel_cmdline
+            view.name, view.runtime_dir, config.boot_manifest(), config.kernel_cmdline, progress=progress
         )
         if config.kernel_override is not None:
-            plan = replace(
-                plan, kernel=self._boot_media.fetch(config.kernel_override, None, field="kernel_override")
+            kernel = self._boot_media.fetch(
+                config.kernel_override, None, field="kernel_override", progress=progress
             )
+            plan = replace(plan, kernel=kernel)
         disks = plan.disks
         cloud_init = cloud_init_of(config)
         if cloud_init is not None:

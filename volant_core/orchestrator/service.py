@@ -38,6 +38,7 @@ from volant_core.orchestrator.hints import until_running, until_stopped
 from volant_core.orchestrator.identity import mac_address
 from volant_core.orchestrator.listing import VMQuery
 from volant_core.orchestrator.locks import NamedLocks
+from volant_core.orchestrator.media_cache import MediaCache
 from volant_core.orchestrator.publishing import PortPublisher
 from volant_core.orchestrator.requests import CreateVMRequest
 from volant_core.orchestrator.requirements import check_requirements
@@ -81,6 +82,7 @@ class Orchestrator:
         self.boot_media = BootMedia(
             settings, self.registries.boot_sources, lambda line: log.info("guest image: %s", line)
         )
+        self.media_cache = MediaCache(store, self.boot_media.cache)
         self._locks = NamedLocks(threading.RLock)
         self.backends = Backends(settings, plugins)
         self._consoles = ConsoleAttachments()
@@ -173,7 +175,11 @@ class Orchestrator:
     def create_vm(self, request: CreateVMRequest, *, group_id: int | None = None) -> VMView:
         """Record a VM and start booting it; everything is undone if any step fails.
 
-        ``group_id`` makes it a member of that deployment.
+        When its boot media must be downloaded, the VM is returned ``pending`` and boots in a thread
+        of its own (progress events while it is ``starting``; ``crashed`` with the reason when the
+        boot fails), so the request is not held open for the download (ADR 0036).
+        ``group_id`` makes it a member of that deployment; members always boot here (the deployment
+        controller's own thread creates them and tracks their boots).
         """
         entry = self.catalog.get_enabled(request.runtime_name())
         config = apply_patch(VMConfig.from_manifest(entry.name, entry.manifest), request.overrides())
@@ -208,12 +214,35 @@ class Orchestrator:
                 if ip is not None:
                     self.store.ips.lease(record.id, ip)
             self._transitions.emit(EventType.VM_CREATED, record, "vm record created")
+            if group_id is None and self.boot_media.must_download(config.boot_artifacts()):
+                threading.Thread(
+                    target=self._boot_created, args=(name,), name=f"boot {name}", daemon=True
+                ).start()
+                return self.get_vm(name)
             try:
                 self._booter.boot(name)
             except BaseException as err:
                 self._discard(name, f"create failed: {err}")
                 raise
             return self.get_vm(name)
+
+    def _boot_created(self, name: str) -> None:
+        """Boot the VM :meth:`create_vm` answered ``pending`` (unless it was deleted or started
+        since); a failure leaves it ``crashed`` with the reason.
+        """
+        with self._locks(name):
+            try:
+                if self.store.vms.get_by_name(name).status != VMStatus.PENDING:
+                    return
+                self._booter.boot(name)
+            except NotFoundError:
+                return
+            except VolantError as err:
+                self._transitions.set_status(
+                    name, VMStatus.CRASHED, EventType.VM_CRASHED, f"create failed: {err.message}"
+                )
+            except Exception:  # the daemon stopping under a boot, say: nothing to record it in
+                log.exception("booting vm %s after its create failed", name)
 
     def _exists(self, name: str) -> bool:
         try:

@@ -39,6 +39,21 @@ class Transitions:
             )
         )
 
+    def download_progress(self, name: str, field: str, url: str, done: int, total: int | None) -> None:
+        """Publish a ``VM_DOWNLOAD_PROGRESS`` event: ``done`` of ``total`` bytes (None: unknown) of
+        the artifact ``field`` names, fetched for VM ``name`` while it is ``starting``.
+        """
+        of = "" if total is None else f" of {total}"
+        self._events.publish(
+            Event(
+                type=EventType.VM_DOWNLOAD_PROGRESS,
+                name=name,
+                status=VMStatus.STARTING,
+                message=f"{field}: {done}{of} bytes",
+                data={"field": field, "url": url, "done": done, "total": total},
+            )
+        )
+
     def plugin_error(self, name: str, message: str) -> None:
         """Publish a ``PLUGIN_ERROR`` event about VM ``name`` that no installed plugin can carry."""
         self._events.publish(Event(type=EventType.PLUGIN_ERROR, name=name, message=message))

@@ -214,9 +214,16 @@ class VMConfig(_Model):
         """The host files this configuration names: its overrides and its manifest's boot media."""
         found = self.manifest.artifacts("manifest.")
         if self.initramfs is not None:
-            found.append(ArtifactRef("initramfs.url", self.initramfs.url))
+            found.append(ArtifactRef("initramfs.url", self.initramfs.url, None, self.initramfs.checksum))
         if self.rootfs is not None:
-            found.append(ArtifactRef("rootfs.url", self.rootfs.url, self.rootfs.format))
+            found.append(ArtifactRef("rootfs.url", self.rootfs.url, self.rootfs.format, self.rootfs.checksum))
+        if self.kernel_override is not None:
+            found.append(ArtifactRef("kernel_override", self.kernel_override))
+        return found
+
+    def boot_artifacts(self) -> list[ArtifactRef]:
+        """The files a boot of this configuration fetches: its boot manifest's and the kernel override."""
+        found = self.boot_manifest().artifacts("manifest.")
         if self.kernel_override is not None:
             found.append(ArtifactRef("kernel_override", self.kernel_override))
         return found
