@@ -18,7 +18,6 @@ process may run several daemons (the tests do).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from volant_core.artifact_cache import ArtifactCache
 from volant_core.events import Event, EventType
 from volant_core.metrics.cache_hits import hits
 from volant_core.orchestrator import Orchestrator
@@ -137,9 +137,12 @@ class ScrapeTimeCollector(Collector):
             "Open event subscriptions (SSE streams)",
             value=self._orchestrator.events.subscriber_count,
         )
-        files, size = _directory_usage(self._cache_dir)
+        entries = ArtifactCache(self._cache_dir).entries()  # what `volar image cache ls` lists
+        size = sum(entry.size for entry in entries)
         yield GaugeMetricFamily("volant_artifact_cache_bytes", "Bytes in the artifact cache", value=size)
-        yield GaugeMetricFamily("volant_artifact_cache_files", "Files in the artifact cache", value=files)
+        yield GaugeMetricFamily(
+            "volant_artifact_cache_files", "Artifacts and partial downloads in the cache", value=len(entries)
+        )
         yield CounterMetricFamily(
             "volant_artifact_cache_hits",
             "Artifacts served from the cache without a download or a copy",
@@ -162,17 +165,3 @@ class ScrapeTimeCollector(Collector):
             for state in VMStatus:
                 family.add_metric([state.value, hypervisor], counts.get((state.value, hypervisor), 0))
         return family
-
-
-def _directory_usage(directory: Path) -> tuple[int, int]:
-    """How many regular files ``directory`` holds (at any depth) and their bytes; (0, 0) if it is missing."""
-    files = size = 0
-    for root, _, names in os.walk(directory):
-        for name in names:
-            try:
-                stat = os.stat(os.path.join(root, name), follow_symlinks=False)
-            except OSError:  # removed meanwhile
-                continue
-            files += 1
-            size += stat.st_size
-    return files, size
