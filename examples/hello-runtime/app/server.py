@@ -8,7 +8,7 @@ import json
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-PORT = 8080
+PORT = 8000
 OPENAPI = {
     "openapi": "3.1.0",
     "info": {"title": "hello-runtime", "version": "0.1.0"},
