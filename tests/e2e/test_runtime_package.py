@@ -61,7 +61,8 @@ def test_a_pip_installed_runtime_boots_runs_its_action_and_goes_with_its_package
             assert runtimes(venv, daemon.url)["hello-runtime"] == "package:volant-runtime-hello"
             volar(venv, daemon.url, "vms", "create", "web", "--plugin", "hello-runtime")
             answer = volar(venv, daemon.url, "vms", "call", "web", "reverse", "--body", '{"text": "volant"}')
-            assert json.loads(answer) == {"reversed": "tnalov"}
+            status, _, body = answer.partition("\n")
+            assert status == "HTTP 200" and json.loads(body) == {"reversed": "tnalov"}
         venv.uninstall("volant-runtime-hello")
         with volantd_process(state, port, env=env, binary=venv.volantd) as daemon:
             assert "hello-runtime" not in runtimes(venv, daemon.url)
