@@ -1,6 +1,11 @@
 """What volantd's agent proxy costs: a request and a download through the API
 (``/api/v1/vms/{name}/agent/...``) against the same request sent straight to kestrel's socket.
 
+Both sides keep their connection (the daemon's agent client reuses its own; the API side uses
+one kept-alive HTTP/1.1 connection), and both read the download as it streams, chunk by chunk,
+as the proxy relays it: :meth:`~volant_core.agent_client.AgentClient.request` reads whole answers
+only up to ``VOLANT_AGENT_MAX_ANSWER`` (16 MiB by default), which the download may exceed.
+
 Runs kestrel and its workload as host processes (the ``test-host-process`` backend: no guest
 is booted), so the numbers are the control plane's own: HTTP server, routing, relay.
 Usage: ``python bench/agent_proxy.py [--rounds N] [--mib M]``.
@@ -12,8 +17,8 @@ import argparse
 import sys
 import textwrap
 import time
-import urllib.request
 
+from keepalive import KeptAliveClient
 from timing import report, samples
 
 from volant_core.testing.hostvm import host_process_daemon
@@ -79,12 +84,17 @@ def main() -> None:
         assert api.wait_for_status("bench", {"running", "crashed"})["status"] == "running"
         agent = api.daemon.orchestrator.agent("bench")
 
+        client = KeptAliveClient(api.url)
+
         def direct(path: str) -> None:
-            agent.request("GET", path)
+            with agent.open("GET", path) as answer:
+                for _chunk in answer:
+                    pass
+            assert answer.status == 200, answer.status
 
         def proxied(path: str) -> None:
-            with urllib.request.urlopen(f"{api.url}/api/v1/vms/bench/agent{path}", timeout=60) as answer:
-                answer.read()
+            status, _ = client.send("GET", f"/api/v1/vms/bench/agent{path}")
+            assert status == 200, status
 
         small, big = "/v1/ping", f"/v1/blob/{size}"
         cpu = time.process_time()
@@ -107,6 +117,7 @@ def main() -> None:
             samples(lambda: proxied(big), downloads),
             unit_bytes=size,
         )
+        client.close()
 
 
 if __name__ == "__main__":

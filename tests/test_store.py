@@ -245,6 +245,28 @@ def test_vm_create_get_list_update_delete(store: Store, db_path: Path) -> None:
         store.vms.get_by_name("web-1")
 
 
+def test_vm_count_status_and_totals_of_holding_vms(store: Store) -> None:
+    assert store.vms.count() == 0
+    assert store.vms.totals(["cpu_cores", "memory_mb"], statuses=["running"], excluding="") == (
+        0,
+        {"cpu_cores": 0, "memory_mb": 0},
+    )
+    new_vm(store, "a", status="running", cpu_cores=2, memory_mb=512)
+    new_vm(store, "b", status="starting", cpu_cores=1, memory_mb=256)
+    new_vm(store, "c", status="stopped", cpu_cores=4, memory_mb=1024)
+
+    assert store.vms.count() == 3
+    assert store.vms.status_of("b") == "starting"
+    with pytest.raises(NotFoundError, match="nope"):
+        store.vms.status_of("nope")
+    holding = ["running", "starting"]
+    assert store.vms.totals(["cpu_cores", "memory_mb"], statuses=holding, excluding="") == (
+        2,
+        {"cpu_cores": 3, "memory_mb": 768},
+    )
+    assert store.vms.totals(["memory_mb"], statuses=holding, excluding="a") == (1, {"memory_mb": 256})
+
+
 @pytest.mark.parametrize("column", ["name", "mac_address", "vsock_cid", "ip_address"])
 def test_vm_duplicates_conflict(store: Store, column: str) -> None:
     first = new_vm(store, "a", ip_address="10.0.0.2")

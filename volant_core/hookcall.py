@@ -67,6 +67,14 @@ class HookCaller:
         caller: pluggy.HookCaller = getattr(self._plugins.manager.hook, hook)
         return [(self._plugins.plugin_name(impl.plugin), impl) for impl in reversed(caller.get_hookimpls())]
 
+    def has_listeners(self, hook: str) -> bool:
+        """Whether calling ``hook`` reaches anyone: an implementation, or a monitor (which sees every
+        call). A caller whose arguments cost work to build (a VM's view read from the store) asks
+        first, and skips a call nobody would receive.
+        """
+        caller: pluggy.HookCaller = getattr(self._plugins.manager.hook, hook)
+        return bool(self._monitors) or bool(caller.get_hookimpls())
+
     def per_plugin(self, hook: str, **kwargs: Any) -> Iterator[tuple[str, Any]]:
         """Call every implementation, yielding ``(plugin name, result)``; exceptions propagate."""
         self._announce(hook, kwargs)

@@ -26,10 +26,10 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 
 from volant_core.api.security import redact_query_key
-from volant_core.api.threads import DaemonThreadPool
 from volant_core.api.upgrade import PING_INTERVAL_S
 from volant_core.api.wsgi_bridge import WsgiApp, WsgiBridge
 from volant_core.settings import Settings
+from volant_core.threads import DaemonThreadPool
 
 log = logging.getLogger(__name__)
 

@@ -105,7 +105,7 @@ class Admission:
 
     def check_count(self, name: str) -> None:
         """Refuse (409) a new VM ``name`` when volantd keeps ``VOLANT_MAX_VMS`` already."""
-        count, limit = len(self._store.vms.list()), self._settings.max_vms
+        count, limit = self._store.vms.count(), self._settings.max_vms
         if count >= limit:
             setting = variable_of("max_vms")
             raise LimitConflictError(
@@ -119,17 +119,19 @@ class Admission:
         resources, it would take more than the host's capacity times the overcommit setting.
         """
         host = host_capacity()
-        others = [r for r in self._store.vms.list() if r.status in HOLDING_STATES and r.name != name]
+        holding, used_by_field = self._store.vms.totals(
+            [resource.field for resource in _RESOURCES], statuses=HOLDING_STATES, excluding=name
+        )
         for resource in _RESOURCES:
             ratio = getattr(self._settings, resource.setting)
             available = resource.of_host(host)
             capacity = math.floor(available * ratio)
-            used = sum(getattr(record, resource.field) for record in others)
+            used = used_by_field[resource.field]
             requested = resource.requested(resources)
             if used + requested > capacity:
                 setting = variable_of(resource.setting)
                 raise LimitConflictError(
-                    f"vm {name!r} needs {requested} {resource.unit}, but the {len(others)} VMs holding "
+                    f"vm {name!r} needs {requested} {resource.unit}, but the {holding} VMs holding "
                     f"resources use {used} of the {capacity} {resource.unit} this host allows "
                     f"({available} {resource.host_unit} x {setting}={ratio:g}); stop or delete a VM, "
                     f"ask for less, or raise {setting}",

@@ -51,21 +51,22 @@ class Booter:
         self._resources = resources
         self._watch = watch
 
-    def boot(self, name: str) -> None:
-        """Launch the VMM of ``name`` from its current configuration; the supervisor thread takes it
-        from there. Whatever fails, what was acquired for it on the host is released again, and the
-        failure is raised as a :class:`VolantError` (an unexpected one as a LaunchError saying what
-        happened), so every caller can record the VM ``crashed`` with the reason.
+    def boot(self, name: str) -> VMView:
+        """Launch the VMM of ``name`` from its current configuration and return the VM's view
+        (``starting``); the supervisor thread takes it from there. Whatever fails, what was acquired
+        for it on the host is released again, and the failure is raised as a :class:`VolantError`
+        (an unexpected one as a LaunchError saying what happened), so every caller can record the
+        VM ``crashed`` with the reason.
         """
         try:
-            self._boot(name)
+            return self._boot(name)
         except VolantError:
             raise
         except Exception as err:
             log.exception("booting vm %s failed", name)
             raise LaunchError(f"vm {name!r}: boot failed: {type(err).__name__}: {err}") from err
 
-    def _boot(self, name: str) -> None:
+    def _boot(self, name: str) -> VMView:
         store = self._context.store
         backends = self._context.backends
         before = store.vms.get_by_name(name)
@@ -77,7 +78,7 @@ class Booter:
         with self._context.admission.reserve(name, config.resources):
             record = self._apply_config(name, config, stored.version)
             self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
-        view = self._context.views.view_of(record)
+        view = self._context.views.view_of(record, stored)  # the row now names ``stored`` as booted
         try:
             spec = self._resources.acquire(view, config)
         except OSError as err:
@@ -88,7 +89,7 @@ class Booter:
             instance = launcher.launch(spec)
             try:  # from here on, whatever fails kills the VMM: none runs without being watched
                 channel = self._channel_of(view, instance)
-                store.vms.update(
+                launched = store.vms.update(
                     name,
                     pid=instance.pid,
                     accelerator=instance.accelerator,
@@ -103,9 +104,10 @@ class Booter:
         except BaseException:
             self._resources.release(view, config)
             raise
-        self._context.plugins.calls.notify(
-            "volant_vm_launched", vm=self._context.views.get(name), instance=instance
-        )
+        # the row as the update above left it (the VM's lock is held: nobody else writes it)
+        launched_view = self._context.views.view_of(launched, stored)
+        self._context.plugins.calls.notify("volant_vm_launched", vm=launched_view, instance=instance)
+        return launched_view
 
     def lease_address(self, name: str) -> str:
         """Ask the ``volant_allocate_ip`` hook for a free address of the subnet for VM ``name``; the

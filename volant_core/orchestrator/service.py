@@ -143,12 +143,12 @@ class Orchestrator:
 
     def agent(self, name: str) -> AgentClient:
         """The client of a running VM's agent; ConflictError when it is not running."""
-        record = self.store.vms.get_by_name(name)
+        status = self.store.vms.status_of(name)  # every proxied request asks: one column, not the record
         client = self._supervisor.client(name)
-        if client is None or record.status != VMStatus.RUNNING:
+        if client is None or status != VMStatus.RUNNING:
             raise ConflictError(
-                f"vm {name!r} is {record.status}; its agent answers only while it is running "
-                f"({until_running(name, record.status)})"
+                f"vm {name!r} is {status}; its agent answers only while it is running "
+                f"({until_running(name, status)})"
             )
         return client
 
@@ -220,11 +220,10 @@ class Orchestrator:
                 ).start()
                 return self.get_vm(name)
             try:
-                self._booter.boot(name)
+                return self._booter.boot(name)
             except BaseException as err:
                 self._discard(name, f"create failed: {err}")
                 raise
-            return self.get_vm(name)
 
     def _boot_created(self, name: str) -> None:
         """Boot the VM :meth:`create_vm` answered ``pending`` (unless it was deleted or started
@@ -330,7 +329,7 @@ class Orchestrator:
                 )
             self._supervisor.reset_restarts(name)
             try:
-                self._booter.boot(name)
+                return self._booter.boot(name)
             except LimitError:  # refused before anything changed: the VM stays as it was
                 raise
             except VolantError as err:
@@ -338,7 +337,6 @@ class Orchestrator:
                     name, VMStatus.CRASHED, EventType.VM_CRASHED, f"start failed: {err.message}"
                 )
                 raise
-            return self.get_vm(name)
 
     def stop_vm(self, name: str, *, force: bool = False) -> VMView:
         """Power the guest off: gracefully first, killed after the stop timeout; with ``force``
@@ -364,8 +362,7 @@ class Orchestrator:
         if force:
             self._supervisor.kill_now(name)
         with self._locks(name):
-            self.store.vms.get_by_name(name)
-            self._stop_locked(name, force=force)
+            self._stop_locked(name, force=force)  # NotFoundError first when there is no such VM
             self._discard(name, "vm deleted")
 
     def shutdown(self) -> None:
@@ -428,7 +425,7 @@ class Orchestrator:
         """Make the published-port rules those of the VMs recorded as active (a failure is logged)."""
         active = [record for record in self.store.vms.list() if record.status in ACTIVE_STATES]
         try:
-            self._ports.reconcile((self._views.view_of(r), self._views.booted_config(r)) for r in active)
+            self._ports.reconcile(self._views.view_and_booted(r) for r in active)
         except VolantError as err:
             log.error("reconciling published ports failed: %s", err.message)
 
@@ -456,18 +453,22 @@ class Orchestrator:
         self._transitions.set_status(
             name, VMStatus.STOPPED, EventType.VM_STOPPED, message, pid=None, exit_status=status
         )
-        self.plugins.calls.notify("volant_vm_stopped", vm=self.get_vm(name), exit_status=status)
+        if self.plugins.calls.has_listeners("volant_vm_stopped"):
+            self.plugins.calls.notify("volant_vm_stopped", vm=self.get_vm(name), exit_status=status)
 
-    def _release(self, record: VMRecord) -> None:
-        """Release what the VM of ``record`` holds on the host for the configuration it booted with."""
-        self._resources.release(self._views.view_of(record), self._views.booted_config(record))
+    def _release(self, record: VMRecord) -> VMView:
+        """Release what the VM of ``record`` holds on the host for the configuration it booted with;
+        the VM's view.
+        """
+        view, booted = self._views.view_and_booted(record)
+        self._resources.release(view, booted)
+        return view
 
     def _discard(self, name: str, message: str) -> None:
         """Remove every trace of ``name`` (its VMM, if any, is already gone)."""
         self._supervisor.kill(name)
         record = self.store.vms.get_by_name(name)
-        view = self._views.view_of(record)
-        self._release(record)
+        view = self._release(record)
         aside = vmdirs.set_aside(record.id, name, record.runtime_dir)
         try:
             self.store.vms.delete(name)

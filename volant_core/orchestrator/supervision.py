@@ -13,6 +13,7 @@ reported twice.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +28,15 @@ from volant_core.orchestrator.boot import REAP_TIMEOUT
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.resources import HostResources
 from volant_core.orchestrator.vmconfig import VMConfig, validate_config
+from volant_core.threads import DaemonThreadPool
 from volant_core.vm import VMStatus
 
 log = logging.getLogger(__name__)
 
 #: A VM healthy for this long (seconds) has its count of automatic restarts reset.
 STABLE_AFTER_S = 60.0
+#: Supervisor threads are never capped: every VMM is watched at once, however many run.
+UNBOUNDED = sys.maxsize
 
 
 @dataclass
@@ -60,7 +64,7 @@ class Supervisor:
         resources: HostResources,
         health_board: health.HealthBoard,
         *,
-        boot: Callable[[str], None],
+        boot: Callable[[str], object],
         power_off: Callable[[str, str], None],
     ) -> None:
         self._context = context
@@ -68,6 +72,7 @@ class Supervisor:
         self._health = health_board
         self._boot = boot
         self._power_off = power_off
+        self._threads = DaemonThreadPool(UNBOUNDED, "vm-supervisor")
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
         self._pending: set[str] = set()  # VMs whose automatic restart is scheduled and not yet tried
@@ -77,8 +82,9 @@ class Supervisor:
     # ------------------------------------------------------------ for the orchestrator
 
     def watch(self, name: str, instance: Instance, channel: AgentChannel) -> None:
-        """Start a supervisor thread for the VMM ``instance`` of VM ``name``, reaching its agent
-        over ``channel``.
+        """Start supervising the VMM ``instance`` of VM ``name``, reaching its agent over ``channel``,
+        in a supervisor thread (an idle one of an earlier VMM when there is one: a new thread is
+        waited for until it runs, a few milliseconds on a busy host, in every create and start).
         """
         settings = self._context.settings
         client = AgentClient(
@@ -86,7 +92,7 @@ class Supervisor:
         )
         handle = _Handle(instance, client)
         self._handles[name] = handle
-        threading.Thread(target=self._supervise, args=(name, handle), name=f"vm-{name}", daemon=True).start()
+        self._threads.submit(self._supervise, name, handle)
 
     def watches(self, name: str) -> bool:
         """Whether the VMM of VM ``name`` is watched (it was launched or adopted and has not ended)."""
@@ -129,9 +135,10 @@ class Supervisor:
             handle.instance.kill()
 
     def forget_all(self) -> None:
-        """Stop watching every VMM; they keep running."""
+        """Stop watching every VMM (they keep running); idle supervisor threads end."""
         for name in list(self._handles):
             self._forget(name)
+        self._threads.shutdown()
 
     def reset_restarts(self, name: str) -> None:
         """Forget the automatic restarts of VM ``name``: a pending one does not happen, and the
@@ -162,6 +169,19 @@ class Supervisor:
     # ------------------------------------------------------------ supervisor threads
 
     def _supervise(self, name: str, handle: _Handle) -> None:
+        """Run :meth:`_watch_vmm` in a pool thread named after the VM while it does; a failure is
+        logged (the pool would keep it in a future nobody reads).
+        """
+        thread = threading.current_thread()
+        idle_name, thread.name = thread.name, f"vm-{name}"
+        try:
+            self._watch_vmm(name, handle)
+        except Exception:
+            log.exception("supervising vm %s failed", name)
+        finally:
+            thread.name = idle_name
+
+    def _watch_vmm(self, name: str, handle: _Handle) -> None:
         """Wait for the agent (-> running), watch its health, then handle the VMM's exit."""
         status = None
         if self._await_agent(name, handle):
@@ -251,9 +271,7 @@ class Supervisor:
                 return
             self._forget(name)
             record = self._context.store.vms.get_by_name(name)
-            self._resources.release(
-                self._context.views.view_of(record), self._context.views.booted_config(record)
-            )
+            self._resources.release(*self._context.views.view_and_booted(record))
             crashed = bool(handle.failure) or status != 0
             if crashed:
                 reason = handle.failure or f"VMM exited with status {status}"
@@ -264,9 +282,9 @@ class Supervisor:
                 self._context.transitions.set_status(
                     name, VMStatus.STOPPED, EventType.VM_STOPPED, "guest powered off", pid=None
                 )
-            self._context.plugins.calls.notify(
-                "volant_vm_stopped", vm=self._context.views.get(name), exit_status=status
-            )
+            calls = self._context.plugins.calls
+            if calls.has_listeners("volant_vm_stopped"):
+                calls.notify("volant_vm_stopped", vm=self._context.views.get(name), exit_status=status)
             if crashed:
                 self.schedule_restart(name)
 

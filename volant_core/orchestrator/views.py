@@ -43,6 +43,15 @@ class VMViews:
         self, record: VMRecord, current: ConfigRecord | None = None, applied: ConfigRecord | None = None
     ) -> VMView:
         """The view of ``record``; its ``current`` and ``applied`` configurations are read if not given."""
+        return self.view_and_booted(record, current, applied)[0]
+
+    def view_and_booted(
+        self, record: VMRecord, current: ConfigRecord | None = None, applied: ConfigRecord | None = None
+    ) -> tuple[VMView, VMConfig]:
+        """The view of ``record`` and the configuration its VMM was last booted with (its current one
+        before the first boot: what its host resources were acquired for), from one read of its
+        configurations; ``current`` and ``applied`` are read if not given.
+        """
         if current is None:
             current = self._store.configs.current(record.id)
         if applied is None:
@@ -52,7 +61,7 @@ class VMViews:
         active = record.status in ACTIVE_STATES
         running = record.status == VMStatus.RUNNING
         health, health_reason = self._health.of(record.name) if running else (None, None)
-        return VMView(
+        view = VMView(
             name=record.name,
             status=VMStatus(record.status),
             runtime=record.runtime,
@@ -79,13 +88,7 @@ class VMViews:
             published_ports=published_ports(booted, network_mode, record.ip_address) if active else (),
             config=current.config,
         )
-
-    def booted_config(self, record: VMRecord) -> VMConfig:
-        """The configuration the VM's VMM was last booted with (its current one before the first boot):
-        what its host resources were acquired for.
-        """
-        current = self._store.configs.current(record.id)
-        return VMConfig.model_validate(self._applied(record, current).config)
+        return view, booted
 
     def _applied(self, record: VMRecord, current: ConfigRecord) -> ConfigRecord:
         """The configuration the VMM was last booted with (``current`` before the first boot)."""

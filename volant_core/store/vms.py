@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from volant_core.store.integrity import integrity_errors
 from volant_core.store.models import VM, utcnow
 from volant_core.store.records import VMRecord
 from volant_core.store.repository import Repository, first
-from volant_core.store.statements import Table
+from volant_core.store.statements import Table, marks
 
 #: Smallest vsock context ID a guest may get (0-2 are reserved by the host).
 FIRST_GUEST_CID = 3
@@ -42,6 +43,7 @@ UPDATABLE = frozenset(
 
 
 _VMS = Table(VM)
+_STATUS = Table(VM, fields=("status",))
 _BY_NAME = f"{_VMS.column('name')} = ?"
 
 
@@ -115,8 +117,31 @@ class VMRepository(Repository):
 
     def count(self) -> int:
         """How many VMs there are."""
-        found: int = VM.select().count(self._db)
-        return found
+        row = self._db.execute_sql(f"SELECT count(*) FROM {_VMS.name}").fetchone()
+        return int(row[0])
+
+    def totals(
+        self, fields: Sequence[str], *, statuses: Iterable[str], excluding: str
+    ) -> tuple[int, dict[str, int]]:
+        """How many VMs in one of ``statuses`` there are, VM ``excluding`` left out, and the sum of
+        each of ``fields`` (integer columns) over them: one query, however many VMs there are.
+        """
+        wanted = list(statuses)
+        sums = ", ".join(f"coalesce(sum({_VMS.column(field)}), 0)" for field in fields)
+        where = f"{_VMS.column('status')} IN ({marks(wanted)}) AND {_VMS.column('name')} != ?"
+        row = self._db.execute_sql(
+            f"SELECT count(*), {sums} FROM {_VMS.name} WHERE {where}", [*wanted, excluding]
+        )
+        count, *totals = row.fetchone()
+        return int(count), {field: int(total) for field, total in zip(fields, totals, strict=True)}
+
+    def status_of(self, name: str) -> str:
+        """The status of VM ``name`` (its row's one column, not the whole record);
+        :class:`NotFoundError` if there is none.
+        """
+        rows = _STATUS.rows(self._db, _BY_NAME, (name,), tail="LIMIT 1")
+        status: str = first(rows, f"vm {name!r} not found")["status"]
+        return status
 
     def changes(self) -> int:
         """How many times a VM or a VM's configuration (current or past) was written, by anyone.

@@ -1,9 +1,11 @@
 """A thread pool that grows on demand up to a bound, with daemon threads.
 
 The API runs each request's blocking work (the WSGI app, a stream's next
-chunk) in a thread. :class:`concurrent.futures.ThreadPoolExecutor` would do,
-but its threads are joined at interpreter exit, and a stream or a console
-session blocked in a read would keep volantd from exiting.
+chunk) in a thread, and the orchestrator each VMM's supervisor.
+:class:`concurrent.futures.ThreadPoolExecutor` would do, but its threads are
+joined at interpreter exit, and a stream, a console session or a supervisor
+blocked in a read would keep volantd from exiting. A call given to an idle
+thread starts at once; only a new thread is waited for while it starts.
 """
 
 from __future__ import annotations
