@@ -36,6 +36,7 @@ from volant_core.sdk import (
     VMView,
 )
 from volant_core.testing.contracts import DeviceDriverContract, make_vm_view
+from volant_core.testing.plugins import plugin_context
 
 #: Builds the plugin's context (the ``vfio_context`` fixture).
 MakeContext = Callable[[Path, SysfsTree, str], PluginContext]
@@ -117,6 +118,24 @@ def test_a_whole_group_passes_and_unbound_siblings_and_bridges_do_not_block(
     device_driver.detach(vm)
     assert sysfs_tree.driver_link(GPU) == "../../drivers/nouveau"
     assert sysfs_tree.driver_link(GPU_AUDIO) == "../../drivers/snd_hda_intel"
+
+
+def test_with_unbound_siblings_refused_a_group_with_one_is_refused_naming_it(
+    vm: VMView, sysfs_tree: SysfsTree, tmp_path: Path
+) -> None:
+    """``VOLANT_VFIO_UNBOUND_SIBLINGS=refuse``: NIC's sibling NIC_PORT, which no driver holds,
+    refuses NIC (naming NIC_PORT) until it is requested too; nothing of the host is touched."""
+    allowed = f"{NIC},{NIC_PORT}"
+    settings = VfioSettings(sysfs_root=sysfs_tree.root, allowed_devices=allowed, unbound_siblings="refuse")
+    strict = VfioDriver(plugin_context("vfio", tmp_path / "state", settings))
+    with pytest.raises(ValidationError) as refused:
+        strict.attach(vm, Devices(pci_passthrough=[NIC]))
+    assert refused.value.field == "devices.pci_passthrough[0]"
+    assert NIC_PORT in refused.value.message and "UNBOUND_SIBLINGS" in refused.value.message
+    assert sysfs_tree.driver_link(NIC) == "../../drivers/ixgbe" and strict.claims.all() == []
+    specs = strict.attach(vm, Devices(pci_passthrough=[NIC, NIC_PORT]))  # the whole group passes
+    assert [spec.address for spec in specs] == [NIC, NIC_PORT]
+    strict.detach(vm)
 
 
 def test_a_device_held_by_one_vm_is_refused_to_another_naming_the_holder(

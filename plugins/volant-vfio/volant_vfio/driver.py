@@ -45,6 +45,7 @@ class VfioDriver:
         assert isinstance(options, VfioSettings)
         self.sysfs = Sysfs(options.sysfs_root)
         self.allowed = options.allowed()
+        self.refuse_unbound_siblings = options.unbound_siblings == "refuse"
         self.claims = ClaimStore(context.state_dir / CLAIMS_DIR)
         self._log = context.log
 
@@ -148,6 +149,13 @@ class VfioDriver:
             if sibling in requested or self._is_bridge(sibling):
                 continue
             driver = self.sysfs.driver(sibling)
+            if driver is None and self.refuse_unbound_siblings:
+                raise ValidationError(
+                    f"{field}: device {device.address} shares IOMMU group {group} with {sibling}, "
+                    f"which no driver holds, and VOLANT_VFIO_UNBOUND_SIBLINGS=refuse; add {sibling} "
+                    "to devices.pci_passthrough, bind it to vfio-pci, or set that setting to allow",
+                    field=field,
+                )
             if driver is not None and driver not in GROUP_SAFE_DRIVERS:
                 raise ValidationError(
                     f"{field}: device {device.address} shares IOMMU group {group} with {sibling}, "

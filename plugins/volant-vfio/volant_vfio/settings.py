@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -20,6 +21,14 @@ class VfioSettings(BaseModel):
         ),
     )
     sysfs_root: Path = Field(Path("/sys"), description="the sysfs mount the PCI devices are read from")
+    unbound_siblings: Literal["allow", "refuse"] = Field(
+        "allow",
+        description=(
+            "a requested device's IOMMU-group siblings that no driver holds: allow (the kernel finds "
+            "such a group viable and keeps host drivers off it while a VM uses it) or refuse (every "
+            "sibling must be requested too, or bound to vfio-pci or pci-stub)"
+        ),
+    )
 
     @field_validator("allowed_devices")
     @classmethod
