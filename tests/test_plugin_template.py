@@ -2,9 +2,10 @@
 
 Each kind is baked with cookiecutter (as ``cookiecutter cookiecutter-plugin`` would, without
 prompts), linted, installed into a fresh venv beside volant-core (a wheel of this checkout), listed
-by ``volantd --list-plugins``, and its own tests run there. Then one method volantd needs is
-renamed away in the baked code and the same tests must fail naming it: the contract test classes
-of ``volant_core.testing.contracts`` catch it.
+by ``volantd --list-plugins``, and its own tests run there. Then what volantd needs is broken in
+the baked code (a method renamed away, a resume that starts over while saying it resumed, a
+payload checksum that does not match) and the same tests must fail naming it: the contract test
+classes of ``volant_core.testing.contracts`` catch it.
 """
 
 from __future__ import annotations
@@ -24,12 +25,31 @@ require_uv()
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "cookiecutter-plugin"
-#: For each kind: the module holding its implementation, and a method volantd calls on it.
+#: For each kind: its own files in the package, and a break of what volantd needs (file, text,
+#: replacement) with what the failing tests must then say.
 KINDS = {
-    "hypervisor": ("vmm.py", "adopt"),
-    "network-mode": ("network.py", "detach"),
-    "device-driver": ("devices.py", "validate"),
-    "seed-builder": ("seed.py", "build"),
+    "hypervisor": (["vmm.py"], ("vmm.py", "    def adopt(", "    def adopted("), "has no method adopt()"),
+    "network-mode": (
+        ["network.py"],
+        ("network.py", "    def detach(", "    def detached("),
+        "has no method detach()",
+    ),
+    "boot-source": (
+        ["source.py"],
+        ("source.py", "body.seek(start)", "body.seek(0)"),
+        "test_resumes_at_the_offset_or_starts_over",
+    ),
+    "device-driver": (
+        ["devices.py"],
+        ("devices.py", "    def validate(", "    def validated("),
+        "has no method validate()",
+    ),
+    "seed-builder": (["seed.py"], ("seed.py", "    def build(", "    def built("), "has no method build()"),
+    "runtime": (
+        ["manifest.json", "payload.cpio.gz"],
+        ("manifest.json", '"checksum": "sha256:', '"checksum": "sha256:0'),
+        "test_artifacts_shipped_in_the_package_are_there_and_match",
+    ),
 }
 
 
@@ -51,9 +71,10 @@ def test_each_kind_bakes_installs_loads_and_passes_its_tests(
     package = bake(tmp_path / "baked", plugin_name=name, kind=kind)
     module = f"volant_{name.replace('-', '_')}"
     assert package.name == f"volant-{name}"
-    assert sorted(p.name for p in (package / module).glob("*.py")) == sorted(
-        ["__init__.py", "plugin.py", KINDS[kind][0]]
-    ), "the package keeps the modules of its own kind only"
+    own_files, (broken_file, text, replacement), failure = KINDS[kind]
+    assert sorted(p.name for p in (package / module).iterdir() if p.is_file()) == sorted(
+        ["__init__.py", "plugin.py", *own_files]
+    ), "the package keeps the files of its own kind only"
     lint = subprocess.run(
         [sys.executable, "-m", "ruff", "check", "--no-cache", str(package)], capture_output=True, text=True
     )
@@ -68,12 +89,12 @@ def test_each_kind_bakes_installs_loads_and_passes_its_tests(
     passed = run_tests(venv, package)
     assert passed.returncode == 0, passed.stdout + passed.stderr
 
-    source_file, method = KINDS[kind]
-    source = package / module / source_file
-    source.write_text(source.read_text().replace(f"    def {method}(", f"    def {method}_renamed(", 1))
+    broken = package / module / broken_file
+    assert text in broken.read_text()
+    broken.write_text(broken.read_text().replace(text, replacement, 1))
     failed = run_tests(venv, package)
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert f"has no method {method}()" in failed.stdout
+    assert failure in failed.stdout
 
 
 @pytest.mark.parametrize(

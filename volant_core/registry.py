@@ -168,7 +168,9 @@ def _registration_hooks(plugins: Plugins) -> list[str]:
     ]
 
 
-def _load_manifest(item: Any) -> Manifest:
+def load_manifest(item: Any) -> Manifest:
+    """One item a ``volant_runtime_manifests`` implementation returned, as a validated
+    :class:`Manifest` (a ``Path`` is a JSON file; ValidationError when it is not a valid manifest)."""
     if isinstance(item, Manifest):
         return item
     if isinstance(item, Path):
@@ -199,7 +201,7 @@ def _collect(plugins: Plugins, owner: str, impl: Any, hook: str, done: _Pass) ->
             raise ValueError(f"{hook} must return {expected.__name__} items, got {item!r}")
     if hook == "volant_runtime_manifests":
         try:
-            done.manifests = [_load_manifest(item) for item in result]
+            done.manifests = [load_manifest(item) for item in result]
         except (ValidationError, OSError) as err:
             message = err.message if isinstance(err, ValidationError) else str(err)
             raise ValueError(f"volant_runtime_manifests returned an invalid manifest: {message}") from None

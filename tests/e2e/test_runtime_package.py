@@ -1,7 +1,8 @@
 """A runtime shipped as a pip package, as a user installs it: ``examples/hello-runtime``.
 
 volant-core, volant-qemu and the example are built as wheels and installed into a fresh venv
-outside the repository; that venv's volantd lists the runtime with its package, boots it (its
+outside the repository; the package's own tests (the core's runtime contract) pass there; that
+venv's volantd lists the runtime with its package, boots it (its
 payload is read from inside the installed package, ``package://``) and ``volar vms call`` runs its
 action. After ``pip uninstall`` and a restart the runtime is gone from the list; the VM that used
 it is still listed, and deleting it works.
@@ -10,6 +11,7 @@ it is still listed, and deleting it works.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -46,7 +48,11 @@ def test_a_pip_installed_runtime_boots_runs_its_action_and_goes_with_its_package
     wheels = [build_wheel(REPO / path, tmp_path / path.replace("/", "-")) for path in (
         "hypervisors/volant-qemu", "examples/hello-runtime"
     )]  # fmt: skip
-    venv = make_venv(tmp_path / "venv", core_wheel, *wheels)
+    venv = make_venv(tmp_path / "venv", core_wheel, *wheels, f"pytest=={pytest.__version__}")
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "examples" / "hello-runtime" / "tests", run / "tests")
+    contract = venv.pytest(run, "tests")  # the runtime contract, on the installed package
+    assert contract.returncode == 0, contract.stdout + contract.stderr
     port = free_port()
     env = clean_env(
         VOLANT_KERNEL=str(volant_guest.kernel),

@@ -3,8 +3,8 @@ the inherited tests against its objects, proving they honour the protocol the co
 
 Each class names the fixtures a subclass provides (define them as methods of the subclass or in its
 ``conftest.py``). The core's own packages use them: ``hypervisors/volant-qemu`` subclasses
-:class:`HypervisorContract` (booting real guests), and the core tests run the other three against a
-test plugin. Example::
+:class:`HypervisorContract` (booting real guests), and the core tests run the others against a
+test plugin and the core's own boot sources. Example::
 
     class TestMyVmm(HypervisorContract):
         @pytest.fixture
@@ -23,19 +23,25 @@ test plugin. Example::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import os
 import signal
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from volant_core import builtins
 from volant_core.agent_client import AgentClient
-from volant_core.descriptors import NetworkAttachment
+from volant_core.artifact_cache import ArtifactCache
+from volant_core.descriptors import ArtifactStream, BootSourceDescriptor, NetworkAttachment
 from volant_core.errors import LaunchError, ValidationError
 from volant_core.launch import DiskSpec, Instance, LaunchSpec, NicSpec, PciDeviceSpec
 from volant_core.manifest import CloudInit, Devices
+from volant_core.registry import load_manifest
 from volant_core.testing.processes import processes_mentioning
 from volant_core.vm import VMStatus, VMView
 
@@ -204,6 +210,93 @@ class DeviceDriverContract:
         finally:
             device_driver.detach(vm)
         device_driver.detach(vm)
+
+
+class BootSourceContract:
+    """What every boot source must do. Fixtures: ``boot_source`` (its :class:`BootSourceDescriptor`),
+    ``artifact_url`` (a URL it serves), ``artifact`` (the bytes it must bring for that URL) and
+    ``missing_url`` (a URL of its scheme naming nothing).
+    """
+
+    def test_boot_source_has_the_protocol(self, boot_source: BootSourceDescriptor, artifact_url: str) -> None:
+        """Schemes as text, the artifact's among them; ``open(url, offset=, deadline=, validators=)``."""
+        assert boot_source.schemes and all(isinstance(scheme, str) for scheme in boot_source.schemes)
+        assert urllib.parse.urlsplit(artifact_url).scheme in boot_source.schemes
+        inspect.signature(boot_source.open).bind(artifact_url, offset=0, deadline=0.0, validators={})
+
+    def test_opens_the_artifact_whole(
+        self, boot_source: BootSourceDescriptor, artifact_url: str, artifact: bytes
+    ) -> None:
+        """From offset 0: every byte, and the size when it says one."""
+        stream = _open(boot_source, artifact_url, 0)
+        assert stream.offset == 0 and stream.size in (None, len(artifact))
+        assert _read(stream) == artifact
+
+    def test_resumes_at_the_offset_or_starts_over(
+        self, boot_source: BootSourceDescriptor, artifact_url: str, artifact: bytes
+    ) -> None:
+        """Asked for byte ``n`` on: the rest from ``n`` (``offset == n``), or all of it (``offset == 0``)."""
+        middle = len(artifact) // 2
+        stream = _open(boot_source, artifact_url, middle)
+        assert stream.offset in (0, middle)
+        assert _read(stream) == artifact[stream.offset :]
+
+    def test_a_missing_artifact_is_refused_naming_the_url(
+        self, boot_source: BootSourceDescriptor, missing_url: str
+    ) -> None:
+        """ValidationError whose message names the URL."""
+        with pytest.raises(ValidationError) as refused:
+            _read(_open(boot_source, missing_url, 0))
+        assert missing_url in refused.value.message
+
+    def test_the_core_verifies_and_caches_what_it_reads(
+        self, boot_source: BootSourceDescriptor, artifact_url: str, artifact: bytes, tmp_path: Path
+    ) -> None:
+        """Through the core's cache: stored whole with its checksum; a wrong checksum is refused."""
+        cache = ArtifactCache(tmp_path / "cache")
+        checksum = "sha256:" + hashlib.sha256(artifact).hexdigest()
+        deadline = time.monotonic() + 60
+        assert (
+            cache.fetch(artifact_url, checksum, boot_source.open, deadline=deadline).read_bytes() == artifact
+        )
+        wrong = "sha256:" + hashlib.sha256(artifact + b"x").hexdigest()
+        with pytest.raises(ValidationError, match="checksum mismatch"):
+            cache.fetch(artifact_url, wrong, boot_source.open, deadline=deadline)
+
+
+class RuntimeContract:
+    """What every runtime package must hold. Fixture: ``runtime_manifests``, what its
+    ``volant_runtime_manifests`` returns.
+    """
+
+    def test_each_manifest_is_valid(self, runtime_manifests: list[Any]) -> None:
+        """Every item is a manifest volantd accepts (a ``Path`` to JSON, a dict or a ``Manifest``)."""
+        assert runtime_manifests, "a runtime package registers at least one manifest"
+        for item in runtime_manifests:
+            load_manifest(item)
+
+    def test_artifacts_shipped_in_the_package_are_there_and_match(
+        self, runtime_manifests: list[Any], tmp_path: Path
+    ) -> None:
+        """Each ``package://`` artifact is a file the installed distribution lists, matching its checksum."""
+        (package,) = [s for s in builtins.volant_boot_sources() if s.name == "package"]
+        cache = ArtifactCache(tmp_path / "cache")
+        for item in runtime_manifests:
+            manifest = load_manifest(item)
+            media = [manifest.initramfs, manifest.rootfs]
+            for ref in [m for m in media if m is not None]:
+                if ref.url.startswith("package://"):
+                    assert ref.checksum, f"{ref.url}: give the artifact a checksum"
+                    cache.fetch(ref.url, ref.checksum, package.open, deadline=time.monotonic() + 60)
+
+
+def _open(source: BootSourceDescriptor, url: str, offset: int) -> ArtifactStream:
+    return source.open(url, offset=offset, deadline=time.monotonic() + 60, validators={})
+
+
+def _read(stream: ArtifactStream) -> bytes:
+    with stream.body as body:
+        return body.read()
 
 
 class SeedBuilderContract:

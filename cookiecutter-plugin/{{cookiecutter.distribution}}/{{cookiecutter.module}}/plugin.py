@@ -39,6 +39,36 @@ NAME = "{{ cookiecutter.plugin_name }}"
 def volant_network_modes() -> list[NetworkModeDescriptor]:
     """Register the network mode; ``needs_ip=True`` would have the core lease the VM an address."""
     return [NetworkModeDescriptor(NAME, Network, description="{{ cookiecutter.description }}")]
+{%- elif cookiecutter.kind == "boot-source" -%}
+import os
+from pathlib import Path
+
+from volant_core.sdk import BootSourceDescriptor, hookimpl
+
+from {{ cookiecutter.module }}.source import SCHEME, DirectorySource
+
+#: The source's name, shown by ``volantd --list-plugins`` and ``GET /api/v1/system/info``.
+NAME = "{{ cookiecutter.plugin_name }}"
+#: Where the artifacts are read from (the variable overrides it).
+ROOT_VARIABLE = "VOLANT_{{ cookiecutter.plugin_name|upper|replace('-', '_')|replace('.', '_') }}_ROOT"
+ROOT = Path(os.environ.get(ROOT_VARIABLE, "/var/lib/{{ cookiecutter.distribution }}"))
+
+
+@hookimpl
+def volant_boot_sources() -> list[BootSourceDescriptor]:
+    """Register the source of ``{{ cookiecutter.plugin_name|replace('_', '-')|replace('.', '-') }}://`` URLs."""
+    description = "{{ cookiecutter.description }}"
+    return [BootSourceDescriptor(NAME, (SCHEME,), DirectorySource(ROOT).open, description)]
+{%- elif cookiecutter.kind == "runtime" -%}
+from pathlib import Path
+
+from volant_core.sdk import hookimpl
+
+
+@hookimpl
+def volant_runtime_manifests() -> list[Path]:
+    """The runtime's manifest; its payload, ``payload.cpio.gz`` beside it, is read by ``package://``."""
+    return [Path(__file__).with_name("manifest.json")]
 {%- elif cookiecutter.kind == "device-driver" -%}
 from pydantic import BaseModel
 from volant_core.sdk import DeviceDriverDescriptor, hookimpl
