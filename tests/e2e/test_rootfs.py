@@ -8,7 +8,6 @@ image read-only under a RAM overlay and runs the workload (busybox httpd) inside
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from volant_core.agent.constants import BUSYBOX
 from volant_core.guest import GuestArtifacts
 from volant_core.guest.cpio import initramfs_files
 from volant_core.testing.daemon import RunningDaemon, running_daemon
-from volant_core.testing.pytest_plugin import require_qemu
+from volant_core.testing.pytest_plugin import require_qemu, require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -83,8 +82,7 @@ def rooted_manifest(rootfs: Path, data: Path, *, checksum: str | None = None) ->
 def images(volant_guest: GuestArtifacts, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(rootfs, data)``: the root filesystem image and a blank 1 MiB data disk."""
     require_qemu()
-    if shutil.which("mkfs.ext4") is None:
-        pytest.skip("mkfs.ext4 (e2fsprogs) is not installed")
+    require_tool("mkfs.ext4", "e2fsprogs")
     directory = tmp_path_factory.mktemp("rootfs")
     busybox = initramfs_files(volant_guest.initramfs.read_bytes())[BUSYBOX]
     data = directory / "data.img"
