@@ -67,6 +67,7 @@ def _assert_error(reply: Reply, status: int, code: str) -> str:
         ({"X-Volant-API-Key": KEY + "x"}, "invalid API key"),
         ({"Authorization": "Bearer wrong"}, "invalid API key"),
         ({"Authorization": f"Basic {KEY}"}, "missing API key"),
+        ({"Authorization": "Bearer  "}, "missing API key"),
     ],
 )
 def test_missing_or_wrong_key_is_401(keyed: RunningDaemon, headers: dict[str, str], message: str) -> None:
