@@ -72,3 +72,20 @@ def test_missing_image_tools_are_named(tmp_path: Path, tools_on_path: Path) -> N
         "detail": "missing lz4, python3.11: `volar image build` cannot build the guest image",
         "fix": "apt-get install lz4 python3.11 (or set VOLANT_KERNEL and VOLANT_INITRAMFS)",
     }
+
+
+def test_each_plugin_setting_is_shown_with_its_variable_and_where_its_value_comes_from(
+    tmp_path: Path,
+) -> None:
+    """``volar doctor`` shows every setting a plugin declared (here the QEMU backend's, installed with
+    the core) under its variable: ``VOLANT_<PLUGIN>_<FIELD>``, set or left at its default.
+    """
+    env = {
+        "VOLANT_STATE_DIR": str(tmp_path / "state"),
+        "VOLANT_QEMU_ACCEL": "TCG",
+        "VOLANT_QEMU_BINARY": None,
+    }
+    result = CliRunner().invoke(cli, ["doctor", "-o", "json"], env=env)
+    rows = {row["check"]: row for row in json.loads(result.stdout)}
+    assert rows["setting VOLANT_QEMU_ACCEL"]["detail"] == "VOLANT_QEMU_ACCEL=tcg (set)"
+    assert rows["setting VOLANT_QEMU_BINARY"]["detail"] == "VOLANT_QEMU_BINARY=qemu-system-x86_64 (default)"
