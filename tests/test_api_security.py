@@ -259,6 +259,9 @@ def test_cors_headers_on_answers_and_errors_for_allowed_origins_only() -> None:
             "GET", "/api/v1/vms", headers={"Origin": f"{ORIGIN.upper()}/", "X-Volant-API-Key": KEY}
         )
         assert _headers(spelled)["access-control-allow-origin"] == f"{ORIGIN.upper()}/"
+        # Only an OPTIONS request is a preflight: a GET naming a method still gets its answer.
+        asking = {"Origin": ORIGIN, "X-Volant-API-Key": KEY, "Access-Control-Request-Method": "GET"}
+        assert daemon.request("GET", "/api/v1/vms", headers=asking).json() == ok.json()
         refused = daemon.request("GET", "/api/v1/vms", headers={"Origin": ORIGIN})
         assert refused.status == 401 and _headers(refused)["access-control-allow-origin"] == ORIGIN
         stranger = daemon.request(
