@@ -459,10 +459,11 @@ def test_group_crud(store: Store) -> None:
 
 
 def test_changing_one_deployment_leaves_the_others(store: Store) -> None:
-    store.groups.create("api", {"plugin": "caddy"}, replicas=2)
     store.groups.create("web", {"plugin": "caddy"}, replicas=2)
+    store.groups.create("api", {"plugin": "caddy"}, replicas=2)
 
     store.groups.update("web", replicas=5)
+    assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2), ("web", 5)]  # by name
     store.groups.delete("web")
 
     assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2)]
