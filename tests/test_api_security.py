@@ -103,6 +103,11 @@ def test_key_in_query_string_is_refused_and_not_logged(
     assert KEY not in caplog.text
 
 
+def test_an_empty_key_in_the_query_string_is_refused_too(keyed: RunningDaemon) -> None:
+    reply = keyed.request("GET", "/api/v1/vms?api_key=", headers={"X-Volant-API-Key": KEY})
+    assert "query string" in _assert_error(reply, 401, "unauthorized")
+
+
 def test_key_is_compared_in_constant_time(keyed: RunningDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Any, Any]] = []
     real = hmac.compare_digest
