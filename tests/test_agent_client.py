@@ -22,6 +22,7 @@ from volant_core.channels import SerialLaneChannel, UnixSocketChannel
 from volant_core.errors import AgentError, AgentTimeout, BusyError
 from volant_core.manifest import manifest_json, parse_manifest
 from volant_core.testing.kestrel import KestrelHost, http_server_workload, script_workload
+from volant_core.testing.processes import IDLE_PROGRAM
 from volant_core.testing.waiting import eventually, free_port
 
 START_TIMEOUT = 30.0
@@ -169,7 +170,7 @@ def test_wait_healthy_deadline_names_the_agents_reason(
     never_healthy = {
         "workload": {
             "base_url": f"http://127.0.0.1:{free_port()}",  # nothing listens there
-            "entrypoint": [sys.executable, "-c", "import time; time.sleep(60)"],
+            "entrypoint": [sys.executable, "-c", IDLE_PROGRAM],
         },
         "health_check": {"endpoint": "/", "timeout_ms": 200},
     }

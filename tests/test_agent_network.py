@@ -16,6 +16,7 @@ import pytest
 from volant_core.agent import network
 from volant_core.agent.constants import BUSYBOX
 from volant_core.testing.netns import NetworkNamespace, network_namespace
+from volant_core.testing.pytest_plugin import require_tool
 
 ADDRESS = ipaddress.IPv4Interface("10.94.0.5/24")
 GATEWAY = ipaddress.IPv4Address("10.94.0.1")
@@ -25,8 +26,7 @@ NIC = "eth0"
 @pytest.fixture
 def nic() -> Iterator[NetworkNamespace]:
     """A namespace with a down veth ``eth0`` (its peer ``eth0-peer``), as a guest's NIC before kestrel."""
-    if not Path(BUSYBOX).exists():
-        pytest.skip(f"{BUSYBOX} (busybox) is not installed")
+    require_tool(BUSYBOX, "busybox-static")
     with network_namespace("volant-kestrel") as ns:
         ns.ipr.link("add", ifname=NIC, kind="veth", peer="eth0-peer")
         (peer,) = ns.ipr.link_lookup(ifname="eth0-peer")

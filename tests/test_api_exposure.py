@@ -149,7 +149,12 @@ def test_a_foreign_host_is_refused_naming_the_setting(volantd: RunningDaemon, ho
 
 
 @pytest.mark.parametrize(
-    "host", ["127.0.0.1", "127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "[::1]:{port}"]
+    "host",
+    [
+        *("127.0.0.1", "127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "[::1]:{port}"),
+        # Any address: a volantd listening on one of the host's LAN addresses is reached by it.
+        *("192.0.2.10:{port}", "[2001:db8::1]:{port}"),
+    ],
 )
 def test_loopback_names_and_addresses_are_answered(volantd: RunningDaemon, host: str) -> None:
     port = volantd.daemon.server.address[1]

@@ -67,6 +67,7 @@ def _assert_error(reply: Reply, status: int, code: str) -> str:
         ({"X-Volant-API-Key": KEY + "x"}, "invalid API key"),
         ({"Authorization": "Bearer wrong"}, "invalid API key"),
         ({"Authorization": f"Basic {KEY}"}, "missing API key"),
+        ({"Authorization": "Bearer  "}, "missing API key"),
     ],
 )
 def test_missing_or_wrong_key_is_401(keyed: RunningDaemon, headers: dict[str, str], message: str) -> None:
@@ -97,8 +98,14 @@ def test_key_in_query_string_is_refused_and_not_logged(
         reply = keyed.request("GET", f"/api/v1/vms?api_key={KEY}", headers=headers)
         message = _assert_error(reply, 401, "unauthorized")
         assert "query string" in message and "X-Volant-API-Key" in message
-    eventually(lambda: caplog.text.count("api_key=<redacted>") == 2, "the access log lines")
+    logged = "GET /api/v1/vms?api_key=<redacted> 401"
+    eventually(lambda: caplog.text.count(logged) == 2, "the access log lines")
     assert KEY not in caplog.text
+
+
+def test_an_empty_key_in_the_query_string_is_refused_too(keyed: RunningDaemon) -> None:
+    reply = keyed.request("GET", "/api/v1/vms?api_key=", headers={"X-Volant-API-Key": KEY})
+    assert "query string" in _assert_error(reply, 401, "unauthorized")
 
 
 def test_key_is_compared_in_constant_time(keyed: RunningDaemon, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,6 +244,7 @@ def test_cors_preflight_is_answered_before_the_allowlist_and_the_key() -> None:
             m.strip() for m in headers["access-control-allow-methods"].split(",")
         }
         assert "X-Total-Count" in headers["access-control-expose-headers"]
+        assert headers["access-control-max-age"] == "600"  # browsers ask again after ten minutes
         assert "access-control-allow-credentials" not in headers
         other = _preflight(daemon, "https://evil.example")
         assert other.status == 204
@@ -250,7 +258,15 @@ def test_cors_headers_on_answers_and_errors_for_allowed_origins_only() -> None:
         headers = _headers(ok)
         assert headers["access-control-allow-origin"] == ORIGIN
         assert "X-Total-Count" in headers["access-control-expose-headers"]
-        assert "Origin" in headers["vary"]
+        assert "Origin" in [value.strip() for value in headers["vary"].split(",")]
+        # The Origin a client sends is compared without case and trailing slash, as the setting is.
+        spelled = daemon.request(
+            "GET", "/api/v1/vms", headers={"Origin": f"{ORIGIN.upper()}/", "X-Volant-API-Key": KEY}
+        )
+        assert _headers(spelled)["access-control-allow-origin"] == f"{ORIGIN.upper()}/"
+        # Only an OPTIONS request is a preflight: a GET naming a method still gets its answer.
+        asking = {"Origin": ORIGIN, "X-Volant-API-Key": KEY, "Access-Control-Request-Method": "GET"}
+        assert daemon.request("GET", "/api/v1/vms", headers=asking).json() == ok.json()
         refused = daemon.request("GET", "/api/v1/vms", headers={"Origin": ORIGIN})
         assert refused.status == 401 and _headers(refused)["access-control-allow-origin"] == ORIGIN
         stranger = daemon.request(

@@ -106,7 +106,7 @@ def test_doctor_fails_what_is_missing(tmp_path: Path) -> None:
     assert result.returncode == 1
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="only a root volantd starts VMMs as another user")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: only a root volantd starts VMMs as another user")
 def test_doctor_reports_the_vmm_confinement(tmp_path: Path) -> None:
     """The VMM user present: pass; missing: fail naming the setting and `volar setup`; ``root`` and
     ``VOLANT_VMM_CGROUP=off``: warnings with the setting to unset."""

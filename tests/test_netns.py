@@ -20,13 +20,13 @@ from pyroute2 import IPRoute, netns
 
 from volant_core.testing.daemon import running_daemon
 from volant_core.testing.netns import NamespaceLeak, NetworkNamespace, network_namespace
-from volant_core.testing.processes import pid_alive
+from volant_core.testing.processes import IDLE_PROGRAM, pid_alive
 from volant_core.testing.waiting import eventually
 
 #: Run by a child: the names of the network interfaces it sees, as JSON.
 LIST_INTERFACES = "import json, socket; print(json.dumps(sorted(n for _, n in socket.if_nameindex())))"
-#: A child that sleeps until killed (the namespace's cleanup sends SIGKILL, which nothing can ignore).
-SLEEPER = "import time; time.sleep(3600)"
+#: A child that waits until killed (the namespace's cleanup sends SIGKILL, which nothing can ignore).
+SLEEPER = IDLE_PROGRAM
 #: A child that starts :data:`SLEEPER` in a session of its own, prints its pid and exits, as daemons do.
 DAEMONIZER = (
     "import subprocess, sys; "

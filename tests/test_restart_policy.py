@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from typing import Any
 
 from volant_core.testing.hostvm import host_process_daemon
@@ -21,6 +20,10 @@ def test_on_failure_restarts_until_the_limit(host_manifest: dict[str, Any]) -> N
         policy = {"mode": "on-failure", "max_restarts": 1, "backoff_s": 0.2}
         body = {"name": "phoenix", "plugin": "hello-host", "config": {"restart_policy": policy}}
         assert api.request("POST", "/api/v1/vms", body).status == 201
+        # "witness" restarts after 0.8 s: twice what a second restart of "phoenix" would wait.
+        witness_policy = {"mode": "on-failure", "backoff_s": 0.8}
+        witness = {"name": "witness", "plugin": "hello-host", "config": {"restart_policy": witness_policy}}
+        assert api.request("POST", "/api/v1/vms", witness).status == 201
         first = api.wait_for_status("phoenix", {"running"}, timeout=30)
 
         os.kill(first["pid"], signal.SIGKILL)
@@ -35,7 +38,13 @@ def test_on_failure_restarts_until_the_limit(host_manifest: dict[str, Any]) -> N
         os.kill(again["pid"], signal.SIGKILL)
         crashed = api.wait_for_status("phoenix", {"crashed"}, timeout=10)
         assert crashed["pid"] is None
-        time.sleep(1.0)  # four times the backoff a second restart would have waited: it stays down
+        # "witness", killed after that crash, is back: a second restart of "phoenix" was due before.
+        witnessed = api.wait_for_status("witness", {"running"}, timeout=30)
+        os.kill(witnessed["pid"], signal.SIGKILL)
+        eventually(
+            lambda: (vm := _vm(api, "witness"))["status"] == "running" and vm["pid"] != witnessed["pid"],
+            "witness restarted",
+        )
         assert _vm(api, "phoenix")["status"] == "crashed"
         types = [e.type for e in api.daemon.store.events.since(0) if e.vm_name == "phoenix"]
         assert types[-1] == "VM_CRASHED" and types.count("VM_STARTING") == 2

@@ -316,7 +316,9 @@ def iptables_rules(ns: NetworkNamespace) -> str:
     return listing
 
 
-@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables is not installed")
+@pytest.mark.skipif(
+    shutil.which("iptables") is None, reason="iptables is not installed (apt-get install iptables)"
+)
 def test_iptables_is_used_where_nft_is_missing(
     volant_netns: NetworkNamespace, root: Path, tmp_path: Path
 ) -> None:

@@ -239,6 +239,7 @@ def test_vm_create_get_list_update_delete(store: Store, db_path: Path) -> None:
 
     new_vm(store, "web-2")
     assert [vm.name for vm in store.vms.list()] == ["web-1", "web-2"]
+    assert store.vms.count() == 2
 
     store.vms.delete("web-1")
     with pytest.raises(NotFoundError, match="web-1"):
@@ -299,6 +300,13 @@ def test_vms_without_ip_coexist(store: Store, db_path: Path) -> None:
 def test_vm_checks_refuse_bad_values(store: Store) -> None:
     with pytest.raises(ValidationError, match="cpu_cores"):
         new_vm(store, "zero", cpu_cores=0)
+
+
+def test_a_missing_required_value_is_refused_naming_its_field(store: Store) -> None:
+    with pytest.raises(ValidationError, match=r"^version: required for plugin$") as refused:
+        store.runtimes.upsert("pyhttp", None, {"name": "pyhttp"})  # type: ignore[arg-type]
+    assert refused.value.field == "version"
+    assert store.runtimes.list() == []
 
 
 def test_vm_update_refuses_unknown_columns_and_missing_vms(store: Store) -> None:
@@ -395,8 +403,18 @@ def test_plugin_upsert_get_list_toggle_delete(store: Store) -> None:
 
     with pytest.raises(NotFoundError, match="pyhttp"):
         store.runtimes.get("pyhttp")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match="'pyhttp'"):
         store.runtimes.set_enabled("pyhttp", True)
+
+
+def test_disabling_one_plugin_touches_only_that_one(store: Store) -> None:
+    store.runtimes.upsert("caddy", "2.0", {"name": "caddy"})
+    before = store.runtimes.upsert("pyhttp", "1.0", {"name": "pyhttp"})
+
+    disabled = store.runtimes.set_enabled("pyhttp", False)
+
+    assert store.runtimes.get("caddy").enabled is True
+    assert disabled.updated_at > before.updated_at
 
 
 # --------------------------------------------------------------------------
@@ -448,7 +466,7 @@ def test_group_crud(store: Store) -> None:
     assert store.groups.update("web", config={"plugin": "nginx"}).config == {"plugin": "nginx"}
     with pytest.raises(ConflictError, match="'web'"):
         store.groups.create("web", {}, replicas=1)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match=r"invalid deployment: CHECK constraint failed: replicas >= 0"):
         store.groups.update("web", replicas=-1)
     assert [g.name for g in store.groups.list()] == ["web"]
 
@@ -456,6 +474,21 @@ def test_group_crud(store: Store) -> None:
 
     with pytest.raises(NotFoundError, match="web"):
         store.groups.get("web")
+    with pytest.raises(NotFoundError, match="deployment 'web' not found"):
+        store.groups.update("web", replicas=1)
+    with pytest.raises(NotFoundError, match="deployment 'web' not found"):
+        store.groups.delete("web")
+
+
+def test_changing_one_deployment_leaves_the_others(store: Store) -> None:
+    store.groups.create("web", {"plugin": "caddy"}, replicas=2)
+    store.groups.create("api", {"plugin": "caddy"}, replicas=2)
+
+    store.groups.update("web", replicas=5)
+    assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2), ("web", 5)]  # by name
+    store.groups.delete("web")
+
+    assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2)]
 
 
 def test_deleting_a_group_keeps_its_vms(store: Store) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -14,7 +13,7 @@ from volant_core.agent.constants import BUSYBOX
 from volant_core.guest import GuestArtifacts
 from volant_core.guest.cpio import initramfs_files
 from volant_core.testing.daemon import RunningDaemon, running_daemon
-from volant_core.testing.pytest_plugin import require_qemu
+from volant_core.testing.pytest_plugin import require_qemu, require_tool
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,7 @@ def make_rootfs(volant_guest: GuestArtifacts) -> Callable[[Path, Mapping[str, st
     ``mkfs.ext4 -d``) holding the guest image's ``/bin/busybox`` and ``files`` (path in the image →
     text), and nothing else: no Python, no kestrel. Skips without QEMU or e2fsprogs."""
     require_qemu()
-    if shutil.which("mkfs.ext4") is None:
-        pytest.skip("mkfs.ext4 (e2fsprogs) is not installed")
+    require_tool("mkfs.ext4", "e2fsprogs")
     busybox = initramfs_files(volant_guest.initramfs.read_bytes())[BUSYBOX]
 
     def make(directory: Path, files: Mapping[str, str]) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from volant_core.guest.cpio import initramfs_files
 from volant_core.netdev import tap_name
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.netns import NetworkNamespace, network_namespace
-from volant_core.testing.pytest_plugin import require_qemu
+from volant_core.testing.pytest_plugin import require_qemu, require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -208,8 +207,7 @@ class Lan:
 def lan(volant_guest: GuestArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
     """``peer-a`` and ``rooted-b`` running on one bridge of a namespace of this module's own."""
     require_qemu()
-    if shutil.which("mkfs.ext4") is None:
-        pytest.skip("mkfs.ext4 (e2fsprogs) is not installed")
+    require_tool("mkfs.ext4", "e2fsprogs")
     directory = tmp_path_factory.mktemp("bridged")
     rootfs = build_rootfs(directory, initramfs_files(volant_guest.initramfs.read_bytes())[BUSYBOX])
     with network_namespace("volant-bridged-e2e") as ns:

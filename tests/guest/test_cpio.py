@@ -15,7 +15,7 @@ from volant_core.guest import CpioEntry, file_layer, newc_archive
 BUSYBOX = shutil.which("busybox") or "busybox"
 #: For the tests that unpack or list an archive with busybox's cpio.
 needs_busybox = pytest.mark.skipif(
-    shutil.which("busybox") is None, reason="busybox (busybox-static) is not installed"
+    shutil.which("busybox") is None, reason="busybox is not installed (apt-get install busybox-static)"
 )
 
 

@@ -27,7 +27,9 @@ def test_kernel_is_an_uncompressed_elf(buildable_guest: GuestArtifacts) -> None:
         assert kernel.read(4) == ELF_MAGIC
 
 
-@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox is not installed")
+@pytest.mark.skipif(
+    shutil.which("busybox") is None, reason="busybox is not installed (apt-get install busybox-static)"
+)
 def test_initramfs_holds_init_python_modules_and_busybox(buildable_guest: GuestArtifacts) -> None:
     archive = gzip.decompress(buildable_guest.initramfs.read_bytes())
     listing = subprocess.run(["busybox", "cpio", "-t"], input=archive, capture_output=True, check=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ import volant_core.agent
 from volant_core.agent_client import AgentClient
 from volant_core.guest.python_runtime import PYTHON
 from volant_core.testing.kestrel import KestrelHost
+from volant_core.testing.processes import IDLE_PROGRAM
+from volant_core.testing.pytest_plugin import require_tool
 from volant_core.testing.waiting import eventually, free_port
 
 WORKLOAD_APP = Path(__file__).with_name("workload_app.py")
@@ -35,14 +36,12 @@ def connect(kestrel: KestrelHost) -> AgentClient:
 
 
 def wait_health(agent: AgentClient, wanted: str, timeout: float) -> dict[str, Any]:
-    """Poll ``/v1/health`` until its status is ``wanted``; the last body, or AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        body = agent.get("/v1/health").json()
-        if body["status"] == wanted:
-            return body
-        assert time.monotonic() < deadline, f"health stayed {body} instead of {wanted!r}"
-        time.sleep(0.1)
+    """Poll ``/v1/health`` until its status is ``wanted``; that body, or AssertionError."""
+    return eventually(
+        lambda: (body := agent.get("/v1/health").json())["status"] == wanted and body,
+        f"/v1/health with status {wanted!r}",
+        timeout,
+    )
 
 
 def http_workload(port: int, ready_file: Path, health: dict[str, Any] | None) -> dict[str, Any]:
@@ -64,8 +63,7 @@ def http_workload(port: int, ready_file: Path, health: dict[str, Any] | None) ->
 @pytest.fixture
 def start_kestrel(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) -> StartKestrel:
     """Start the copied kestrel on a manifest (None: no manifest file), under the guest's interpreter."""
-    if not PYTHON.exists():
-        pytest.skip(f"{PYTHON} (the guest interpreter) is not installed")
+    require_tool(str(PYTHON), "python3.11")  # the guest's interpreter
     package_root = tmp_path / "pkg"
     shutil.copytree(Path(volant_core.agent.__file__).parent, package_root / "kestrel_copy")
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(package_root)}
@@ -147,7 +145,7 @@ def test_upstream_failure_is_502(start_kestrel: StartKestrel) -> None:
     manifest = {
         "workload": {
             "base_url": f"http://127.0.0.1:{free_port()}",
-            "entrypoint": [sys.executable, "-c", "import time; time.sleep(3600)"],
+            "entrypoint": [sys.executable, "-c", IDLE_PROGRAM],
         }
     }
     agent = connect(start_kestrel(manifest))

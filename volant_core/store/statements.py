@@ -45,10 +45,6 @@ class Table:
         """The quoted column of ``field`` (for ``where`` and ``order`` clauses)."""
         return _quote(self._fields[field].column_name)
 
-    def db_value(self, field: str, value: Any) -> Any:
-        """``value`` as column ``field`` stores it."""
-        return self._fields[field].db_value(value)
-
     def rows(
         self, db: peewee.SqliteDatabase, where: str = "", params: Sequence[Any] = (), *, tail: str = ""
     ) -> list[dict[str, Any]]:

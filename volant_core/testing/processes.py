@@ -11,6 +11,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+#: A Python program (for ``python -c``) that waits, using no CPU, until a signal ends it: a stand-in
+#: for a long-running workload or VMM (SIGTERM and SIGKILL end it; SIGINT raises KeyboardInterrupt).
+IDLE_PROGRAM = "import signal; signal.pause()"
+
 
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists and is not a zombie."""

@@ -57,10 +57,20 @@ InstanceT = TypeVar("InstanceT", bound=Instance)
 CACHE_ENV = "VOLANT_TEST_CACHE"
 
 
+def require_tool(executable: str, package: str) -> str:
+    """The path of ``executable`` (a name on PATH or an absolute path); skips the calling test or
+    fixture when it is not installed, naming the Debian ``package`` that has it (scripts/bootstrap.sh
+    installs every package the tests need).
+    """
+    found = shutil.which(executable)
+    if found is None:
+        pytest.skip(f"{executable} is not installed (apt-get install {package}, or make bootstrap)")
+    return found
+
+
 def require_qemu() -> None:
     """Skip the calling test or fixture when QEMU is not installed, saying how to install it."""
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
+    require_tool("qemu-system-x86_64", "qemu-system-x86")
 
 
 class Reaper:

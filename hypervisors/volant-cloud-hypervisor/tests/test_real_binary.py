@@ -30,7 +30,9 @@ def real_binary() -> str:
     """The real ``cloud-hypervisor``; the module is skipped without one, or without KVM."""
     binary = find_binary("cloud-hypervisor")
     if binary is None:
-        pytest.skip("no cloud-hypervisor on PATH")
+        pytest.skip(
+            "no cloud-hypervisor on PATH (Debian 12 has no package: the static binary of its GitHub releases)"
+        )
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
     if "stand-in" in version:
         pytest.skip("cloud-hypervisor on PATH is the test stand-in")

@@ -22,7 +22,7 @@ def qemu_binary() -> str:
     """The QEMU binary; the test is skipped without one."""
     binary = find_binary()
     if binary is None:
-        pytest.skip("qemu-system-x86_64 is not installed")
+        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
     return binary
 
 

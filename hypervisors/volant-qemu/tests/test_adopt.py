@@ -15,6 +15,7 @@ from volant_qemu.paths import VmPaths
 
 from volant_core.launch import LaunchSpec
 from volant_core.processes import AdoptedProcess
+from volant_core.testing.processes import IDLE_PROGRAM
 from volant_core.testing.waiting import eventually
 
 SpecFactory = Callable[..., LaunchSpec]
@@ -24,9 +25,7 @@ SpecFactory = Callable[..., LaunchSpec]
 def sleeper(vm_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A long-running process that is not QEMU but mentions the VM's pidfile, which names it."""
     vm_dir.mkdir(parents=True)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(600)", str(vm_dir / "qemu.pid")]
-    )
+    process = subprocess.Popen([sys.executable, "-c", IDLE_PROGRAM, str(vm_dir / "qemu.pid")])
     (vm_dir / "qemu.pid").write_text(f"{process.pid}\n")
     try:
         yield process
@@ -96,7 +95,7 @@ def test_a_launch_cut_short_is_killed_but_never_a_reused_pid(vm_dir: Path, make_
     vm_dir.mkdir(parents=True)
     paths = VmPaths(vm_dir)
     spec = make_spec(vm_dir, Path("/k"))
-    spawned = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    spawned = subprocess.Popen([sys.executable, "-c", IDLE_PROGRAM])
     try:
         attached = AdoptedProcess.attach(spawned.pid)
         assert attached is not None

@@ -38,7 +38,9 @@ OVERHEAD_MB = 300
 def vmm_user() -> pwd.struct_passwd:
     """The VMM user scripts/bootstrap.sh (or `volar setup`) creates; skipped when not root."""
     if os.geteuid() != 0:
-        pytest.skip("only root starts VMMs as another user")
+        pytest.skip(
+            f"needs root: only root starts VMMs as another user (this test runs as uid {os.geteuid()})"
+        )
     try:
         return pwd.getpwnam(VMM_USER)
     except KeyError:
