@@ -28,15 +28,16 @@ def hello_web(volant_guest: GuestArtifacts, hello_manifest_module: dict[str, Any
 
 
 @pytest.fixture(scope="session")
-def make_rootfs(volant_guest: GuestArtifacts) -> Callable[[Path, Mapping[str, str]], Path]:
-    """``make_rootfs(directory, files)``: a 16 MiB ext4 image ``directory/rootfs.ext4`` (made with
-    ``mkfs.ext4 -d``) holding the guest image's ``/bin/busybox`` and ``files`` (path in the image →
-    text), and nothing else: no Python, no kestrel. Skips without QEMU or e2fsprogs."""
+def make_rootfs(volant_guest: GuestArtifacts) -> Callable[..., Path]:
+    """``make_rootfs(directory, files, links={})``: a 16 MiB ext4 image ``directory/rootfs.ext4``
+    (made with ``mkfs.ext4 -d``) holding the guest image's ``/bin/busybox``, ``files`` (path in the
+    image → text) and symbolic ``links`` (path → target), and nothing else: no Python, no kestrel.
+    Skips without QEMU or e2fsprogs."""
     require_qemu()
     require_tool("mkfs.ext4", "e2fsprogs")
     busybox = initramfs_files(volant_guest.initramfs.read_bytes())[BUSYBOX]
 
-    def make(directory: Path, files: Mapping[str, str]) -> Path:
+    def make(directory: Path, files: Mapping[str, str], links: Mapping[str, str] | None = None) -> Path:
         tree = directory / "tree"
         (tree / "bin").mkdir(parents=True)
         (tree / "bin" / "busybox").write_bytes(busybox)
@@ -45,6 +46,10 @@ def make_rootfs(volant_guest: GuestArtifacts) -> Callable[[Path, Mapping[str, st
             target = tree / name.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
+        for name, pointed in (links or {}).items():
+            link = tree / name.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(pointed)
         image = directory / "rootfs.ext4"
         subprocess.run(
             ["mkfs.ext4", "-q", "-F", "-L", "volroot", "-d", str(tree), str(image), "16M"],

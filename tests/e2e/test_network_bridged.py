@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,13 +23,10 @@ from urllib.parse import quote
 
 import pytest
 
-from volant_core.agent.constants import BUSYBOX
 from volant_core.guest import GuestArtifacts
-from volant_core.guest.cpio import initramfs_files
 from volant_core.netdev import tap_name
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.netns import NetworkNamespace, network_namespace
-from volant_core.testing.pytest_plugin import require_qemu, require_tool
 
 pytestmark = pytest.mark.e2e
 
@@ -123,24 +119,6 @@ def rooted_manifest(rootfs: Path, host_url: str) -> dict[str, Any]:
     }
 
 
-def build_rootfs(directory: Path, busybox: bytes) -> Path:
-    """An ext4 image: busybox, ``/etc/resolv.conf`` linking to a stub that does not exist in the
-    guest, and an ``/etc/hostname`` of its own.
-    """
-    tree = directory / "tree"
-    (tree / "bin").mkdir(parents=True)
-    (tree / "etc").mkdir()
-    (tree / "bin" / "busybox").write_bytes(busybox)
-    (tree / "bin" / "busybox").chmod(0o755)
-    (tree / "etc" / "resolv.conf").symlink_to("/run/systemd/resolve/stub-resolv.conf")
-    (tree / "etc" / "hostname").write_text("image-default\n")
-    image = directory / "rootfs.ext4"
-    subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-d", str(tree), str(image), "16M"], check=True, capture_output=True
-    )
-    return image
-
-
 @dataclass
 class HostSide:
     """An HTTP listener on every address of the host side, recording who called it."""
@@ -204,12 +182,18 @@ class Lan:
 
 
 @pytest.fixture(scope="module")
-def lan(volant_guest: GuestArtifacts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lan]:
-    """``peer-a`` and ``rooted-b`` running on one bridge of a namespace of this module's own."""
-    require_qemu()
-    require_tool("mkfs.ext4", "e2fsprogs")
+def lan(
+    volant_guest: GuestArtifacts, make_rootfs: Callable[..., Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lan]:
+    """``peer-a`` and ``rooted-b`` running on one bridge of a namespace of this module's own. The
+    root filesystem of ``rooted-b`` has an ``/etc/hostname`` of its own and an ``/etc/resolv.conf``
+    linking to a stub that does not exist in the guest."""
     directory = tmp_path_factory.mktemp("bridged")
-    rootfs = build_rootfs(directory, initramfs_files(volant_guest.initramfs.read_bytes())[BUSYBOX])
+    rootfs = make_rootfs(
+        directory,
+        {"/etc/hostname": "image-default\n"},
+        links={"/etc/resolv.conf": "/run/systemd/resolve/stub-resolv.conf"},
+    )
     with network_namespace("volant-bridged-e2e") as ns:
         ns.ipr.link("add", ifname=BRIDGE, kind="bridge")
         (bridge,) = ns.ipr.link_lookup(ifname=BRIDGE)
