@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 from volant_core.cli.client import ApiClient, ApiError, Reply, Unreachable
 from volant_core.daemon import Daemon, build_daemon
+from volant_core.errors import NotFoundError
 from volant_core.guest import GuestArtifacts
 from volant_core.plugins import load_plugins
 from volant_core.settings import load_settings
@@ -151,7 +153,8 @@ def running_daemon(
     finally:
         try:
             for vm in running.daemon.orchestrator.list_vms():
-                running.daemon.orchestrator.delete_vm(vm.name)
+                with contextlib.suppress(NotFoundError):  # gone meanwhile (a deployment scaled down)
+                    running.daemon.orchestrator.delete_vm(vm.name)
         finally:
             running.daemon.stop()
             kill_mentioning(str(state))

@@ -101,9 +101,13 @@ def test_create_use_stop_start_crash_and_reboot(daemon: RunningDaemon, manifest:
     os.kill(vm["pid"], signal.SIGKILL)
     crashed = daemon.wait_for_status("web", {"crashed"}, 60)
     assert crashed["status_reason"] == f"VMM exited with status {-signal.SIGKILL}", crashed
-    # kestrel, told by the stand-in's death, stops the workload: its port is free for the next boot.
+    # kestrel, told by the stand-in's death, stops the workload (its port is free for the next boot) and ends.
     eventually(
         lambda: not processes_mentioning(_workload_argv(manifest)), "the workload of the killed VMM ends"
+    )
+    eventually(
+        lambda: not processes_mentioning(str(vm_dir / "chstandin-kestrel.sock")),
+        "the killed VMM's kestrel ends",
     )
 
     # A guest that resets (its PID 1 died: a panic, and panic=-1 reboots it) is a crash too.
