@@ -437,8 +437,12 @@ def test_invalid_manifest_names_the_field(doc: Any, field: str, fragment: str) -
             "or digit (at most 63 characters)",
         ),
         (with_changes(MINIMAL, "version", ""), "version: must not be empty"),
+        (
+            {**MINIMAL, "network": {"mode": "my mode"}},
+            "network.mode: must be a plugin name: lower-case letters, digits, '.', '_' or '-'",
+        ),
     ],
-    ids=["checksum", "location", "disk-name", "empty"],
+    ids=["checksum", "location", "disk-name", "empty", "plugin-name"],
 )
 def test_a_refusal_is_the_rule_to_follow(doc: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as caught:
@@ -577,3 +581,16 @@ def test_schema_command_without_schema_is_a_usage_error(capsys: pytest.CaptureFi
     output = capsys.readouterr()
     assert output.out == ""
     assert "the following arguments are required: --schema" in output.err
+
+
+def test_the_files_a_manifest_boots_from_are_listed_boot_medium_first() -> None:
+    """The order in which volantd checks them, so the boot medium's refusal is the one reported."""
+    artifacts = parse_manifest(GO_ROOTFS).artifacts("manifest.")
+
+    assert [(a.field, a.format) for a in artifacts] == [
+        ("manifest.rootfs.url", "qcow2"),
+        ("manifest.disks[0].source", "raw"),
+        ("manifest.disks[1].source", "raw"),
+    ]
+    initramfs = parse_manifest({**GO_INITRAMFS, "disks": [{"name": "d", "source": "/d.img"}]})
+    assert [a.field for a in initramfs.artifacts()] == ["initramfs.url", "disks[0].source"]
