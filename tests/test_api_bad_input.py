@@ -143,5 +143,8 @@ def test_a_vm_directory_too_long_for_its_sockets_is_refused_before_anything_is_w
         assert "VOLANT_RUNTIME_DIR" in error["message"]
         assert api.request("GET", "/api/v1/vms").json() == []
         assert not (runtime_dir / "long-name-1").exists()
-        # a short name leaves the room
-        assert api.request("POST", "/api/v1/vms", {"name": "a", "plugin": "hello-host"}).status == 201
+        # a short name leaves the room; the VM's resource says where its sockets and logs are
+        created = api.request("POST", "/api/v1/vms", {"name": "a", "plugin": "hello-host"})
+        assert created.status == 201, created.body
+        assert created.json()["runtime_dir"] == str(runtime_dir / "a")
+        assert api.request("GET", "/api/v1/vms/a").json()["runtime_dir"] == str(runtime_dir / "a")

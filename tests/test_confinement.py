@@ -97,6 +97,59 @@ def test_an_external_data_file_outside_is_refused(
     policy.check_image(allowed / "inside.qcow2", "qcow2", field=FIELD)
 
 
+def test_a_header_without_extensions_or_padding_is_read(policy: ArtifactPolicy, allowed: Path) -> None:
+    """The smallest headers (72 bytes for version 2, 104 for version 3) and nothing after them."""
+    for version, length in ((2, 72), (3, 104)):
+        image = write_qcow2(allowed / f"v{version}.qcow2", version=version)
+        image.write_bytes(image.read_bytes()[:length])
+        policy.check_image(image, "qcow2", field=FIELD)
+
+
+@pytest.mark.parametrize(("version", "length"), [(2, 20), (3, 20), (3, 80)])
+def test_a_truncated_header_is_refused(
+    policy: ArtifactPolicy, allowed: Path, version: int, length: int
+) -> None:
+    image = write_qcow2(allowed / "cut.qcow2", version=version)
+    image.write_bytes(image.read_bytes()[:length])
+    assert refused(policy, image) == f"{FIELD}: truncated qcow2 header"
+
+
+def test_names_that_are_not_utf8_are_followed(policy: ArtifactPolicy, allowed: Path) -> None:
+    """File names are bytes: a backing file and a data file whose names are not UTF-8 are found."""
+    base = allowed / os.fsdecode(b"base-\xff.img")
+    base.write_bytes(b"base")
+    data = allowed / os.fsdecode(b"data-\xfe.raw")
+    data.write_bytes(b"")
+    image = write_qcow2(allowed / "top.qcow2", backing=base.name, backing_format="raw", data_file=data.name)
+    policy.check_image(image, "qcow2", field=FIELD)
+    data.unlink()
+    assert f"the data file of {image}: no such file on the host" in refused(policy, image)
+
+
+def test_zero_bytes_ending_an_extension_are_not_part_of_the_name(
+    policy: ArtifactPolicy, allowed: Path, outside: Path
+) -> None:
+    """QEMU reads an extension's name up to its first zero byte, and so does Volant."""
+    (allowed / "base.img").write_bytes(b"base")
+    image = write_qcow2(
+        allowed / "top.qcow2", backing="base.img", backing_format="raw\0", data_file="data.X\0\0"
+    )
+    (allowed / "data.X").write_bytes(b"")
+    policy.check_image(image, "qcow2", field=FIELD)
+    write_qcow2(image, data_file=f"{outside}\0")
+    assert f"the data file of {image} is outside" in refused(policy, image)
+
+
+@pytest.mark.parametrize("length", [8, 61])
+def test_an_extension_volant_does_not_read_hides_no_data_file(
+    policy: ArtifactPolicy, allowed: Path, outside: Path, length: int
+) -> None:
+    """Extensions are walked one after the other, each padded to 8 bytes: one QEMU and Volant skip
+    (of a length that is a multiple of 8, and of one that is not) does not hide the next."""
+    image = write_qcow2(allowed / "top.qcow2", data_file=str(outside), unknown_extension=b"\x01" * length)
+    assert f"the data file of {image} is outside" in refused(policy, image)
+
+
 def test_a_file_declared_qcow2_must_be_one(policy: ArtifactPolicy, allowed: Path) -> None:
     image = allowed / "plain.img"
     image.write_bytes(b"not an image header")
@@ -106,24 +159,36 @@ def test_a_file_declared_qcow2_must_be_one(policy: ArtifactPolicy, allowed: Path
 def test_a_backing_file_of_undeclared_format_must_be_qcow2(policy: ArtifactPolicy, allowed: Path) -> None:
     (allowed / "base.img").write_bytes(b"# Disk DescriptorFile")  # QEMU would probe its format
     image = write_qcow2(allowed / "top.qcow2", backing="base.img")
-    assert "is used as qcow2 but is not a qcow2 image; declare its format" in refused(policy, image)
+    assert (
+        "is used as qcow2 but is not a qcow2 image; declare its format (qemu-img rebase -F raw)"
+    ) in refused(policy, image)
 
 
 def test_other_backing_formats_are_refused(policy: ArtifactPolicy, allowed: Path) -> None:
     (allowed / "base.vmdk").write_bytes(b"")
     image = write_qcow2(allowed / "top.qcow2", backing="base.vmdk", backing_format="vmdk")
-    assert "has format 'vmdk'" in refused(policy, image)
+    assert "has format 'vmdk'; Volant attaches raw and qcow2 only" in refused(policy, image)
 
 
 @pytest.mark.parametrize("name", ['json:{"file.filename":"/etc/shadow"}', "nbd:localhost:10809", ""])
-def test_backing_names_qemu_reads_as_protocols_are_refused(
-    policy: ArtifactPolicy, allowed: Path, name: str
+@pytest.mark.parametrize("what", ["backing file", "data file"])
+def test_names_qemu_reads_as_protocols_are_refused(
+    policy: ArtifactPolicy, allowed: Path, name: str, what: str
 ) -> None:
     image = allowed / "top.qcow2"
-    write_qcow2(image, backing=name or "x")
-    if not name:  # a backing offset with an empty name
-        image.write_bytes(image.read_bytes()[:-1])
-    assert "which QEMU would not read as a plain file name" in refused(policy, image)
+    write_qcow2(image, **{"backing" if what == "backing file" else "data_file": name})
+    assert refused(policy, image) == (
+        f"{FIELD}: {image} names the {what} {name!r}, which QEMU would not read as a plain file name; "
+        "give it a path (qemu-img rebase -u -b PATH)"
+    )
+
+
+def test_a_colon_after_the_first_slash_is_part_of_a_file_name(policy: ArtifactPolicy, allowed: Path) -> None:
+    """QEMU reads ``prefix:`` as a protocol only before the first ``/``."""
+    (allowed / "2026-12-03T09:30").mkdir()
+    (allowed / "2026-12-03T09:30" / "base.img").write_bytes(b"base")
+    image = write_qcow2(allowed / "top.qcow2", backing="./2026-12-03T09:30/base.img", backing_format="raw")
+    policy.check_image(image, "qcow2", field=FIELD)
 
 
 def test_a_chain_deeper_than_the_limit_is_refused(policy: ArtifactPolicy, allowed: Path) -> None:
@@ -131,7 +196,9 @@ def test_a_chain_deeper_than_the_limit_is_refused(policy: ArtifactPolicy, allowe
     for depth in range(1, MAX_CHAIN_DEPTH + 2):
         write_qcow2(allowed / f"{depth}.qcow2", backing=f"{depth - 1}.qcow2", backing_format="qcow2")
     policy.check_image(allowed / f"{MAX_CHAIN_DEPTH}.qcow2", "qcow2", field=FIELD)
-    assert "backing chain deeper than" in refused(policy, allowed / f"{MAX_CHAIN_DEPTH + 1}.qcow2")
+    assert refused(policy, allowed / f"{MAX_CHAIN_DEPTH + 1}.qcow2").endswith(
+        f"has a backing chain deeper than {MAX_CHAIN_DEPTH}; flatten it with qemu-img convert"
+    )
 
 
 def test_a_loop_in_the_chain_ends_at_the_limit(policy: ArtifactPolicy, allowed: Path) -> None:
@@ -152,7 +219,18 @@ def test_locations_outside_or_relative_are_refused(policy: ArtifactPolicy, locat
     with pytest.raises(ValidationError) as caught:
         policy.check_all([ArtifactRef(FIELD, location, "raw")])
     assert caught.value.field == FIELD
+    assert caught.value.message.startswith(f"{FIELD}: {location} ")  # the location as the user wrote it
     assert "VOLANT_ARTIFACT_DIRS" in caught.value.message or "not an absolute path" in caught.value.message
+
+
+def test_a_refusal_lists_the_allowed_directories(tmp_path: Path) -> None:
+    policy = ArtifactPolicy([tmp_path / "a", tmp_path / "b"])
+    with pytest.raises(ValidationError) as caught:
+        policy.resolve("/etc/shadow", field=FIELD)
+    assert caught.value.message == (
+        f"{FIELD}: /etc/shadow is outside the directories Volant reads images from ({tmp_path / 'a'}, "
+        f"{tmp_path / 'b'}); move it under one of them or add its directory to VOLANT_ARTIFACT_DIRS"
+    )
 
 
 def test_locations_are_resolved_before_they_are_compared(
@@ -169,16 +247,32 @@ def test_locations_are_resolved_before_they_are_compared(
     assert policy.resolve("https://example.org/disk.img", field=FIELD) is None
 
 
+def opening_refused(path: Path) -> str:
+    """The message with which :func:`open_regular` refuses ``path``."""
+    with pytest.raises(ValidationError) as caught:
+        open_regular(path, field=FIELD)
+    assert caught.value.field == FIELD
+    return caught.value.message
+
+
 def test_only_regular_files_are_read(policy: ArtifactPolicy, allowed: Path, outside: Path) -> None:
     fifo = allowed / "pipe.img"
     os.mkfifo(fifo)
-    with pytest.raises(ValidationError, match="is not a regular file"):
+    with pytest.raises(ValidationError, match="is not a regular file; name an image file") as caught:
         policy.resolve(str(fifo), field=FIELD)
-    with pytest.raises(ValidationError, match="is a FIFO"):
-        open_regular(fifo, field=FIELD)  # returns at once: no writer is waited for
+    assert caught.value.field == FIELD
+    # returns at once: no writer is waited for
+    assert opening_refused(fifo) == f"{FIELD}: {fifo} is a FIFO; Volant attaches image files only"
+    assert refused(policy, fifo).endswith("is a FIFO; Volant attaches image files only")  # checked again
+    assert opening_refused(allowed) == f"{FIELD}: {allowed} is a directory; Volant attaches image files only"
     (allowed / "link.img").symlink_to(outside)
-    with pytest.raises(ValidationError, match="is a symbolic link"):
-        open_regular(allowed / "link.img", field=FIELD)
+    assert opening_refused(allowed / "link.img").endswith(
+        "link.img is a symbolic link; name the image file itself"
+    )
+    missing = allowed / "gone.img"  # removed after it was checked
+    assert opening_refused(missing) == (
+        f"{FIELD}: {missing} cannot be read (No such file or directory); name the image file itself"
+    )
     with open_regular(outside, field=FIELD) as stream:
         assert stream.read() == b"secret"
 
@@ -210,6 +304,17 @@ def test_the_user_may_not_set_volants_own_keys(key: str) -> None:
         check_user_cmdline(f"quiet {key}=evil")
     with pytest.raises(ValueError, match=f"{key} is set by Volant itself"):
         check_user_cmdline(f'"{key}=evil"')
+    with pytest.raises(ValueError, match=f"{key} is set by Volant itself"):
+        check_user_cmdline(f"{key}=evil=1")  # the key ends at the first '='
+
+
+def test_a_refused_argument_list_says_what_is_allowed() -> None:
+    with pytest.raises(ValueError) as caught:
+        check_user_cmdline("quiet\tloglevel=3")
+    assert str(caught.value) == (
+        "must be printable ASCII arguments separated by spaces (no control characters, tabs, "
+        "newlines or non-ASCII characters)"
+    )
 
 
 @pytest.mark.parametrize("value", ["a\x01b", "a\tb", "a\nvolant.name=x", "caf\u00e9=1", "x=\x7f"])
@@ -232,6 +337,8 @@ def test_a_plugin_argument_is_one_printable_word(argument: str) -> None:
 def test_the_command_line_must_fit_the_guest_kernel() -> None:
     fits = ["a" * 1000, "b" * (MAX_CMDLINE_BYTES - 1 - 1001)]  # 2047 bytes with the space
     check_length(fits)
-    with pytest.raises(ValidationError, match="would be 2048 bytes") as caught:
+    with pytest.raises(
+        ValidationError, match="would be 2048 bytes, but the guest kernel keeps 2047; shorten"
+    ) as caught:
         check_length([*fits[:1], fits[1] + "c"])
     assert caught.value.field == "kernel_cmdline"

@@ -138,6 +138,9 @@ MINIMAL = {
 }
 
 
+#: What an artifact location may be, as a refusal says it.
+LOCATION_RULE = "must be a URL such as https://host/file or file:///path, or an absolute path"
+
 #: Marker for :func:`with_changes`: remove the key.
 DELETE = object()
 
@@ -252,6 +255,7 @@ def test_manifest_is_immutable() -> None:
 INVALID = [
     ("missing workload", with_changes(MINIMAL, "workload", DELETE), "workload", "is required"),
     ("missing name", with_changes(MINIMAL, "name", DELETE), "name", "is required"),
+    ("empty version", with_changes(MINIMAL, "version", ""), "version", "must not be empty"),
     ("blank name", with_changes(MINIMAL, "name", "   "), "name", "'' is not a valid name"),
     (
         "empty entrypoint",
@@ -276,7 +280,7 @@ INVALID = [
         "bad checksum",
         {**MINIMAL, "initramfs": {"url": "/i", "checksum": "md5:abc"}},
         "initramfs.checksum",
-        "sha256",
+        "must be sha256:<64 hex digits> or 64 hex digits",
     ),
     (
         "short checksum",
@@ -294,7 +298,8 @@ INVALID = [
         "disk name with a path in it",
         {**MINIMAL, "disks": [{"name": "../../etc/passwd", "source": "/d"}]},
         "disks[0].name",
-        "must be a disk name",
+        "must be a disk name: letters, digits, '.', '_' or '-', starting with a letter or digit "
+        "(at most 63 characters)",
     ),
     (
         "base_url scheme",
@@ -314,7 +319,19 @@ INVALID = [
         "workload.base_url",
         "with a host",
     ),
-    ("relative rootfs", {**MINIMAL, "rootfs": {"url": "images/r.img"}}, "rootfs.url", "absolute path"),
+    ("relative rootfs", {**MINIMAL, "rootfs": {"url": "images/r.img"}}, "rootfs.url", LOCATION_RULE),
+    (
+        "rootfs scheme without //",
+        {**MINIMAL, "rootfs": {"url": "s3:bucket/r.img"}},
+        "rootfs.url",
+        LOCATION_RULE,
+    ),
+    (
+        "rootfs URL that does not parse",
+        {**MINIMAL, "rootfs": {"url": "http://[::1/r.img"}},
+        "rootfs.url",
+        LOCATION_RULE,
+    ),
     ("rootfs format", {**MINIMAL, "rootfs": {"url": "/r", "format": "vmdk"}}, "rootfs.format", "'raw'"),
     (
         "unknown top-level key",
@@ -327,6 +344,18 @@ INVALID = [
         with_changes(MINIMAL, "workload.cmd", ["x"]),
         "workload.cmd",
         "unknown field; allowed: base_url, entrypoint, env, type, workdir",
+    ),
+    (
+        "unknown key in a disk",
+        {**MINIMAL, "disks": [{"name": "d", "source": "/d", "size": 1}]},
+        "disks[0].size",
+        "unknown field; allowed: checksum, format, name, readonly, source, target",
+    ),
+    (
+        "unknown key in the rootfs",
+        {**MINIMAL, "rootfs": {"url": "/r", "sha": DIGEST}},
+        "rootfs.sha",
+        "unknown field; allowed: checksum, format, url",
     ),
     (
         "unknown key in an action",
@@ -349,6 +378,7 @@ INVALID = [
         "network.gateway",
         "inside subnet 10.0.0.0/24",
     ),
+    ("exposed port as a boolean", {**MINIMAL, "expose": [{"port": True}]}, "expose[0].port", "valid integer"),
     ("cpu as text", {**MINIMAL, "resources": {"cpu_cores": "2"}}, "resources.cpu_cores", "valid integer"),
     (
         "zero memory",
@@ -391,6 +421,34 @@ def test_invalid_manifest_names_the_field(doc: Any, field: str, fragment: str) -
     assert error.message.startswith(f"{field}: ")
     assert fragment in error.message
     assert {"field": field, "message": error.message.split(": ", 1)[1]} in error.details
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        (
+            {**MINIMAL, "rootfs": {"url": "/r", "checksum": "md5:abc"}},
+            "rootfs.checksum: must be sha256:<64 hex digits> or 64 hex digits",
+        ),
+        ({**MINIMAL, "rootfs": {"url": "r.img"}}, f"rootfs.url: {LOCATION_RULE}"),
+        (
+            {**MINIMAL, "disks": [{"name": "-d", "source": "/d"}]},
+            "disks[0].name: must be a disk name: letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (at most 63 characters)",
+        ),
+        (with_changes(MINIMAL, "version", ""), "version: must not be empty"),
+        (
+            {**MINIMAL, "network": {"mode": "my mode"}},
+            "network.mode: must be a plugin name: lower-case letters, digits, '.', '_' or '-'",
+        ),
+    ],
+    ids=["checksum", "location", "disk-name", "empty", "plugin-name"],
+)
+def test_a_refusal_is_the_rule_to_follow(doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse_manifest(doc)
+
+    assert caught.value.message == message
 
 
 def test_every_error_is_reported() -> None:
@@ -472,6 +530,10 @@ def test_encoding_does_not_depend_on_the_clock(monkeypatch: pytest.MonkeyPatch) 
     assert encode_for_guest(parse_manifest(GO_INITRAMFS)) == first
 
 
+#: The guest encoding of :data:`MINIMAL`.
+ENCODED_MINIMAL = encode_for_guest(parse_manifest(MINIMAL))
+
+
 def test_decode_accepts_legacy_raw_json() -> None:
     legacy = base64.urlsafe_b64encode(json.dumps(GO_VSOCK).encode()).rstrip(b"=").decode()
 
@@ -485,7 +547,11 @@ def test_decode_accepts_legacy_raw_json() -> None:
         (base64.urlsafe_b64encode(b"[1, 2]").decode(), "not a JSON object"),
         (base64.urlsafe_b64encode(b"plain text").decode(), "not valid JSON"),
         (base64.urlsafe_b64encode(b"\x1f\x8b\x08\x00truncated").decode(), "corrupt gzip"),
+        # characters outside the alphabet, four of them so that the padding alone does not tell
+        (f"{ENCODED_MINIMAL[:8]}!!!!{ENCODED_MINIMAL[8:]}", "not base64url"),
+        (f"{ENCODED_MINIMAL[:8]}    {ENCODED_MINIMAL[8:]}", "not base64url"),
     ],
+    ids=["alphabet", "json-array", "text", "gzip", "stray-characters", "spaces"],
 )
 def test_decode_rejects_garbage(value: str, fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment) as caught:
@@ -500,7 +566,31 @@ def test_published_schema_is_current() -> None:
     assert committed == json_schema(), f"{SCHEMA_FILE.name} is stale; regenerate it with:\n  {REGENERATE}"
 
 
-def test_schema_command_prints_the_schema(capsys: pytest.CaptureFixture[str]) -> None:
+def test_schema_command_regenerates_the_published_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """The command in REGENERATE writes the committed file byte for byte: no diff without a change."""
     assert main(["--schema"]) == 0
 
-    assert json.loads(capsys.readouterr().out) == json_schema()
+    assert capsys.readouterr().out == SCHEMA_FILE.read_text()
+
+
+def test_schema_command_without_schema_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([])
+
+    assert exited.value.code == 2
+    output = capsys.readouterr()
+    assert output.out == ""
+    assert "the following arguments are required: --schema" in output.err
+
+
+def test_the_files_a_manifest_boots_from_are_listed_boot_medium_first() -> None:
+    """The order in which volantd checks them, so the boot medium's refusal is the one reported."""
+    artifacts = parse_manifest(GO_ROOTFS).artifacts("manifest.")
+
+    assert [(a.field, a.format) for a in artifacts] == [
+        ("manifest.rootfs.url", "qcow2"),
+        ("manifest.disks[0].source", "raw"),
+        ("manifest.disks[1].source", "raw"),
+    ]
+    initramfs = parse_manifest({**GO_INITRAMFS, "disks": [{"name": "d", "source": "/d.img"}]})
+    assert [a.field for a in initramfs.artifacts()] == ["initramfs.url", "disks[0].source"]

@@ -68,7 +68,6 @@ class Qcow2Header:
     """What a qcow2 header says about other files: the backing file (and its format) and the
     external data file, as written in the image (possibly relative names)."""
 
-    version: int
     backing_file: str | None = None
     backing_format: str | None = None
     data_file: str | None = None
@@ -107,7 +106,6 @@ def read_qcow2_header(stream: BinaryIO, *, field: str) -> Qcow2Header | None:
         stream.seek(backing_offset)
         backing = stream.read(backing_size).decode("utf-8", "surrogateescape")
     return Qcow2Header(
-        version=version,
         backing_file=backing,
         backing_format=_text(extensions.get(_EXT_BACKING_FORMAT)),
         data_file=_text(extensions.get(_EXT_DATA_FILE)),
@@ -141,12 +139,12 @@ def check_qcow2_chain(image: Path, *, field: str, confine: Callable[[Path, str],
     names them. A backing file of undeclared format must itself be qcow2 (QEMU would
     otherwise probe its format); declared formats other than raw and qcow2 are refused.
     """
-    current, declared = image, "qcow2"
+    current, declared_raw = image, False
     for _ in range(MAX_CHAIN_DEPTH + 1):
         with open_regular(current, field=field) as stream:
             header = read_qcow2_header(stream, field=field)
         if header is None:
-            if declared == "raw":
+            if declared_raw:
                 return
             hint = (
                 "set its format to raw" if current == image else "declare its format (qemu-img rebase -F raw)"
@@ -168,7 +166,7 @@ def check_qcow2_chain(image: Path, *, field: str, confine: Callable[[Path, str],
                 field=field,
             )
         current = confine(name, f"the backing file {header.backing_file!r} of {current}")
-        declared = header.backing_format or "probe"
+        declared_raw = header.backing_format == "raw"
     raise ValidationError(
         f"{field}: {image} has a backing chain deeper than {MAX_CHAIN_DEPTH}; "
         "flatten it with qemu-img convert",

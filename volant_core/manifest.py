@@ -616,15 +616,11 @@ def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
 
 
 def _unwrap(annotation: Any) -> Any:
-    """Strip ``Annotated`` and ``X | None`` down to the model or container type."""
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            annotation = next(arg for arg in typing.get_args(annotation) if arg is not type(None))
-        else:
-            return annotation
+    """Strip ``X | None`` down to the model or container type ``X`` (pydantic has already
+    taken ``Annotated`` off every field's annotation)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return next(arg for arg in typing.get_args(annotation) if arg is not type(None))
+    return annotation
 
 
 # --------------------------------------------------------------------------

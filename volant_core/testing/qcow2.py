@@ -2,12 +2,15 @@
 
 :func:`write_qcow2` writes what QEMU writes at the start of an image: the version 2 or 3
 header, its header extensions (backing format, external data file) and the backing file
-name. The image has no data clusters; it is enough for anything that reads headers
-(:mod:`volant_core.images`), not for booting.
+name, in a first cluster padded with zeros to its full size. The image has no data
+clusters; it is enough for anything that reads headers (:mod:`volant_core.images`), not
+for booting. Names are written as the bytes the file system uses (``os.fsencode``), so a
+name that is not UTF-8 can be given as ``os.fsdecode(raw_bytes)``.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -17,6 +20,8 @@ _CLUSTER_BITS = 16
 _V2_LENGTH = 72
 _V3_LENGTH = 104
 _INCOMPATIBLE_DATA_FILE = 1 << 2
+#: A header extension type QEMU and Volant skip (none is registered with this value).
+UNKNOWN_EXTENSION = 0x12345678
 
 
 def _extension(kind: int, data: bytes) -> bytes:
@@ -30,17 +35,24 @@ def write_qcow2(
     backing: str | None = None,
     backing_format: str | None = None,
     data_file: str | None = None,
+    unknown_extension: bytes | None = None,
 ) -> Path:
-    """Write a qcow2 header to ``path`` naming ``backing`` (and its format) and ``data_file``."""
+    """Write a qcow2 header to ``path`` naming ``backing`` (and its format) and ``data_file``.
+
+    ``backing=""`` records a backing file with an empty name. ``unknown_extension`` is the
+    data of an extension of type :data:`UNKNOWN_EXTENSION`, written before the others.
+    """
     extensions = b""
+    if unknown_extension is not None:
+        extensions += _extension(UNKNOWN_EXTENSION, unknown_extension)
     if backing_format is not None:
-        extensions += _extension(0xE2792ACA, backing_format.encode())
+        extensions += _extension(0xE2792ACA, os.fsencode(backing_format))
     if data_file is not None:
-        extensions += _extension(0x44415441, data_file.encode())
+        extensions += _extension(0x44415441, os.fsencode(data_file))
     extensions += _extension(0, b"")
     length = _V3_LENGTH if version >= 3 else _V2_LENGTH
-    name = (backing or "").encode()
-    backing_offset = length + len(extensions) if backing else 0
+    name = os.fsencode(backing or "")
+    backing_offset = length + len(extensions) if backing is not None else 0
     header = struct.pack(
         ">4sIQIIQIIQQIIQ",
         QCOW2_MAGIC,
@@ -60,5 +72,5 @@ def write_qcow2(
     if version >= 3:
         incompatible = _INCOMPATIBLE_DATA_FILE if data_file is not None else 0
         header += struct.pack(">QQQII", incompatible, 0, 0, 4, _V3_LENGTH)
-    path.write_bytes(header + extensions + name)
+    path.write_bytes((header + extensions + name).ljust(1 << _CLUSTER_BITS, b"\0"))
     return path
