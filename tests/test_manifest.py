@@ -280,7 +280,7 @@ INVALID = [
         "bad checksum",
         {**MINIMAL, "initramfs": {"url": "/i", "checksum": "md5:abc"}},
         "initramfs.checksum",
-        "must be sha256:<64 hex digits> or 64 hex digits",
+        "must be sha256:<64 hex digits> or sha512:<128 hex digits>",
     ),
     (
         "short checksum",
@@ -355,7 +355,7 @@ INVALID = [
         "unknown key in the rootfs",
         {**MINIMAL, "rootfs": {"url": "/r", "sha": DIGEST}},
         "rootfs.sha",
-        "unknown field; allowed: checksum, format, url",
+        "unknown field; allowed: checksum, format, persistent, url",
     ),
     (
         "unknown key in an action",
@@ -428,7 +428,7 @@ def test_invalid_manifest_names_the_field(doc: Any, field: str, fragment: str) -
     [
         (
             {**MINIMAL, "rootfs": {"url": "/r", "checksum": "md5:abc"}},
-            "rootfs.checksum: must be sha256:<64 hex digits> or 64 hex digits",
+            "rootfs.checksum: must be sha256:<64 hex digits> or sha512:<128 hex digits>",
         ),
         ({**MINIMAL, "rootfs": {"url": "r.img"}}, f"rootfs.url: {LOCATION_RULE}"),
         (
