@@ -163,6 +163,17 @@ def fetch(cache: ArtifactCache, url: str, checksum: str | None, **options: Any) 
     return cache.fetch(url, checksum, artifacts.open_http, deadline=time.monotonic() + 60, **options)
 
 
+def cut_download(server: Server, directory: Path) -> ArtifactCache:
+    """A cache in ``directory`` holding the partial download of ``/artifact``: the server cut it at
+    ``CUT_AT`` bytes and then failed the retry (the server keeps failing until told otherwise).
+    """
+    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
+    cache = ArtifactCache(directory)
+    with pytest.raises(ValidationError, match="HTTP 503"):
+        fetch(cache, server.url("/artifact"), SHA256)
+    return cache
+
+
 def files_under(directory: Path) -> list[str]:
     """Every file below ``directory``, relative to it."""
     return sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file())
@@ -233,10 +244,7 @@ def test_a_cut_download_resumes_with_a_range_request_and_is_verified(server: Ser
 
 
 def test_a_download_cut_in_one_fetch_is_resumed_by_the_next(server: Server, tmp_path: Path) -> None:
-    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
-    cache = ArtifactCache(tmp_path)
-    with pytest.raises(ValidationError, match="HTTP 503"):
-        fetch(cache, server.url("/artifact"), SHA256)
+    cache = cut_download(server, tmp_path)
     assert [e.size for e in cache.entries() if e.kind == "partial"] == [CUT_AT]
     server.failing = False
     assert fetch(ArtifactCache(tmp_path), server.url("/artifact"), SHA256).read_bytes() == BODY
@@ -246,10 +254,7 @@ def test_a_download_cut_in_one_fetch_is_resumed_by_the_next(server: Server, tmp_
 def test_a_resumed_download_that_does_not_verify_is_downloaded_again_in_full(
     server: Server, tmp_path: Path
 ) -> None:
-    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
-    cache = ArtifactCache(tmp_path)
-    with pytest.raises(ValidationError):
-        fetch(cache, server.url("/artifact"), SHA256)
+    cache = cut_download(server, tmp_path)
     (partial,) = [e.path for e in cache.entries() if e.kind == "partial"]
     with open(partial, "r+b") as damaged:
         damaged.write(b"garbage")
@@ -259,10 +264,7 @@ def test_a_resumed_download_that_does_not_verify_is_downloaded_again_in_full(
 
 
 def test_a_partial_of_a_file_changed_since_starts_over(server: Server, tmp_path: Path) -> None:
-    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
-    cache = ArtifactCache(tmp_path)
-    with pytest.raises(ValidationError):
-        fetch(cache, server.url("/artifact"), SHA256)
+    cache = cut_download(server, tmp_path)
     server.failing, server.etag = False, '"v2"'  # If-Range names v1: the server sends all of v2
     assert fetch(cache, server.url("/artifact"), SHA256).read_bytes() == BODY
     assert server.asked("/artifact")[-1] == f"bytes={CUT_AT}-"
@@ -271,10 +273,7 @@ def test_a_partial_of_a_file_changed_since_starts_over(server: Server, tmp_path:
 def test_the_startup_sweep_keeps_resumable_partials_and_removes_the_rest(
     server: Server, tmp_path: Path
 ) -> None:
-    server.cut["/artifact"], server.fail_after_cut = CUT_AT, True
-    cache = ArtifactCache(tmp_path)
-    with pytest.raises(ValidationError):
-        fetch(cache, server.url("/artifact"), SHA256)
+    cache = cut_download(server, tmp_path)
     (kept,) = [e.path for e in cache.entries() if e.kind == "partial"]
     orphan = tmp_path / "partial" / ("0" * 64)  # no record: nothing says what it is
     orphan.write_bytes(b"half")
