@@ -396,7 +396,7 @@ class ArtifactCache:
         if stat.S_ISREG(state.st_mode):
             if _read_json(stamp) == _file_state(state):
                 return blob
-            actual = _hash_file(blob, digest.algorithm)
+            actual = hash_file(blob, digest.algorithm)
             if actual == digest.hex:
                 _write_json(stamp, _file_state(blob.stat()), url)
                 return blob
@@ -562,7 +562,8 @@ def _file_state(state: os.stat_result) -> dict[str, int]:
     }
 
 
-def _hash_file(path: Path, algorithm: str) -> str:
+def hash_file(path: Path, algorithm: str) -> str:
+    """The hex digest of the file ``path`` with ``algorithm`` (a :mod:`hashlib` name), read in chunks."""
     hasher = hashlib.new(algorithm)
     with open(path, "rb") as source:
         while chunk := source.read(_CHUNK):

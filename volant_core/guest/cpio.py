@@ -12,8 +12,9 @@ from __future__ import annotations
 import gzip
 import stat
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, Literal
 
 EntryKind = Literal["file", "dir", "symlink", "chardev"]
@@ -127,6 +128,32 @@ def parent_dirs(paths: Iterable[str]) -> list[str]:
         parts = path.strip("/").split("/")[:-1]
         found.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     return sorted(found, key=lambda d: (d.count("/"), d))
+
+
+def with_parents(entries: list[CpioEntry]) -> list[CpioEntry]:
+    """``entries`` with every directory they need, all directories first, parents before children."""
+    directories = {e.name: e for e in entries if e.kind == "dir"}
+    for name in parent_dirs(e.name for e in entries):
+        directories.setdefault(name, CpioEntry.directory(name))
+    ordered = [directories[name] for name in parent_dirs(f"{d}/x" for d in directories)]
+    return ordered + [e for e in entries if e.kind != "dir"]
+
+
+def write_archive(
+    entries: list[CpioEntry], path: Path, progress: Callable[[int, int], None] | None = None
+) -> None:
+    """Write ``entries`` to ``path`` as a reproducible gzip-compressed newc archive;
+    ``progress(done, total)`` hears the bytes compressed so far.
+    """
+    members = list(newc_members(entries))
+    total = sum(map(len, members))
+    done = 0
+    with path.open("wb") as raw, gzip_writer(raw) as out:
+        for member in members:
+            out.write(member)
+            done += len(member)
+            if progress is not None:
+                progress(done, total)
 
 
 def file_layer(files: Mapping[str, bytes], *, compress: bool = True) -> bytes:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..agent import constants as guest_paths
 from ..agent import dhcp
 from . import debs, kernel, python_runtime
-from .cpio import CpioEntry, gzip_writer, newc_members, parent_dirs
+from .cpio import CpioEntry, with_parents, write_archive
 
 #: ``progress(task, done, total)``: ``done`` of ``total`` units of ``task`` are complete. Tasks are
 #: ``download <package>`` (percent), ``extract <package>`` (bytes) and ``write initramfs`` (bytes of
@@ -122,15 +122,6 @@ def _kestrel_entries(stage: Path) -> Iterator[CpioEntry]:
     yield CpioEntry.file("init", init.encode(), 0o755)
 
 
-def _with_parents(entries: list[CpioEntry]) -> list[CpioEntry]:
-    """``entries`` with every directory they need, all directories first, parents before children."""
-    directories = {e.name: e for e in entries if e.kind == "dir"}
-    for name in parent_dirs(e.name for e in entries):
-        directories.setdefault(name, CpioEntry.directory(name))
-    ordered = [directories[name] for name in parent_dirs(f"{d}/x" for d in directories)]
-    return ordered + [e for e in entries if e.kind != "dir"]
-
-
 def _initramfs_entries(root: Path, busybox: Path, modules_dir: Path) -> list[CpioEntry]:
     entries = [CpioEntry.directory(d) for d in _ROOT_DIRS]
     entries += [CpioEntry.symlink(link, target) for link, target in _MERGED_USR_LINKS.items()]
@@ -141,25 +132,13 @@ def _initramfs_entries(root: Path, busybox: Path, modules_dir: Path) -> list[Cpi
     entries += _module_entries(modules_dir)
     entries += python_runtime.runtime_entries(root / "python")
     entries += _kestrel_entries(root / "kestrel")
-    return _with_parents(entries)
+    return with_parents(entries)
 
 
 def _fetch(package: debs.DebPackage, debs_dir: Path, destination: Path, progress: Progress) -> Path:
     """Download (unless cached) and unpack ``package`` under ``destination``, reporting both steps."""
     deb = debs.download(package, debs_dir, functools.partial(progress, f"download {package.name}"))
     return debs.extract(deb, destination, functools.partial(progress, f"extract {package.name}"))
-
-
-def _write_initramfs(entries: list[CpioEntry], path: Path, progress: debs.StepProgress) -> None:
-    """Write ``entries`` to ``path`` as a gzip-compressed newc archive, reporting the bytes compressed."""
-    members = list(newc_members(entries))
-    total = sum(map(len, members))
-    done = 0
-    with path.open("wb") as raw, gzip_writer(raw) as out:
-        for member in members:
-            out.write(member)
-            done += len(member)
-            progress(done, total)
 
 
 def _build(
@@ -183,7 +162,7 @@ def _build(
         log("assembling the initramfs (python runtime, modules, busybox, kestrel)")
         modules_dir = next((kernel_tree / "lib/modules").iterdir())
         entries = _initramfs_entries(root, busybox_tree / "bin/busybox", modules_dir)
-        _write_initramfs(entries, build / _INITRAMFS_FILE, functools.partial(progress, "write initramfs"))
+        write_archive(entries, build / _INITRAMFS_FILE, functools.partial(progress, "write initramfs"))
         build.rename(out)
 
 

@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from volant_core.artifact_cache import hash_file
 from volant_core.errors import ValidationError
 from volant_core.guest import debs
-from volant_core.guest.cpio import CpioEntry, gzip_writer, newc_members, parent_dirs
+from volant_core.guest.cpio import CpioEntry, with_parents, write_archive
 from volant_core.guest.python_runtime import usr_merged
 
 #: Bumped when the layout of a layer changes, so that no cached layer of an older builder is reused.
@@ -74,7 +75,7 @@ def build_payload(inputs: PayloadInputs, cache_dir: Path, log: Callable[[str], N
     out_dir = cache_dir / "payloads"
     layer = out_dir / f"{key}.cpio.gz"
     if layer.is_file():
-        return Payload(layer, _checksum(layer), reused=True)
+        return Payload(layer, f"sha256:{hash_file(layer, 'sha256')}", reused=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="payload-", dir=out_dir) as scratch:
         entries = list(files)
@@ -83,9 +84,9 @@ def build_payload(inputs: PayloadInputs, cache_dir: Path, log: Callable[[str], N
             deb = debs.download(package, cache_dir / "debs")
             entries += _package_entries(debs.extract(deb, Path(scratch) / package.name))
         partial = Path(scratch) / "layer.cpio.gz"
-        _write(_ordered(entries), partial)
+        write_archive(_ordered(entries), partial)
         partial.replace(layer)
-    return Payload(layer, _checksum(layer), reused=False)
+    return Payload(layer, f"sha256:{hash_file(layer, 'sha256')}", reused=False)
 
 
 def _resolve(names: tuple[str, ...]) -> list[debs.DebPackage]:
@@ -120,7 +121,7 @@ def _source_entries(source: Path, target: str) -> list[CpioEntry]:
     entries = []
     for directory, dirnames, filenames in os.walk(source):
         dirnames.sort()
-        for name in sorted(dirnames) + sorted(filenames):
+        for name in dirnames + sorted(filenames):
             path = Path(directory) / name
             inside = f"{target}/{path.relative_to(source).as_posix()}"
             found = path.lstat()
@@ -160,17 +161,7 @@ def _ordered(entries: list[CpioEntry]) -> list[CpioEntry]:
     path given twice keeps its last entry (a package file over the same name from an earlier one).
     """
     by_name = {entry.name: entry for entry in entries}
-    directories = {name: e for name, e in by_name.items() if e.kind == "dir"}
-    for name in parent_dirs(by_name):
-        directories.setdefault(name, CpioEntry.directory(name))
-    ordered = [directories[name] for name in parent_dirs(f"{d}/x" for d in directories)]
-    return ordered + [by_name[name] for name in sorted(by_name) if by_name[name].kind != "dir"]
-
-
-def _write(entries: list[CpioEntry], path: Path) -> None:
-    with path.open("wb") as raw, gzip_writer(raw) as out:
-        for member in newc_members(entries):
-            out.write(member)
+    return with_parents([by_name[name] for name in sorted(by_name)])
 
 
 def _key(files: list[CpioEntry], packages: list[debs.DebPackage]) -> str:
@@ -184,11 +175,3 @@ def _key(files: list[CpioEntry], packages: list[debs.DebPackage]) -> str:
         "packages": [package.spec for package in packages],
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _checksum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as layer:
-        for block in iter(lambda: layer.read(1 << 20), b""):
-            digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
