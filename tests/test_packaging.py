@@ -10,6 +10,7 @@ command) live in ``tests/packages/``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import tomllib
 from collections.abc import Iterator
@@ -55,6 +56,32 @@ print(json.dumps({
     "imported": sorted(m for m in sys.modules if m.split(".")[0] == "volant_qemu"),
 }))
 """
+
+
+def commands_listed(help_text: str) -> set[str]:
+    """The command names of the ``Commands:`` section of ``volar --help``."""
+    section = help_text.split("Commands:\n")[1]
+    return {line.split()[0] for line in section.splitlines() if line.startswith("  ") and line.split()}
+
+
+def volar_commands(venv: Venv, **env: str) -> set[str]:
+    """What the venv's ``volar --help`` (which must exit 0, warning of nothing) lists."""
+    done = venv.run("volar", "--help", **env)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return commands_listed(done.stdout)
+
+
+def completed_commands(venv: Venv, start: str) -> set[str]:
+    """The command names bash completion offers for ``volar START<TAB>``."""
+    done = venv.run("volar", _VOLAR_COMPLETE="bash_complete", COMP_WORDS=f"volar {start}", COMP_CWORD="1")
+    assert done.returncode == 0, done.stderr
+    return {line.partition(",")[2] for line in done.stdout.splitlines() if line}
+
+
+def listing_cache(venv: Venv) -> Path:
+    """The one file where the venv's volar caches its command listing."""
+    (path,) = (venv.user_cache / "volant" / "volar").glob("commands-*.json")
+    return path
 
 
 def list_plugins(venv: Venv, **env: str) -> dict[str, dict[str, str]]:
@@ -195,10 +222,10 @@ def test_a_plugin_adds_a_volar_command_and_a_failing_one_is_skipped(core_venv: V
             f"warning: plugin failing-command ({failing}): volant_register_commands raised RuntimeError: "
             "volant-failing-command-example cannot add its command (test fixture)\n"
         )
-        listed = core_venv.volar("--help")
-        assert listed.returncode == 0 and listed.stderr == warning
-        commands = listed.stdout.split("Commands:")[1].split()
-        assert {"hello", "vms", "plugins", "image"} <= set(commands)
+        for _ in ("built", "cached"):  # the second listing comes from the cache, warning included
+            listed = core_venv.volar("--help")
+            assert listed.returncode == 0 and listed.stderr == warning
+            assert {"hello", "vms", "plugins", "image"} <= commands_listed(listed.stdout)
 
         greeted = core_venv.volar("--api", "http://volantd.example:7777", "hello", "Ada")
         assert greeted.returncode == 0, greeted.stderr
@@ -211,6 +238,83 @@ def test_a_plugin_adds_a_volar_command_and_a_failing_one_is_skipped(core_venv: V
         core_venv.uninstall(*(project_metadata(source)[0] for source in COMMAND_PLUGINS.values()))
     unplugged = core_venv.volar("hello")
     assert unplugged.returncode == 2 and "No such command 'hello'" in unplugged.stderr
+
+
+def test_volar_help_lists_a_command_plugin_from_its_install_to_its_uninstall(core_venv: Venv) -> None:
+    """``volar --help`` and shell completion list commands from a cache, yet a plugin's command shows
+    on the very next call after its install, and is gone on the very next call after its uninstall;
+    disabling the plugin (``VOLANT_DISABLE_PLUGINS``) hides it at once too.
+    """
+    hello = COMMAND_PLUGINS["hello-command"]
+    before = volar_commands(core_venv)
+    assert "hello" not in before and {"vms", "plugins"} <= before
+    assert listing_cache(core_venv).is_file()  # so what follows is read against a cache
+    core_venv.install(hello)
+    try:
+        assert volar_commands(core_venv) == {*before, "hello"}
+        assert volar_commands(core_venv) == {*before, "hello"}
+        assert completed_commands(core_venv, "he") == {"hello"}
+        assert volar_commands(core_venv, VOLANT_DISABLE_PLUGINS="hello-command") == before
+        assert volar_commands(core_venv) == {*before, "hello"}
+    finally:
+        core_venv.uninstall(project_metadata(hello)[0])
+    assert completed_commands(core_venv, "he") == set()
+    assert volar_commands(core_venv) == before
+
+
+def test_a_bad_listing_cache_is_ignored_and_rewritten(core_venv: Venv) -> None:
+    """A cache file that is corrupt, of another format, not a file, another user's, or lists a
+    command that does not exist never breaks ``volar``: the first four are ignored (and rewritten);
+    the listed command is text only, running it finds no such command.
+    """
+    fresh = core_venv.volar("--help")
+    assert fresh.returncode == 0, fresh.stderr
+    cache = listing_cache(core_venv)
+    valid = json.loads(cache.read_text())
+
+    for bad in ("{not json", json.dumps({**valid, "format": "volar-commands/0"}), "\x00" * 10):
+        cache.write_text(bad)
+        again = core_venv.volar("--help")
+        assert (again.returncode, again.stdout, again.stderr) == (0, fresh.stdout, "")
+        assert json.loads(cache.read_text()) == valid
+    cache.unlink()
+    cache.mkdir()
+    try:
+        again = core_venv.volar("--help")
+        assert (again.returncode, again.stdout, again.stderr) == (0, fresh.stdout, "")
+    finally:
+        cache.rmdir()
+
+    summary = {"help": "Not a real command.", "short_help": None, "hidden": False, "deprecated": False}
+    cache.write_text(json.dumps({**valid, "commands": {**valid["commands"], "forged": summary}}))
+    if os.geteuid() == 0:  # another user's file (only root can give it away) is not read
+        os.chown(cache, 65534, 65534)
+        assert "forged" not in volar_commands(core_venv)
+        assert json.loads(cache.read_text()) == valid and cache.stat().st_uid == 0
+        cache.write_text(json.dumps({**valid, "commands": {**valid["commands"], "forged": summary}}))
+    assert "forged" in volar_commands(core_venv)
+    forged = core_venv.volar("forged")
+    assert forged.returncode == 2 and "No such command 'forged'" in forged.stderr
+
+
+def test_volar_help_works_when_its_cache_cannot_be_written(core_venv: Venv, tmp_path: Path) -> None:
+    """With a cache directory that cannot be made (a file stands where it should be: the tests run
+    as root, for whom permission bits do not stop a write), ``volar --help`` still lists every
+    command, plugins' included, each time.
+    """
+    blocked = tmp_path / "cache"
+    blocked.mkdir()
+    (blocked / "volant").write_text("not a directory\n")
+    hello = COMMAND_PLUGINS["hello-command"]
+    core_venv.install(hello)
+    try:
+        for _ in range(2):
+            assert {"hello", "vms", "plugins"} <= volar_commands(core_venv, XDG_CACHE_HOME=str(blocked))
+        greeted = core_venv.run("volar", "hello", XDG_CACHE_HOME=str(blocked))
+        assert greeted.returncode == 0 and greeted.stdout.startswith("hello world"), greeted.stderr
+    finally:
+        core_venv.uninstall(project_metadata(hello)[0])
+    assert (blocked / "volant").read_text() == "not a directory\n"
 
 
 def test_netns_fixture_without_the_testing_extra_says_what_to_install(

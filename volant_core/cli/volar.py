@@ -1,22 +1,35 @@
 """``volar``: the command-line client of volantd.
 
 It starts quickly (docs/adr/0039-metrics-and-cli-startup.md): the root group imports a core
-command's module only when that command is used or listed (:data:`CORE_COMMANDS`), and asks the
-plugins for their commands (``volant_register_commands``) only when it needs more than the core's:
-to list the commands (``volar --help``, shell completion) or to find a name that is not a core
-command. So ``volar vms list`` imports neither the plugins nor the daemon's modules.
+command's module only when that command is used (:data:`CORE_COMMANDS`), and asks the plugins for
+their commands (``volant_register_commands``) only to run a name that is not a core command, or to
+list the commands (``volar --help``, shell completion) when the cached listing
+(:mod:`volant_core.cli.command_listing`) does not match the installed distributions. So
+``volar vms list`` imports neither the plugins nor the daemon's modules, nor does ``volar --help``
+most of the time.
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from volant_core import __version__
-from volant_core.cli.client import ApiClient
+from volant_core.cli.command_listing import (
+    CommandSummary,
+    Listing,
+    cache_file,
+    fingerprint,
+    read_listing,
+    write_listing,
+)
 from volant_core.keyfile import read_key_file
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
 
 #: The core's commands: name -> ``module:attribute`` of its click command, imported on use.
 CORE_COMMANDS = {
@@ -38,17 +51,21 @@ CORE_COMMANDS = {
 class VolarGroup(click.Group):
     """The root group: core commands imported on use, plugin commands added when first needed.
 
-    A plugin command named like a core command is never used: the core's wins.
+    Listing the commands (``volar --help``, shell completion) reads the cached listing
+    (:mod:`volant_core.cli.command_listing`) and builds it again, loading the plugins, only when
+    the installed distributions changed. A plugin command named like a core command is never used:
+    the core's wins.
     """
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._plugin_commands_added = False
+        self._listing: Listing | None = None
+        self._warned: list[str] = []
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        """Every command name, the plugins' included (they are asked now)."""
-        self._add_plugin_commands()
-        return sorted({*CORE_COMMANDS, *self.commands})
+        """Every command name, the plugins' included."""
+        return sorted(self.listing().commands)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The core command ``cmd_name`` (imported now), else a plugin's (asking the plugins)."""
@@ -59,6 +76,51 @@ class VolarGroup(click.Group):
             return command
         self._add_plugin_commands()
         return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The ``Commands`` section of ``--help``, from the listing: no command is imported."""
+        click.Group(commands=self.listing().stand_ins()).format_commands(ctx, formatter)
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[CompletionItem]:
+        """Completions of a command name (from the listing) or of the root's options."""
+        from click.shell_completion import CompletionItem
+
+        commands = [
+            CompletionItem(name, help=command.get_short_help_str())
+            for name, command in sorted(self.listing().stand_ins().items())
+            if name.startswith(incomplete) and not command.hidden
+        ]
+        return commands + click.Command.shell_complete(self, ctx, incomplete)
+
+    def listing(self) -> Listing:
+        """Every command's name and help: cached for the installed distributions, else built now
+        (and cached). The warnings building it printed are printed again when it comes from the cache.
+        """
+        if self._listing is not None:
+            return self._listing
+        path, key = cache_file(), fingerprint(CORE_COMMANDS)
+        cached = read_listing(path, key) if path is not None else None
+        if cached is None:
+            self._listing = self._built_listing()
+            if path is not None:
+                write_listing(path, key, self._listing)
+        else:
+            self._listing = cached
+            for warning in cached.warnings:
+                self._warn(warning)
+        return self._listing
+
+    def _built_listing(self) -> Listing:
+        """The listing of the real commands: every core command module imported, the plugins asked."""
+        self._add_plugin_commands()
+        commands = {
+            **self.commands,
+            **{name: self.get_command(click.Context(self), name) for name in CORE_COMMANDS},
+        }
+        summaries = {
+            name: CommandSummary.of(command) for name, command in commands.items() if command is not None
+        }
+        return Listing(summaries, tuple(self._warned))
 
     def _add_plugin_commands(self) -> None:
         """Let every plugin add its commands, once; one that raises is reported on stderr and skipped."""
@@ -74,10 +136,15 @@ class VolarGroup(click.Group):
                 plugins.calls.call_one(hook, owner, impl, {"cli": self})
             except Exception as err:  # a broken plugin must not take volar down
                 distribution = plugins.info[owner].distribution
-                click.echo(
-                    f"warning: plugin {owner} ({distribution}): {hook} raised {type(err).__name__}: {err}",
-                    err=True,
+                self._warn(
+                    f"warning: plugin {owner} ({distribution}): {hook} raised {type(err).__name__}: {err}"
                 )
+
+    def _warn(self, warning: str) -> None:
+        """Print ``warning`` on stderr, once per run."""
+        if warning not in self._warned:
+            self._warned.append(warning)
+            click.echo(warning, err=True)
 
 
 @click.group(cls=VolarGroup)
@@ -119,6 +186,8 @@ def cli(ctx: click.Context, api: str, api_key: str | None, api_key_file: Path | 
             api_key = read_key_file(api_key_file.expanduser())
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--api-key-file") from None
+    from volant_core.cli.client import ApiClient  # every command needs it, --help does not
+
     ctx.obj = ApiClient(api, api_key=api_key, timeout=timeout)
 
 

@@ -76,6 +76,13 @@ class Venv:
         return self.root / "bin" / "python"
 
     @property
+    def user_cache(self) -> Path:
+        """``XDG_CACHE_HOME`` of the venv's processes (volar keeps its command listing there): inside
+        the venv, so that a test leaves nothing in the home directory.
+        """
+        return self.root / "user-cache"
+
+    @property
     def volantd(self) -> Path:
         """The ``volantd`` console script installed in the venv."""
         return self.root / "bin" / "volantd"
@@ -84,12 +91,13 @@ class Venv:
         self, executable: str, *args: str, cwd: Path | None = None, timeout: float = 60, **env: str
     ) -> subprocess.CompletedProcess[str]:
         """Run the venv's own ``bin/EXECUTABLE ARGS`` to completion in :func:`clean_env` (plus
-        ``env``), capturing its output as text; the exit status is the caller's to check.
+        :attr:`user_cache` and ``env``), capturing its output as text; the exit status is the
+        caller's to check.
         """
         return subprocess.run(
             [str(self.root / "bin" / executable), *args],
             cwd=cwd,
-            env=clean_env(**env),
+            env=clean_env(**{"XDG_CACHE_HOME": str(self.user_cache), **env}),
             capture_output=True,
             text=True,
             timeout=timeout,
