@@ -18,18 +18,12 @@ from typing import TYPE_CHECKING
 import click
 
 from volant_core import __version__
-from volant_core.cli.command_listing import (
-    CommandSummary,
-    Listing,
-    cache_file,
-    fingerprint,
-    read_listing,
-    write_listing,
-)
 from volant_core.keyfile import read_key_file
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
+
+    from volant_core.cli.command_listing import Listing
 
 #: The core's commands: name -> ``module:attribute`` of its click command, imported on use.
 CORE_COMMANDS = {
@@ -46,6 +40,13 @@ CORE_COMMANDS = {
     "openapi": "volant_core.cli.openapi:openapi",
     "completion": "volant_core.cli.completion:completion",
 }
+
+
+def core_command(name: str) -> click.Command:
+    """The core command ``name`` of :data:`CORE_COMMANDS`, its module imported now."""
+    module, _, attribute = CORE_COMMANDS[name].partition(":")
+    command: click.Command = getattr(importlib.import_module(module), attribute)
+    return command
 
 
 class VolarGroup(click.Group):
@@ -69,11 +70,8 @@ class VolarGroup(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The core command ``cmd_name`` (imported now), else a plugin's (asking the plugins)."""
-        target = CORE_COMMANDS.get(cmd_name)
-        if target is not None:
-            module, _, attribute = target.partition(":")
-            command: click.Command = getattr(importlib.import_module(module), attribute)
-            return command
+        if cmd_name in CORE_COMMANDS:
+            return core_command(cmd_name)
         self._add_plugin_commands()
         return self.commands.get(cmd_name)
 
@@ -98,6 +96,8 @@ class VolarGroup(click.Group):
         """
         if self._listing is not None:
             return self._listing
+        from volant_core.cli.command_listing import cache_file, fingerprint, read_listing, write_listing
+
         path, key = cache_file(), fingerprint(CORE_COMMANDS)
         cached = read_listing(path, key) if path is not None else None
         if cached is None:
@@ -112,14 +112,14 @@ class VolarGroup(click.Group):
 
     def _built_listing(self) -> Listing:
         """The listing of the real commands: every core command module imported, the plugins asked."""
+        from volant_core.cli.command_listing import CommandSummary, Listing
+
         self._add_plugin_commands()
         commands = {
             **self.commands,
-            **{name: self.get_command(click.Context(self), name) for name in CORE_COMMANDS},
+            **{name: core_command(name) for name in CORE_COMMANDS},
         }
-        summaries = {
-            name: CommandSummary.of(command) for name, command in commands.items() if command is not None
-        }
+        summaries = {name: CommandSummary.of(command) for name, command in commands.items()}
         return Listing(summaries, tuple(self._warned))
 
     def _add_plugin_commands(self) -> None:
