@@ -267,9 +267,12 @@ def test_a_bad_listing_cache_is_ignored_and_rewritten(core_venv: Venv) -> None:
     command that does not exist never breaks ``volar``: the first four are ignored (and rewritten);
     the listed command is text only, running it finds no such command.
     """
+    for stale in (core_venv.user_cache / "volant" / "volar").glob("commands-*.json"):
+        stale.unlink()
     fresh = core_venv.volar("--help")
     assert fresh.returncode == 0, fresh.stderr
     cache = listing_cache(core_venv)
+    assert core_venv.volar("--help").stdout == fresh.stdout  # listed from the cache, word for word
     valid = json.loads(cache.read_text())
 
     for bad in ("{not json", json.dumps({**valid, "format": "volar-commands/0"}), "\x00" * 10):

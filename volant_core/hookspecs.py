@@ -674,11 +674,14 @@ def volant_event(event: Event, context: PluginContext) -> None:
 def volant_register_commands(cli: click.Group) -> None:
     """Add commands to `volar`: call `cli.add_command(...)`.
 
-    Called once when `volar` needs commands beyond its own: to list them (`volar --help`, shell
-    completion) or to run a command whose name is not a core command; `cli` is the top-level
-    `click.Group`. The core's commands (`volar vms list` ...) never load the plugins, so that they
-    start quickly; a command named like a core one is never used. Keep it cheap (no network, no
-    heavy imports at module level): `volar --help` waits for it. `volar` is not the daemon: an
+    Called once when `volar` needs commands beyond its own: to run a command whose name is not a
+    core command, or to list them (`volar --help`, shell completion) when the installed
+    distributions changed since the listing was cached; `cli` is the top-level `click.Group`. The
+    core's commands (`volar vms list` ...) never load the plugins, so that they start quickly; a
+    command named like a core one is never used. The commands added, their names and help, must
+    depend only on the installed code (not on the environment or the network): `volar --help`
+    lists them from a cache kept until a distribution is installed, upgraded or removed. Keep it
+    cheap (no network, no heavy imports at module level). `volar` is not the daemon: an
     implementation that raises is reported on stderr and skipped, and `volar` goes on.
 
     ```python
