@@ -7,7 +7,11 @@ not run stock guests), so the tests use ``chstandin``, a contract-validating TES
 
 from __future__ import annotations
 
+import shutil
+import stat
 import sys
+import sysconfig
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +20,12 @@ import pytest
 from volant_cloud_hypervisor.launcher import CloudHypervisorLauncher
 from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 
+from volant_core import vmm_confinement
 from volant_core.launch import LaunchSpec
+from volant_core.testing.kestrel import http_server_workload
 from volant_core.testing.processes import scratch_dir
 from volant_core.testing.specs import host_http_manifest, manifest_argument, small_spec
+from volant_core.vmm_confinement import VmmConfinement
 
 # The stand-in is a package of these tests (not of the distribution): make it importable.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,14 +35,29 @@ sys.path.insert(0, str(Path(__file__).parent))
 FAKE_VMLINUX = b"\x7fELF\x02\x01\x01" + b"\0" * 1024
 
 
+def reachable_python() -> Path:
+    """An interpreter of this Python version that any user may run (a confined VMM runs the
+    stand-in with ids of its own): this one when every directory above it lets others through,
+    else the system's ``/usr/bin/pythonX.Y``."""
+    own = Path(sys.executable).resolve()
+    if all(directory.stat().st_mode & stat.S_IXOTH for directory in own.parents):
+        return own
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    return system if system.exists() else own
+
+
 def write_standin(directory: Path) -> Path:
-    """Install the stand-in as ``directory/cloud-hypervisor`` (an executable script); its path."""
+    """Install the stand-in as ``directory/cloud-hypervisor`` (an executable script any user may
+    run, with this environment's packages: it passes them on to the kestrel it starts); its path."""
+    site_packages = sysconfig.get_paths()["purelib"]
     script = directory / "cloud-hypervisor"
     script.write_text(
-        f"#!{sys.executable}\n"
+        f"#!{reachable_python()}\n"
         '"""Cloud Hypervisor v54 stand-in: a TEST DOUBLE (see chstandin/__init__.py)."""\n'
-        "import sys\n"
+        "import os, site, sys\n"
+        f"site.addsitedir({site_packages!r})\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "os.environ['PYTHONPATH'] = os.pathsep.join(path for path in sys.path if path)\n"
         "from chstandin.main import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -44,23 +66,36 @@ def write_standin(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stand-in executable, in a directory of its own (put it on PATH to have it found)."""
-    return write_standin(tmp_path_factory.mktemp("standin-bin"))
+def standin() -> Iterator[Path]:
+    """The stand-in executable, in a directory of its own any user may enter (put it on PATH to
+    have it found)."""
+    directory = Path(tempfile.mkdtemp(prefix="standin-bin-"))
+    directory.chmod(0o755)
+    try:
+        yield write_standin(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+#: How the lifecycle tests run the VMM: as root, without a cgroup (their workloads serve test
+#: directories a VM's own ids cannot reach); confinement is ``test_confinement.py``'s.
+UNCONFINED = VmmConfinement(vmm_confinement.UNCONFINED, vmm_confinement.NO_CGROUP, 0)
 
 
 @pytest.fixture
 def launcher(standin: Path) -> CloudHypervisorLauncher:
-    """A launcher running the stand-in."""
-    return CloudHypervisorLauncher(CloudHypervisorSettings(binary=str(standin), console_log_max_bytes=4096))
+    """A launcher running the stand-in, unconfined (:data:`UNCONFINED`)."""
+    settings = CloudHypervisorSettings(binary=str(standin), console_log_max_bytes=4096)
+    return CloudHypervisorLauncher(settings, confinement=UNCONFINED)
 
 
 @pytest.fixture
 def vm_dir() -> Iterator[Path]:
-    """A short runtime directory (UNIX socket paths must stay under 108 bytes); every process whose
-    argv names it is killed afterwards, whatever the test did.
+    """A short runtime directory (UNIX socket paths must stay under 108 bytes) a confined VMM may
+    pass through; every process whose argv names it is killed afterwards, whatever the test did.
     """
     with scratch_dir("vch-") as base:
+        base.chmod(0o711)  # as below volantd's state directory
         yield base / "vm"
 
 
@@ -70,6 +105,22 @@ def kernel(tmp_path: Path) -> Path:
     path = tmp_path / "vmlinux"
     path.write_bytes(FAKE_VMLINUX)
     return path
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory any user may read (a confined VMM's guest serves it); every process whose argv
+    names it is killed afterwards."""
+    with scratch_dir("vchs-") as directory:
+        directory.chmod(0o755)
+        yield directory
+
+
+def reachable_http_workload(workdir: Path) -> dict[str, Any]:
+    """A manifest's workload serving ``workdir`` over HTTP with :func:`reachable_python`: a guest
+    behind a confined stand-in runs it with the VM's own ids."""
+    workload = http_server_workload(workdir)
+    return {**workload, "entrypoint": [str(reachable_python()), *workload["entrypoint"][1:]]}
 
 
 SpecFactory = Callable[..., LaunchSpec]

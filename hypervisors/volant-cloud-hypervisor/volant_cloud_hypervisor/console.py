@@ -45,7 +45,11 @@ class CappedLog:
 
     def append(self, data: bytes) -> None:
         """Append ``data``, then rotate if the log passed its cap."""
-        with self.path.open("ab") as out:
+        # never through a link: a confined VMM may add entries to the VM's directory
+        descriptor = os.open(
+            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        with os.fdopen(descriptor, "ab") as out:
             out.write(data)
             size = out.tell()
         if size > self.max_bytes:
