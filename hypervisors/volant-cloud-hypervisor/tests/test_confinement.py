@@ -22,8 +22,11 @@ import pytest
 from chstandin.records import BOOT_REQUESTS, requests_seen, violations
 from conftest import reachable_http_workload
 from volant_cloud_hypervisor.api import CloudHypervisorApi
+from volant_cloud_hypervisor.confine import prepare_files
+from volant_cloud_hypervisor.console import CappedLog
 from volant_cloud_hypervisor.instance import CloudHypervisorInstance
 from volant_cloud_hypervisor.launcher import CloudHypervisorLauncher
+from volant_cloud_hypervisor.paths import VmPaths
 from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 
 from volant_core.agent_client import AgentClient
@@ -212,3 +215,36 @@ def test_what_a_confined_vmm_cannot_be_given_is_refused_naming_the_field(
         _launcher(standin, VMM_USER, volant_cgroup_parent).launch(spec)
     assert caught.value.field == field and "VOLANT_VMM_USER=root" in caught.value.message
     assert not spec.vm_dir.exists() and not cgroup_exists(volant_cgroup_parent)
+
+
+def test_the_daemon_never_writes_through_a_link_a_vmm_left(
+    tmp_path: Path, vm_dir: Path, kernel: Path, volant_vmm_user: pwd.struct_passwd
+) -> None:
+    """A confined VMM may add entries to its VM's directory: links it left under the names the
+    daemon writes (the pidfile's temporary, the console log, the ``boot`` and ``images`` directories)
+    are replaced or refused, and the files they point to stay as they were."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text("untouched\n")
+    image = tmp_path / "data.img"
+    image.write_bytes(b"data")
+    vm_dir.mkdir()
+    for name in ("cloud-hypervisor.pid.partial", "console.log"):
+        (vm_dir / name).symlink_to(victim)
+    for name in ("boot", "images"):
+        (vm_dir / name).symlink_to(outside)
+    identity = VmmConfinement(VMM_USER, NO_CGROUP, 0).identity(3)
+    assert identity is not None
+    spec = small_spec(vm_dir, kernel, disks=(DiskSpec(image, readonly=True),))
+
+    files = prepare_files(spec, identity, None)
+    VmPaths(vm_dir).record_pid(123, "456")
+    with pytest.raises(OSError):  # the relay refuses to append through the link
+        CappedLog(vm_dir / "console.log", 4096).append(b"guest output\n")
+
+    assert victim.read_text() == "untouched\n" and sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert files.kernel == vm_dir / "boot" / "vmlinux" and files.kernel.read_bytes() == kernel.read_bytes()
+    assert files.disks == (vm_dir / "images" / "0-data.img",) and files.disks[0].read_bytes() == b"data"
+    assert not (vm_dir / "boot").is_symlink() and not (vm_dir / "images").is_symlink()
+    assert VmPaths(vm_dir).recorded_pid() == (123, "456")
