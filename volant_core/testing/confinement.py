@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import signal
 import socket
 import uuid
 from collections.abc import Iterator
@@ -18,9 +19,12 @@ from pathlib import Path
 import pytest
 
 from volant_core.cgroups import hierarchies
+from volant_core.testing.waiting import eventually
 
 #: The VMM user ``scripts/bootstrap.sh`` (or ``volar setup``) creates.
 VMM_USER = "volant-vmm"
+#: Longest wait for the processes a test left in its cgroups to end after SIGKILL (seconds).
+REAP_TIMEOUT = 30.0
 
 
 def require_vmm_user() -> pwd.struct_passwd:
@@ -37,7 +41,8 @@ def require_vmm_user() -> pwd.struct_passwd:
 
 @contextlib.contextmanager
 def scratch_cgroup_parent() -> Iterator[str]:
-    """A parent cgroup name of its own, removed afterwards (with any group left inside)."""
+    """A parent cgroup name of its own, removed afterwards with any group left inside; a process
+    still in one (what a failed test left: a guest's workload, say) is killed first."""
     parent = f"volant-test-{uuid.uuid4().hex[:8]}"
     try:
         yield parent
@@ -47,8 +52,21 @@ def scratch_cgroup_parent() -> Iterator[str]:
             if directory.is_dir():
                 for child in directory.iterdir():
                     if child.is_dir():
+                        _empty(child)
                         child.rmdir()
                 directory.rmdir()
+
+
+def _empty(group: Path) -> None:
+    """SIGKILL every process of the cgroup ``group`` and wait until none is left."""
+
+    def members() -> list[int]:
+        return [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
+
+    for pid in members():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    eventually(lambda: not members(), f"the processes of {group} end", REAP_TIMEOUT)
 
 
 def cgroup_exists(parent: str) -> bool:

@@ -7,6 +7,7 @@ not run stock guests), so the tests use ``chstandin``, a contract-validating TES
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import sys
@@ -20,12 +21,12 @@ import pytest
 from volant_cloud_hypervisor.launcher import CloudHypervisorLauncher
 from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 
-from volant_core import vmm_confinement
 from volant_core.launch import LaunchSpec
+from volant_core.testing.confinement import VMM_USER
 from volant_core.testing.kestrel import http_server_workload
 from volant_core.testing.processes import scratch_dir
-from volant_core.testing.specs import host_http_manifest, manifest_argument, small_spec
-from volant_core.vmm_confinement import VmmConfinement
+from volant_core.testing.specs import http_manifest, manifest_argument, small_spec
+from volant_core.vmm_confinement import NO_CGROUP, VmmConfinement
 
 # The stand-in is a package of these tests (not of the distribution): make it importable.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -77,16 +78,19 @@ def standin() -> Iterator[Path]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-#: How the lifecycle tests run the VMM: as root, without a cgroup (their workloads serve test
-#: directories a VM's own ids cannot reach); confinement is ``test_confinement.py``'s.
-UNCONFINED = VmmConfinement(vmm_confinement.UNCONFINED, vmm_confinement.NO_CGROUP, 0)
+@pytest.fixture
+def vmm_cgroup(volant_cgroup_parent: str) -> str:
+    """``VOLANT_VMM_CGROUP`` for the test's VMMs: a parent of the test's own, or ``off`` when the
+    tests do not run as root (only root makes cgroups; such a daemon runs its VMMs as itself)."""
+    return volant_cgroup_parent if os.geteuid() == 0 else NO_CGROUP
 
 
 @pytest.fixture
-def launcher(standin: Path) -> CloudHypervisorLauncher:
-    """A launcher running the stand-in, unconfined (:data:`UNCONFINED`)."""
+def launcher(standin: Path, vmm_cgroup: str) -> CloudHypervisorLauncher:
+    """A launcher running the stand-in confined as volantd's default (as root: the VM's own ids,
+    the ``volant-vmm`` groups, a cgroup under ``vmm_cgroup``)."""
     settings = CloudHypervisorSettings(binary=str(standin), console_log_max_bytes=4096)
-    return CloudHypervisorLauncher(settings, confinement=UNCONFINED)
+    return CloudHypervisorLauncher(settings, confinement=VmmConfinement(VMM_USER, vmm_cgroup, 512))
 
 
 @pytest.fixture
@@ -127,13 +131,14 @@ SpecFactory = Callable[..., LaunchSpec]
 
 
 @pytest.fixture
-def make_spec(kernel: Path, tmp_path: Path) -> SpecFactory:
-    """A launch spec whose guest (kestrel on the host, behind the stand-in) serves an HTTP workload:
-    ``make_spec(vm_dir, **overrides)``.
+def make_spec(kernel: Path, shared_dir: Path) -> SpecFactory:
+    """A launch spec whose guest (kestrel on the host, behind the stand-in) serves an HTTP workload
+    (``shared_dir``, which a VM's own ids may read): ``make_spec(vm_dir, **overrides)``.
     """
 
     def build(vm_dir: Path, **overrides: Any) -> LaunchSpec:
-        arguments = ("console=ttyS0", "panic=-1", manifest_argument(host_http_manifest(tmp_path)))
+        manifest = http_manifest(reachable_http_workload(shared_dir))
+        arguments = ("console=ttyS0", "panic=-1", manifest_argument(manifest))
         fields = {"kernel": kernel, "kernel_args": arguments, **overrides}
         return small_spec(vm_dir, **fields)
 

@@ -58,13 +58,9 @@ def manifest(shared_dir: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def daemon(
-    standin_on_path: None, boot_files: dict[str, Path], volant_cgroup_parent: str
-) -> Iterator[RunningDaemon]:
-    """volantd on the cloud-hypervisor backend, its VMMs' cgroups under ``volant_cgroup_parent``."""
-    with running_daemon(
-        hypervisor="cloud-hypervisor", vmm_cgroup=volant_cgroup_parent, **boot_files
-    ) as running:
+def daemon(standin_on_path: None, boot_files: dict[str, Path], vmm_cgroup: str) -> Iterator[RunningDaemon]:
+    """volantd on the cloud-hypervisor backend, its VMMs' cgroups under ``vmm_cgroup``."""
+    with running_daemon(hypervisor="cloud-hypervisor", vmm_cgroup=vmm_cgroup, **boot_files) as running:
         yield running
 
 
@@ -135,12 +131,12 @@ def test_a_killed_volantd_readopts_its_vms(
     boot_files: dict[str, Path],
     manifest: dict[str, Any],
     shared_dir: Path,
-    volant_cgroup_parent: str,
+    vmm_cgroup: str,
 ) -> None:
     state = shared_dir / "state"  # the VMMs, with ids of their own, pass the directories above it
     state.mkdir()
     port = free_port()
-    environment = {**os.environ, "VOLANT_VMM_CGROUP": volant_cgroup_parent}
+    environment = {**os.environ, "VOLANT_VMM_CGROUP": vmm_cgroup}
     args = ["--hypervisor", "cloud-hypervisor", "--kernel", str(boot_files["kernel"])]
     args += ["--initramfs", str(boot_files["initramfs"])]
     try:
@@ -149,7 +145,7 @@ def test_a_killed_volantd_readopts_its_vms(
             assert api.send("POST", "/api/v1/plugins", manifest).status == 201
             assert api.send("POST", "/api/v1/vms", {"name": "web", "plugin": "web"}).status == 201
             vm = _wait(api, "running")
-            _check_confined(vm, volant_cgroup_parent)
+            _check_confined(vm, vmm_cgroup)
             first.process.kill()  # kill -9: the VM keeps running
             first.process.wait(30)
         with volantd_process(state, port, env=environment, extra_args=args, preexec=default_sigint) as second:

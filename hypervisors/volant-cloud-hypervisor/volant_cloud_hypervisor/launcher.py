@@ -125,8 +125,9 @@ class CloudHypervisorLauncher:
     def adopt(self, spec: LaunchSpec, pid: int | None) -> CloudHypervisorInstance | None:
         """The Cloud Hypervisor ``pid`` if it still runs this VM (the backend's pidfile names it, with
         its start time, and its argv names ``spec.vm_dir``'s API socket); its console relay and event
-        watcher are attached again. Otherwise None, after killing the process this VM's pidfile
-        names (a launch the daemon died in) and removing its sockets and pidfile.
+        watcher are attached again, and its cgroup is removed once it is gone. Otherwise None, after
+        killing the process this VM's pidfile names (a launch the daemon died in) and removing its
+        sockets, pidfile and cgroup.
         """
         paths = VmPaths(spec.vm_dir)
         recorded = _recorded_vmm(paths)
