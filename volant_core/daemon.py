@@ -21,6 +21,7 @@ from volant_core.plugins import Plugins, load_plugins
 from volant_core.runtimes import RuntimeCatalog
 from volant_core.settings import IMAGES_DIR, Settings
 from volant_core.store import Store, open_store
+from volant_core.vmm_confinement import SEARCH_ONLY_MODE
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,19 @@ PRIVATE_DIR_MODE = 0o700
 def make_private_dirs(state_dir: Path, directories: list[Path]) -> None:
     """Create ``directories`` (parents too) mode 0700. Existing ones are narrowed to 0700 when they
     are ``state_dir`` or inside it (Volant's own, maybe made by an older version under a looser
-    umask); a directory elsewhere that a setting names is left as its owner made it.
+    umask), except those a VMM hand-over left search-only for the VMMs' group (0710,
+    :func:`volant_core.vmm_confinement.hand_over`): the confined VMMs a restarted daemon adopts
+    still reach their VMs' directories through them. A directory elsewhere that a setting names is
+    left as its owner made it.
     """
     for directory in directories:
         directory.mkdir(PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        if directory.is_relative_to(state_dir):
+        if directory.is_relative_to(state_dir) and _mode(directory) != SEARCH_ONLY_MODE:
             directory.chmod(PRIVATE_DIR_MODE)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def warn_if_key_file_shared(settings: Settings) -> None:

@@ -26,6 +26,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from volant_core.cgroups import CGROUP_SETTING, VmCgroup
 from volant_core.context import PluginContext
@@ -65,6 +66,10 @@ class VmmIdentity:
     gid: int
     shared_gid: int
     groups: tuple[int, ...]
+
+    def popen_arguments(self) -> dict[str, Any]:
+        """The ``subprocess.Popen`` arguments that start a VMM as this identity, with its groups only."""
+        return {"user": self.uid, "group": self.gid, "extra_groups": list(self.groups)}
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ Enabled automatically through the ``pytest11`` entry point. Fixtures:
   the test when processes, threads or links other than ``lo`` were left in it. Needs
   root and pyroute2 (``pip install 'volant-core[testing]'``).
 
+* ``volant_vmm_user``: the VMM user's entry (skips unless root); ``volant_cgroup_parent``: a
+  parent cgroup of the test's own, removed at teardown (see :mod:`volant_core.testing.confinement`).
+
 * ``volant_reap``: ``instance = volant_reap(launcher.launch(spec))`` registers a hypervisor
   instance to kill and reap at teardown (a backend's own launch tests).
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import pwd
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -43,6 +47,7 @@ import pytest
 
 from volant_core.guest import GuestArtifacts, ensure_guest
 from volant_core.launch import Instance
+from volant_core.testing.confinement import require_vmm_user, scratch_cgroup_parent
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.kestrel import KestrelHost, kestrel_host
@@ -91,6 +96,19 @@ class Reaper:
         for instance in self._instances:
             instance.kill()
             instance.wait(grace)
+
+
+@pytest.fixture
+def volant_vmm_user() -> pwd.struct_passwd:
+    """The VMM user (``volant-vmm``); the test is skipped when not root, failed when it is missing."""
+    return require_vmm_user()
+
+
+@pytest.fixture
+def volant_cgroup_parent() -> Iterator[str]:
+    """A parent cgroup of this test's own, removed afterwards (with any group left inside)."""
+    with scratch_cgroup_parent() as parent:
+        yield parent
 
 
 @pytest.fixture

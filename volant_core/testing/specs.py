@@ -29,7 +29,7 @@ def manifest_argument(manifest: dict[str, Any]) -> str:
 
 def guest_http_manifest() -> dict[str, Any]:
     """A runtime manifest whose workload, inside a booted guest, is Python's HTTP server."""
-    return _http_manifest(
+    return http_manifest(
         {
             "type": "http",
             "base_url": f"http://127.0.0.1:{GUEST_HTTP_PORT}",
@@ -42,10 +42,11 @@ def host_http_manifest(workdir: Path) -> dict[str, Any]:
     """A runtime manifest whose workload, run on the host (kestrel in host mode, a backend's
     stand-in), is Python's HTTP server serving ``workdir`` on a free loopback port.
     """
-    return _http_manifest(http_server_workload(workdir))
+    return http_manifest(http_server_workload(workdir))
 
 
-def _http_manifest(workload: dict[str, Any]) -> dict[str, Any]:
+def http_manifest(workload: dict[str, Any]) -> dict[str, Any]:
+    """A runtime manifest ``pyhttp`` running ``workload`` (an HTTP server), health-checked on ``/``."""
     return {
         "name": "pyhttp",
         "version": "1.0.0",

@@ -7,7 +7,12 @@ not run stock guests), so the tests use ``chstandin``, a contract-validating TES
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 import sys
+import sysconfig
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +22,11 @@ from volant_cloud_hypervisor.launcher import CloudHypervisorLauncher
 from volant_cloud_hypervisor.settings import CloudHypervisorSettings
 
 from volant_core.launch import LaunchSpec
+from volant_core.testing.confinement import VMM_USER
+from volant_core.testing.kestrel import http_server_workload
 from volant_core.testing.processes import scratch_dir
-from volant_core.testing.specs import host_http_manifest, manifest_argument, small_spec
+from volant_core.testing.specs import http_manifest, manifest_argument, small_spec
+from volant_core.vmm_confinement import NO_CGROUP, VmmConfinement
 
 # The stand-in is a package of these tests (not of the distribution): make it importable.
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,14 +36,29 @@ sys.path.insert(0, str(Path(__file__).parent))
 FAKE_VMLINUX = b"\x7fELF\x02\x01\x01" + b"\0" * 1024
 
 
+def reachable_python() -> Path:
+    """An interpreter of this Python version that any user may run (a confined VMM runs the
+    stand-in with ids of its own): this one when every directory above it lets others through,
+    else the system's ``/usr/bin/pythonX.Y``."""
+    own = Path(sys.executable).resolve()
+    if all(directory.stat().st_mode & stat.S_IXOTH for directory in own.parents):
+        return own
+    system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+    return system if system.exists() else own
+
+
 def write_standin(directory: Path) -> Path:
-    """Install the stand-in as ``directory/cloud-hypervisor`` (an executable script); its path."""
+    """Install the stand-in as ``directory/cloud-hypervisor`` (an executable script any user may
+    run, with this environment's packages: it passes them on to the kestrel it starts); its path."""
+    site_packages = sysconfig.get_paths()["purelib"]
     script = directory / "cloud-hypervisor"
     script.write_text(
-        f"#!{sys.executable}\n"
+        f"#!{reachable_python()}\n"
         '"""Cloud Hypervisor v54 stand-in: a TEST DOUBLE (see chstandin/__init__.py)."""\n'
-        "import sys\n"
+        "import os, site, sys\n"
+        f"site.addsitedir({site_packages!r})\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "os.environ['PYTHONPATH'] = os.pathsep.join(path for path in sys.path if path)\n"
         "from chstandin.main import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
@@ -44,23 +67,39 @@ def write_standin(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The stand-in executable, in a directory of its own (put it on PATH to have it found)."""
-    return write_standin(tmp_path_factory.mktemp("standin-bin"))
+def standin() -> Iterator[Path]:
+    """The stand-in executable, in a directory of its own any user may enter (put it on PATH to
+    have it found)."""
+    directory = Path(tempfile.mkdtemp(prefix="standin-bin-"))
+    directory.chmod(0o755)
+    try:
+        yield write_standin(directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
-def launcher(standin: Path) -> CloudHypervisorLauncher:
-    """A launcher running the stand-in."""
-    return CloudHypervisorLauncher(CloudHypervisorSettings(binary=str(standin), console_log_max_bytes=4096))
+def vmm_cgroup(volant_cgroup_parent: str) -> str:
+    """``VOLANT_VMM_CGROUP`` for the test's VMMs: a parent of the test's own, or ``off`` when the
+    tests do not run as root (only root makes cgroups; such a daemon runs its VMMs as itself)."""
+    return volant_cgroup_parent if os.geteuid() == 0 else NO_CGROUP
+
+
+@pytest.fixture
+def launcher(standin: Path, vmm_cgroup: str) -> CloudHypervisorLauncher:
+    """A launcher running the stand-in confined as volantd's default (as root: the VM's own ids,
+    the ``volant-vmm`` groups, a cgroup under ``vmm_cgroup``)."""
+    settings = CloudHypervisorSettings(binary=str(standin), console_log_max_bytes=4096)
+    return CloudHypervisorLauncher(settings, confinement=VmmConfinement(VMM_USER, vmm_cgroup, 512))
 
 
 @pytest.fixture
 def vm_dir() -> Iterator[Path]:
-    """A short runtime directory (UNIX socket paths must stay under 108 bytes); every process whose
-    argv names it is killed afterwards, whatever the test did.
+    """A short runtime directory (UNIX socket paths must stay under 108 bytes) a confined VMM may
+    pass through; every process whose argv names it is killed afterwards, whatever the test did.
     """
     with scratch_dir("vch-") as base:
+        base.chmod(0o711)  # as below volantd's state directory
         yield base / "vm"
 
 
@@ -72,17 +111,34 @@ def kernel(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory any user may read (a confined VMM's guest serves it); every process whose argv
+    names it is killed afterwards."""
+    with scratch_dir("vchs-") as directory:
+        directory.chmod(0o755)
+        yield directory
+
+
+def reachable_http_workload(workdir: Path) -> dict[str, Any]:
+    """A manifest's workload serving ``workdir`` over HTTP with :func:`reachable_python`: a guest
+    behind a confined stand-in runs it with the VM's own ids."""
+    workload = http_server_workload(workdir)
+    return {**workload, "entrypoint": [str(reachable_python()), *workload["entrypoint"][1:]]}
+
+
 SpecFactory = Callable[..., LaunchSpec]
 
 
 @pytest.fixture
-def make_spec(kernel: Path, tmp_path: Path) -> SpecFactory:
-    """A launch spec whose guest (kestrel on the host, behind the stand-in) serves an HTTP workload:
-    ``make_spec(vm_dir, **overrides)``.
+def make_spec(kernel: Path, shared_dir: Path) -> SpecFactory:
+    """A launch spec whose guest (kestrel on the host, behind the stand-in) serves an HTTP workload
+    (``shared_dir``, which a VM's own ids may read): ``make_spec(vm_dir, **overrides)``.
     """
 
     def build(vm_dir: Path, **overrides: Any) -> LaunchSpec:
-        arguments = ("console=ttyS0", "panic=-1", manifest_argument(host_http_manifest(tmp_path)))
+        manifest = http_manifest(reachable_http_workload(shared_dir))
+        arguments = ("console=ttyS0", "panic=-1", manifest_argument(manifest))
         fields = {"kernel": kernel, "kernel_args": arguments, **overrides}
         return small_spec(vm_dir, **fields)
 

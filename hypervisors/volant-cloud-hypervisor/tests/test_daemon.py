@@ -1,9 +1,12 @@
 """The whole lifecycle through a real volantd with ``--hypervisor cloud-hypervisor`` and the stand-in
-(a TEST DOUBLE of the binary, which cannot run here) on PATH, kestrel behind its hybrid vsock.
+(a TEST DOUBLE of the binary, which cannot run here) on PATH, kestrel behind its hybrid vsock. The
+daemon runs as root with its default confinement (in a parent cgroup of the test's own): each
+VMM runs with its VM's own ids, in its VM's cgroup.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -11,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chstandin.records import requests_seen, violations
-from conftest import FAKE_VMLINUX
+from chstandin.records import BOOT_REQUESTS, requests_seen, violations
+from conftest import FAKE_VMLINUX, reachable_http_workload
 
 from volant_core.agent.constants import READY_LINE
+from volant_core.settings import DEFAULT_VMM_ID_RANGE, parse_id_range
+from volant_core.testing.confinement import cgroup_limits, process_status
 from volant_core.testing.daemon import RunningDaemon, running_daemon, volantd_process, wait_for_vm_status
-from volant_core.testing.kestrel import http_server_workload
 from volant_core.testing.processes import default_sigint, processes_mentioning
 from volant_core.testing.waiting import eventually, free_port
 
@@ -41,22 +45,22 @@ def boot_files(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-def manifest(tmp_path: Path) -> dict[str, Any]:
-    """A runtime serving HTTP, with an action."""
+def manifest(shared_dir: Path) -> dict[str, Any]:
+    """A runtime serving HTTP (a directory the VM's own ids may read), with an action."""
     return {
         "name": "web",
         "version": "1.0.0",
         "runtime": "web",
-        "workload": http_server_workload(tmp_path),
+        "workload": reachable_http_workload(shared_dir),
         "health_check": {"endpoint": "/", "timeout_ms": 10000},
         "actions": {"index": {"method": "GET", "path": "/"}},
     }
 
 
 @pytest.fixture
-def daemon(standin_on_path: None, boot_files: dict[str, Path]) -> Iterator[RunningDaemon]:
-    """volantd on the cloud-hypervisor backend."""
-    with running_daemon(hypervisor="cloud-hypervisor", **boot_files) as running:
+def daemon(standin_on_path: None, boot_files: dict[str, Path], vmm_cgroup: str) -> Iterator[RunningDaemon]:
+    """volantd on the cloud-hypervisor backend, its VMMs' cgroups under ``vmm_cgroup``."""
+    with running_daemon(hypervisor="cloud-hypervisor", vmm_cgroup=vmm_cgroup, **boot_files) as running:
         yield running
 
 
@@ -81,6 +85,7 @@ def test_create_use_stop_start_crash_and_reboot(daemon: RunningDaemon, manifest:
     assert vm["status"] == "running", vm
     assert vm["hypervisor"] == "cloud-hypervisor"
     vm_dir = Path(vm["runtime_dir"])
+    _check_confined(vm, daemon.daemon.settings.vmm_cgroup)
 
     # The agent, over hybrid vsock: proxy, actions, logs.
     assert daemon.request("GET", "/api/v1/vms/web/agent/v1/").status == 200
@@ -90,7 +95,7 @@ def test_create_use_stop_start_crash_and_reboot(daemon: RunningDaemon, manifest:
     # Stop: the power button, and the guest powers off.
     assert daemon.request("POST", "/api/v1/vms/web/stop").status == 200
     assert daemon.wait_for_status("web", {"stopped"}, 60)["status"] == "stopped"
-    assert _non_pings(vm_dir) == ["PUT vm.power-button 204"]
+    assert _non_pings(vm_dir) == [*BOOT_REQUESTS, "PUT vm.power-button 204"]
     assert processes_mentioning(str(vm_dir)) == []
 
     # Start again (the console log keeps the first boot's output); kill -9 of the VMM is a crash.
@@ -122,22 +127,28 @@ def test_create_use_stop_start_crash_and_reboot(daemon: RunningDaemon, manifest:
 
 
 def test_a_killed_volantd_readopts_its_vms(
-    standin_on_path: None, boot_files: dict[str, Path], manifest: dict[str, Any], tmp_path: Path
+    standin_on_path: None,
+    boot_files: dict[str, Path],
+    manifest: dict[str, Any],
+    shared_dir: Path,
+    vmm_cgroup: str,
 ) -> None:
-    state = tmp_path / "state"
+    state = shared_dir / "state"  # the VMMs, with ids of their own, pass the directories above it
     state.mkdir()
     port = free_port()
+    environment = {**os.environ, "VOLANT_VMM_CGROUP": vmm_cgroup}
     args = ["--hypervisor", "cloud-hypervisor", "--kernel", str(boot_files["kernel"])]
     args += ["--initramfs", str(boot_files["initramfs"])]
     try:
-        with volantd_process(state, port, extra_args=args, preexec=default_sigint) as first:
+        with volantd_process(state, port, env=environment, extra_args=args, preexec=default_sigint) as first:
             api = first.client()
             assert api.send("POST", "/api/v1/plugins", manifest).status == 201
             assert api.send("POST", "/api/v1/vms", {"name": "web", "plugin": "web"}).status == 201
             vm = _wait(api, "running")
+            _check_confined(vm, vmm_cgroup)
             first.process.kill()  # kill -9: the VM keeps running
             first.process.wait(30)
-        with volantd_process(state, port, extra_args=args, preexec=default_sigint) as second:
+        with volantd_process(state, port, env=environment, extra_args=args, preexec=default_sigint) as second:
             api = second.client()
             again = _wait(api, "running")
             assert again["pid"] == vm["pid"], "the VMM was not re-adopted"
@@ -145,12 +156,24 @@ def test_a_killed_volantd_readopts_its_vms(
             assert api.send("POST", "/api/v1/vms/web/stop").status == 200
             assert _wait(api, "stopped")["status"] == "stopped"
             vm_dir = Path(vm["runtime_dir"])
-            assert _non_pings(vm_dir) == ["PUT vm.power-button 204"]
+            assert _non_pings(vm_dir) == [*BOOT_REQUESTS, "PUT vm.power-button 204"]
             # The console relay was attached again: what the guest printed at its poweroff is logged.
             assert SHUTDOWN_LINE in (vm_dir / "console.log").read_text()
     finally:
         for pid in processes_mentioning(str(state)):
             os.kill(pid, signal.SIGKILL)
+
+
+def _check_confined(vm: dict[str, Any], cgroup_parent: str) -> None:
+    """The VM's VMM runs with its VM's own ids (as root volantd confines it), and was in its VM's
+    cgroup when the guest was booted (as the stand-in found at ``vm.boot``)."""
+    if os.geteuid() != 0:
+        return  # a daemon that is not root runs its VMMs as itself
+    own_id = str(parse_id_range(DEFAULT_VMM_ID_RANGE)[0] + vm["vsock_cid"])
+    assert process_status(vm["pid"])["Uid"].split() == [own_id] * 4
+    booted = json.loads((Path(vm["runtime_dir"]) / "chstandin-boot.json").read_text())
+    at_boot = cgroup_limits(booted["cgroup"])
+    assert all(f"/{cgroup_parent}/{vm['name']}." in at_boot[f"{c}-group"] for c in ("cpu", "memory"))
 
 
 def _wait(api: Any, status: str) -> dict[str, Any]:

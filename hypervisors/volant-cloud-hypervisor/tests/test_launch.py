@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chstandin.records import requests_seen, violations
+from chstandin.records import BOOT_REQUESTS, requests_seen, violations
 from conftest import SpecFactory
 from volant_cloud_hypervisor.channel import HybridVsockChannel, HybridVsockError
 from volant_cloud_hypervisor.instance import REBOOT_STATUS, CloudHypervisorInstance
@@ -79,7 +79,10 @@ def test_stop_presses_the_power_button_and_the_guest_powers_off(
     instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     _healthy(instance)
     assert instance.stop(30) == 0
-    assert [line for line in requests_seen(vm_dir) if "ping" not in line] == ["PUT vm.power-button 204"]
+    assert [line for line in requests_seen(vm_dir) if "ping" not in line] == [
+        *BOOT_REQUESTS,
+        "PUT vm.power-button 204",
+    ]
     assert not VmPaths(vm_dir).pidfile.exists() and not VmPaths(vm_dir).api_socket.exists()
 
 
@@ -94,6 +97,7 @@ def test_a_guest_ignoring_the_power_button_gets_vmm_shutdown(
     instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     assert instance.stop(0.5) == 0
     assert [line for line in requests_seen(vm_dir) if "ping" not in line] == [
+        *BOOT_REQUESTS,
         "PUT vm.power-button 204",
         "PUT vmm.shutdown 204",
     ]
@@ -111,6 +115,7 @@ def test_a_hung_vmm_is_killed_last(
     instance = volant_reap(launcher.launch(make_spec(vm_dir)))
     assert instance.stop(0.5) == -signal.SIGKILL
     assert [line for line in requests_seen(vm_dir) if "ping" not in line] == [
+        *BOOT_REQUESTS,
         "PUT vm.power-button 204",
         "PUT vmm.shutdown 204",
     ]

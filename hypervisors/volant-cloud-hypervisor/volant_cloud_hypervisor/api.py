@@ -65,6 +65,14 @@ class CloudHypervisorApi:
         """``GET vmm.ping``: the VMM's version (and build, pid, features)."""
         return self._json("GET", "vmm.ping")
 
+    def create(self, config: dict[str, Any]) -> None:
+        """``PUT vm.create``: create the VM ``config`` (a ``VmConfig``) in this VMM, not booted."""
+        self.call("PUT", "vm.create", config)
+
+    def boot(self) -> None:
+        """``PUT vm.boot``: boot the VM :meth:`create` made."""
+        self.call("PUT", "vm.boot")
+
     def info(self) -> dict[str, Any]:
         """``GET vm.info``: the VM's configuration and state (``Running``, ``Paused`` ...)."""
         return self._json("GET", "vm.info")

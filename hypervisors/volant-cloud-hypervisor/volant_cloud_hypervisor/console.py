@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from volant_core.vmm_files import APPEND_FILE
+
 log = logging.getLogger(__name__)
 
 #: How long the relay waits for the VMM's serial socket between attempts (seconds).
@@ -45,7 +47,9 @@ class CappedLog:
 
     def append(self, data: bytes) -> None:
         """Append ``data``, then rotate if the log passed its cap."""
-        with self.path.open("ab") as out:
+        # never through a link: a confined VMM may add entries to the VM's directory
+        descriptor = os.open(self.path, APPEND_FILE, 0o600)
+        with os.fdopen(descriptor, "ab") as out:
             out.write(data)
             size = out.tell()
         if size > self.max_bytes:

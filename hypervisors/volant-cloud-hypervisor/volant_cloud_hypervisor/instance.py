@@ -12,6 +12,7 @@ from volant_cloud_hypervisor.channel import HybridVsockChannel
 from volant_cloud_hypervisor.console import CappedLog, ConsoleRelay
 from volant_cloud_hypervisor.events import VmmEvent, watch_events
 from volant_cloud_hypervisor.paths import VmPaths
+from volant_core.cgroups import VmCgroup, remove_quietly
 from volant_core.launch import AgentChannel
 from volant_core.processes import VmmProcess
 
@@ -30,9 +31,12 @@ REBOOT_STATUS = -signal.SIGKILL
 class CloudHypervisorInstance:
     """One VM's Cloud Hypervisor process with its agent channel, console relay and event watcher."""
 
-    def __init__(self, process: VmmProcess, paths: VmPaths, *, log_cap: int) -> None:
+    def __init__(
+        self, process: VmmProcess, paths: VmPaths, *, log_cap: int, cgroup: VmCgroup | None = None
+    ) -> None:
         """Wrap ``process`` running the VM whose files live in ``paths``; its console log is kept
-        under ``log_cap`` bytes (plus one rotated file).
+        under ``log_cap`` bytes (plus one rotated file); ``cgroup`` (the VMM's) is removed once the
+        VMM is gone.
         """
         self.pid = process.pid
         self.accelerator = "kvm"
@@ -43,6 +47,7 @@ class CloudHypervisorInstance:
         #: The event that made this instance kill its VMM (a guest reboot or panic), if any.
         self.reboot: VmmEvent | None = None
         self._process = process
+        self._cgroup = cgroup
         self._stop_lock = threading.Lock()
         self._cleaned = threading.Event()
         self._relay = ConsoleRelay(
@@ -60,7 +65,7 @@ class CloudHypervisorInstance:
     def wait(self, timeout: float | None = None) -> int | None:
         """Exit status once the VMM is gone (negative: killed by that signal; 0 for an adopted process;
         :data:`REBOOT_STATUS` when it was killed because its guest rebooted). None if it still runs
-        after ``timeout``. The first time the exit is seen, the sockets and pidfile are removed.
+        after ``timeout``. The first time the exit is seen, the sockets, pidfile and cgroup are removed.
         """
         status = self._process.wait(timeout)
         if status is None:
@@ -69,6 +74,7 @@ class CloudHypervisorInstance:
             self._cleaned.set()
             self._relay.stop()
             self.paths.remove_runtime_files()
+            remove_quietly(self._cgroup)
         return REBOOT_STATUS if self.reboot is not None else status
 
     def alive(self) -> bool:

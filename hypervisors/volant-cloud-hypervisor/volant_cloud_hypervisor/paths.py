@@ -4,11 +4,11 @@ runtime directory.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from volant_core.launch import check_socket_paths
+from volant_core.vmm_files import write_record
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,9 @@ class VmPaths:
         check_socket_paths(self.sockets)
 
     def record_pid(self, pid: int, start_time: str) -> None:
-        """Write the pidfile for the process ``pid`` started at ``start_time`` (atomically)."""
-        partial = self.pidfile.with_name(self.pidfile.name + ".partial")
-        partial.write_text(f"{pid} {start_time}\n")
-        os.replace(partial, self.pidfile)
+        """Write the pidfile for the process ``pid`` started at ``start_time`` (atomically; never
+        through a link a confined VMM left)."""
+        write_record(self.pidfile, f"{pid} {start_time}\n")
 
     def recorded_pid(self) -> tuple[int, str] | None:
         """(pid, start time) from the pidfile, or None when there is none."""

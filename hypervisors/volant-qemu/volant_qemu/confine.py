@@ -2,7 +2,7 @@
 
 QEMU may create its sockets and pidfile in the VM's directory and open the files of its VM there
 (:func:`volant_core.vmm_confinement.hand_over`); the kernel and initramfs, when they live elsewhere
-(the daemon's cache, 0700), are copied into ``boot/`` there (kept while the source is unchanged);
+(the daemon's cache, 0700), are copied into ``boot/`` there (:func:`volant_core.vmm_files.copy_in`);
 disks elsewhere, and the backing images of the VM's overlays (in the daemon's cache), are opened
 by the daemon and passed as descriptors, and so is every tap (only root opens ``/dev/net/tun``).
 """
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from volant_core import hostnet
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec
-from volant_core.vmm_confinement import VmmIdentity, daemon_directory, hand_over
+from volant_core.vmm_confinement import VmmIdentity, hand_over
+from volant_core.vmm_files import copy_in
 from volant_qemu.command import Handover
 from volant_qemu.paths import VmPaths
-
-#: Directory under the VM's directory holding its copies of the kernel and initramfs.
-BOOT_DIR = "boot"
 
 
 def prepare_handover(spec: LaunchSpec, identity: VmmIdentity, state_dir: Path | None) -> Handover:
@@ -32,8 +29,8 @@ def prepare_handover(spec: LaunchSpec, identity: VmmIdentity, state_dir: Path | 
     """
     opened: list[int] = []
     try:
-        kernel = _inside(spec.vm_dir, spec.kernel)
-        initramfs = _inside(spec.vm_dir, spec.initramfs) if spec.initramfs is not None else None
+        kernel = copy_in(spec.vm_dir, spec.kernel)
+        initramfs = copy_in(spec.vm_dir, spec.initramfs) if spec.initramfs is not None else None
         disk_fds: list[int | None] = []
         backing_fds: list[int | None] = []
         for disk in spec.disks:
@@ -72,26 +69,3 @@ def close_all(descriptors: tuple[int, ...] | list[int]) -> None:
     for descriptor in descriptors:
         with contextlib.suppress(OSError):
             os.close(descriptor)
-
-
-def _inside(vm_dir: Path, source: Path) -> Path:
-    """``source`` when it lies in ``vm_dir``, else its copy in ``vm_dir/boot`` (made when missing or
-    when the source changed: another size or modification time).
-    """
-    if source.is_relative_to(vm_dir):
-        return source
-    copy = vm_dir / BOOT_DIR / source.name
-    try:
-        daemon_directory(copy.parent)
-        wanted = source.stat()
-        if copy.exists():
-            present = copy.stat()
-            if (present.st_size, present.st_mtime_ns) == (wanted.st_size, wanted.st_mtime_ns):
-                return copy
-        partial = copy.with_name(copy.name + ".partial")
-        partial.unlink(missing_ok=True)
-        shutil.copy2(source, partial)
-        partial.replace(copy)
-    except OSError as err:
-        raise LaunchError(f"cannot copy {source} into the VM's directory for its VMM: {err}") from err
-    return copy

@@ -6,14 +6,13 @@ import itertools
 import os
 import subprocess
 import time
-from typing import Any
 
 from volant_core.cgroups import VmCgroup, remove_quietly
 from volant_core.context import PluginContext
 from volant_core.errors import LaunchError
 from volant_core.launch import LaunchSpec, log_tail
 from volant_core.processes import AdoptedProcess, ChildProcess, read_cmdline
-from volant_core.vmm_confinement import VmmConfinement, VmmIdentity
+from volant_core.vmm_confinement import VmmConfinement
 from volant_qemu.accel import choose_accelerator
 from volant_qemu.binary import require_binary
 from volant_qemu.command import CPU_MODELS, build_command, qmp_argument
@@ -94,7 +93,7 @@ class QemuLauncher:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     pass_fds=handover.descriptors if handover else (),
-                    **(_run_as(identity) if identity is not None else {}),
+                    **(identity.popen_arguments() if identity is not None else {}),
                 )
         except BaseException as exc:
             remove_quietly(cgroup)
@@ -181,11 +180,6 @@ class QemuLauncher:
             except QmpError:
                 continue
             return
-
-
-def _run_as(identity: VmmIdentity) -> dict[str, Any]:
-    """The ``Popen`` arguments that start QEMU as ``identity``, with its groups only."""
-    return {"user": identity.uid, "group": identity.gid, "extra_groups": list(identity.groups)}
 
 
 def _resume(paths: VmPaths) -> None:

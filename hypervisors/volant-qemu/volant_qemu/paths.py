@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from volant_core.launch import AGENT_LANES, check_socket_paths
+from volant_core.vmm_files import write_record
 
 
 @dataclass(frozen=True)
@@ -59,12 +59,7 @@ class VmPaths:
 
     def record_spawn(self, pid: int, start_time: str) -> None:
         """Write the spawn record of the process ``pid`` started at ``start_time``."""
-        partial = self.spawn_record.with_name(self.spawn_record.name + ".partial")
-        partial.unlink(missing_ok=True)  # never write through a link a confined QEMU left there
-        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(descriptor, "w") as record:
-            record.write(f"{pid} {start_time}\n")
-        os.replace(partial, self.spawn_record)
+        write_record(self.spawn_record, f"{pid} {start_time}\n")  # never through a link QEMU left
 
     def spawned(self) -> tuple[int, str] | None:
         """(pid, start time) from the spawn record, or None when there is none."""

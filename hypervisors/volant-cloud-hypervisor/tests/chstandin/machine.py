@@ -1,10 +1,15 @@
 """The stand-in's "VM": kestrel run as a host process, with the state and events Cloud Hypervisor has.
 
-The main thread owns kestrel (it is started with a parent-death signal, which Linux ties to the
-thread that started it) and acts on what API calls ask through a queue: power button, shutdown,
-reboot. Guest behaviour the contract describes: the power button shuts the guest down and the VMM
-exits 0; a guest reboot resets it inside the same process (kestrel started again), and so does
-kestrel's death when the kernel command line says ``panic=-1`` (PID 1 dying panics a guest kernel).
+The VMM starts bare, as the backend starts Cloud Hypervisor: the VM is described by the
+``VmConfig`` of ``vm.create`` (already checked against the OpenAPI file) and started by ``vm.boot``.
+At that boot the stand-in writes down who it runs as and in which cgroups
+(``chstandin-boot.json``: its ``/proc/self/status`` ids and ``/proc/self/cgroup``), for the
+confinement tests. The main thread owns kestrel (it is started with a parent-death signal, which
+Linux ties to the thread that started it) and acts on what API calls ask through a queue: boot,
+power button, shutdown, reboot. Guest behaviour the contract describes: the power button shuts
+the guest down and the VMM exits 0; a guest reboot resets it inside the same process (kestrel
+started again), and so does kestrel's death when the kernel command line says ``panic=-1`` (PID 1
+dying panics a guest kernel).
 
 Test knobs (environment): ``CHSTANDIN_GUEST_IGNORES_POWER_BUTTON=1`` (the guest does not act on it),
 ``CHSTANDIN_VMM_IGNORES_SHUTDOWN=1`` (a hung VMM: ``vmm.shutdown`` is answered but does nothing).
@@ -18,6 +23,7 @@ import json
 import os
 import queue
 import signal
+import socketserver
 import subprocess
 import sys
 import threading
@@ -26,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from chstandin.argv import CommandLine
-from chstandin.streams import SerialPort
+from chstandin.streams import SerialPort, serve_hybrid_vsock
 from volant_core.errors import LaunchError
 from volant_core.launch import AGENT_PORT, LaunchSpec
 from volant_core.testing.kestrel import kestrel_argv
@@ -39,13 +45,13 @@ IGNORE_VMM_SHUTDOWN = "CHSTANDIN_VMM_IGNORES_SHUTDOWN"
 GUEST_SHUTDOWN_GRACE = 15.0
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
-#: ``--disk image_type=`` → the API's ``ImageType``.
-IMAGE_TYPES = {"raw": "Raw", "qcow2": "Qcow2", "vhd": "FixedVhd", "vhdx": "Vhdx"}
+#: What the stand-in writes at ``vm.boot``: the ids and cgroups it runs with.
+BOOT_RECORD = "chstandin-boot.json"
 
 
-def _size_bytes(size: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
+class BootRefused(Exception):
+    """``vm.boot`` fails as Cloud Hypervisor's would: the API answers 500 with the reason (the
+    OpenAPI file lists no error status for it; Cloud Hypervisor answers every failed call so)."""
 
 
 class Machine:
@@ -58,22 +64,51 @@ class Machine:
         self.kestrel_socket = self.vm_dir / "chstandin-kestrel.sock"
         self.requests_log = self.vm_dir / "chstandin-requests.log"
         self.violations_log = self.vm_dir / "chstandin-violations.log"
-        self.state = "Running"
+        #: The ``VmConfig`` of ``vm.create``; None until then.
+        self.config: dict[str, Any] | None = None
+        #: None until ``vm.create``, then ``Created``, ``Running`` ...
+        self.state: str | None = None
         self.devices: dict[str, str] = {}
-        self.cpus = int(command.pairs("--cpus").get("boot", "1"))
-        self.memory = _size_bytes(command.pairs("--memory").get("size", "512M"))
+        self.cpus = 1
+        self.memory = 0
         self.lock = threading.Lock()
         self.todo: queue.Queue[str] = queue.Queue()
+        self.booted = threading.Event()
         self._events = command.pairs("--event-monitor").get("path")
         self._log_file = command.one("--log-file")
-        serial = command.pairs("--serial")
-        self.serial = (
-            SerialPort(Path(serial["socket"]), self.vm_dir / "chstandin-serial-input.log")
-            if "socket" in serial
-            else None
-        )
+        self.serial: SerialPort | None = None
+        #: The servers of the VM's devices (hybrid vsock), closed when the VMM ends.
+        self.servers: list[socketserver.BaseServer] = []
         self._kestrel: subprocess.Popen[bytes] | None = None
         self._expect_kestrel_exit = False
+
+    def create(self, config: dict[str, Any]) -> None:
+        """``vm.create``: keep the VM's ``config`` (a ``VmConfig`` the schema allows)."""
+        self.config = config
+        self.cpus = int(config.get("cpus", {}).get("boot_vcpus", 1))
+        self.memory = int(config.get("memory", {}).get("size", 512 << 20))
+        self.state = "Created"
+
+    def payload(self, key: str) -> str | None:
+        """A value of the created VM's ``payload`` (``kernel``, ``cmdline``, ``initramfs``)."""
+        assert self.config is not None
+        value = self.config["payload"].get(key)
+        return None if value is None else str(value)
+
+    def record_boot(self) -> None:
+        """Write :data:`BOOT_RECORD`: the ids and groups the kernel reports for this process now,
+        and the cgroups it is in (what the guest would run with)."""
+        status = dict(
+            line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line
+        )
+        record = {
+            "pid": os.getpid(),
+            "uid": status["Uid"].split(),
+            "gid": status["Gid"].split(),
+            "groups": status["Groups"].split(),
+            "cgroup": Path("/proc/self/cgroup").read_text().splitlines(),
+        }
+        (self.vm_dir / BOOT_RECORD).write_text(json.dumps(record))
 
     # ------------------------------------------------------------ records
 
@@ -114,28 +149,29 @@ class Machine:
     # ------------------------------------------------------------ the guest
 
     def check_kernel(self) -> None:
-        """Refuse, as Cloud Hypervisor would, a kernel that is neither an ELF vmlinux nor a bzImage."""
-        kernel = Path(str(self.command.one("--kernel")))
+        """Refuse, as Cloud Hypervisor would, a kernel that is neither an ELF vmlinux nor a bzImage,
+        or that this process cannot open (:class:`BootRefused`)."""
+        kernel = Path(str(self.payload("kernel")))
         try:
             head = kernel.read_bytes()[:0x206]
         except OSError as exc:
-            raise SystemExit(f"Error booting VM: cannot open kernel {kernel}: {exc}") from None
+            raise BootRefused(f"Error booting VM: cannot open kernel {kernel}: {exc}") from None
         if not (head.startswith(b"\x7fELF") or head[0x202:0x206] == b"HdrS"):
-            raise SystemExit(f"Error booting VM: {kernel} is not a PVH vmlinux (ELF) or a bzImage")
+            raise BootRefused(f"Error booting VM: {kernel} is not a PVH vmlinux (ELF) or a bzImage")
 
     def boot(self) -> None:
         """Start the guest: kestrel as a host process serving on :attr:`kestrel_socket`."""
-        cmdline = str(self.command.one("--cmdline") or "")
-        initramfs = self.command.one("--initramfs")
+        assert self.config is not None
+        initramfs = self.payload("initramfs")
         spec = LaunchSpec(
             name="standin",
             vm_dir=self.vm_dir,
             cpu_cores=self.cpus,
             memory_mb=self.memory >> 20,
-            kernel=Path(str(self.command.one("--kernel"))),
-            vsock_cid=int(self.command.pairs("--vsock").get("cid", "3")),
-            initramfs=Path(initramfs) if isinstance(initramfs, str) else None,
-            kernel_args=tuple(cmdline.split()),
+            kernel=Path(str(self.payload("kernel"))),
+            vsock_cid=int(self.config.get("vsock", {}).get("cid", 3)),
+            initramfs=Path(initramfs) if initramfs is not None else None,
+            kernel_args=tuple((self.payload("cmdline") or "").split()),
         )
         manifest = self.vm_dir / "chstandin-manifest.json"
         # Imported here: it loads most of volant_core, which the API need not wait for.
@@ -194,16 +230,20 @@ class Machine:
     # ------------------------------------------------------------ the main thread
 
     def run(self) -> int:
-        """Boot, then act on queued requests until the VMM ends; the exit status."""
+        """Act on queued requests (the first: ``vm.boot``'s) until the VMM ends; the exit status."""
         self.event("vmm", "starting")
-        self.event("vm", "booting")
-        self.boot()
-        self.event("vm", "booted")
         while True:
             try:
                 action = self.todo.get(timeout=0.1)
             except queue.Empty:
                 self._watch_guest()
+                continue
+            if action == "boot":
+                self.event("vm", "booting")
+                self._open_devices()
+                self.boot()
+                self.event("vm", "booted")
+                self.booted.set()
                 continue
             if action == "power-button":
                 if os.environ.get(IGNORE_POWER_BUTTON):
@@ -225,6 +265,29 @@ class Machine:
             if action == "reboot":
                 self.reboot()
 
+    def _open_devices(self) -> None:
+        """Open the sockets of the created VM's serial port and hybrid vsock device."""
+        assert self.config is not None
+        serial = self.config.get("serial", {})
+        if serial.get("mode") == "Socket":
+            self.serial = SerialPort(Path(serial["socket"]), self.vm_dir / "chstandin-serial-input.log")
+        vsock = self.config.get("vsock")
+        if vsock is not None:
+            self.servers.append(serve_hybrid_vsock(Path(vsock["socket"]), self.guest_port))
+
+    def start_boot(self, timeout: float = 30.0) -> None:
+        """``vm.boot``: check the created VM can boot (:class:`BootRefused` if not), write down the
+        ids and cgroups the VMM runs with, and boot it in the main thread; return once booted."""
+        with self.lock:
+            if self.state != "Created":
+                raise BootRefused(f"Error booting VM: the VM is {self.state}, not Created")
+            self.check_kernel()
+            self.record_boot()
+            self.state = "Running"
+        self.todo.put("boot")
+        if not self.booted.wait(timeout):
+            raise BootRefused(f"Error booting VM: the guest did not start within {timeout:g} s")
+
     def reboot(self) -> None:
         """Reset the guest in this process, as Cloud Hypervisor does."""
         self.event("vm", "rebooting")
@@ -242,52 +305,24 @@ class Machine:
         self._kestrel = None
         self.log(f"guest PID 1 exited with {kestrel.returncode}: kernel panic")
         end_guest_processes()  # a reset (or a hung kernel) ends what ran in the guest
-        if "panic=-1" in str(self.command.one("--cmdline") or "").split():
+        if "panic=-1" in (self.payload("cmdline") or "").split():
             self.reboot()
 
     def stop(self) -> None:
-        """End the guest (the VMM is exiting)."""
+        """End the guest and close the devices' servers (the VMM is exiting)."""
         self.halt_guest()
+        for server in self.servers:
+            server.server_close()
 
     # ------------------------------------------------------------ answers
 
     def vm_config(self) -> dict[str, Any]:
-        """The VM's configuration as ``vm.info`` reports it (a ``VmConfig``)."""
-        command = self.command
-        payload = {"kernel": str(command.one("--kernel")), "cmdline": str(command.one("--cmdline") or "")}
-        if command.one("--initramfs") is not None:
-            payload["initramfs"] = str(command.one("--initramfs"))
-        config: dict[str, Any] = {
-            "cpus": {"boot_vcpus": self.cpus, "max_vcpus": self.cpus},
-            "memory": {"size": self.memory},
-            "payload": payload,
-            "disks": [
-                {
-                    "path": disk["path"],
-                    "readonly": disk.get("readonly") in ("on", "true"),
-                    **({"serial": disk["serial"]} if "serial" in disk else {}),
-                    **({"image_type": IMAGE_TYPES[disk["image_type"]]} if "image_type" in disk else {}),
-                    **(
-                        {"backing_files": disk["backing_files"] in ("on", "true")}
-                        if "backing_files" in disk
-                        else {}
-                    ),
-                }
-                for disk in command.all_pairs("--disk")
-            ],
-            "net": [
-                {key: int(value) if key == "mtu" else value for key, value in net.items()}
-                for net in command.all_pairs("--net")
-            ],
-            "devices": [{"path": device["path"]} for device in command.all_pairs("--device")],
-        }
-        vsock = command.pairs("--vsock")
-        if vsock:
-            config["vsock"] = {"cid": int(vsock.get("cid", "3")), "socket": vsock["socket"]}
-        serial = command.pairs("--serial")
-        if "socket" in serial:
-            config["serial"] = {"mode": "Socket", "socket": serial["socket"]}
-        return config
+        """The VM's configuration as ``vm.info`` reports it: the ``VmConfig`` it was created with,
+        resized as asked."""
+        assert self.config is not None
+        cpus = {**self.config.get("cpus", {}), "boot_vcpus": self.cpus}
+        cpus["max_vcpus"] = max(self.cpus, int(cpus.get("max_vcpus", 1)))
+        return {**self.config, "cpus": cpus, "memory": {**self.config.get("memory", {}), "size": self.memory}}
 
 
 def become_subreaper() -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from chstandin.argv import ContractViolation, parse_argv
 from chstandin.machine import VERSION, Machine, become_subreaper
 from chstandin.openapi import ApiContract
 from chstandin.rest import serve_api
-from chstandin.streams import serve_hybrid_vsock
 
 
 def main(argv: Sequence[str]) -> int:
@@ -26,23 +24,22 @@ def main(argv: Sequence[str]) -> int:
     if "--api-socket" not in command.options or "path" not in command.pairs("--api-socket"):
         print("cloud-hypervisor stand-in: needs --api-socket path=<path>", file=sys.stderr)
         return 1
-    if command.one("--kernel") is None:
-        print("cloud-hypervisor stand-in: needs --kernel (it boots nothing else)", file=sys.stderr)
+    if command.one("--kernel") is not None:
+        print(
+            "cloud-hypervisor stand-in: it models a VMM started bare, whose VM comes over the API "
+            "(vm.create, vm.boot); a VM on the command line is not modelled",
+            file=sys.stderr,
+        )
         return 1
     become_subreaper()
     machine = Machine(command)
-    machine.check_kernel()
-    vsock = command.pairs("--vsock")
-    servers = [serve_api(machine, ApiContract())]
-    if vsock:
-        servers.append(serve_hybrid_vsock(Path(vsock["socket"]), machine.guest_port))
+    api = serve_api(machine, ApiContract())
     machine.log(f"{VERSION} started with {len(argv)} arguments")
     try:
         return machine.run()
     finally:
         machine.stop()
-        for server in servers:
-            server.server_close()
+        api.server_close()
 
 
 if __name__ == "__main__":

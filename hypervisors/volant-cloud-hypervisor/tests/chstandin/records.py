@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The requests that created and booted the VM, first of what a launch sends after ``vmm.ping``.
+BOOT_REQUESTS = ["PUT vm.create 204", "PUT vm.boot 204"]
+
 
 def violations(vm_dir: Path) -> str:
     """What the stand-in found against the contract in this VM's requests (empty: nothing)."""

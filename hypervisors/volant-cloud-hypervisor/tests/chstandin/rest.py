@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from chstandin.machine import VERSION, Machine
+from chstandin.machine import VERSION, BootRefused, Machine
 from chstandin.openapi import ApiContract, ApiViolation
 
 #: A status and a JSON body (None: no body).
@@ -30,21 +30,35 @@ class NotImplementedByStandIn(Exception):
 
 def act(machine: Machine, endpoint: str, body: Any) -> Answer:
     """What Cloud Hypervisor does for ``endpoint`` (a request already checked against the schema)."""
+    if endpoint == "vm.boot":
+        if machine.state is None:
+            return 404, None  # the contract: not created yet
+        machine.start_boot()
+        return 204, None
     with machine.lock:
         state = machine.state
         if endpoint == "vmm.ping":
             return 200, {"version": VERSION, "build_version": f"{VERSION}-standin", "pid": os.getpid()}
+        if endpoint == "vmm.shutdown":
+            machine.todo.put("vmm-shutdown")
+            return 204, None
+        if endpoint == "vm.create":
+            if state is not None:
+                raise BootRefused("Error creating VM: a VM is already created")
+            machine.create(body)
+            return 204, None
+        if state is None:
+            if endpoint == "vm.info":
+                return 404, None  # the contract: not created yet
+            raise BootRefused(f"{endpoint}: no VM is created (the stand-in answers as for a failed call)")
         if endpoint == "vm.info":
             return 200, {"config": machine.vm_config(), "state": state, "memory_actual_size": machine.memory}
         if endpoint == "vm.counters":
             return 200, {
                 f"_disk{n}": {"read_bytes": 0, "write_bytes": 0}
-                for n in range(len(machine.command.all_pairs("--disk")))
+                for n in range(len(machine.vm_config().get("disks", [])))
             }
-        if endpoint == "vmm.shutdown":
-            machine.todo.put("vmm-shutdown")
-            return 204, None
-        if state == "Shutdown" and endpoint in NEEDS_A_BOOTED_VM:
+        if state in ("Shutdown", "Created") and endpoint in NEEDS_A_BOOTED_VM:
             return 405, None
         if endpoint == "vm.power-button":
             machine.todo.put("power-button")
@@ -129,7 +143,7 @@ def serve_api(machine: Machine, contract: ApiContract) -> socketserver.BaseServe
                 machine.record_request(method, endpoint, exc.status)
                 self._send(exc.status, str(exc).encode(), "text/plain")
                 return
-            except NotImplementedByStandIn as exc:
+            except (NotImplementedByStandIn, BootRefused) as exc:
                 machine.record_request(method, endpoint, 500)
                 self._send(500, str(exc).encode(), "text/plain")
                 return
