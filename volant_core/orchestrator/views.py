@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.health import HealthBoard
+from volant_core.orchestrator.parsed import ParsedConfigs
 from volant_core.orchestrator.publishing import published_ports
 from volant_core.orchestrator.vmconfig import VMConfig, needs_restart
 from volant_core.store import ConfigRecord, Store, VMRecord
@@ -19,6 +20,11 @@ class VMViews:
         self._store = store
         self._backends = backends
         self._health = health
+        self._parsed = ParsedConfigs()
+
+    def config(self, stored: ConfigRecord) -> VMConfig:
+        """The configuration version ``stored`` holds, parsed (once per version: :class:`ParsedConfigs`)."""
+        return self._parsed.of(stored)
 
     def get(self, name: str) -> VMView:
         """The view of VM ``name``; NotFoundError if there is none."""
@@ -56,7 +62,7 @@ class VMViews:
             current = self._store.configs.current(record.id)
         if applied is None:
             applied = self._applied(record, current)
-        booted = VMConfig.model_validate(applied.config)
+        booted = self.config(applied)
         network_mode = self._backends.network_of(booted).mode
         active = record.status in ACTIVE_STATES
         running = record.status == VMStatus.RUNNING
