@@ -88,7 +88,7 @@ class VMViews:
             created_at=record.created_at.isoformat(),
             updated_at=record.updated_at.isoformat(),
             config_version=current.version,
-            restart_pending=active and needs_restart(applied.config, current.config),
+            restart_pending=active and _differ_at_boot(applied, current),
             health=health,
             health_reason=health_reason,
             published_ports=published_ports(booted, network_mode, record.ip_address) if active else (),
@@ -101,3 +101,10 @@ class VMViews:
         if record.config_version in (None, current.version):
             return current
         return self._store.configs.get_version(record.id, record.config_version)
+
+
+def _differ_at_boot(applied: ConfigRecord, current: ConfigRecord) -> bool:
+    """Whether the VM's ``current`` configuration changed a key read at boot since ``applied`` (the
+    version its VMM booted). One version is one document: the same version needs no comparison.
+    """
+    return applied.version != current.version and needs_restart(applied.config, current.config)
