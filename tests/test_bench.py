@@ -25,8 +25,12 @@ CPU_LINE = re.compile(
 #: A figure against an issue's target: ``<what>: <figure> ... (target >= <t>[ unit])``, or the
 #: control plane's rate and p50 each against theirs.
 TARGET_LINE = re.compile(r"^[^:]+: [\d.]+.*\(target [<>]= [\d.]+( ms| MiB)?\)$")
-#: The CPU one round takes: ``<what>: <t> ms, at most <n>/s on one free core``.
-CPU_PER_ROUND = re.compile(r"^[^:]+: [\d.]+ ms, at most \d+/s on one free core$")
+#: The CPU one round takes: ``<what>: <t> ms, at most <n>/s on one free core``, maybe followed by
+#: ``; the client's share <t> ms, the daemon's <t> ms``.
+CPU_PER_ROUND = re.compile(
+    r"^[^:]+: [\d.]+ ms, at most \d+/s on one free core"
+    r"(; the client's share [\d.]+ ms, the daemon's [\d.]+ ms)?$"
+)
 #: The CPU a command's process takes: ``<what>, CPU: <t> ms against <t> ms for python -c pass``.
 CHILD_CPU = re.compile(r"^[^:]+, CPU: \d+ ms against \d+ ms for python -c pass$")
 FORMS = (LINE, CPU_LINE, TARGET_LINE, CPU_PER_ROUND, CHILD_CPU)

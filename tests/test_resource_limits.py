@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,15 @@ SCHEMA_MAX = {
     name: next(m.le for m in field.metadata if hasattr(m, "le"))
     for name, field in Resources.model_fields.items()
 }
+
+
+def test_the_hosts_memory_is_its_memtotal() -> None:
+    """The memory admission counts and its refusals name is ``/proc/meminfo``'s ``MemTotal``
+    (volantd reads it through ``sysinfo(2)``, not by parsing that file on every check).
+    """
+    lines = Path("/proc/meminfo").read_text().splitlines()
+    mem_total_kib = next(int(line.split()[1]) for line in lines if line.startswith("MemTotal:"))
+    assert host_capacity().memory_mb == mem_total_kib // 1024
 
 
 @contextmanager

@@ -508,7 +508,7 @@ def test_deleting_a_group_keeps_its_vms(store: Store) -> None:
 
 def test_event_ids_are_monotonic_and_survive_prune(store: Store) -> None:
     assert store.events.latest_id() == 0
-    ids = [store.events.append("vm.status", {"n": n}, vm_name="a").id for n in range(10)]
+    ids = [store.events.append("vm.status", {"n": n}, vm_name="a") for n in range(10)]
     assert ids == sorted(ids) and len(set(ids)) == 10
 
     assert store.events.prune(keep=3) == 7
@@ -521,7 +521,7 @@ def test_event_ids_are_monotonic_and_survive_prune(store: Store) -> None:
     store.events.prune(keep=0)
     assert store.events.since(0) == []
     assert store.events.latest_id() == ids[-1]
-    assert store.events.append("vm.status", {}).id == ids[-1] + 1
+    assert store.events.append("vm.status", {}) == ids[-1] + 1
 
 
 def test_prune_refuses_negative_keep(store: Store) -> None:

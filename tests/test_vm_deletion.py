@@ -48,3 +48,18 @@ def test_a_delete_a_stopped_daemon_left_halfway_is_finished_at_the_next_start(
     assert list(runtime_dir.parent.iterdir()) == []
     deleted = [e for e in host_api.daemon.store.events.since(0) if e.type == "VM_DELETED"]
     assert [e.vm_name for e in deleted] == ["half"]
+
+
+def test_deleting_a_running_vm_announces_it_stopped_then_deleted_without_a_pid(
+    host_api: RunningDaemon,
+) -> None:
+    assert host_api.request("POST", "/api/v1/vms", {"name": "gone", "plugin": "hello-host"}).status == 201
+    assert host_api.wait_for_status("gone", {"running"})["pid"] is not None
+    assert host_api.request("DELETE", "/api/v1/vms/gone").status == 204
+    events = [e.payload for e in host_api.daemon.store.events.since(0) if e.vm_name == "gone"]
+    assert [(e["type"], e["status"], e["data"]["pid"]) for e in events[-3:]] == [
+        ("VM_STOPPING", "stopping", events[-3]["data"]["pid"]),
+        ("VM_STOPPED", "stopped", None),
+        ("VM_DELETED", "stopped", None),
+    ]
+    assert events[-3]["data"]["pid"] is not None

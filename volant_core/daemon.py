@@ -67,10 +67,10 @@ PRUNE_EVENTS_EVERY = 100
 
 def _persist_event(store: Store, keep: int, event: Event) -> int:
     """Store ``event`` and return its id; now and then drop all but the newest ``keep`` events."""
-    record = store.events.append(event.type, event.to_dict(), vm_name=event.name)
-    if record.id % PRUNE_EVENTS_EVERY == 0:
+    event_id = store.events.append(event.type, event.to_dict(), vm_name=event.name)
+    if event_id % PRUNE_EVENTS_EVERY == 0:
         store.events.prune(keep)
-    return record.id
+    return event_id
 
 
 #: volantd's umask: what it and its children (the VMMs, plugins' helpers) create is theirs alone.

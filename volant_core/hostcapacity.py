@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
-
-#: Where Linux tells the host's memory.
-MEMINFO = Path("/proc/meminfo")
 
 
 @dataclass(frozen=True)
@@ -26,13 +22,12 @@ class HostCapacity:
 
 def host_capacity() -> HostCapacity:
     """The CPUs this process may run on (its affinity mask) and the host's ``MemTotal``."""
-    return HostCapacity(cpus=len(os.sched_getaffinity(0)), memory_mb=_memory_total_kib() // 1024)
+    return HostCapacity(cpus=len(os.sched_getaffinity(0)), memory_mb=_memory_total_bytes() // (1024 * 1024))
 
 
-def _memory_total_kib() -> int:
-    """``MemTotal`` of ``/proc/meminfo``, in KiB (the kernel's "kB")."""
-    for line in MEMINFO.read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key == "MemTotal":
-            return int(value.split()[0])
-    raise RuntimeError(f"{MEMINFO} has no MemTotal line")
+def _memory_total_bytes() -> int:
+    """``MemTotal`` in bytes: the pages ``sysinfo(2)`` counts (the kernel's own source of
+    ``/proc/meminfo``'s ``MemTotal``), about a microsecond where parsing that file took ~0.1 ms,
+    on every admission check (issue 11).
+    """
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

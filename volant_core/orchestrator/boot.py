@@ -73,10 +73,10 @@ class Booter:
         if problem := socket_room_problem(before.runtime_dir):  # before anything is downloaded
             raise LaunchError(problem)
         stored = store.configs.current(before.id)
-        config = VMConfig.model_validate(stored.config)
+        config = self._context.views.config(stored)
         launcher = backends.launcher(backends.hypervisor_of(config))
         with self._context.admission.reserve(name, config.resources):
-            record = self._apply_config(name, config, stored.version)
+            record = self._apply_config(before, config, stored.version)
             self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
         view = self._context.views.view_of(record, stored)  # the row now names ``stored`` as booted
         try:
@@ -162,14 +162,15 @@ class Booter:
             )
         return TokenChannel(channel, vm_token(self._context.settings.state_dir, view.name))
 
-    def _apply_config(self, name: str, config: VMConfig, version: int) -> VMRecord:
-        """Make the VM row describe the configuration about to boot, leasing or releasing the VM's
-        address when its network mode changed whether it needs one.
+    def _apply_config(self, record: VMRecord, config: VMConfig, version: int) -> VMRecord:
+        """Make the VM row ``record`` describes (read under the VM's lock: nobody else writes it)
+        describe the configuration about to boot, leasing or releasing the VM's address when its
+        network mode changed whether it needs one.
         """
         store = self._context.store
         backends = self._context.backends
+        name = record.name
         with store.transaction():
-            record = store.vms.get_by_name(name)
             mode = backends.mode(backends.network_of(config).mode, field="network.mode")
             needs_ip = mode.needs_ip
             ip = record.ip_address

@@ -30,6 +30,7 @@ class Configurations:
 
     def __init__(self, context: OrchestratorContext) -> None:
         self._context = context
+        self._artifacts = ArtifactPolicy.from_settings(context.settings)
 
     def current(self, name: str) -> ConfigRecord:
         """The current configuration version of VM ``name``."""
@@ -45,7 +46,7 @@ class Configurations:
         """Merge ``patch`` into the current configuration and store the result as the next version."""
         with self._context.locks(name):
             record = self._context.store.vms.get_by_name(name)
-            current = VMConfig.model_validate(self._context.store.configs.current(record.id).config)
+            current = self._context.views.config(self._context.store.configs.current(record.id))
             return self._store_config(record, apply_patch(current, patch), "configuration changed")
 
     def rollback(self, name: str, version: int) -> ConfigRecord:
@@ -82,7 +83,7 @@ class Configurations:
         backends = self._context.backends
         self._context.admission.check_config(config)
         backends.launcher(backends.hypervisor_of(config), field="hypervisor")
-        ArtifactPolicy.from_settings(self._context.settings).check_all(config.artifacts())
+        self._artifacts.check_all(config.artifacts())
         check_requirements(config, backends)
         check_expose(name, config, self._context.store, backends)
         view = self._draft_view(name, config, record)

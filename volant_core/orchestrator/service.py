@@ -245,7 +245,7 @@ class Orchestrator:
 
     def _exists(self, name: str) -> bool:
         try:
-            self.store.vms.get_by_name(name)
+            self.store.vms.status_of(name)
         except NotFoundError:
             return False
         return True
@@ -362,8 +362,8 @@ class Orchestrator:
         if force:
             self._supervisor.kill_now(name)
         with self._locks(name):
-            self._stop_locked(name, force=force)  # NotFoundError first when there is no such VM
-            self._discard(name, "vm deleted")
+            stopped = self._stop_locked(name, force=force)  # NotFoundError first when there is no such VM
+            self._discard(name, "vm deleted", stopped)
 
     def shutdown(self) -> None:
         """Stop watching VMs (they keep running and are re-adopted at the next start); tell the plugins."""
@@ -429,11 +429,11 @@ class Orchestrator:
         except VolantError as err:
             log.error("reconciling published ports failed: %s", err.message)
 
-    def _stop_locked(self, name: str, *, force: bool = False, message: str | None = None) -> None:
+    def _stop_locked(self, name: str, *, force: bool = False, message: str | None = None) -> VMRecord:
         """Power the watched VMM off (``force``: kill it at once) and release the VM's host resources
         (lock held); an active VM whose VMM is not watched has its resources released and is marked
         stopped. ``message`` says why it stopped (kept as its ``status_reason``); by default, that
-        it was stopped, or killed.
+        it was stopped, or killed. The VM's row as the stop leaves it.
         """
         message = message or ("killed at once (force)" if force else "vm stopped")
         self._supervisor.reset_restarts(name)  # an explicit stop ends any pending automatic restart
@@ -441,8 +441,10 @@ class Orchestrator:
         if not self._supervisor.watches(name):
             if record.status in ACTIVE_STATES:
                 self._release(record)
-                self._transitions.set_status(name, VMStatus.STOPPED, EventType.VM_STOPPED, message, pid=None)
-            return
+                return self._transitions.set_status(
+                    name, VMStatus.STOPPED, EventType.VM_STOPPED, message, pid=None
+                )
+            return record
         self._transitions.set_status(
             name, VMStatus.STOPPING, EventType.VM_STOPPING, "killing (force)" if force else "powering off"
         )
@@ -450,11 +452,12 @@ class Orchestrator:
             status = self._supervisor.stop(name, force=force)
         finally:
             self._release(record)
-        self._transitions.set_status(
+        stopped = self._transitions.set_status(
             name, VMStatus.STOPPED, EventType.VM_STOPPED, message, pid=None, exit_status=status
         )
         if self.plugins.calls.has_listeners("volant_vm_stopped"):
             self.plugins.calls.notify("volant_vm_stopped", vm=self.get_vm(name), exit_status=status)
+        return stopped
 
     def _release(self, record: VMRecord) -> VMView:
         """Release what the VM of ``record`` holds on the host for the configuration it booted with;
@@ -464,10 +467,13 @@ class Orchestrator:
         self._resources.release(view, booted)
         return view
 
-    def _discard(self, name: str, message: str) -> None:
-        """Remove every trace of ``name`` (its VMM, if any, is already gone)."""
+    def _discard(self, name: str, message: str, record: VMRecord | None = None) -> None:
+        """Remove every trace of ``name`` (its VMM, if any, is already gone); ``record`` is its row
+        when the caller holds it already (read under the VM's lock), else it is read.
+        """
         self._supervisor.kill(name)
-        record = self.store.vms.get_by_name(name)
+        if record is None:
+            record = self.store.vms.get_by_name(name)
         view = self._release(record)
         aside = vmdirs.set_aside(record.id, name, record.runtime_dir)
         try:

@@ -65,7 +65,7 @@ class Supervisor:
         health_board: health.HealthBoard,
         *,
         boot: Callable[[str], object],
-        power_off: Callable[[str, str], None],
+        power_off: Callable[[str, str], object],
     ) -> None:
         self._context = context
         self._resources = resources

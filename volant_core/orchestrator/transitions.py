@@ -16,8 +16,11 @@ class Transitions:
         self._store = store
         self._events = events
 
-    def set_status(self, name: str, status: VMStatus, event: EventType, message: str, **changes: Any) -> None:
-        """Move VM ``name`` to ``status`` (writing ``changes`` to its row too) and publish ``event``.
+    def set_status(
+        self, name: str, status: VMStatus, event: EventType, message: str, **changes: Any
+    ) -> VMRecord:
+        """Move VM ``name`` to ``status`` (writing ``changes`` to its row too) and publish ``event``;
+        the row as written.
 
         ``agent`` and ``exit_status`` in ``changes`` go into the event's data, not the row.
         """
@@ -26,6 +29,7 @@ class Transitions:
             name, status=status, status_reason=_reason(status, message), **changes
         )
         self.emit(event, record, message, **extra)
+        return record
 
     def emit(self, event: EventType, record: VMRecord, message: str, **data: Any) -> None:
         """Publish ``event`` about the VM ``record`` describes; ``data`` adds to its pid and address."""

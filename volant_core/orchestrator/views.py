@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from volant_core.orchestrator.backends import Backends
 from volant_core.orchestrator.health import HealthBoard
+from volant_core.orchestrator.parsed import ParsedConfigs
 from volant_core.orchestrator.publishing import published_ports
 from volant_core.orchestrator.vmconfig import VMConfig, needs_restart
 from volant_core.store import ConfigRecord, Store, VMRecord
@@ -19,6 +20,11 @@ class VMViews:
         self._store = store
         self._backends = backends
         self._health = health
+        self._parsed = ParsedConfigs()
+
+    def config(self, stored: ConfigRecord) -> VMConfig:
+        """The configuration version ``stored`` holds, parsed (once per version: :class:`ParsedConfigs`)."""
+        return self._parsed.of(stored)
 
     def get(self, name: str) -> VMView:
         """The view of VM ``name``; NotFoundError if there is none."""
@@ -56,7 +62,7 @@ class VMViews:
             current = self._store.configs.current(record.id)
         if applied is None:
             applied = self._applied(record, current)
-        booted = VMConfig.model_validate(applied.config)
+        booted = self.config(applied)
         network_mode = self._backends.network_of(booted).mode
         active = record.status in ACTIVE_STATES
         running = record.status == VMStatus.RUNNING
@@ -82,7 +88,7 @@ class VMViews:
             created_at=record.created_at.isoformat(),
             updated_at=record.updated_at.isoformat(),
             config_version=current.version,
-            restart_pending=active and needs_restart(applied.config, current.config),
+            restart_pending=active and _differ_at_boot(applied, current),
             health=health,
             health_reason=health_reason,
             published_ports=published_ports(booted, network_mode, record.ip_address) if active else (),
@@ -95,3 +101,10 @@ class VMViews:
         if record.config_version in (None, current.version):
             return current
         return self._store.configs.get_version(record.id, record.config_version)
+
+
+def _differ_at_boot(applied: ConfigRecord, current: ConfigRecord) -> bool:
+    """Whether the VM's ``current`` configuration changed a key read at boot since ``applied`` (the
+    version its VMM booted). One version is one document: the same version needs no comparison.
+    """
+    return applied.version != current.version and needs_restart(applied.config, current.config)

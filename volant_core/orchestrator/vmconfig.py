@@ -349,8 +349,14 @@ def parse_patch(data: Any) -> ConfigPatch:
 
 
 def apply_patch(current: VMConfig, patch: ConfigPatch) -> VMConfig:
-    """The configuration ``patch`` makes of ``current``, validated (see the module documentation)."""
+    """The configuration ``patch`` makes of ``current``, validated (see the module documentation).
+
+    A patch that names nothing (a create without overrides) is ``current`` itself, which every
+    caller has validated already: not merged and validated again (issue 11).
+    """
     given = patch.model_fields_set
+    if not given:
+        return current
     if "plugin" in given and patch.plugin != current.plugin:
         raise ValidationError(
             f"plugin: a VM keeps the plugin it was created from ({current.plugin!r}); "

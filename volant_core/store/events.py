@@ -16,10 +16,15 @@ _EVENTS = Table(Event)
 class EventRepository(Repository):
     """Append-only events with monotonic ids (AUTOINCREMENT: an id is never reused, even after a prune)."""
 
-    def append(self, event_type: str, payload: Mapping[str, Any], vm_name: str | None = None) -> EventRecord:
-        """Store an event; its id is greater than every id handed out before."""
+    def append(self, event_type: str, payload: Mapping[str, Any], vm_name: str | None = None) -> int:
+        """Store an event; its id, greater than every id handed out before.
+
+        Only the id is read back (the rowid of the insert): the daemon appends one event per
+        change, and reading the row back (``RETURNING``, its payload parsed again) cost more than
+        the insert (issue 11). :meth:`since` reads events as stored.
+        """
         row = {"type": event_type, "vm_name": vm_name, "payload": dict(payload), "created_at": utcnow()}
-        return EventRecord(**_EVENTS.inserted(self._db, row))
+        return _EVENTS.insert(self._db, row)
 
     def since(self, after_id: int, limit: int | None = None) -> list[EventRecord]:
         """Stored events with an id greater than ``after_id``, oldest first, at most ``limit``."""

@@ -16,6 +16,10 @@ from typing import Any
 
 import peewee
 
+#: Fields whose values SQLite returns as peewee's ``python_value`` would make them (an INTEGER or
+#: TEXT column's int or str, or None): rows read skip the call, a dozen per VM row (issue 11).
+_READ_AS_STORED = frozenset({peewee.AutoField, peewee.IntegerField, peewee.TextField})
+
 
 def _quote(name: str) -> str:
     return f'"{name}"'
@@ -37,7 +41,10 @@ class Table:
         self.name = _quote(meta.table_name)
         self._fields: dict[str, peewee.Field] = {field.name: field for field in meta.sorted_fields}
         read = [self._fields[name] for name in fields] if fields is not None else meta.sorted_fields
-        self._readers = tuple((field.name, field.python_value) for field in read)
+        self._names = tuple(field.name for field in read)
+        self._readers = tuple(
+            (field.name, field.python_value) for field in read if type(field) not in _READ_AS_STORED
+        )
         self._columns = ", ".join(_quote(field.column_name) for field in read)
         self._select = f"SELECT {self._columns} FROM {self.name}"
 
@@ -79,11 +86,12 @@ class Table:
         return count
 
     def _read(self, cursor: Any) -> list[dict[str, Any]]:
-        readers = self._readers
-        return [
-            {name: read(value) for (name, read), value in zip(readers, row, strict=True)}
-            for row in cursor.fetchall()
-        ]
+        names, readers = self._names, self._readers
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        for row in rows:
+            for name, read in readers:
+                row[name] = read(row[name])
+        return rows
 
     def _insert(self, values: Mapping[str, Any], replace: bool) -> tuple[str, list[Any]]:
         columns, params = self._assignments(values)
