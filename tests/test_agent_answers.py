@@ -6,6 +6,7 @@ VM whose workload echoes requests and answers ``/big/<bytes>`` with as many byte
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import socket
@@ -20,6 +21,7 @@ import pytest
 
 from volant_core.agent_client import HEALTH_PATH, MAX_ANSWER_SETTING, AgentClient
 from volant_core.api.agent_relay import forwarded_headers
+from volant_core.api.server import MAX_HEAD_BYTES
 from volant_core.channels import UnixSocketChannel
 from volant_core.errors import AgentAnswerTooLarge
 from volant_core.testing.daemon import RunningDaemon
@@ -102,6 +104,17 @@ def test_a_small_answer_whose_body_pauses_is_relayed_as_it_comes(guest: Guest) -
         assert answer.read() == b"rest\n"
     finally:
         client.close()
+
+
+def test_a_body_larger_than_the_head_limit_is_relayed_whole(guest: Guest) -> None:
+    """Only a request's head counts against the server's head limit: a body four times that size,
+    sent after its head, reaches the workload whole.
+    """
+    body = bytes(range(256)) * (MAX_HEAD_BYTES * 4 // 256)
+    octets = {"Content-Type": "application/octet-stream"}
+    answer = guest.api.request("POST", "/api/v1/vms/echo/agent/v1/sha256", raw=body, headers=octets)
+    assert answer.status == 200, answer
+    assert answer.json() == {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
 
 
 # ------------------------------------------------------------------------------- answer sizes

@@ -148,3 +148,23 @@ def test_a_request_head_over_the_limit_is_a_400_and_ends_its_connection() -> Non
         assert answer.startswith(b"HTTP/1.1 400 ")
         assert f"over {MAX_HEAD_BYTES} bytes".encode() in answer
         assert api.request("GET", "/healthz").status == 200
+
+
+def test_a_pipelined_head_over_the_limit_during_a_stream_ends_the_connection_without_a_400_in_it() -> None:
+    """While an answer streams (the event stream), a client may send its next request: a head of
+    that one over the limit closes the connection (nothing is held) and no 400 is written into the
+    streamed answer.
+    """
+    with running_daemon() as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /api/v1/events/vms HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            assert received.startswith(b"HTTP/1.1 200 ")
+            start = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+            sock.sendall(start + b"a" * (MAX_HEAD_BYTES + 1 - len(start)))  # read whole, then closed
+            received += b"".join(iter(lambda: sock.recv(65536), b""))  # to its end: the server closes
+        assert b"HTTP/1.1 400" not in received
+        assert api.request("GET", "/healthz").status == 200

@@ -86,7 +86,8 @@ class _GuardedProtocol(HttpToolsProtocol):
     client), or, when every connection is busy with a request, is closed itself.
     Descriptors therefore never run out because of clients, and a newcomer is served
     at once however many connections dawdle. A request head over :data:`MAX_HEAD_BYTES` is
-    refused (the parser itself has no limit).
+    refused (the parser itself has no limit): with a 400, or by closing the connection when it
+    comes pipelined while an answer is still being sent.
     """
 
     # Set per server, on a subclass made by ApiServer.
@@ -114,7 +115,10 @@ class _GuardedProtocol(HttpToolsProtocol):
             # A head that began in this data is counted from the data's start: at most one read more.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self.send_400_response(f"The request head is over {MAX_HEAD_BYTES} bytes.")
+                if self.cycle is not None and not self.cycle.response_complete:
+                    self.transport.close()  # a pipelined head: no 400 in the midst of an answer
+                else:
+                    self.send_400_response(f"The request head is over {MAX_HEAD_BYTES} bytes.")
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0
