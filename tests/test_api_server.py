@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from volant_core.api.server import MAX_HEAD_BYTES
 from volant_core.testing.daemon import RunningProcess, running_daemon, volantd_process
 from volant_core.testing.processes import cpu_used_over
 from volant_core.testing.waiting import eventually, free_port
@@ -129,3 +130,41 @@ def test_a_header_spelled_with_underscores_does_not_pass_for_one_with_dashes() -
     with running_daemon(api_allow_cidr="10.0.0.0/8", trusted_proxies="127.0.0.0/8") as api:
         assert api.request("GET", "/api/v1/vms", headers={"X-Forwarded-For": "10.1.2.3"}).status == 200
         assert api.request("GET", "/api/v1/vms", headers={"X_Forwarded_For": "10.1.2.3"}).status == 403
+
+
+def test_a_request_head_over_the_limit_is_a_400_and_ends_its_connection() -> None:
+    """The parser keeps no limit of its own on a request head: volantd refuses one over
+    ``MAX_HEAD_BYTES`` (it would otherwise hold all a client sends), and still answers one below.
+    """
+    with running_daemon() as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        assert api.request("GET", "/healthz", headers={"X-Big": "a" * (MAX_HEAD_BYTES // 2)}).status == 200
+        start = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            # One byte over, and no more: the server reads all that was sent before it closes (bytes
+            # left unread would make its close a reset, which could drop its answer).
+            sock.sendall(start + b"a" * (MAX_HEAD_BYTES + 1 - len(start)))
+            answer = b"".join(iter(lambda: sock.recv(65536), b""))  # to its end: the server closes
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert f"over {MAX_HEAD_BYTES} bytes".encode() in answer
+        assert api.request("GET", "/healthz").status == 200
+
+
+def test_a_pipelined_head_over_the_limit_during_a_stream_ends_the_connection_without_a_400_in_it() -> None:
+    """While an answer streams (the event stream), a client may send its next request: a head of
+    that one over the limit closes the connection (nothing is held) and no 400 is written into the
+    streamed answer.
+    """
+    with running_daemon() as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /api/v1/events/vms HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            assert received.startswith(b"HTTP/1.1 200 ")
+            start = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: "
+            sock.sendall(start + b"a" * (MAX_HEAD_BYTES + 1 - len(start)))  # read whole, then closed
+            received += b"".join(iter(lambda: sock.recv(65536), b""))  # to its end: the server closes
+        assert b"HTTP/1.1 400" not in received
+        assert api.request("GET", "/healthz").status == 200

@@ -105,7 +105,9 @@ def test_routes_are_counted_by_template_never_by_raw_path() -> None:
         for name in ("ghost-a", "ghost-b"):
             assert daemon.request("GET", f"/api/v1/vms/{name}").status == 404
         assert daemon.request("GET", "/no/such/path/4711").status == 404
-        assert daemon.request("BREW", "/api/v1/vms").status in (400, 405)
+        # A method outside the usual ones (the server's parser knows PURGE; it refuses one it does
+        # not know, BREW, with 400 before the app sees it) is counted as "other", not by its name.
+        assert daemon.request("PURGE", "/api/v1/vms").status in (400, 405)
         samples = scrape(daemon)
     routes = {dict(labels)["route"] for name, labels in samples if name == "volant_api_requests_total"}
     assert not any("ghost" in route or "4711" in route for route in routes)
@@ -115,7 +117,7 @@ def test_routes_are_counted_by_template_never_by_raw_path() -> None:
     )
     assert value(samples, "volant_api_requests_total", route="unrouted", method="GET", status="404") == 1
     methods = {dict(labels)["method"] for name, labels in samples if name == "volant_api_requests_total"}
-    assert "BREW" not in methods and "other" in methods
+    assert "PURGE" not in methods and "other" in methods
 
 
 def test_event_subscribers_are_counted() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import http.client
 import json
+import select
 import socket
 import threading
 import time
@@ -113,9 +114,15 @@ class AgentStream:
 
     def __iter__(self) -> Iterator[bytes]:
         """The body's chunks, each as soon as it arrives; the connection is given back after the last."""
+        return self.chunks(CHUNK_SIZE)
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        """The body in chunks of at most ``size`` bytes, each as soon as it arrives (what one read
+        from the socket gives); the connection is given back after the last.
+        """
         while self._finish is not None:
             try:
-                chunk = self._next_chunk()
+                chunk = self._next_chunk(size)
             except (OSError, http.client.HTTPException) as exc:
                 self._end(complete=False)
                 raise _failure(self._what, exc, self._timeout or 0) from exc
@@ -142,6 +149,47 @@ class AgentStream:
                 self.close()
                 raise self._too_large(limit, "more")
         return bytes(body)
+
+    @property
+    def length(self) -> int | None:
+        """Bytes of the body not read yet, when the answer gave its ``Content-Length`` (None: unknown)."""
+        return self._answer.length
+
+    def take_arrived(self, pause: float) -> bytes:
+        """Read now what of the body arrives without a pause longer than ``pause`` seconds, and return
+        it: at most all of it (the connection is then given back, as at the end of :meth:`__iter__`).
+        What comes after a longer pause is read as usual (iterate), after what this returned. A
+        failure to read ends the early reading; the next read meets it and raises as usual.
+        """
+        taken = bytearray()
+        while self._finish is not None:
+            try:
+                if not self._arrives(pause):
+                    break
+                chunk = self._next_chunk()
+            except (OSError, http.client.HTTPException):
+                break
+            if not chunk:
+                self._end(complete=True)
+                break
+            taken += chunk
+        return bytes(taken)
+
+    def _arrives(self, pause: float) -> bool:
+        """Whether the next piece of the body (or its end) is there within ``pause`` seconds: already
+        read ahead into the answer's buffer, or waiting on the socket.
+        """
+        if self._answer.length == 0:
+            return True
+        self._sock.settimeout(0)  # peek without waiting: the buffer, or what the socket holds now
+        try:
+            if self._answer.fp.peek(1):
+                return True
+        finally:
+            self._sock.settimeout(self._timeout)
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        return bool(poller.poll(pause * 1000))
 
     def _too_large(self, limit: int, size: str) -> AgentAnswerTooLarge:
         return AgentAnswerTooLarge(
@@ -181,13 +229,15 @@ class AgentStream:
     ) -> None:
         self.close()
 
-    def _next_chunk(self) -> bytes:
-        """The next chunk of the body; ``b""`` at its end; IncompleteRead when it was cut short."""
+    def _next_chunk(self, size: int = CHUNK_SIZE) -> bytes:
+        """The next chunk of the body (at most ``size`` bytes); ``b""`` at its end; IncompleteRead
+        when it was cut short.
+        """
         answer = self._answer
         if answer.length == 0:
             return answer.read()  # b"", and the answer is marked read to its end
         expected = answer.length
-        chunk = answer.read1(CHUNK_SIZE)
+        chunk = answer.read1(size)
         if not chunk and expected:
             raise http.client.IncompleteRead(b"", expected)
         return chunk

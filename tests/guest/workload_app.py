@@ -5,6 +5,8 @@
   request of its own), then writes ``rest`` and ends (chunked); ``timed out`` instead of ``rest``
   when no release comes within a few minutes; if its client closes the connection meanwhile, it
   stops waiting and remembers that;
+* ``GET /held/<gate>``: a small answer with its Content-Length whose first line (``first``) is
+  written at once and the second (``rest``) once the gate opens;
 * ``POST /release/<gate>``: opens that gate;
 * ``GET /hung-up/<gate>``: ``{"hung_up": true}`` once the client of ``/stream/<gate>`` closed early;
 * ``POST /sha256``: reads the body (Content-Length) piece by piece and answers its SHA-256 and size;
@@ -80,6 +82,15 @@ class Handler(BaseHTTPRequestHandler):
             self._chunk(b"rest\n")
         self.wfile.write(b"0\r\n\r\n")
 
+    def _held(self, name: str) -> None:
+        body = (b"first\n", b"rest\n")
+        self.send_response(200)
+        self.send_header("Content-Length", str(sum(map(len, body))))
+        self.end_headers()
+        self.wfile.write(body[0])
+        gate(name).wait(GATE_TIMEOUT)
+        self.wfile.write(body[1])
+
     def _sha256(self) -> None:
         left = int(self.headers.get("Content-Length") or 0)
         digest, size = hashlib.sha256(), 0
@@ -130,6 +141,8 @@ class Handler(BaseHTTPRequestHandler):
         first, _, rest = path.strip("/").partition("/")
         if self.command == "GET" and first == "stream" and rest:
             self._stream(rest)
+        elif self.command == "GET" and first == "held" and rest:
+            self._held(rest)
         elif self.command == "POST" and first == "release" and rest:
             gate(rest).set()
             self._reply(200, {"released": rest})

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 
 import falcon
 
-from volant_core.agent_client import CHUNK_SIZE, AgentStream
-from volant_core.api.workload import HOP_BY_HOP_HEADERS, HOP_HEADERS, relay_head
+from volant_core.agent_client import CHUNK_SIZE, AgentResponse, AgentStream
+from volant_core.api.workload import HOP_BY_HOP_HEADERS, HOP_HEADERS, relay, relay_head
 from volant_core.api.wsgi_bridge import HANGUP_KEY, RAW_TARGET_KEY, ClientHangup
 from volant_core.errors import AgentError, ValidationError
 
@@ -37,6 +37,16 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 #: Characters of a raw request target sent on as they are: printable ASCII but space (the rest,
 #: which a client should not have sent raw, is percent-encoded).
 _TARGET_SAFE = "".join(chr(code) for code in range(0x21, 0x7F))
+#: Most bytes of an answer's body read at once to be relayed: each chunk is handed between
+#: threads and written on its own, so a large body costs fewer hand-overs in larger chunks
+#: (a read returns as soon as anything arrived; a Unix socket holds ~200 KiB).
+RELAY_CHUNK_SIZE = 256 * 1024
+#: Answers whose ``Content-Length`` is at most this are read at once when their body follows their
+#: head closely, and answered whole: no stream to hand between threads, no hang-up to watch.
+SMALL_ANSWER = CHUNK_SIZE
+#: Longest pause (seconds) in such a body before it is relayed as a stream after all. kestrel
+#: writes a head and its body apart: the body usually follows within microseconds.
+SMALL_ANSWER_PAUSE_S = 0.002
 
 
 def agent_target(req: falcon.Request, name: str, path: str) -> str:
@@ -63,7 +73,7 @@ def forwarded_headers(req: falcon.Request) -> dict[str, str]:
 
     Raises 400 for a header value holding CR, LF or NUL: a line break in a value would start a
     header, or a request, of the sender's choosing on kestrel's side (request smuggling). The
-    server in front (uvicorn's h11) refuses most of them already; this holds under any server.
+    server in front (uvicorn's parser) refuses most of them already; this holds under any server.
     """
     connection = req.get_header("Connection") or ""
     dropped = DROPPED_REQUEST_HEADERS | {token.strip().lower() for token in connection.split(",")}
@@ -102,14 +112,24 @@ def relay_stream(answer: AgentStream, req: falcon.Request, resp: falcon.Response
     guest is quiet, the stream is broken off at once (volantd's server tells,
     through :data:`HANGUP_KEY`). The agent connection is given back when the
     server closes the body (at its end, or when the client went away).
+
+    A small answer (``Content-Length`` at most :data:`SMALL_ANSWER`) whose body
+    follows its head without a pause over :data:`SMALL_ANSWER_PAUSE_S` is read
+    at once and answered whole; what came before such a pause is sent first.
     """
+    early = b""
+    if answer.length is not None and 0 < answer.length <= SMALL_ANSWER:
+        early = answer.take_arrived(SMALL_ANSWER_PAUSE_S)
+        if answer.length == 0:  # all of it: the connection is back in the agent client's pool
+            relay(AgentResponse(answer.status, answer.headers, early), resp)
+            return
     relay_head(answer.status, answer.headers, resp, HOP_BY_HOP_HEADERS)
     hangup = req.env.get(HANGUP_KEY)
     if not isinstance(hangup, ClientHangup):
         hangup = None  # another WSGI server: the per-chunk timeout stays
     else:
         answer.set_idle_timeout(None)
-    resp.stream = _RelayedBody(answer, hangup)
+    resp.stream = _RelayedBody(answer, hangup, early)
 
 
 class _RelayedBody:
@@ -117,15 +137,19 @@ class _RelayedBody:
     its connection. A body the agent breaks off, or whose client hangs up, just ends early (logged).
     """
 
-    def __init__(self, answer: AgentStream, hangup: ClientHangup | None) -> None:
+    def __init__(self, answer: AgentStream, hangup: ClientHangup | None, early: bytes = b"") -> None:
+        """Relay ``answer``'s body, after ``early`` (what of it was read already)."""
         self._answer = answer
         self._hangup = hangup
+        self._early = early
 
     def __iter__(self) -> Iterator[bytes]:
+        if self._early:
+            yield self._early
         watch = self._hangup.watch(self._hung_up) if self._hangup is not None else contextlib.nullcontext()
         try:
             with watch:
-                yield from self._answer
+                yield from self._answer.chunks(RELAY_CHUNK_SIZE)
         except AgentError as exc:
             log.warning("relayed answer cut short: %s", exc.message)
 

@@ -19,9 +19,8 @@ import sys
 import threading
 from dataclasses import dataclass
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
@@ -45,6 +44,9 @@ RESERVED_FILES = 64
 #: 0.005). Every request is handed between the loop's thread and pool threads; with 5 ms a hand-over
 #: to a thread waiting for the GIL could wait that long (a proxied request took 3x longer).
 SWITCH_INTERVAL_S = 0.0005
+#: Most bytes a request head may take (the request line and headers); a longer one is refused with
+#: 400 and its connection closed (h11, the parser used before, stopped at 16 KiB; kestrel at 64).
+MAX_HEAD_BYTES = 64 * 1024
 #: Longest wait for open answers when the server stops, in seconds.
 STOP_GRACE_S = 2.0
 
@@ -73,8 +75,9 @@ class ServerLimits:
         )
 
 
-class _GuardedProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, guarded against clients that connect and do not ask.
+class _GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (the ``httptools`` parser), guarded against clients that connect
+    and do not ask.
 
     A connection must bring its request head within :attr:`header_timeout`
     seconds of connecting (or of its previous answer), or it is closed. At most
@@ -82,7 +85,9 @@ class _GuardedProtocol(H11Protocol):
     that has waited longest for its request head (an idle keep-alive or a slow
     client), or, when every connection is busy with a request, is closed itself.
     Descriptors therefore never run out because of clients, and a newcomer is served
-    at once however many connections dawdle.
+    at once however many connections dawdle. A request head over :data:`MAX_HEAD_BYTES` is
+    refused (the parser itself has no limit): with a 400, or by closing the connection when it
+    comes pipelined while an answer is still being sent.
     """
 
     # Set per server, on a subclass made by ApiServer.
@@ -91,6 +96,7 @@ class _GuardedProtocol(H11Protocol):
     waiting: dict[_GuardedProtocol, None]  # connections waiting for a request head, oldest first
 
     _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes: int | None = None  # bytes received since a request head began, until it ends
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -105,12 +111,27 @@ class _GuardedProtocol(H11Protocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self._head_timer is not None and self.conn.their_state is not h11.IDLE:
-            self._head_in()
+        if self._head_bytes is not None and not self.transport.is_closing():
+            # A head that began in this data is counted from the data's start: at most one read more.
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                if self.cycle is not None and not self.cycle.response_complete:
+                    self.transport.close()  # a pipelined head: no 400 in the midst of an answer
+                else:
+                    self.send_400_response(f"The request head is over {MAX_HEAD_BYTES} bytes.")
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        self._head_in()
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+        if self.timeout_keep_alive_task is not None:  # no pipelined request started: wait for the next
             self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -135,9 +156,9 @@ class _GuardedProtocol(H11Protocol):
 
     def _head_late(self) -> None:
         self._head_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.close()
         self.waiting.pop(self, None)
+        if not self.transport.is_closing():
+            self.close()
 
 
 class _AnsweringWebSocketProtocol(WebSocketsSansIOProtocol):

@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterable, Iterator, MutableMapping
 from concurrent.futures import Executor
-from typing import Any
+from typing import Any, TypeVar
 
 import falcon
 from websockets.exceptions import ConnectionClosed
@@ -48,6 +48,40 @@ RequestDone = Callable[[str, str, int, float], None]
 RAW_TARGET_KEY = "REQUEST_URI"
 #: WSGI environ key of the request's :class:`ClientHangup`.
 HANGUP_KEY = "volant.hangup"
+
+T = TypeVar("T")
+
+
+async def in_thread(pool: Executor, call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` run in a thread of ``pool``; its result (or its exception) on the loop.
+
+    What ``loop.run_in_executor`` does, with one hand-back to the loop and no futures chained
+    both ways (every request crosses to a pool thread and back at least once). When the waiting
+    task is cancelled, the call still runs to its end in its thread; its result is dropped.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            result = call(*args)
+        except BaseException as error:  # handed to the waiter, as run_in_executor does
+            loop.call_soon_threadsafe(_settle, done, None, error)
+        else:
+            loop.call_soon_threadsafe(_settle, done, result, None)
+
+    pool.submit(run)
+    return await done
+
+
+def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    """Give a call's outcome to its waiter, unless it stopped waiting (cancelled)."""
+    if done.cancelled():
+        return
+    if error is None:
+        done.set_result(result)
+    else:
+        done.set_exception(error)
 
 
 class ClientHangup:
@@ -148,20 +182,35 @@ class _RequestBody:
 
 
 class _Exchange:
-    """One HTTP request on the loop: feeds the body to the app and notices the client leaving."""
+    """One HTTP request on the loop: feeds the body to the app and notices the client leaving.
+
+    Its receiving task starts when the app first asks for the body or :meth:`read_on` is called:
+    a request answered whole without reading a body costs no task.
+    """
 
     def __init__(self, receive: Receive, body_timeout: float) -> None:
         self._receive = receive
         self._loop = asyncio.get_running_loop()
         self._wanted = asyncio.Event()
-        self.body = _RequestBody(lambda: self._loop.call_soon_threadsafe(self._wanted.set), body_timeout)
+        self._pump: asyncio.Task[None] | None = None
+        self.body = _RequestBody(lambda: self._loop.call_soon_threadsafe(self._want), body_timeout)
         self.hangup = ClientHangup()
 
     def read_on(self) -> None:
         """The app has answered: read whatever comes (the rest of the body, or the hang-up) at once."""
-        self._wanted.set()
+        self._want()
 
-    async def pump(self) -> None:
+    def close(self) -> None:
+        """Stop receiving (the answer is over)."""
+        if self._pump is not None:
+            self._pump.cancel()
+
+    def _want(self) -> None:
+        self._wanted.set()
+        if self._pump is None:
+            self._pump = self._loop.create_task(self._pump_messages())
+
+    async def _pump_messages(self) -> None:
         """Receive the body when the app wants it, then wait for the client to leave."""
         body_done = False
         while True:
@@ -181,6 +230,11 @@ class _Exchange:
                 self.body.put(None)
             self.hangup.fire()
             return
+
+
+def _has_body(environ: dict[str, Any]) -> bool:
+    """Whether the request comes with a body (a ``Content-Length`` over 0, or a transfer coding)."""
+    return environ.get("CONTENT_LENGTH", "0") not in ("", "0") or "HTTP_TRANSFER_ENCODING" in environ
 
 
 def wsgi_environ(scope: Scope, body: object) -> dict[str, Any]:
@@ -371,32 +425,31 @@ class WsgiBridge:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
         exchange = _Exchange(receive, self.body_timeout)
         environ = wsgi_environ(scope, exchange.body)
         environ[HANGUP_KEY] = exchange.hangup
-        pump = loop.create_task(exchange.pump())
         status = 500
         try:
-            answer = await loop.run_in_executor(self.calls, call_app, self.app, environ)
+            answer = await in_thread(self.calls, call_app, self.app, environ)
             status = answer.status
-            exchange.read_on()
+            streamed = not isinstance(answer.body, bytes)
+            if streamed or _has_body(environ):
+                exchange.read_on()  # a stream watches for the hang-up; a body's rest is read off
             await send({"type": "http.response.start", "status": status, "headers": answer.headers})
             if isinstance(answer.body, bytes):
                 await send({"type": "http.response.body", "body": answer.body})
             else:
                 await self._stream(answer.body, exchange.hangup, send)
         finally:
-            pump.cancel()
+            exchange.close()
             if self.on_done is not None:
                 elapsed = time.perf_counter() - started
                 self.on_done(environ["REQUEST_METHOD"], environ[RAW_TARGET_KEY], status, elapsed)
 
     async def _stream(self, stream: _Stream, hangup: ClientHangup, send: Send) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while not hangup.happened:
-                chunk = await loop.run_in_executor(self.streams, stream.next_chunk)
+                chunk = await in_thread(self.streams, stream.next_chunk)
                 if chunk:
                     await send({"type": "http.response.body", "body": chunk, "more_body": not stream.ended})
                 if stream.ended:
@@ -405,7 +458,7 @@ class WsgiBridge:
                     return
         finally:
             if not stream.ended:
-                await loop.run_in_executor(self.streams, stream.close)
+                await in_thread(self.streams, stream.close)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -419,7 +472,7 @@ class WsgiBridge:
         environ[UPGRADE_KEY] = upgrade
         status = 500
         try:
-            answer = await loop.run_in_executor(self.calls, call_app, self.app, environ)
+            answer = await in_thread(self.calls, call_app, self.app, environ)
             if upgrade.session is None:  # refused: the app's answer, as plain HTTP
                 status = answer.status
                 await send(
@@ -434,7 +487,7 @@ class WsgiBridge:
             except BaseException:
                 upgrade.cleanup()
                 raise
-            await loop.run_in_executor(self.streams, upgrade.run, _BlockingWebSocket(loop, receive, send))
+            await in_thread(self.streams, upgrade.run, _BlockingWebSocket(loop, receive, send))
         finally:
             if self.on_done is not None:
                 self.on_done("GET", environ[RAW_TARGET_KEY], status, time.perf_counter() - started)
