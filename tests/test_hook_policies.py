@@ -205,6 +205,24 @@ def test_implementations_are_called_in_pluggys_own_order(calls: Calls) -> None:
     )
 
 
+@pytest.mark.parametrize("traced", [True, False], ids=["VOLANT_TRACE_HOOKS=1", "unset"])
+def test_volant_trace_hooks_logs_each_call_with_the_plugin_called(
+    traced: bool, calls: Calls, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if traced:
+        monkeypatch.setenv("VOLANT_TRACE_HOOKS", "1")
+    else:
+        monkeypatch.delenv("VOLANT_TRACE_HOOKS", raising=False)
+    plugins = load_plugins(
+        disabled=(), extra=[("first", Notified("first", calls)), ("second", TryLast("second", calls))]
+    )
+    caplog.set_level(logging.INFO, logger="volant_core.hookcall")
+    plugins.calls.notify("volant_vm_stopped", vm=type("VM", (), {"name": "x"})(), exit_status=0)
+    traced_lines = [r.getMessage() for r in caplog.records if r.name == "volant_core.hookcall"]
+    expected = ["hook volant_vm_stopped -> plugin first", "hook volant_vm_stopped -> plugin second"]
+    assert traced_lines == (expected if traced else [])
+
+
 def test_the_core_default_answers_last() -> None:
     plugins = load_plugins(disabled=())
     owners = [owner for owner, _ in plugins.calls.implementations("volant_allocate_ip")]

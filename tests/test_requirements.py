@@ -22,32 +22,61 @@ def _refusal(answer: Any) -> tuple[str, str]:
 
 
 CONFIG_REFUSALS = [
-    ("devices", {"devices": {"pci_passthrough": ["0000:01:00.0"]}}, "devices.pci_passthrough", "volant-vfio"),
+    (
+        "devices",
+        {"devices": {"pci_passthrough": ["0000:01:00.0"]}},
+        "devices.pci_passthrough",
+        "devices.pci_passthrough: no device driver for pci devices is installed (pip install volant-vfio)",
+    ),
     (
         "cloud-init",
         {"cloud_init": {"user_data": {"content": "#cloud-config"}}},
         "cloud_init.seed_mode",
-        "volant-cloudinit",
+        "cloud_init.seed_mode: unknown seed builder 'vfat' (pip install volant-cloudinit); choose one of: "
+        "none installed",
     ),
-    ("expose", {"expose": [{"port": 80}]}, "expose", "does not publish ports"),
-    ("subnet", {"network": {"mode": "none", "subnet": "10.9.0.0/24"}}, "network.subnet", "does not use it"),
-    ("api", {"api": {"host": "10.0.0.1"}}, "api", "not used"),
-    ("rootfs", {"rootfs": {"url": "http://127.0.0.1:9/root.img"}}, "rootfs", "capability 'disks'"),
+    (
+        "expose",
+        {"expose": [{"port": 80}]},
+        "expose",
+        "expose: network mode 'none' does not publish ports; use one that does, e.g. bridged "
+        "(pip install volant-network-bridged), or remove expose",
+    ),
+    (
+        "subnet",
+        {"network": {"mode": "none", "subnet": "10.9.0.0/24"}},
+        "network.subnet",
+        "network.subnet: network mode 'none' does not use it; remove it (addresses come from the daemon's "
+        "pool, VOLANT_SUBNET)",
+    ),
+    (
+        "api",
+        {"api": {"host": "10.0.0.1"}},
+        "api",
+        "api: not used by this Volant (the host reaches kestrel over the VM's agent channel); remove it",
+    ),
+    (
+        "rootfs",
+        {"rootfs": {"url": "http://127.0.0.1:9/root.img"}},
+        "rootfs",
+        "rootfs: a root filesystem image needs the hypervisor capability 'disks', which hypervisor "
+        "'test-host-process' lacks (it offers: adopt, test-only); choose another hypervisor or drop it",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("what", "config", "field", "words"), CONFIG_REFUSALS, ids=[c[0] for c in CONFIG_REFUSALS]
+    ("what", "config", "field", "refusal"), CONFIG_REFUSALS, ids=[c[0] for c in CONFIG_REFUSALS]
 )
 def test_create_refuses_what_nothing_honours(
-    host_api: RunningDaemon, what: str, config: dict[str, Any], field: str, words: str
+    host_api: RunningDaemon, what: str, config: dict[str, Any], field: str, refusal: str
 ) -> None:
     answer = host_api.request(
         "POST", "/api/v1/vms", {"name": "refused", "plugin": "hello-host", "config": config}
     )
     assert answer.status == 422, answer.json()
     named, message = _refusal(answer)
-    assert named == field and words in message
+    assert named == field and message == refusal  # the whole rule: what is missing and what to do
     assert host_api.request("GET", "/api/v1/vms").json() == []
 
 
