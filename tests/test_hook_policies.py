@@ -5,6 +5,7 @@ Through real daemons on the host-process backend, with in-process plugins that m
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from volant_core.errors import LaunchError
 from volant_core.launch import AgentChannel, HypervisorDescriptor, Instance, LaunchSpec
 from volant_core.plugins import load_plugins
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hooks import HookRecorder
 from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 from volant_core.testing.processes import processes_mentioning
 from volant_core.vm import VMView
@@ -221,6 +223,20 @@ def test_volant_trace_hooks_logs_each_call_with_the_plugin_called(
     traced_lines = [r.getMessage() for r in caplog.records if r.name == "volant_core.hookcall"]
     expected = ["hook volant_vm_stopped -> plugin first", "hook volant_vm_stopped -> plugin second"]
     assert traced_lines == (expected if traced else [])
+
+
+def test_a_recorder_sees_a_resolution_call_and_the_plugin_that_answered() -> None:
+    plugins = load_plugins(disabled=())
+    recorder = HookRecorder.attach(plugins)
+    subnet = ipaddress.IPv4Network("10.5.0.0/29")
+    taken = frozenset({"10.5.0.1"})
+    answer = plugins.calls.resolve(
+        "volant_allocate_ip", vm_name="web", subnet=subnet, taken=taken, reserved=frozenset()
+    )
+    assert answer == "10.5.0.2"
+    assert [(call.hook, call.kwargs["vm_name"]) for call in recorder.calls] == [("volant_allocate_ip", "web")]
+    assert recorder.plugins_called("volant_allocate_ip") == ["core"]
+    assert [result.result for result in recorder.results("volant_allocate_ip")] == ["10.5.0.2"]
 
 
 def test_the_core_default_answers_last() -> None:

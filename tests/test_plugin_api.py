@@ -145,6 +145,21 @@ def test_a_failing_release_leaves_the_vm_stopped_and_the_rest_released(api: Runn
     assert failures and all("detaching it from network mode" in message for message in failures), failures
 
 
+def test_a_device_release_that_fails_is_recorded_on_the_device_drivers_plugin(api: RunningDaemon) -> None:
+    create(api, "held", devices=FULL["devices"])
+    claim = state(api) / "claims" / "held"
+    claim.unlink()
+    (claim / "in-use").mkdir(parents=True)  # the driver's detach cannot remove its claim now
+
+    stopped = api.request("POST", "/api/v1/vms/held/stop")
+    assert stopped.status == 200 and stopped.json()["status"] == "stopped"
+    info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+    assert info[PLUGIN]["status"] == "degraded"
+    assert [e for e in info[PLUGIN]["errors"] if e.startswith("vm held: releasing its devices failed (")], (
+        info
+    )
+
+
 def test_a_crash_releases_through_the_same_path(api: RunningDaemon) -> None:
     vm = create(api, "crashes", **FULL)
     claim = state(api) / "claims" / "crashes"
@@ -190,9 +205,11 @@ def test_an_uninstalled_plugin_never_blocks_stop_or_delete(
     assert api.wait_for_status("orphaned", {"running"})["status"] == "running"  # still re-adopted
     stopped = api.request("POST", "/api/v1/vms/orphaned/stop")
     assert stopped.status == 200 and stopped.json()["status"] == "stopped"
-    errors = [e.payload["message"] for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
-    unreleased = [message for message in errors if "unknown network mode 'example-net'" in message]
-    assert unreleased
+    errors = [e for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
+    unreleased = [
+        e.payload["message"] for e in errors if "unknown network mode 'example-net'" in e.payload["message"]
+    ]
+    assert unreleased and {e.vm_name for e in errors} == {"orphaned"}
     # No plugin to record the failure on: the daemon's log says it, word for word.
     logged = {r.getMessage() for r in caplog.records if r.levelno == logging.ERROR}
     assert set(unreleased) <= logged, logged
