@@ -18,9 +18,17 @@ import pytest
 
 from volant_core import hookimpl
 from volant_core.channels import UnixSocketChannel
-from volant_core.descriptors import LaunchAdditions, NetworkModeDescriptor
+from volant_core.descriptors import LaunchAdditions, NetworkAttachment, NetworkModeDescriptor
 from volant_core.errors import LaunchError
-from volant_core.launch import AgentChannel, HypervisorDescriptor, Instance, LaunchSpec
+from volant_core.launch import (
+    AgentChannel,
+    DiskSpec,
+    HypervisorDescriptor,
+    Instance,
+    LaunchSpec,
+    NicSpec,
+    PciDeviceSpec,
+)
 from volant_core.plugins import load_plugins
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hooks import HookRecorder
@@ -426,3 +434,82 @@ def test_a_plugins_kernel_argument_is_checked_and_the_create_undone(host_manifes
         assert "plugin spaced gave the kernel argument" in answer.json()["error"]["message"]
         assert api.request("GET", "/api/v1/vms/k1").status == 404
         assert processes_mentioning(str(api.state_dir)) == []
+
+
+class AddsToTheLaunch:
+    """Adds one part the test-host-process hypervisor (capabilities adopt, test-only) cannot honour."""
+
+    def __init__(self, additions: LaunchAdditions) -> None:
+        self.additions = additions
+
+    @hookimpl
+    def volant_prepare_launch(self) -> LaunchAdditions:
+        """The part."""
+        return self.additions
+
+
+@pytest.mark.parametrize(
+    ("additions", "missing"),
+    [
+        (LaunchAdditions(disks=(DiskSpec(Path("/nonexistent/data.img")),)), "disks"),
+        (
+            LaunchAdditions(
+                pci_devices=(PciDeviceSpec("0000:01:00.0", Path("/sys/bus/pci/devices/0000:01:00.0")),)
+            ),
+            "pci-passthrough",
+        ),
+        (LaunchAdditions(devices=("virtio-rng-pci",)), "raw-arguments"),
+        (LaunchAdditions(extra_args=("-nodefaults",)), "raw-arguments"),
+    ],
+    ids=["disk", "pci-device", "raw-device", "raw-argument"],
+)
+def test_a_launch_part_the_hypervisor_lacks_is_refused_naming_it_and_the_create_undone(
+    host_manifest: dict[str, Any], additions: LaunchAdditions, missing: str
+) -> None:
+    with host_process_daemon(plugins=[("adds", AddsToTheLaunch(additions))]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        answer = api.request("POST", "/api/v1/vms", {"name": "k2", "plugin": "hello-host"})
+        assert answer.status == 500
+        assert answer.json()["error"]["message"] == (
+            f"vm 'k2': the launch needs {missing}, which hypervisor 'test-host-process' does not offer "
+            "(a plugin added them in volant_prepare_launch?)"
+        )
+        assert api.request("GET", "/api/v1/vms/k2").status == 404
+        assert processes_mentioning(str(api.state_dir)) == []
+
+
+class UndeclaredTap:
+    """TEST network mode ``undeclared-tap``: gives each VM a tap NIC without declaring ``tap-nics`` in
+    ``requires`` (so only the launch check can stop it); attaches nothing on the host.
+    """
+
+    def __init__(self, context: object) -> None:
+        self.context = context
+
+    def attach(self, vm: VMView) -> NetworkAttachment:
+        """One NIC."""
+        return NetworkAttachment(nics=(NicSpec(tap="vtap-none", mac=vm.mac_address),))
+
+    def detach(self, vm: VMView) -> None:
+        """Nothing to undo."""
+
+
+class RegistersUndeclaredTap:
+    """Registers :class:`UndeclaredTap`."""
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """``undeclared-tap``."""
+        return [NetworkModeDescriptor("undeclared-tap", factory=UndeclaredTap)]
+
+
+def test_a_nic_the_hypervisor_cannot_attach_is_refused_naming_tap_nics(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon(plugins=[("undeclared-tap", RegistersUndeclaredTap())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        config = {"network": {"mode": "undeclared-tap"}}
+        answer = api.request("POST", "/api/v1/vms", {"name": "k3", "plugin": "hello-host", "config": config})
+        assert answer.status == 500
+        assert answer.json()["error"]["message"].startswith(
+            "vm 'k3': the launch needs tap-nics, which hypervisor 'test-host-process' does not offer"
+        )
+        assert api.request("GET", "/api/v1/vms/k3").status == 404
