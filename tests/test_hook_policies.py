@@ -460,8 +460,12 @@ class AddsToTheLaunch:
         ),
         (LaunchAdditions(devices=("virtio-rng-pci",)), "raw-arguments"),
         (LaunchAdditions(extra_args=("-nodefaults",)), "raw-arguments"),
+        (
+            LaunchAdditions(disks=(DiskSpec(Path("/nonexistent/data.img")),), extra_args=("-S",)),
+            "disks, raw-arguments",
+        ),
     ],
-    ids=["disk", "pci-device", "raw-device", "raw-argument"],
+    ids=["disk", "pci-device", "raw-device", "raw-argument", "disk-and-raw-argument"],
 )
 def test_a_launch_part_the_hypervisor_lacks_is_refused_naming_it_and_the_create_undone(
     host_manifest: dict[str, Any], additions: LaunchAdditions, missing: str
