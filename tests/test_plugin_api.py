@@ -376,3 +376,30 @@ def test_a_refused_daemon_leaves_no_state_directory(tmp_path: Path, monkeypatch:
         ):
             pass
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("volant-")] == []
+
+
+@pytest.mark.parametrize("target", ["twenty-one-characters", "-dash-first", "has space", "vd\u00e9"])
+def test_a_disk_target_that_cannot_be_a_serial_is_refused_at_install(
+    api: RunningDaemon, host_manifest: dict[str, Any], target: str
+) -> None:
+    manifest = {**host_manifest, "name": "serials", "runtime": "serials"}
+    manifest["disks"] = [{"name": "data", "source": "http://127.0.0.1:9/data.img", "target": target}]
+    answer = api.request("POST", "/api/v1/plugins", manifest)
+    assert answer.status == 422
+    error = answer.json()["error"]
+    assert error["details"][0]["field"] == "manifest.disks[0].target"
+    assert error["message"] == (
+        f"manifest.disks[0].target: {target!r} must be 1-20 letters, digits, '.', '_' or '-' "
+        "(the guest sees it as the disk's serial, /dev/disk/by-id/virtio-<target>)"
+    )
+    assert api.request("GET", "/api/v1/plugins/serials").status == 404
+
+
+def test_a_twenty_character_disk_target_is_installed(
+    api: RunningDaemon, host_manifest: dict[str, Any]
+) -> None:
+    manifest = {**host_manifest, "name": "serials", "runtime": "serials"}
+    manifest["disks"] = [
+        {"name": "data", "source": "http://127.0.0.1:9/data.img", "target": "Data_disk.2026-12-03"}
+    ]
+    assert api.request("POST", "/api/v1/plugins", manifest).status == 201

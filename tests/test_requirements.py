@@ -56,6 +56,13 @@ CONFIG_REFUSALS = [
         "api: not used by this Volant (the host reaches kestrel over the VM's agent channel); remove it",
     ),
     (
+        "cloud-init path",
+        {"cloud_init": {"network_config": {"path": "/etc/netplan/50.yaml"}}},
+        "cloud_init.network_config.path",
+        "cloud_init.network_config.path: the API takes the document itself as content (volar reads a file "
+        "given as path and sends its content)",
+    ),
+    (
         "rootfs",
         {"rootfs": {"url": "http://127.0.0.1:9/root.img"}},
         "rootfs",
