@@ -517,3 +517,18 @@ def test_a_nic_the_hypervisor_cannot_attach_is_refused_naming_tap_nics(host_mani
             "vm 'k3': the launch needs tap-nics, which hypervisor 'test-host-process' does not offer"
         )
         assert api.request("GET", "/api/v1/vms/k3").status == 404
+
+
+def test_prepare_launch_returning_another_type_fails_the_create_naming_the_plugin(
+    host_manifest: dict[str, Any],
+) -> None:
+    wrong = AddsToTheLaunch({"disks": []})  # type: ignore[arg-type]
+    with host_process_daemon(plugins=[("returns-a-dict", wrong)]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        answer = api.request("POST", "/api/v1/vms", {"name": "k4", "plugin": "hello-host"})
+        assert answer.status == 500
+        assert answer.json()["error"]["message"] == (
+            "plugin returns-a-dict: volant_prepare_launch must return LaunchAdditions or None, "
+            "got {'disks': []}"
+        )
+        assert api.request("GET", "/api/v1/vms/k4").status == 404
