@@ -71,17 +71,25 @@ class CapableHostProcess:
     @hookimpl
     def volant_hypervisors(self) -> list[HypervisorDescriptor]:
         """``test-host-process-capable``."""
-        capabilities = frozenset({Capability.DISKS, Capability.PCI_PASSTHROUGH, Capability.ADOPT})
+        capabilities = frozenset(
+            {Capability.DISKS, Capability.PCI_PASSTHROUGH, Capability.RAW_ARGUMENTS, Capability.ADOPT}
+        )
         return [HypervisorDescriptor(HYPERVISOR, RecordingLauncher, "TEST ONLY", capabilities=capabilities)]
 
 
 class DataDiskAdder:
-    """A plugin adding a data disk to every launch in ``volant_prepare_launch``."""
+    """A plugin adding a data disk, a raw device and a raw argument to every launch in
+    ``volant_prepare_launch``.
+    """
 
     @hookimpl
     def volant_prepare_launch(self, spec: LaunchSpec) -> LaunchAdditions:
-        """One disk, ``added.img`` in the VM's directory."""
-        return LaunchAdditions(disks=(DiskSpec(spec.vm_dir / "added.img"),))
+        """One disk, ``added.img`` in the VM's directory, ``virtio-rng-pci`` and ``-no-user-config``."""
+        return LaunchAdditions(
+            disks=(DiskSpec(spec.vm_dir / "added.img"),),
+            devices=("virtio-rng-pci",),
+            extra_args=("-no-user-config",),
+        )
 
 
 PLUGINS = ((PLUGIN, example), ("capable-host-process", CapableHostProcess()))
@@ -247,6 +255,7 @@ def test_the_seed_disk_stays_last_and_read_only_when_a_plugin_adds_disks(
         assert seed.role is DiskRole.SEED and seed.readonly, spec.disks
         assert [disk.path.name for disk in others] == ["added.img"]
         assert [device.address for device in spec.pci_devices] == ["0000:00:01.0"]  # the driver's, kept
+        assert (spec.devices, spec.extra_args) == (("virtio-rng-pci",), ("-no-user-config",))
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from volant_core import hookimpl
+from volant_core.launch import HypervisorDescriptor
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 
 #: No device driver installed: the `devices` refusals name volant-vfio.
 pytestmark = pytest.mark.usefixtures("without_vfio", "without_cloudinit")
@@ -135,3 +138,34 @@ def test_a_manifest_installed_disabled_stays_disabled(
     assert refused.status == 409 and "is disabled" in refused.json()["error"]["message"]
     assert host_api.request("POST", "/api/v1/plugins/later/enabled", {"enabled": True}).status == 200
     assert host_api.request("POST", "/api/v1/vms", {"name": "early", "plugin": "later"}).status == 201
+
+
+class BareHypervisor:
+    """TEST double: the host-process launcher registered as ``bare-host-process``, declaring no capability."""
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """``bare-host-process``."""
+        return [
+            HypervisorDescriptor(
+                "bare-host-process", HostProcessLauncher, "TEST ONLY", capabilities=frozenset()
+            )
+        ]
+
+
+def test_a_hypervisor_without_capabilities_is_said_to_offer_none(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon(plugins=[("bare", BareHypervisor())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        body = {
+            "name": "bare",
+            "plugin": "hello-host",
+            "hypervisor": "bare-host-process",
+            "config": {"rootfs": {"url": "http://127.0.0.1:9/root.img"}},
+        }
+        answer = api.request("POST", "/api/v1/vms", body)
+        assert answer.status == 422, answer.json()
+        assert _refusal(answer) == (
+            "rootfs",
+            "rootfs: a root filesystem image needs the hypervisor capability 'disks', which hypervisor "
+            "'bare-host-process' lacks (it offers: none); choose another hypervisor or drop it",
+        )
