@@ -24,7 +24,7 @@ import pytest
 from volant_core import hookimpl
 from volant_core.descriptors import LaunchAdditions
 from volant_core.errors import ValidationError
-from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec
+from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec, PciDeviceSpec
 from volant_core.manifest import CloudInit, Devices
 from volant_core.testing.contracts import (
     DeviceDriverContract,
@@ -78,15 +78,19 @@ class CapableHostProcess:
 
 
 class DataDiskAdder:
-    """A plugin adding a data disk, a raw device and a raw argument to every launch in
-    ``volant_prepare_launch``.
+    """A plugin adding a data disk, a PCI device, a kernel argument, a raw device and a raw argument
+    to every launch in ``volant_prepare_launch``.
     """
 
     @hookimpl
     def volant_prepare_launch(self, spec: LaunchSpec) -> LaunchAdditions:
-        """One disk, ``added.img`` in the VM's directory, ``virtio-rng-pci`` and ``-no-user-config``."""
+        """One disk, ``added.img`` in the VM's directory, device ``0000:00:02.0``, ``example.added=1``,
+        ``virtio-rng-pci`` and ``-no-user-config``.
+        """
         return LaunchAdditions(
             disks=(DiskSpec(spec.vm_dir / "added.img"),),
+            pci_devices=(PciDeviceSpec("0000:00:02.0", Path("/sys/bus/pci/devices/0000:00:02.0")),),
+            kernel_args=("example.added=1",),
             devices=("virtio-rng-pci",),
             extra_args=("-no-user-config",),
         )
@@ -254,7 +258,8 @@ def test_the_seed_disk_stays_last_and_read_only_when_a_plugin_adds_disks(
         *others, seed = spec.disks
         assert seed.role is DiskRole.SEED and seed.readonly, spec.disks
         assert [disk.path.name for disk in others] == ["added.img"]
-        assert [device.address for device in spec.pci_devices] == ["0000:00:01.0"]  # the driver's, kept
+        assert [device.address for device in spec.pci_devices] == ["0000:00:01.0", "0000:00:02.0"]
+        assert spec.kernel_args[-1] == "example.added=1" and "example.net=on" in spec.kernel_args
         assert (spec.devices, spec.extra_args) == (("virtio-rng-pci",), ("-no-user-config",))
 
 
