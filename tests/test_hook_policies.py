@@ -499,12 +499,17 @@ class UndeclaredTap:
 
 
 class RegistersUndeclaredTap:
-    """Registers :class:`UndeclaredTap`."""
+    """Registers :class:`UndeclaredTap` as ``undeclared-tap``, and as ``declared-tap`` requiring
+    ``tap-nics``.
+    """
 
     @hookimpl
     def volant_network_modes(self) -> list[NetworkModeDescriptor]:
-        """``undeclared-tap``."""
-        return [NetworkModeDescriptor("undeclared-tap", factory=UndeclaredTap)]
+        """``undeclared-tap`` and ``declared-tap``."""
+        return [
+            NetworkModeDescriptor("undeclared-tap", factory=UndeclaredTap),
+            NetworkModeDescriptor("declared-tap", factory=UndeclaredTap, requires=frozenset({"tap-nics"})),
+        ]
 
 
 def test_a_nic_the_hypervisor_cannot_attach_is_refused_naming_tap_nics(host_manifest: dict[str, Any]) -> None:
@@ -532,3 +537,21 @@ def test_prepare_launch_returning_another_type_fails_the_create_naming_the_plugi
             "got {'disks': []}"
         )
         assert api.request("GET", "/api/v1/vms/k4").status == 404
+
+
+def test_a_network_mode_needing_a_capability_the_hypervisor_lacks_is_refused_at_create(
+    host_manifest: dict[str, Any],
+) -> None:
+    with host_process_daemon(plugins=[("undeclared-tap", RegistersUndeclaredTap())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        config = {"network": {"mode": "declared-tap"}}
+        answer = api.request("POST", "/api/v1/vms", {"name": "k5", "plugin": "hello-host", "config": config})
+        assert answer.status == 422
+        error = answer.json()["error"]
+        assert error["details"][0]["field"] == "network.mode"
+        assert error["message"] == (
+            "network.mode: network mode 'declared-tap' needs the hypervisor capability 'tap-nics', which "
+            "hypervisor 'test-host-process' lacks (it offers: adopt, test-only); "
+            "choose another hypervisor or drop it"
+        )
+        assert api.request("GET", "/api/v1/vms/k5").status == 404
