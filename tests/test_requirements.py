@@ -169,3 +169,16 @@ def test_a_hypervisor_without_capabilities_is_said_to_offer_none(host_manifest: 
             "rootfs: a root filesystem image needs the hypervisor capability 'disks', which hypervisor "
             "'bare-host-process' lacks (it offers: none); choose another hypervisor or drop it",
         )
+
+
+def test_an_unknown_network_mode_is_404_naming_the_field(host_api: RunningDaemon) -> None:
+    config = {"network": {"mode": "no-such-mode"}}
+    answer = host_api.request(
+        "POST", "/api/v1/vms", {"name": "lost", "plugin": "hello-host", "config": config}
+    )
+    assert answer.status == 404
+    field, message = _refusal(answer)
+    assert field == "network.mode" and message.startswith(
+        "unknown network mode 'no-such-mode'; choose one of: "
+    )
+    assert host_api.request("GET", "/api/v1/vms").json() == []
