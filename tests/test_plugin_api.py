@@ -417,3 +417,13 @@ def test_a_twenty_character_disk_target_is_installed(
         {"name": "data", "source": "http://127.0.0.1:9/data.img", "target": "Data_disk.2026-12-03"}
     ]
     assert api.request("POST", "/api/v1/plugins", manifest).status == 201
+
+
+def test_a_kernel_override_is_the_kernel_the_vm_boots(api: RunningDaemon) -> None:
+    kernel = api.daemon.settings.artifact_dirs[-1] / "vmlinuz-custom"
+    kernel.parent.mkdir(parents=True, exist_ok=True)
+    kernel.write_bytes(b"not a real kernel: the host-process backend boots none")
+    RecordingLauncher.launched.clear()
+    create(api, "custom-kernel", kernel_override=str(kernel))
+    (spec,) = RecordingLauncher.launched
+    assert spec.kernel.read_bytes() == kernel.read_bytes()
