@@ -5,6 +5,7 @@ Through real daemons on the host-process backend, with in-process plugins that m
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -17,11 +18,20 @@ import pytest
 
 from volant_core import hookimpl
 from volant_core.channels import UnixSocketChannel
-from volant_core.descriptors import LaunchAdditions, NetworkModeDescriptor
+from volant_core.descriptors import LaunchAdditions, NetworkAttachment, NetworkModeDescriptor
 from volant_core.errors import LaunchError
-from volant_core.launch import AgentChannel, HypervisorDescriptor, Instance, LaunchSpec
+from volant_core.launch import (
+    AgentChannel,
+    DiskSpec,
+    HypervisorDescriptor,
+    Instance,
+    LaunchSpec,
+    NicSpec,
+    PciDeviceSpec,
+)
 from volant_core.plugins import load_plugins
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hooks import HookRecorder
 from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 from volant_core.testing.processes import processes_mentioning
 from volant_core.vm import VMView
@@ -203,6 +213,38 @@ def test_implementations_are_called_in_pluggys_own_order(calls: Calls) -> None:
             "last:stopped:x",
         ]
     )
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["VOLANT_TRACE_HOOKS=1", "unset"])
+def test_volant_trace_hooks_logs_each_call_with_the_plugin_called(
+    traced: bool, calls: Calls, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if traced:
+        monkeypatch.setenv("VOLANT_TRACE_HOOKS", "1")
+    else:
+        monkeypatch.delenv("VOLANT_TRACE_HOOKS", raising=False)
+    plugins = load_plugins(
+        disabled=(), extra=[("first", Notified("first", calls)), ("second", TryLast("second", calls))]
+    )
+    caplog.set_level(logging.INFO, logger="volant_core.hookcall")
+    plugins.calls.notify("volant_vm_stopped", vm=type("VM", (), {"name": "x"})(), exit_status=0)
+    traced_lines = [r.getMessage() for r in caplog.records if r.name == "volant_core.hookcall"]
+    expected = ["hook volant_vm_stopped -> plugin first", "hook volant_vm_stopped -> plugin second"]
+    assert traced_lines == (expected if traced else [])
+
+
+def test_a_recorder_sees_a_resolution_call_and_the_plugin_that_answered() -> None:
+    plugins = load_plugins(disabled=())
+    recorder = HookRecorder.attach(plugins)
+    subnet = ipaddress.IPv4Network("10.5.0.0/29")
+    taken = frozenset({"10.5.0.1"})
+    answer = plugins.calls.resolve(
+        "volant_allocate_ip", vm_name="web", subnet=subnet, taken=taken, reserved=frozenset()
+    )
+    assert answer == "10.5.0.2"
+    assert [(call.hook, call.kwargs["vm_name"]) for call in recorder.calls] == [("volant_allocate_ip", "web")]
+    assert recorder.plugins_called("volant_allocate_ip") == ["core"]
+    assert [result.result for result in recorder.results("volant_allocate_ip")] == ["10.5.0.2"]
 
 
 def test_the_core_default_answers_last() -> None:
@@ -392,3 +434,124 @@ def test_a_plugins_kernel_argument_is_checked_and_the_create_undone(host_manifes
         assert "plugin spaced gave the kernel argument" in answer.json()["error"]["message"]
         assert api.request("GET", "/api/v1/vms/k1").status == 404
         assert processes_mentioning(str(api.state_dir)) == []
+
+
+class AddsToTheLaunch:
+    """Adds one part the test-host-process hypervisor (capabilities adopt, test-only) cannot honour."""
+
+    def __init__(self, additions: LaunchAdditions) -> None:
+        self.additions = additions
+
+    @hookimpl
+    def volant_prepare_launch(self) -> LaunchAdditions:
+        """The part."""
+        return self.additions
+
+
+@pytest.mark.parametrize(
+    ("additions", "missing"),
+    [
+        (LaunchAdditions(disks=(DiskSpec(Path("/nonexistent/data.img")),)), "disks"),
+        (
+            LaunchAdditions(
+                pci_devices=(PciDeviceSpec("0000:01:00.0", Path("/sys/bus/pci/devices/0000:01:00.0")),)
+            ),
+            "pci-passthrough",
+        ),
+        (LaunchAdditions(devices=("virtio-rng-pci",)), "raw-arguments"),
+        (LaunchAdditions(extra_args=("-nodefaults",)), "raw-arguments"),
+        (
+            LaunchAdditions(disks=(DiskSpec(Path("/nonexistent/data.img")),), extra_args=("-S",)),
+            "disks, raw-arguments",
+        ),
+    ],
+    ids=["disk", "pci-device", "raw-device", "raw-argument", "disk-and-raw-argument"],
+)
+def test_a_launch_part_the_hypervisor_lacks_is_refused_naming_it_and_the_create_undone(
+    host_manifest: dict[str, Any], additions: LaunchAdditions, missing: str
+) -> None:
+    with host_process_daemon(plugins=[("adds", AddsToTheLaunch(additions))]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        answer = api.request("POST", "/api/v1/vms", {"name": "k2", "plugin": "hello-host"})
+        assert answer.status == 500
+        assert answer.json()["error"]["message"] == (
+            f"vm 'k2': the launch needs {missing}, which hypervisor 'test-host-process' does not offer "
+            "(a plugin added them in volant_prepare_launch?)"
+        )
+        assert api.request("GET", "/api/v1/vms/k2").status == 404
+        assert processes_mentioning(str(api.state_dir)) == []
+
+
+class UndeclaredTap:
+    """TEST network mode ``undeclared-tap``: gives each VM a tap NIC without declaring ``tap-nics`` in
+    ``requires`` (so only the launch check can stop it); attaches nothing on the host.
+    """
+
+    def __init__(self, context: object) -> None:
+        self.context = context
+
+    def attach(self, vm: VMView) -> NetworkAttachment:
+        """One NIC."""
+        return NetworkAttachment(nics=(NicSpec(tap="vtap-none", mac=vm.mac_address),))
+
+    def detach(self, vm: VMView) -> None:
+        """Nothing to undo."""
+
+
+class RegistersUndeclaredTap:
+    """Registers :class:`UndeclaredTap` as ``undeclared-tap``, and as ``declared-tap`` requiring
+    ``tap-nics``.
+    """
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """``undeclared-tap`` and ``declared-tap``."""
+        return [
+            NetworkModeDescriptor("undeclared-tap", factory=UndeclaredTap),
+            NetworkModeDescriptor("declared-tap", factory=UndeclaredTap, requires=frozenset({"tap-nics"})),
+        ]
+
+
+def test_a_nic_the_hypervisor_cannot_attach_is_refused_naming_tap_nics(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon(plugins=[("undeclared-tap", RegistersUndeclaredTap())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        config = {"network": {"mode": "undeclared-tap"}}
+        answer = api.request("POST", "/api/v1/vms", {"name": "k3", "plugin": "hello-host", "config": config})
+        assert answer.status == 500
+        assert answer.json()["error"]["message"].startswith(
+            "vm 'k3': the launch needs tap-nics, which hypervisor 'test-host-process' does not offer"
+        )
+        assert api.request("GET", "/api/v1/vms/k3").status == 404
+
+
+def test_prepare_launch_returning_another_type_fails_the_create_naming_the_plugin(
+    host_manifest: dict[str, Any],
+) -> None:
+    wrong = AddsToTheLaunch({"disks": []})  # type: ignore[arg-type]
+    with host_process_daemon(plugins=[("returns-a-dict", wrong)]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        answer = api.request("POST", "/api/v1/vms", {"name": "k4", "plugin": "hello-host"})
+        assert answer.status == 500
+        assert answer.json()["error"]["message"] == (
+            "plugin returns-a-dict: volant_prepare_launch must return LaunchAdditions or None, "
+            "got {'disks': []}"
+        )
+        assert api.request("GET", "/api/v1/vms/k4").status == 404
+
+
+def test_a_network_mode_needing_a_capability_the_hypervisor_lacks_is_refused_at_create(
+    host_manifest: dict[str, Any],
+) -> None:
+    with host_process_daemon(plugins=[("undeclared-tap", RegistersUndeclaredTap())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        config = {"network": {"mode": "declared-tap"}}
+        answer = api.request("POST", "/api/v1/vms", {"name": "k5", "plugin": "hello-host", "config": config})
+        assert answer.status == 422
+        error = answer.json()["error"]
+        assert error["details"][0]["field"] == "network.mode"
+        assert error["message"] == (
+            "network.mode: network mode 'declared-tap' needs the hypervisor capability 'tap-nics', which "
+            "hypervisor 'test-host-process' lacks (it offers: adopt, test-only); "
+            "choose another hypervisor or drop it"
+        )
+        assert api.request("GET", "/api/v1/vms/k5").status == 404

@@ -441,10 +441,27 @@ def test_invalid_manifest_names_the_field(doc: Any, field: str, fragment: str) -
             {**MINIMAL, "network": {"mode": "my mode"}},
             "network.mode: must be a plugin name: lower-case letters, digits, '.', '_' or '-'",
         ),
+        (
+            {**MINIMAL, "rootfs": {"url": "/r", "checksum": "abc123"}},
+            "rootfs.checksum: must be sha256:<64 hex digits> or sha512:<128 hex digits>",
+        ),
+        ({k: v for k, v in MINIMAL.items() if k != "version"}, "version: is required"),
+        ({**MINIMAL, "labels": ["a"]}, "labels: must be a JSON object"),
+        (["name"], "manifest: must be a JSON object"),
     ],
-    ids=["checksum", "location", "disk-name", "empty", "plugin-name"],
+    ids=[
+        "checksum",
+        "location",
+        "disk-name",
+        "empty",
+        "plugin-name",
+        "bare-digest-length",
+        "missing",
+        "map",
+        "top",
+    ],
 )
-def test_a_refusal_is_the_rule_to_follow(doc: dict[str, Any], message: str) -> None:
+def test_a_refusal_is_the_rule_to_follow(doc: Any, message: str) -> None:
     with pytest.raises(ValidationError) as caught:
         parse_manifest(doc)
 

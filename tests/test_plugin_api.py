@@ -10,6 +10,7 @@ the capabilities those extensions need (it runs kestrel on the host and attaches
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -23,7 +24,7 @@ import pytest
 from volant_core import hookimpl
 from volant_core.descriptors import LaunchAdditions
 from volant_core.errors import ValidationError
-from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec
+from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec, PciDeviceSpec
 from volant_core.manifest import CloudInit, Devices
 from volant_core.testing.contracts import (
     DeviceDriverContract,
@@ -70,17 +71,29 @@ class CapableHostProcess:
     @hookimpl
     def volant_hypervisors(self) -> list[HypervisorDescriptor]:
         """``test-host-process-capable``."""
-        capabilities = frozenset({Capability.DISKS, Capability.PCI_PASSTHROUGH, Capability.ADOPT})
+        capabilities = frozenset(
+            {Capability.DISKS, Capability.PCI_PASSTHROUGH, Capability.RAW_ARGUMENTS, Capability.ADOPT}
+        )
         return [HypervisorDescriptor(HYPERVISOR, RecordingLauncher, "TEST ONLY", capabilities=capabilities)]
 
 
 class DataDiskAdder:
-    """A plugin adding a data disk to every launch in ``volant_prepare_launch``."""
+    """A plugin adding a data disk, a PCI device, a kernel argument, a raw device and a raw argument
+    to every launch in ``volant_prepare_launch``.
+    """
 
     @hookimpl
     def volant_prepare_launch(self, spec: LaunchSpec) -> LaunchAdditions:
-        """One disk, ``added.img`` in the VM's directory."""
-        return LaunchAdditions(disks=(DiskSpec(spec.vm_dir / "added.img"),))
+        """One disk, ``added.img`` in the VM's directory, device ``0000:00:02.0``, ``example.added=1``,
+        ``virtio-rng-pci`` and ``-no-user-config``.
+        """
+        return LaunchAdditions(
+            disks=(DiskSpec(spec.vm_dir / "added.img"),),
+            pci_devices=(PciDeviceSpec("0000:00:02.0", Path("/sys/bus/pci/devices/0000:00:02.0")),),
+            kernel_args=("example.added=1",),
+            devices=("virtio-rng-pci",),
+            extra_args=("-no-user-config",),
+        )
 
 
 PLUGINS = ((PLUGIN, example), ("capable-host-process", CapableHostProcess()))
@@ -139,6 +152,23 @@ def test_a_failing_release_leaves_the_vm_stopped_and_the_rest_released(api: Runn
 
     assert api.request("DELETE", "/api/v1/vms/full").status == 204
     assert api.request("GET", "/api/v1/vms/full").status == 404
+    # Releasing again on delete is harmless: the only failure reported is the plugin's detach.
+    failures = [e.payload["message"] for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
+    assert failures and all("detaching it from network mode" in message for message in failures), failures
+
+
+def test_a_device_release_that_fails_is_recorded_on_the_device_drivers_plugin(api: RunningDaemon) -> None:
+    create(api, "held", devices=FULL["devices"])
+    claim = state(api) / "claims" / "held"
+    claim.unlink()
+    (claim / "in-use").mkdir(parents=True)  # the driver's detach cannot remove its claim now
+
+    stopped = api.request("POST", "/api/v1/vms/held/stop")
+    assert stopped.status == 200 and stopped.json()["status"] == "stopped"
+    info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+    assert info[PLUGIN]["status"] == "degraded"
+    failure = "vm held: releasing its devices failed (IsADirectoryError: "
+    assert [e for e in info[PLUGIN]["errors"] if e.startswith(failure)], info
 
 
 def test_a_crash_releases_through_the_same_path(api: RunningDaemon) -> None:
@@ -177,15 +207,23 @@ def test_the_reconcile_hook_sees_the_vms_it_owns_after_a_restart(api: RunningDae
     assert api.wait_for_status("owned", {"running"})["pid"] is not None  # re-adopted, still running
 
 
-def test_an_uninstalled_plugin_never_blocks_stop_or_delete(api: RunningDaemon) -> None:
+def test_an_uninstalled_plugin_never_blocks_stop_or_delete(
+    api: RunningDaemon, caplog: pytest.LogCaptureFixture
+) -> None:
     create(api, "orphaned", network={"mode": example.MODE})
     api.restart(plugins=[p for p in PLUGINS if p[0] != PLUGIN])  # the package was uninstalled
 
     assert api.wait_for_status("orphaned", {"running"})["status"] == "running"  # still re-adopted
     stopped = api.request("POST", "/api/v1/vms/orphaned/stop")
     assert stopped.status == 200 and stopped.json()["status"] == "stopped"
-    errors = [e.payload["message"] for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
-    assert any("unknown network mode 'example-net'" in message for message in errors)
+    errors = [e for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
+    unreleased = [
+        e.payload["message"] for e in errors if "unknown network mode 'example-net'" in e.payload["message"]
+    ]
+    assert unreleased and {e.vm_name for e in errors} == {"orphaned"}
+    # No plugin to record the failure on: the daemon's log says it, word for word.
+    logged = {r.getMessage() for r in caplog.records if r.levelno == logging.ERROR}
+    assert set(unreleased) <= logged, logged
     started = api.request("POST", "/api/v1/vms/orphaned/start")
     assert started.status == 404 and started.json()["error"]["details"][0]["field"] == "network.mode"
     assert api.request("DELETE", "/api/v1/vms/orphaned").status == 204
@@ -220,6 +258,9 @@ def test_the_seed_disk_stays_last_and_read_only_when_a_plugin_adds_disks(
         *others, seed = spec.disks
         assert seed.role is DiskRole.SEED and seed.readonly, spec.disks
         assert [disk.path.name for disk in others] == ["added.img"]
+        assert [device.address for device in spec.pci_devices] == ["0000:00:01.0", "0000:00:02.0"]
+        assert spec.kernel_args[-1] == "example.added=1" and "example.net=on" in spec.kernel_args
+        assert (spec.devices, spec.extra_args) == (("virtio-rng-pci",), ("-no-user-config",))
 
 
 @pytest.mark.parametrize(
@@ -234,8 +275,23 @@ def test_the_seed_disk_stays_last_and_read_only_when_a_plugin_adds_disks(
             "write_files[0].path: must be an absolute file path",
         ),
         ({"seed_mode": "floppy"}, "cloud_init.seed_mode", "choose one of: example-seed, iso, vfat"),
+        (
+            {"seed_mode": "example-seed", "meta_data": {"content": "[1, 2]"}},
+            "cloud_init.meta_data.content",
+            "must be a YAML mapping, not list",
+        ),
+        (
+            {"seed_mode": "example-seed", "network_config": {"content": "version: 2\nethernets: [eth0]\n"}},
+            "cloud_init.network_config.content",
+            "ethernets: must be a mapping of interfaces",
+        ),
     ],
-    ids=["malformed-cloud-config", "unknown-seed-mode"],
+    ids=[
+        "malformed-cloud-config",
+        "unknown-seed-mode",
+        "meta-data-not-a-mapping",
+        "malformed-network-config",
+    ],
 )
 def test_a_seed_that_cannot_be_built_or_applied_is_refused_before_anything_is_stored(
     api: RunningDaemon, cloud_init: dict[str, Any], field: str, words: str
@@ -334,3 +390,40 @@ def test_a_refused_daemon_leaves_no_state_directory(tmp_path: Path, monkeypatch:
         ):
             pass
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("volant-")] == []
+
+
+@pytest.mark.parametrize("target", ["twenty-one-characters", "-dash-first", "has space", "vd\u00e9"])
+def test_a_disk_target_that_cannot_be_a_serial_is_refused_at_install(
+    api: RunningDaemon, host_manifest: dict[str, Any], target: str
+) -> None:
+    manifest = {**host_manifest, "name": "serials", "runtime": "serials"}
+    manifest["disks"] = [{"name": "data", "source": "http://127.0.0.1:9/data.img", "target": target}]
+    answer = api.request("POST", "/api/v1/plugins", manifest)
+    assert answer.status == 422
+    error = answer.json()["error"]
+    assert error["details"][0]["field"] == "manifest.disks[0].target"
+    assert error["message"] == (
+        f"manifest.disks[0].target: {target!r} must be 1-20 letters, digits, '.', '_' or '-' "
+        "(the guest sees it as the disk's serial, /dev/disk/by-id/virtio-<target>)"
+    )
+    assert api.request("GET", "/api/v1/plugins/serials").status == 404
+
+
+def test_a_twenty_character_disk_target_is_installed(
+    api: RunningDaemon, host_manifest: dict[str, Any]
+) -> None:
+    manifest = {**host_manifest, "name": "serials", "runtime": "serials"}
+    manifest["disks"] = [
+        {"name": "data", "source": "http://127.0.0.1:9/data.img", "target": "Data_disk.2026-12-03"}
+    ]
+    assert api.request("POST", "/api/v1/plugins", manifest).status == 201
+
+
+def test_a_kernel_override_is_the_kernel_the_vm_boots(api: RunningDaemon) -> None:
+    kernel = api.daemon.settings.artifact_dirs[-1] / "vmlinuz-custom"
+    kernel.parent.mkdir(parents=True, exist_ok=True)
+    kernel.write_bytes(b"not a real kernel: the host-process backend boots none")
+    RecordingLauncher.launched.clear()
+    create(api, "custom-kernel", kernel_override=str(kernel))
+    (spec,) = RecordingLauncher.launched
+    assert spec.kernel.read_bytes() == kernel.read_bytes()

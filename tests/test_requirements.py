@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from volant_core import hookimpl
+from volant_core.launch import HypervisorDescriptor
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 
 #: No device driver installed: the `devices` refusals name volant-vfio.
 pytestmark = pytest.mark.usefixtures("without_vfio", "without_cloudinit")
@@ -22,32 +25,68 @@ def _refusal(answer: Any) -> tuple[str, str]:
 
 
 CONFIG_REFUSALS = [
-    ("devices", {"devices": {"pci_passthrough": ["0000:01:00.0"]}}, "devices.pci_passthrough", "volant-vfio"),
+    (
+        "devices",
+        {"devices": {"pci_passthrough": ["0000:01:00.0"]}},
+        "devices.pci_passthrough",
+        "devices.pci_passthrough: no device driver for pci devices is installed (pip install volant-vfio)",
+    ),
     (
         "cloud-init",
         {"cloud_init": {"user_data": {"content": "#cloud-config"}}},
         "cloud_init.seed_mode",
-        "volant-cloudinit",
+        "cloud_init.seed_mode: unknown seed builder 'vfat' (pip install volant-cloudinit); choose one of: "
+        "none installed",
     ),
-    ("expose", {"expose": [{"port": 80}]}, "expose", "does not publish ports"),
-    ("subnet", {"network": {"mode": "none", "subnet": "10.9.0.0/24"}}, "network.subnet", "does not use it"),
-    ("api", {"api": {"host": "10.0.0.1"}}, "api", "not used"),
-    ("rootfs", {"rootfs": {"url": "http://127.0.0.1:9/root.img"}}, "rootfs", "capability 'disks'"),
+    (
+        "expose",
+        {"expose": [{"port": 80}]},
+        "expose",
+        "expose: network mode 'none' does not publish ports; use one that does, e.g. bridged "
+        "(pip install volant-network-bridged), or remove expose",
+    ),
+    (
+        "subnet",
+        {"network": {"mode": "none", "subnet": "10.9.0.0/24"}},
+        "network.subnet",
+        "network.subnet: network mode 'none' does not use it; remove it (addresses come from the daemon's "
+        "pool, VOLANT_SUBNET)",
+    ),
+    (
+        "api",
+        {"api": {"host": "10.0.0.1"}},
+        "api",
+        "api: not used by this Volant (the host reaches kestrel over the VM's agent channel); remove it",
+    ),
+    (
+        "cloud-init path",
+        {"cloud_init": {"network_config": {"path": "/etc/netplan/50.yaml"}}},
+        "cloud_init.network_config.path",
+        "cloud_init.network_config.path: the API takes the document itself as content (volar reads a file "
+        "given as path and sends its content)",
+    ),
+    (
+        "rootfs",
+        {"rootfs": {"url": "http://127.0.0.1:9/root.img"}},
+        "rootfs",
+        "rootfs: a root filesystem image needs the hypervisor capability 'disks', which hypervisor "
+        "'test-host-process' lacks (it offers: adopt, test-only); choose another hypervisor or drop it",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("what", "config", "field", "words"), CONFIG_REFUSALS, ids=[c[0] for c in CONFIG_REFUSALS]
+    ("what", "config", "field", "refusal"), CONFIG_REFUSALS, ids=[c[0] for c in CONFIG_REFUSALS]
 )
 def test_create_refuses_what_nothing_honours(
-    host_api: RunningDaemon, what: str, config: dict[str, Any], field: str, words: str
+    host_api: RunningDaemon, what: str, config: dict[str, Any], field: str, refusal: str
 ) -> None:
     answer = host_api.request(
         "POST", "/api/v1/vms", {"name": "refused", "plugin": "hello-host", "config": config}
     )
     assert answer.status == 422, answer.json()
     named, message = _refusal(answer)
-    assert named == field and words in message
+    assert named == field and message == refusal  # the whole rule: what is missing and what to do
     assert host_api.request("GET", "/api/v1/vms").json() == []
 
 
@@ -99,3 +138,47 @@ def test_a_manifest_installed_disabled_stays_disabled(
     assert refused.status == 409 and "is disabled" in refused.json()["error"]["message"]
     assert host_api.request("POST", "/api/v1/plugins/later/enabled", {"enabled": True}).status == 200
     assert host_api.request("POST", "/api/v1/vms", {"name": "early", "plugin": "later"}).status == 201
+
+
+class BareHypervisor:
+    """TEST double: the host-process launcher registered as ``bare-host-process``, declaring no capability."""
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """``bare-host-process``."""
+        return [
+            HypervisorDescriptor(
+                "bare-host-process", HostProcessLauncher, "TEST ONLY", capabilities=frozenset()
+            )
+        ]
+
+
+def test_a_hypervisor_without_capabilities_is_said_to_offer_none(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon(plugins=[("bare", BareHypervisor())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        body = {
+            "name": "bare",
+            "plugin": "hello-host",
+            "hypervisor": "bare-host-process",
+            "config": {"rootfs": {"url": "http://127.0.0.1:9/root.img"}},
+        }
+        answer = api.request("POST", "/api/v1/vms", body)
+        assert answer.status == 422, answer.json()
+        assert _refusal(answer) == (
+            "rootfs",
+            "rootfs: a root filesystem image needs the hypervisor capability 'disks', which hypervisor "
+            "'bare-host-process' lacks (it offers: none); choose another hypervisor or drop it",
+        )
+
+
+def test_an_unknown_network_mode_is_404_naming_the_field(host_api: RunningDaemon) -> None:
+    config = {"network": {"mode": "no-such-mode"}}
+    answer = host_api.request(
+        "POST", "/api/v1/vms", {"name": "lost", "plugin": "hello-host", "config": config}
+    )
+    assert answer.status == 404
+    field, message = _refusal(answer)
+    assert field == "network.mode" and message.startswith(
+        "unknown network mode 'no-such-mode'; choose one of: "
+    )
+    assert host_api.request("GET", "/api/v1/vms").json() == []

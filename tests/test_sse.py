@@ -223,12 +223,19 @@ def test_a_gap_frame_says_which_events_cannot_be_replayed() -> None:
             assert gap.event == "GAP" and gap.id is None
             assert gap.data is not None and gap.data["last_event_id"] == ids[5]
             assert gap.data["next_id"] == oldest
+            assert (
+                gap.data["message"] == f"events {ids[5] + 1} to {oldest - 1} were pruned (VOLANT_EVENTS_KEEP)"
+            )
             assert [f.id for f in client.events(ids[-1] - oldest + 1)] == list(range(oldest, ids[-1] + 1))
 
         # An id this daemon never handed out (its state was reset): GAP, then live events.
         with _open(api, headers={"Last-Event-ID": str(ids[-1] + 1000)}) as client:
             gap = client.frame()
             assert gap.event == "GAP" and gap.data is not None and gap.data["next_id"] == ids[-1] + 1
+            assert (
+                gap.data["message"]
+                == f"event {ids[-1] + 1000} is newer than any stored here; resuming from now"
+            )
             new = _publish(api, "VM_CREATED", "fresh")
             assert _ids_and_types(client.events(1)) == [(new, "VM_CREATED")]
 
@@ -256,6 +263,10 @@ def test_a_client_that_falls_behind_gets_a_final_overflow_frame_and_can_resume()
         assert overflow.id is None and overflow.data is not None
         last: int = overflow.data["last_event_id"]
         assert last == delivered[-1].id
+        assert overflow.data["message"] == (
+            "more than 4 events were waiting for this client; "
+            f"reconnect with Last-Event-ID: {last} to get the rest"
+        )
         latest = api.daemon.store.events.latest_id()
         assert latest > last, "nothing was left undelivered"
 

@@ -123,7 +123,7 @@ class EventBus:
                 log.exception("event listener %r failed on %s", listener, stored.type)
         return stored
 
-    def subscribe(self, maxsize: int = 256) -> queue.Queue[Event | None]:
+    def subscribe(self, maxsize: int) -> queue.Queue[Event | None]:
         """A queue receiving every event published from now on, ending with ``None`` when its
         reader fell ``maxsize`` events behind or the bus closed. Those not yet taken are then
         dropped, so every event after the last one taken is still only in the store.
