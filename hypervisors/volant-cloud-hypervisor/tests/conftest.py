@@ -36,12 +36,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 FAKE_VMLINUX = b"\x7fELF\x02\x01\x01" + b"\0" * 1024
 
 
+def reachable(path: Path) -> bool:
+    """Whether any user may pass every directory above ``path``."""
+    return all(directory.stat().st_mode & stat.S_IXOTH for directory in path.resolve().parents)
+
+
 def reachable_python() -> Path:
     """An interpreter of this Python version that any user may run (a confined VMM runs the
     stand-in with ids of its own): this one when every directory above it lets others through,
     else the system's ``/usr/bin/pythonX.Y``."""
     own = Path(sys.executable).resolve()
-    if all(directory.stat().st_mode & stat.S_IXOTH for directory in own.parents):
+    if reachable(own):
         return own
     system = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
     return system if system.exists() else own
@@ -50,20 +55,75 @@ def reachable_python() -> Path:
 def write_standin(directory: Path) -> Path:
     """Install the stand-in as ``directory/cloud-hypervisor`` (an executable script any user may
     run, with this environment's packages: it passes them on to the kestrel it starts); its path."""
-    site_packages = sysconfig.get_paths()["purelib"]
+    site_packages, tests = Path(sysconfig.get_paths()["purelib"]), Path(__file__).parent
+    if not (
+        reachable(site_packages)
+        and reachable(tests)
+        and all(map(reachable, _editable_sources(site_packages)))
+    ):
+        site_packages, tests = _mirror(site_packages, tests, directory / "mirror")
     script = directory / "cloud-hypervisor"
     script.write_text(
         f"#!{reachable_python()}\n"
         '"""Cloud Hypervisor v54 stand-in: a TEST DOUBLE (see chstandin/__init__.py)."""\n'
         "import os, site, sys\n"
-        f"site.addsitedir({site_packages!r})\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        f"site.addsitedir({str(site_packages)!r})\n"
+        f"sys.path.insert(0, {str(tests)!r})\n"
         "os.environ['PYTHONPATH'] = os.pathsep.join(path for path in sys.path if path)\n"
         "from chstandin.main import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     script.chmod(0o755)
     return script
+
+
+def _editable_sources(site_packages: Path) -> list[Path]:
+    """The source directories the ``.pth`` files of ``site_packages`` add to the path (editable
+    installs of the workspace's packages)."""
+    return [
+        Path(line)
+        for pth in site_packages.glob("*.pth")
+        for line in pth.read_text().splitlines()
+        if line.startswith("/")
+    ]
+
+
+def _mirror(site_packages: Path, tests: Path, mirror: Path) -> tuple[Path, Path]:
+    """Copies under ``mirror`` of ``site_packages`` (the editable sources its ``.pth`` files name
+    too: their packages only) and of the stand-in with its contracts, for when a directory above
+    them keeps other users out (a checkout in a private directory, as CI's): a confined VMM runs
+    the stand-in with ids of its own. Hard links where the file system allows, else copies.
+    """
+    site = mirror / "site"
+    shutil.copytree(site_packages, site, symlinks=True, copy_function=_link_or_copy)
+    for number, pth in enumerate(sorted(site.glob("*.pth"))):
+        lines = pth.read_text().splitlines()
+        pth.unlink()  # a hard link to the environment's own file: never written through
+        sources = mirror / "src" / str(number)
+        for line in lines:
+            if line.startswith("/"):
+                _copy_packages(Path(line), sources)
+        pth.write_text("".join(f"{sources if line.startswith('/') else line}\n" for line in lines))
+    stand_in = mirror / "tests"
+    for name in ("chstandin", "contracts"):
+        shutil.copytree(tests / name, stand_in / name, copy_function=_link_or_copy)
+    return site, stand_in
+
+
+def _copy_packages(source: Path, target: Path) -> None:
+    """Copy the Python packages (directories with an ``__init__.py``) of ``source`` into ``target``."""
+    target.mkdir(parents=True, exist_ok=True)
+    for package in source.iterdir():
+        if (package / "__init__.py").is_file():
+            shutil.copytree(package, target / package.name, copy_function=_link_or_copy)
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """Hard-link ``source`` at ``target``; copy it when the file system refuses."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 @pytest.fixture(scope="session")
