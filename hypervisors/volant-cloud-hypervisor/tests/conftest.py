@@ -7,6 +7,7 @@ not run stock guests), so the tests use ``chstandin``, a contract-validating TES
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -104,9 +105,14 @@ def _mirror(site_packages: Path, tests: Path, mirror: Path) -> tuple[Path, Path]
             if line.startswith("/"):
                 _copy_packages(Path(line), sources)
         pth.write_text("".join(f"{sources if line.startswith('/') else line}\n" for line in lines))
+        pth.chmod(0o644)
     stand_in = mirror / "tests"
     for name in ("chstandin", "contracts"):
         shutil.copytree(tests / name, stand_in / name, copy_function=_link_or_copy)
+    for directory, _, _ in os.walk(
+        mirror
+    ):  # made under the test process's umask (an in-process volantd sets 077)
+        os.chmod(directory, 0o755)
     return site, stand_in
 
 
@@ -119,11 +125,14 @@ def _copy_packages(source: Path, target: Path) -> None:
 
 
 def _link_or_copy(source: str, target: str) -> None:
-    """Hard-link ``source`` at ``target``; copy it when the file system refuses."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
+    """Hard-link ``source`` at ``target`` when any user may read it; else (or when the file system
+    refuses the link) copy it and let any user read the copy."""
+    if os.stat(source).st_mode & stat.S_IROTH:
+        with contextlib.suppress(OSError):
+            os.link(source, target)
+            return
+    shutil.copy2(source, target)
+    os.chmod(target, stat.S_IMODE(os.stat(target).st_mode) | 0o444)
 
 
 @pytest.fixture(scope="session")
