@@ -103,6 +103,24 @@ def test_install_refuses_a_manifest_nothing_can_boot(
     assert host_api.request("GET", "/api/v1/plugins/needs-a-gpu").status == 404
 
 
+def test_install_refuses_a_disk_the_hypervisor_cannot_attach_naming_the_disk(
+    host_api: RunningDaemon, host_manifest: dict[str, Any]
+) -> None:
+    manifest = copy.deepcopy(host_manifest)
+    manifest["name"] = manifest["runtime"] = "needs-a-disk"
+    manifest["disks"] = [
+        {"name": "scratch", "source": "http://127.0.0.1:9/scratch.img", "checksum": "sha256:" + "0" * 64}
+    ]
+    answer = host_api.request("POST", "/api/v1/plugins", manifest)
+    assert answer.status == 422, answer.json()
+    assert _refusal(answer) == (
+        "manifest.disks[0]",
+        "manifest.disks[0]: disk 'scratch' needs the hypervisor capability 'disks', which hypervisor "
+        "'test-host-process' lacks (it offers: adopt, test-only); choose another hypervisor or drop it",
+    )
+    assert host_api.request("GET", "/api/v1/plugins/needs-a-disk").status == 404
+
+
 def test_patch_refuses_and_keeps_the_version(host_api: RunningDaemon) -> None:
     assert host_api.request("POST", "/api/v1/vms", {"name": "kept", "plugin": "hello-host"}).status == 201
     before = host_api.request("GET", "/api/v1/vms/kept/config").json()["version"]

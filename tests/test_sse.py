@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from volant_core.events import Event, EventBus
+from volant_core.events import Event, EventBus, EventType
 from volant_core.testing.daemon import RunningDaemon, running_daemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.waiting import eventually
@@ -210,7 +210,19 @@ def test_bad_stream_parameters_are_refused(query: str, headers: dict[str, str], 
     with running_daemon() as api:
         reply = api.request("GET", PATH + query, headers=headers)
         assert reply.status == 422
-        assert reply.json()["error"]["message"].startswith(field)
+        error = reply.json()["error"]
+        assert error["message"].startswith(field)
+        assert error["details"][0]["field"] == field
+
+
+def test_unknown_event_types_are_refused_naming_each_and_the_known_ones() -> None:
+    with running_daemon() as api:
+        reply = api.request("GET", PATH + "?type=vm_exploded,VM_RUNNING&type=VM_IMPLODED")
+        assert reply.status == 422
+        known = ", ".join(EventType)
+        assert reply.json()["error"]["message"] == (
+            f"type: unknown event type VM_EXPLODED, VM_IMPLODED; known: {known}"
+        )
 
 
 def test_a_gap_frame_says_which_events_cannot_be_replayed() -> None:
@@ -228,16 +240,47 @@ def test_a_gap_frame_says_which_events_cannot_be_replayed() -> None:
             )
             assert [f.id for f in client.events(ids[-1] - oldest + 1)] == list(range(oldest, ids[-1] + 1))
 
+        # One event pruned is a gap too.
+        with _open(api, f"?since={oldest - 2}") as client:
+            gap = client.frame()
+            assert gap.event == "GAP" and gap.data is not None and gap.data["next_id"] == oldest
+            assert (
+                gap.data["message"] == f"events {oldest - 1} to {oldest - 1} were pruned (VOLANT_EVENTS_KEEP)"
+            )
+
         # An id this daemon never handed out (its state was reset): GAP, then live events.
         with _open(api, headers={"Last-Event-ID": str(ids[-1] + 1000)}) as client:
             gap = client.frame()
             assert gap.event == "GAP" and gap.data is not None and gap.data["next_id"] == ids[-1] + 1
+            assert gap.data["last_event_id"] == ids[-1] + 1000
             assert (
                 gap.data["message"]
                 == f"event {ids[-1] + 1000} is newer than any stored here; resuming from now"
             )
             new = _publish(api, "VM_CREATED", "fresh")
             assert _ids_and_types(client.events(1)) == [(new, "VM_CREATED")]
+
+
+def test_a_reconnect_that_missed_nothing_gets_the_next_live_event() -> None:
+    with running_daemon(sse_heartbeat=0.2) as api:
+        newest = _publish(api, "VM_RUNNING", "steady")
+        with _open(api, headers={"Last-Event-ID": str(newest)}) as client:
+            assert client.frame().comments == ["heartbeat"]  # the replay (of nothing) is over
+            new = _publish(api, "VM_STOPPED", "steady")
+            assert _ids_and_types(client.events(1)) == [(new, "VM_STOPPED")]
+
+
+def test_a_reconnect_that_missed_more_than_a_page_of_events_gets_each_of_them_once() -> None:
+    """Replay reads the store a page (``REPLAY_PAGE``, 500) at a time: a client that missed more
+    than two pages gets every event after its ``Last-Event-ID``, in order, once, then live ones.
+    """
+    with running_daemon() as api:
+        resume = _publish(api, "VM_RUNNING", "chatty")  # pages start after it, not at a multiple of 500
+        missed = [_publish(api, "VM_LOG", "chatty", str(i)) for i in range(1001)]
+        with _open(api, headers={"Last-Event-ID": str(resume)}) as client:
+            assert [f.id for f in client.events(len(missed))] == missed
+            new = _publish(api, "VM_RUNNING", "chatty")
+            assert _ids_and_types(client.events(1)) == [(new, "VM_RUNNING")]
 
 
 def test_a_client_that_falls_behind_gets_a_final_overflow_frame_and_can_resume() -> None:

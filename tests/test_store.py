@@ -357,10 +357,26 @@ def test_config_versions_increase_with_history(store: Store) -> None:
         store.configs.get_version(vm.id, 9)
 
 
+def test_a_kept_history_holds_the_newest_versions_and_the_booted_one_of_that_vm_only(store: Store) -> None:
+    """``put(keep=N)`` (what ``VOLANT_CONFIG_HISTORY`` sets) prunes that VM's older versions in the
+    same write, but never the version the VM last booted with, nor another VM's versions.
+    """
+    booted, other = new_vm(store, "a"), new_vm(store, "b")
+    for cores in (1, 2, 3):
+        store.configs.put(other.id, {"resources": {"cpu_cores": cores}})
+    store.configs.put(booted.id, {"resources": {"cpu_cores": 1}})
+    store.vms.update("a", config_version=1)
+    for cores in (2, 3, 4, 5):
+        store.configs.put(booted.id, {"resources": {"cpu_cores": cores}}, keep=2)
+
+    assert [c.version for c in store.configs.history(booted.id)] == [5, 4, 1]
+    assert [c.version for c in store.configs.history(other.id)] == [3, 2, 1]
+
+
 def test_config_of_missing_vm(store: Store) -> None:
-    with pytest.raises(NotFoundError, match="vm id 42"):
+    with pytest.raises(NotFoundError, match=r"^vm id 42 does not exist$"):
         store.configs.put(42, {})
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=r"^vm id 42 has no configuration$"):
         store.configs.current(42)
 
 
