@@ -13,7 +13,7 @@ import pwd
 import signal
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -110,6 +110,26 @@ def cgroup_limits(membership_lines: list[str]) -> dict[str, str]:
 def process_limits(pid: int) -> dict[str, str]:
     """:func:`cgroup_limits` of the process ``pid``."""
     return cgroup_limits(Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+
+
+#: What :func:`plant_links`' victim file holds; a test checks it is still all it holds.
+UNTOUCHED = "untouched\n"
+
+
+def plant_links(vm_dir: Path, outside: Path, files: Iterable[str], directories: Iterable[str]) -> Path:
+    """Leave in the new directory ``vm_dir`` what a hostile VMM could: a link under each name in
+    ``files`` to a victim file in the new directory ``outside``, and under each name in
+    ``directories`` to ``outside`` itself. Returns the victim (holding :data:`UNTOUCHED`); after the
+    daemon wrote its files, it should be unchanged and alone in ``outside``."""
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_text(UNTOUCHED)
+    vm_dir.mkdir()
+    for name in files:
+        (vm_dir / name).symlink_to(victim)
+    for name in directories:
+        (vm_dir / name).symlink_to(outside)
+    return victim
 
 
 def intrude_as(status: dict[str, str], directory: Path, sock: Path) -> str:

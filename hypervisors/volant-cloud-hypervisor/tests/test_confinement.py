@@ -34,10 +34,12 @@ from volant_core.errors import LaunchError
 from volant_core.launch import BackingImage, DiskSpec, LaunchSpec, NicSpec
 from volant_core.settings import DEFAULT_VMM_ID_RANGE, parse_id_range
 from volant_core.testing.confinement import (
+    UNTOUCHED,
     VMM_USER,
     cgroup_exists,
     cgroup_limits,
     intrude_as,
+    plant_links,
     process_limits,
     process_status,
 )
@@ -224,16 +226,9 @@ def test_the_daemon_never_writes_through_a_link_a_vmm_left(
     daemon writes (the pidfile's temporary, the console log, the ``boot`` and ``images`` directories)
     are replaced or refused, and the files they point to stay as they were."""
     outside = tmp_path / "outside"
-    outside.mkdir()
-    victim = outside / "victim"
-    victim.write_text("untouched\n")
+    victim = plant_links(vm_dir, outside, ("cloud-hypervisor.pid.partial", "console.log"), ("boot", "images"))
     image = tmp_path / "data.img"
     image.write_bytes(b"data")
-    vm_dir.mkdir()
-    for name in ("cloud-hypervisor.pid.partial", "console.log"):
-        (vm_dir / name).symlink_to(victim)
-    for name in ("boot", "images"):
-        (vm_dir / name).symlink_to(outside)
     identity = VmmConfinement(VMM_USER, NO_CGROUP, 0).identity(3)
     assert identity is not None
     spec = small_spec(vm_dir, kernel, disks=(DiskSpec(image, readonly=True),))
@@ -243,7 +238,7 @@ def test_the_daemon_never_writes_through_a_link_a_vmm_left(
     with pytest.raises(OSError):  # the relay refuses to append through the link
         CappedLog(vm_dir / "console.log", 4096).append(b"guest output\n")
 
-    assert victim.read_text() == "untouched\n" and sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert victim.read_text() == UNTOUCHED and sorted(p.name for p in outside.iterdir()) == ["victim"]
     assert files.kernel == vm_dir / "boot" / "vmlinux" and files.kernel.read_bytes() == kernel.read_bytes()
     assert files.disks == (vm_dir / "images" / "0-data.img",) and files.disks[0].read_bytes() == b"data"
     assert not (vm_dir / "boot").is_symlink() and not (vm_dir / "images").is_symlink()

@@ -25,9 +25,11 @@ from volant_core.errors import LaunchError
 from volant_core.launch import BackingImage, DiskRole, DiskSpec, LaunchSpec
 from volant_core.settings import DEFAULT_VMM_ID_RANGE, parse_id_range
 from volant_core.testing.confinement import (
+    UNTOUCHED,
     VMM_USER,
     cgroup_exists,
     intrude_as,
+    plant_links,
     process_limits,
     process_status,
 )
@@ -126,15 +128,9 @@ def test_the_daemon_never_writes_through_a_link_a_vmm_left(
     writes (the spawn record's and the rotated log's temporary files, the ``boot`` directory) are
     replaced, and the files they point to stay as they were."""
     outside = tmp_path / "outside"
-    outside.mkdir()
-    victim = outside / "victim"
-    victim.write_text("untouched\n")
+    victim = plant_links(vm_dir, outside, ("qemu.spawn.partial", "console.log.1.partial"), ("boot",))
     kernel = tmp_path / "vmlinux"
     kernel.write_bytes(b"kernel\n")
-    vm_dir.mkdir()
-    for name in ("qemu.spawn.partial", "console.log.1.partial"):
-        (vm_dir / name).symlink_to(victim)
-    (vm_dir / "boot").symlink_to(outside)
     identity = VmmConfinement(VMM_USER, "off", 0).identity(3)
     assert identity is not None
 
@@ -143,7 +139,7 @@ def test_the_daemon_never_writes_through_a_link_a_vmm_left(
     (vm_dir / "console.log").write_bytes(b"x" * 8192)
     assert rotate_if_over(vm_dir / "console.log", 4096)
 
-    assert victim.read_text() == "untouched\n" and sorted(p.name for p in outside.iterdir()) == ["victim"]
+    assert victim.read_text() == UNTOUCHED and sorted(p.name for p in outside.iterdir()) == ["victim"]
     assert handover.kernel == vm_dir / "boot" / "vmlinux" and handover.kernel.read_bytes() == b"kernel\n"
     assert not (vm_dir / "boot").is_symlink()
     assert VmPaths(vm_dir).spawned() == (123, "456")
