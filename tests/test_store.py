@@ -421,6 +421,8 @@ def test_plugin_upsert_get_list_toggle_delete(store: Store) -> None:
         store.runtimes.get("pyhttp")
     with pytest.raises(NotFoundError, match="'pyhttp'"):
         store.runtimes.set_enabled("pyhttp", True)
+    with pytest.raises(NotFoundError, match=r"^plugin 'pyhttp' is not installed$"):
+        store.runtimes.delete("pyhttp")
 
 
 def test_disabling_one_plugin_touches_only_that_one(store: Store) -> None:
@@ -480,8 +482,9 @@ def test_group_crud(store: Store) -> None:
     scaled = store.groups.update("web", replicas=5)
     assert (scaled.replicas, scaled.config) == (5, {"plugin": "caddy"})
     assert store.groups.update("web", config={"plugin": "nginx"}).config == {"plugin": "nginx"}
-    with pytest.raises(ConflictError, match="'web'"):
+    with pytest.raises(ConflictError, match=r"^deployment with name 'web' already exists$") as taken:
         store.groups.create("web", {}, replicas=1)
+    assert taken.value.field == "name"
     with pytest.raises(ValidationError, match=r"invalid deployment: CHECK constraint failed: replicas >= 0"):
         store.groups.update("web", replicas=-1)
     assert [g.name for g in store.groups.list()] == ["web"]
@@ -502,6 +505,7 @@ def test_changing_one_deployment_leaves_the_others(store: Store) -> None:
 
     store.groups.update("web", replicas=5)
     assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2), ("web", 5)]  # by name
+    assert (store.groups.get("api").name, store.groups.get("api").replicas) == ("api", 2)
     store.groups.delete("web")
 
     assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2)]
@@ -612,9 +616,11 @@ def test_idempotency_keys(store: Store) -> None:
     assert keys.claim(slot, "d1") is None
     held = keys.claim(slot, "d2")
     assert held is not None and held.status is None and held.digest == "d1"
-    # the same key of another owner or scope is another slot
-    assert keys.claim(KeySlot("owner-b", "POST /x", "k"), "d1") is None
+    # the same key of another owner or scope is another slot, and replays its own request
+    assert keys.claim(KeySlot("owner-b", "POST /x", "k"), "d1-b") is None
     assert keys.claim(KeySlot("", "POST /y", "k"), "d1") is None
+    held_b = keys.claim(KeySlot("owner-b", "POST /x", "k"), "d2")
+    assert held_b is not None and held_b.digest == "d1-b"
     keys.finish(slot, 201, {"ok": True})
     done = keys.claim(slot, "d1")
     assert done is not None and (done.status, done.response) == (201, {"ok": True})
@@ -624,7 +630,13 @@ def test_idempotency_keys(store: Store) -> None:
     keys.finish(KeySlot("owner-b", "POST /x", "k"), 200, None)
     assert keys.release_unfinished() == 2
     assert keys.claim(slot, "d4") is None
-    assert keys.prune(utcnow() + timedelta(seconds=1)) == 2
+    # only keys claimed strictly before the instant given are pruned: owner-b's, not the one
+    # claimed at that very instant
+    held = keys.claim(slot, "d5")
+    assert held is not None and held.digest == "d4"
+    assert keys.prune(held.created_at) == 1
+    assert keys.claim(slot, "d5") == held
+    assert keys.prune(utcnow() + timedelta(seconds=1)) == 1
 
 
 def test_vm_changes_count_every_write_of_a_vm_or_its_configuration_by_any_connection(
