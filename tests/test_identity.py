@@ -196,17 +196,19 @@ def test_vsock_cids_start_at_three_are_unique_and_reused(host_manifest: dict[str
 
 
 @contextlib.contextmanager
-def _publishing_daemon(host_manifest: dict[str, Any]) -> Iterator[RunningDaemon]:
+def _publishing_daemon(
+    host_manifest: dict[str, Any], *plugins: tuple[str, object]
+) -> Iterator[RunningDaemon]:
     """volantd in a network namespace of the test's own, in a network mode that leases addresses
     and publishes ports (the real ``nft`` writes the rules), with ``hello-host`` installed and
-    ``hello-public``: the same, publishing port 8000 on host port 18080.
+    ``hello-public``: the same, publishing port 8000 on host port 18080. ``plugins``: more to load.
     """
     leased_ip_mode = LeasedIpMode(publishes_ports=True)
     settings = {"network_mode": leased_ip_mode.mode, "subnet": SUBNET, "host_ip": HOST_IP}
     public = {**host_manifest, "name": "hello-public", "runtime": "hello-public"}
     public["expose"] = [{"port": 8000, "host_port": 18080}]
     with network_namespace() as ns, ns.enter():
-        with host_process_daemon(plugins=[leased_ip_mode.registration], **settings) as api:
+        with host_process_daemon(plugins=[leased_ip_mode.registration, *plugins], **settings) as api:
             assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
             assert api.request("POST", "/api/v1/plugins", public).status == 201
             yield api
@@ -257,4 +259,24 @@ def test_rules_that_cannot_be_removed_are_reported_on_the_core_and_the_vm_still_
         )
 
         assert api.request("DELETE", "/api/v1/vms/web").status == 204
+        assert table.published() == {}
+
+
+class BreaksTheLaunch:
+    """A plugin whose ``volant_prepare_launch`` answers the wrong type: every launch fails once its
+    network and its ports are set up.
+    """
+
+    @hookimpl
+    def volant_prepare_launch(self) -> str:
+        """Not :class:`~volant_core.descriptors.LaunchAdditions`."""
+        return "no additions"
+
+
+def test_a_launch_that_fails_after_publishing_removes_the_rules_again(host_manifest: dict[str, Any]) -> None:
+    table = PortTable()
+    with _publishing_daemon(host_manifest, ("breaks-the-launch", BreaksTheLaunch())) as api:
+        answer = _create(api, "web", plugin="hello-public")
+        assert answer.status == 500
+        assert answer.json()["error"]["message"].startswith("plugin breaks-the-launch: volant_prepare_launch")
         assert table.published() == {}
