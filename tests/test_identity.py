@@ -280,3 +280,5 @@ def test_a_launch_that_fails_after_publishing_removes_the_rules_again(host_manif
         assert answer.status == 500
         assert answer.json()["error"]["message"].startswith("plugin breaks-the-launch: volant_prepare_launch")
         assert table.published() == {}
+        info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+        assert info["core"]["status"] == "loaded"  # the rules were undone without a failure to report

@@ -316,7 +316,7 @@ def test_vm_update_refuses_unknown_columns_and_missing_vms(store: Store) -> None
         store.vms.update("a", plugin="other")
     with pytest.raises(NotFoundError):
         store.vms.update("ghost", status="running")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=r"^vm 'ghost' not found$"):
         store.vms.delete("ghost")
 
 
@@ -460,14 +460,15 @@ def test_lease_conflicts(store: Store) -> None:
     a, b = new_vm(store, "a"), new_vm(store, "b")
     store.ips.lease(a.id, "10.0.0.2")
 
-    with pytest.raises(ConflictError, match=r"10\.0\.0\.2"):
+    with pytest.raises(ConflictError, match=r"^IP lease with ip_address '10\.0\.0\.2' already exists$"):
         store.ips.lease(b.id, "10.0.0.2")
     with pytest.raises(ConflictError, match="vm_id"):
         store.ips.lease(a.id, "10.0.0.3")
     with pytest.raises(NotFoundError, match="vm id 77"):
         store.ips.lease(77, "10.0.0.4")
-    with pytest.raises(ValidationError, match="IPv4"):
+    with pytest.raises(ValidationError, match="IPv4") as invalid:
         store.ips.lease(b.id, "10.0.0.256")
+    assert invalid.value.field == "ip_address"
 
 
 # --------------------------------------------------------------------------
