@@ -284,7 +284,7 @@ def test_vm_duplicates_conflict(store: Store, column: str) -> None:
         new_vm(store, **duplicate)
 
     assert caught.value.field == column
-    assert f"{column} {getattr(first, column)!r} already exists" in caught.value.message
+    assert caught.value.message == f"vm with {column} {getattr(first, column)!r} already exists"
 
 
 def test_vms_without_ip_coexist(store: Store, db_path: Path) -> None:
