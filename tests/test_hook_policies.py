@@ -539,6 +539,53 @@ def test_prepare_launch_returning_another_type_fails_the_create_naming_the_plugi
         assert api.request("GET", "/api/v1/vms/k4").status == 404
 
 
+class StickyNetwork:
+    """A network mode whose detach always fails (what it made on the host cannot be removed)."""
+
+    def attach(self, vm: VMView) -> NetworkAttachment:
+        """Nothing to create."""
+        return NetworkAttachment()
+
+    def detach(self, vm: VMView) -> None:
+        """Fail."""
+        raise RuntimeError(f"cannot detach {vm.name}")
+
+
+class StickyAndBreaksTheLaunch:
+    """Registers the network mode ``sticky`` (:class:`StickyNetwork`) and breaks every launch after
+    the network is attached (its ``volant_prepare_launch`` answers the wrong type).
+    """
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """``sticky``."""
+        return [NetworkModeDescriptor("sticky", factory=StickyNetwork)]
+
+    @hookimpl
+    def volant_prepare_launch(self) -> str:
+        """Not :class:`LaunchAdditions`."""
+        return "no additions"
+
+
+def test_an_undo_that_fails_in_a_failed_launch_is_reported_and_the_launch_error_kept(
+    host_manifest: dict[str, Any],
+) -> None:
+    with host_process_daemon(plugins=[("sticky", StickyAndBreaksTheLaunch())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        body = {"name": "k5", "plugin": "hello-host", "config": {"network": {"mode": "sticky"}}}
+        answer = api.request("POST", "/api/v1/vms", body)
+        assert answer.status == 500
+        assert answer.json()["error"]["message"] == (
+            "plugin sticky: volant_prepare_launch must return LaunchAdditions or None, got 'no additions'"
+        )
+        info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+        assert info["sticky"]["status"] == "degraded"
+        assert (
+            "vm k5: detaching it from network mode 'sticky' failed (RuntimeError: cannot detach k5); "
+            "what it held on the host may remain"
+        ) in info["sticky"]["errors"]
+
+
 def test_a_network_mode_needing_a_capability_the_hypervisor_lacks_is_refused_at_create(
     host_manifest: dict[str, Any],
 ) -> None:

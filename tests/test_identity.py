@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,8 +15,11 @@ from volant_core import builtins, hookimpl
 from volant_core.netdev import IFNAME_MAX, tap_name
 from volant_core.orchestrator.identity import mac_address
 from volant_core.plugins import load_plugins
+from volant_core.portmap import PortTable, PublishedPort
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
+from volant_core.testing.leased_ip import LeasedIpMode
+from volant_core.testing.netns import network_namespace
 from volant_core.vm import NAME_PATTERN
 
 SUBNET = ipaddress.IPv4Network("10.77.0.0/29")  # hosts .1 to .6
@@ -187,3 +193,92 @@ def test_vsock_cids_start_at_three_are_unique_and_reused(host_manifest: dict[str
         assert api.request("DELETE", "/api/v1/vms/b").status == 204
         assert _create(api, "d").json()["vsock_cid"] == 4
         assert _create(api, "e").json()["vsock_cid"] == 6
+
+
+@contextlib.contextmanager
+def _publishing_daemon(
+    host_manifest: dict[str, Any], *plugins: tuple[str, object]
+) -> Iterator[RunningDaemon]:
+    """volantd in a network namespace of the test's own, in a network mode that leases addresses
+    and publishes ports (the real ``nft`` writes the rules), with ``hello-host`` installed and
+    ``hello-public``: the same, publishing port 8000 on host port 18080. ``plugins``: more to load.
+    """
+    leased_ip_mode = LeasedIpMode(publishes_ports=True)
+    settings = {"network_mode": leased_ip_mode.mode, "subnet": SUBNET, "host_ip": HOST_IP}
+    public = {**host_manifest, "name": "hello-public", "runtime": "hello-public"}
+    public["expose"] = [{"port": 8000, "host_port": 18080}]
+    with network_namespace() as ns, ns.enter():
+        with host_process_daemon(plugins=[leased_ip_mode.registration, *plugins], **settings) as api:
+            assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+            assert api.request("POST", "/api/v1/plugins", public).status == 201
+            yield api
+
+
+def test_a_vms_published_ports_follow_it_through_stop_start_and_delete(host_manifest: dict[str, Any]) -> None:
+    """A VM with a leased address publishes its ``expose`` while it runs, and only then: stop and
+    delete remove its rules.
+    """
+    table = PortTable()
+    with _publishing_daemon(host_manifest) as api:
+        assert _create(api, "web", plugin="hello-public").status == 201
+        assert _create(api, "db").status == 201
+        published = {"web": [PublishedPort("tcp", 18080, "10.77.0.1", 8000)]}
+        assert table.published() == published
+
+        assert api.request("POST", "/api/v1/vms/web/stop").json()["status"] == "stopped"
+        assert table.published() == {}
+        assert api.request("POST", "/api/v1/vms/web/start").status == 200
+        api.wait_for_status("web", {"running"})
+        assert table.published() == published
+
+        assert api.request("DELETE", "/api/v1/vms/web").status == 204
+        assert table.published() == {}
+        assert api.request("DELETE", "/api/v1/vms/db").status == 204
+
+
+def test_rules_that_cannot_be_removed_are_reported_on_the_core_and_the_vm_still_stops(
+    host_manifest: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nftables uninstalled while a VM publishes ports: its stop still stops it, and the core plugin
+    reports what was left on the host; once ``nft`` is back, delete removes the rules.
+    """
+    table = PortTable()
+    with _publishing_daemon(host_manifest) as api:
+        assert _create(api, "web", plugin="hello-public").status == 201
+        path = os.environ["PATH"]
+        monkeypatch.setenv("PATH", "/nonexistent")
+
+        assert api.request("POST", "/api/v1/vms/web/stop").json()["status"] == "stopped"
+        monkeypatch.setenv("PATH", path)
+        assert list(table.published()) == ["web"]
+        info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+        assert info["core"]["status"] == "degraded"
+        assert info["core"]["error"] == (
+            "vm web: removing its published ports failed (publishing ports needs nftables: 'nft' was "
+            "not found (install the nftables package)); what it held on the host may remain"
+        )
+
+        assert api.request("DELETE", "/api/v1/vms/web").status == 204
+        assert table.published() == {}
+
+
+class BreaksTheLaunch:
+    """A plugin whose ``volant_prepare_launch`` answers the wrong type: every launch fails once its
+    network and its ports are set up.
+    """
+
+    @hookimpl
+    def volant_prepare_launch(self) -> str:
+        """Not :class:`~volant_core.descriptors.LaunchAdditions`."""
+        return "no additions"
+
+
+def test_a_launch_that_fails_after_publishing_removes_the_rules_again(host_manifest: dict[str, Any]) -> None:
+    table = PortTable()
+    with _publishing_daemon(host_manifest, ("breaks-the-launch", BreaksTheLaunch())) as api:
+        answer = _create(api, "web", plugin="hello-public")
+        assert answer.status == 500
+        assert answer.json()["error"]["message"].startswith("plugin breaks-the-launch: volant_prepare_launch")
+        assert table.published() == {}
+        info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+        assert info["core"]["status"] == "loaded"  # the rules were undone without a failure to report

@@ -284,7 +284,7 @@ def test_vm_duplicates_conflict(store: Store, column: str) -> None:
         new_vm(store, **duplicate)
 
     assert caught.value.field == column
-    assert f"{column} {getattr(first, column)!r} already exists" in caught.value.message
+    assert caught.value.message == f"vm with {column} {getattr(first, column)!r} already exists"
 
 
 def test_vms_without_ip_coexist(store: Store, db_path: Path) -> None:
@@ -316,7 +316,7 @@ def test_vm_update_refuses_unknown_columns_and_missing_vms(store: Store) -> None
         store.vms.update("a", plugin="other")
     with pytest.raises(NotFoundError):
         store.vms.update("ghost", status="running")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=r"^vm 'ghost' not found$"):
         store.vms.delete("ghost")
 
 
@@ -421,6 +421,8 @@ def test_plugin_upsert_get_list_toggle_delete(store: Store) -> None:
         store.runtimes.get("pyhttp")
     with pytest.raises(NotFoundError, match="'pyhttp'"):
         store.runtimes.set_enabled("pyhttp", True)
+    with pytest.raises(NotFoundError, match=r"^plugin 'pyhttp' is not installed$"):
+        store.runtimes.delete("pyhttp")
 
 
 def test_disabling_one_plugin_touches_only_that_one(store: Store) -> None:
@@ -458,14 +460,15 @@ def test_lease_conflicts(store: Store) -> None:
     a, b = new_vm(store, "a"), new_vm(store, "b")
     store.ips.lease(a.id, "10.0.0.2")
 
-    with pytest.raises(ConflictError, match=r"10\.0\.0\.2"):
+    with pytest.raises(ConflictError, match=r"^IP lease with ip_address '10\.0\.0\.2' already exists$"):
         store.ips.lease(b.id, "10.0.0.2")
     with pytest.raises(ConflictError, match="vm_id"):
         store.ips.lease(a.id, "10.0.0.3")
     with pytest.raises(NotFoundError, match="vm id 77"):
         store.ips.lease(77, "10.0.0.4")
-    with pytest.raises(ValidationError, match="IPv4"):
+    with pytest.raises(ValidationError, match="IPv4") as invalid:
         store.ips.lease(b.id, "10.0.0.256")
+    assert invalid.value.field == "ip_address"
 
 
 # --------------------------------------------------------------------------
@@ -480,8 +483,9 @@ def test_group_crud(store: Store) -> None:
     scaled = store.groups.update("web", replicas=5)
     assert (scaled.replicas, scaled.config) == (5, {"plugin": "caddy"})
     assert store.groups.update("web", config={"plugin": "nginx"}).config == {"plugin": "nginx"}
-    with pytest.raises(ConflictError, match="'web'"):
+    with pytest.raises(ConflictError, match=r"^deployment with name 'web' already exists$") as taken:
         store.groups.create("web", {}, replicas=1)
+    assert taken.value.field == "name"
     with pytest.raises(ValidationError, match=r"invalid deployment: CHECK constraint failed: replicas >= 0"):
         store.groups.update("web", replicas=-1)
     assert [g.name for g in store.groups.list()] == ["web"]
@@ -502,6 +506,7 @@ def test_changing_one_deployment_leaves_the_others(store: Store) -> None:
 
     store.groups.update("web", replicas=5)
     assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2), ("web", 5)]  # by name
+    assert (store.groups.get("api").name, store.groups.get("api").replicas) == ("api", 2)
     store.groups.delete("web")
 
     assert [(g.name, g.replicas) for g in store.groups.list()] == [("api", 2)]
@@ -612,9 +617,11 @@ def test_idempotency_keys(store: Store) -> None:
     assert keys.claim(slot, "d1") is None
     held = keys.claim(slot, "d2")
     assert held is not None and held.status is None and held.digest == "d1"
-    # the same key of another owner or scope is another slot
-    assert keys.claim(KeySlot("owner-b", "POST /x", "k"), "d1") is None
+    # the same key of another owner or scope is another slot, and replays its own request
+    assert keys.claim(KeySlot("owner-b", "POST /x", "k"), "d1-b") is None
     assert keys.claim(KeySlot("", "POST /y", "k"), "d1") is None
+    held_b = keys.claim(KeySlot("owner-b", "POST /x", "k"), "d2")
+    assert held_b is not None and held_b.digest == "d1-b"
     keys.finish(slot, 201, {"ok": True})
     done = keys.claim(slot, "d1")
     assert done is not None and (done.status, done.response) == (201, {"ok": True})
@@ -624,7 +631,13 @@ def test_idempotency_keys(store: Store) -> None:
     keys.finish(KeySlot("owner-b", "POST /x", "k"), 200, None)
     assert keys.release_unfinished() == 2
     assert keys.claim(slot, "d4") is None
-    assert keys.prune(utcnow() + timedelta(seconds=1)) == 2
+    # only keys claimed strictly before the instant given are pruned: owner-b's, not the one
+    # claimed at that very instant
+    held = keys.claim(slot, "d5")
+    assert held is not None and held.digest == "d4"
+    assert keys.prune(held.created_at) == 1
+    assert keys.claim(slot, "d5") == held
+    assert keys.prune(utcnow() + timedelta(seconds=1)) == 1
 
 
 def test_vm_changes_count_every_write_of_a_vm_or_its_configuration_by_any_connection(
