@@ -307,6 +307,23 @@ def test_a_refusal_lists_the_allowed_directories(tmp_path: Path) -> None:
     )
 
 
+def test_a_path_that_cannot_be_resolved_is_refused_naming_the_field(
+    policy: ArtifactPolicy, allowed: Path
+) -> None:
+    """A link loop (as a location and as a backing file) and a path through a regular file."""
+    (allowed / "loop").symlink_to("loop")
+    (allowed / "plain.img").write_bytes(b"")
+    image = write_qcow2(allowed / "top.qcow2", backing="loop", backing_format="raw")
+    assert refused(policy, image).startswith(
+        f"{FIELD}: the backing file 'loop' of {image} cannot be resolved ("
+    )
+    for location in (f"{allowed}/loop", f"file://{allowed}/loop", f"{allowed}/plain.img/x"):
+        with pytest.raises(ValidationError) as caught:
+            policy.resolve(location, field=FIELD)
+        assert caught.value.field == FIELD
+        assert caught.value.message.startswith(f"{FIELD}: {location} cannot be resolved (")
+
+
 def test_locations_are_resolved_before_they_are_compared(
     policy: ArtifactPolicy, allowed: Path, outside: Path
 ) -> None:
