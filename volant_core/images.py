@@ -6,8 +6,9 @@ host file. :func:`check_qcow2_chain` reads the headers itself (no ``qemu-img``):
 the magic ``QFI\\xfb``, versions 2 and 3, the backing file name and the header
 extensions (backing format ``0xe2792aca``, external data file ``0x44415441``) as QEMU
 reads them (extensions up to the backing file name or the end of the first cluster,
-names up to their first zero byte), resolves relative names against the directory of the image naming them, and hands
-every referenced file to a ``confine`` callback that refuses what it may not read.
+names up to their first zero byte), resolves relative names against the directory of
+the image naming them, and hands every referenced file to a ``confine`` callback that
+refuses what it may not read.
 """
 
 from __future__ import annotations
