@@ -169,6 +169,17 @@ def test_create_refuses_config_overrides_outside(
     assert not run_dir.exists() or list(run_dir.iterdir()) == []
 
 
+def test_create_refuses_a_qcow2_rootfs_override_backed_outside(
+    volantd: RunningDaemon, hello_manifest: dict[str, Any]
+) -> None:
+    """The override's declared format is what decides that its backing chain is inspected."""
+    assert volantd.request("POST", "/api/v1/plugins", hello_manifest).status == 201
+    rootfs = {"url": _backed_outside(volantd), "format": "qcow2"}
+    body = {"name": "web-1", "plugin": "hello-http", "config": {"rootfs": rootfs}}
+    assert OUTSIDE in _refused(volantd.request("POST", "/api/v1/vms", body), "rootfs.url")
+    assert volantd.daemon.store.vms.list() == []
+
+
 @pytest.fixture
 def host_vm(host_api: RunningDaemon) -> Iterator[str]:
     """A VM of ``hello-host`` on the host-process backend."""
@@ -326,4 +337,6 @@ def test_the_users_console_knob_stays_allowed(host_api: RunningDaemon, host_vm: 
         host_api.request("PATCH", config, {"kernel_cmdline": "volant.ui=1 volant.console=off"}).status == 200
     )
     reply = host_api.request("PATCH", config, {"kernel_cmdline": "volant.console=off volant.rootfs=/dev/sda"})
-    assert "volant.rootfs is set by Volant itself" in _refused(reply, "kernel_cmdline")
+    assert _refused(reply, "kernel_cmdline").startswith(
+        "kernel_cmdline: volant.rootfs is set by Volant itself"
+    )

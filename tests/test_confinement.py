@@ -129,13 +129,18 @@ def test_names_that_are_not_utf8_are_followed(policy: ArtifactPolicy, allowed: P
 def test_zero_bytes_ending_an_extension_are_not_part_of_the_name(
     policy: ArtifactPolicy, allowed: Path, outside: Path
 ) -> None:
-    """QEMU reads an extension's name up to its first zero byte, and so does Volant."""
+    """QEMU reads a name (backing file, its format, data file) up to its first zero byte, and so
+    does Volant."""
     (allowed / "base.img").write_bytes(b"base")
     image = write_qcow2(
         allowed / "top.qcow2", backing="base.img", backing_format="raw\0", data_file="data.X\0\0"
     )
     (allowed / "data.X").write_bytes(b"")
     policy.check_image(image, "qcow2", field=FIELD)
+    write_qcow2(
+        image, backing="base.img\0/etc/shadow\0", backing_format="raw", data_file="data.X\0/etc/shadow\0"
+    )
+    policy.check_image(image, "qcow2", field=FIELD)  # was a ValueError (a 500): "embedded null byte"
     write_qcow2(image, data_file=f"{outside}\0")
     assert f"the data file of {image} is outside" in refused(policy, image)
 
@@ -148,6 +153,75 @@ def test_an_extension_volant_does_not_read_hides_no_data_file(
     (of a length that is a multiple of 8, and of one that is not) does not hide the next."""
     image = write_qcow2(allowed / "top.qcow2", data_file=str(outside), unknown_extension=b"\x01" * length)
     assert f"the data file of {image} is outside" in refused(policy, image)
+
+
+def test_extensions_after_the_backing_file_name_are_not_read(policy: ArtifactPolicy, allowed: Path) -> None:
+    """QEMU reads the header extensions only up to the backing file name: a format declared after
+    the name does not count, so a raw backing file is still refused (QEMU would probe it)."""
+    (allowed / "base").write_bytes(b"# Disk DescriptorFile")
+    image = write_qcow2(
+        allowed / "top.qcow2", backing="base", backing_format="raw", name_before_extensions=True
+    )
+    assert "is used as qcow2 but is not a qcow2 image; declare its format" in refused(policy, image)
+
+
+@pytest.mark.parametrize("cluster_bits", [9, 16, 21])
+def test_extensions_after_the_first_cluster_are_not_read(
+    policy: ArtifactPolicy, allowed: Path, outside: Path, cluster_bits: int
+) -> None:
+    """Extensions that fill the first cluster end there (QEMU needs no end marker then): what
+    looks like a data file extension at the start of the next cluster is not one."""
+    filler = b"\x01" * ((1 << cluster_bits) - 72 - 8)
+    image = write_qcow2(
+        allowed / "top.qcow2",
+        version=2,
+        cluster_bits=cluster_bits,
+        unknown_extension=filler,
+        data_file=str(outside),
+    )
+    policy.check_image(image, "qcow2", field=FIELD)
+
+
+def test_an_extension_ending_the_first_cluster_is_read(policy: ArtifactPolicy, allowed: Path) -> None:
+    """The last 8 bytes of the first cluster hold one more extension header (here a data file with
+    an empty name, which QEMU cannot open): it is read, and refused."""
+    filler = b"\x01" * ((1 << 16) - 72 - 8 - 8)
+    image = write_qcow2(allowed / "top.qcow2", version=2, unknown_extension=filler, data_file="")
+    assert "names the data file '', which QEMU would not read as a plain file name" in refused(policy, image)
+
+
+@pytest.mark.parametrize("cluster_bits", [8, 22])
+def test_cluster_sizes_qemu_does_not_open_are_refused(
+    policy: ArtifactPolicy, allowed: Path, cluster_bits: int
+) -> None:
+    image = write_qcow2(allowed / "odd.qcow2", cluster_bits=cluster_bits)
+    assert refused(policy, image) == (
+        f"{FIELD}: qcow2 cluster size 2^{cluster_bits} is not one QEMU opens (2^9 to 2^21); "
+        "convert it with qemu-img convert"
+    )
+
+
+def test_a_backing_file_name_is_as_long_as_the_header_says(policy: ArtifactPolicy, allowed: Path) -> None:
+    """QEMU reads ``backing file size`` bytes of name, whatever follows them."""
+    (allowed / "base.img").write_bytes(b"base")
+    image = write_qcow2(allowed / "top.qcow2", backing="base.img.bak", backing_format="raw")
+    header = bytearray(image.read_bytes())
+    header[16:20] = len("base.img").to_bytes(4, "big")
+    image.write_bytes(header)
+    policy.check_image(image, "qcow2", field=FIELD)
+
+
+def test_a_backing_file_name_of_up_to_1023_bytes_is_followed(policy: ArtifactPolicy, allowed: Path) -> None:
+    """QEMU's limit: 1023 bytes are followed, a longer name is refused."""
+    directory = Path(*["d" * 254] * 4)  # 1,020 bytes with the slashes after each part
+    (allowed / directory).mkdir(parents=True)
+    (allowed / directory / "img").write_bytes(b"base")
+    name = f"{directory}/img"
+    assert len(name) == 1023
+    image = write_qcow2(allowed / "top.qcow2", backing=name, backing_format="raw")
+    policy.check_image(image, "qcow2", field=FIELD)
+    write_qcow2(image, backing=f"{name}x", backing_format="raw")
+    assert refused(policy, image) == f"{FIELD}: qcow2 backing file name longer than 1023"
 
 
 def test_a_file_declared_qcow2_must_be_one(policy: ArtifactPolicy, allowed: Path) -> None:
@@ -231,6 +305,23 @@ def test_a_refusal_lists_the_allowed_directories(tmp_path: Path) -> None:
         f"{FIELD}: /etc/shadow is outside the directories Volant reads images from ({tmp_path / 'a'}, "
         f"{tmp_path / 'b'}); move it under one of them or add its directory to VOLANT_ARTIFACT_DIRS"
     )
+
+
+def test_a_path_that_cannot_be_resolved_is_refused_naming_the_field(
+    policy: ArtifactPolicy, allowed: Path
+) -> None:
+    """A link loop (as a location and as a backing file) and a path through a regular file."""
+    (allowed / "loop").symlink_to("loop")
+    (allowed / "plain.img").write_bytes(b"")
+    image = write_qcow2(allowed / "top.qcow2", backing="loop", backing_format="raw")
+    assert refused(policy, image).startswith(
+        f"{FIELD}: the backing file 'loop' of {image} cannot be resolved ("
+    )
+    for location in (f"{allowed}/loop", f"file://{allowed}/loop", f"{allowed}/plain.img/x"):
+        with pytest.raises(ValidationError) as caught:
+            policy.resolve(location, field=FIELD)
+        assert caught.value.field == FIELD
+        assert caught.value.message.startswith(f"{FIELD}: {location} cannot be resolved (")
 
 
 def test_locations_are_resolved_before_they_are_compared(

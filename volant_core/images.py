@@ -4,9 +4,11 @@ A qcow2 image may name a backing file and an external data file; QEMU opens them
 when it attaches the image, so a qcow2 handed to volantd could make it read any
 host file. :func:`check_qcow2_chain` reads the headers itself (no ``qemu-img``):
 the magic ``QFI\\xfb``, versions 2 and 3, the backing file name and the header
-extensions (backing format ``0xe2792aca``, external data file ``0x44415441``),
-resolves relative names against the directory of the image naming them, and hands
-every referenced file to a ``confine`` callback that refuses what it may not read.
+extensions (backing format ``0xe2792aca``, external data file ``0x44415441``) as QEMU
+reads them (extensions up to the backing file name or the end of the first cluster,
+names up to their first zero byte), resolves relative names against the directory of
+the image naming them, and hands every referenced file to a ``confine`` callback that
+refuses what it may not read.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ QCOW2_MAGIC = b"QFI\xfb"
 MAX_CHAIN_DEPTH = 16
 #: Longest backing file name QEMU accepts.
 MAX_BACKING_NAME = 1023
+#: The smallest and largest cluster sizes (as powers of two) QEMU opens.
+MIN_CLUSTER_BITS, MAX_CLUSTER_BITS = 9, 21
 
 _HEADER_V2 = struct.Struct(">4sIQII")  # magic, version, backing offset, backing size, cluster bits
 _V2_LENGTH = 72
@@ -89,8 +93,15 @@ def read_qcow2_header(stream: BinaryIO, *, field: str) -> Qcow2Header | None:
             f"{field}: qcow2 version {version} is not supported (2 or 3); convert it with qemu-img convert",
             field=field,
         )
+    if not MIN_CLUSTER_BITS <= cluster_bits <= MAX_CLUSTER_BITS:
+        raise ValidationError(
+            f"{field}: qcow2 cluster size 2^{cluster_bits} is not one QEMU opens "
+            f"(2^{MIN_CLUSTER_BITS} to 2^{MAX_CLUSTER_BITS}); convert it with qemu-img convert",
+            field=field,
+        )
     stream.seek(0)
-    cluster = stream.read(1 << min(max(cluster_bits, 9), 21))  # the header and its extensions
+    # QEMU reads the header extensions up to the backing file name, or to the end of the first cluster.
+    cluster = stream.read(1 << cluster_bits)[: backing_offset or None]
     header_length = _V2_LENGTH
     if version == 3:
         if len(cluster) < _V2_LENGTH + _V3_FIELDS.size:
@@ -104,7 +115,7 @@ def read_qcow2_header(stream: BinaryIO, *, field: str) -> Qcow2Header | None:
                 f"{field}: qcow2 backing file name longer than {MAX_BACKING_NAME}", field=field
             )
         stream.seek(backing_offset)
-        backing = stream.read(backing_size).decode("utf-8", "surrogateescape")
+        backing = _text(stream.read(backing_size))
     return Qcow2Header(
         backing_file=backing,
         backing_format=_text(extensions.get(_EXT_BACKING_FORMAT)),
@@ -126,7 +137,8 @@ def _extensions(cluster: bytes, offset: int) -> dict[int, bytes]:
 
 
 def _text(data: bytes | None) -> str | None:
-    return None if data is None else data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+    """A name as QEMU reads it: up to its first zero byte (the bytes of a C string)."""
+    return None if data is None else data.partition(b"\0")[0].decode("utf-8", "surrogateescape")
 
 
 def check_qcow2_chain(image: Path, *, field: str, confine: Callable[[Path, str], Path]) -> None:

@@ -36,11 +36,15 @@ def write_qcow2(
     backing_format: str | None = None,
     data_file: str | None = None,
     unknown_extension: bytes | None = None,
+    cluster_bits: int = _CLUSTER_BITS,
+    name_before_extensions: bool = False,
 ) -> Path:
     """Write a qcow2 header to ``path`` naming ``backing`` (and its format) and ``data_file``.
 
     ``backing=""`` records a backing file with an empty name. ``unknown_extension`` is the
     data of an extension of type :data:`UNKNOWN_EXTENSION`, written before the others.
+    ``name_before_extensions`` writes the backing file name (padded to 8 bytes) right after
+    the header and the extensions after it, where QEMU does not look for them.
     """
     extensions = b""
     if unknown_extension is not None:
@@ -52,14 +56,20 @@ def write_qcow2(
     extensions += _extension(0, b"")
     length = _V3_LENGTH if version >= 3 else _V2_LENGTH
     name = os.fsencode(backing or "")
-    backing_offset = length + len(extensions) if backing is not None else 0
+    if backing is None:
+        backing_offset = 0
+    elif name_before_extensions:
+        backing_offset = length
+        extensions = name + b"\0" * (-len(name) % 8) + extensions
+    else:
+        backing_offset = length + len(extensions)
     header = struct.pack(
         ">4sIQIIQIIQQIIQ",
         QCOW2_MAGIC,
         version,
         backing_offset,
         len(name),
-        _CLUSTER_BITS,
+        cluster_bits,
         1 << 20,  # virtual size
         0,  # no encryption
         0,  # L1 entries
@@ -72,5 +82,6 @@ def write_qcow2(
     if version >= 3:
         incompatible = _INCOMPATIBLE_DATA_FILE if data_file is not None else 0
         header += struct.pack(">QQQII", incompatible, 0, 0, 4, _V3_LENGTH)
-    path.write_bytes((header + extensions + name).ljust(1 << _CLUSTER_BITS, b"\0"))
+    trailer = b"" if name_before_extensions else name
+    path.write_bytes((header + extensions + trailer).ljust(1 << cluster_bits, b"\0"))
     return path
