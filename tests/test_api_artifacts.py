@@ -333,10 +333,11 @@ def test_create_refuses_kernel_arguments_volant_sets_or_cannot_pass(
 
 def test_the_users_console_knob_stays_allowed(host_api: RunningDaemon, host_vm: str) -> None:
     config = f"/api/v1/vms/{host_vm}/config"
-    assert (
-        host_api.request("PATCH", config, {"kernel_cmdline": "volant.ui=1 volant.console=off"}).status == 200
-    )
+    # Keys that only contain a reserved one are other keys.
+    allowed = "volant.ui=1 volant.console=off Xvolant.ip=1 myvolant.name=x"
+    assert host_api.request("PATCH", config, {"kernel_cmdline": allowed}).status == 200
     reply = host_api.request("PATCH", config, {"kernel_cmdline": "volant.console=off volant.rootfs=/dev/sda"})
-    assert _refused(reply, "kernel_cmdline").startswith(
-        "kernel_cmdline: volant.rootfs is set by Volant itself"
+    assert _refused(reply, "kernel_cmdline") == (
+        "kernel_cmdline: volant.rootfs is set by Volant itself; remove it (reserved: "
+        f"{', '.join(sorted(RESERVED))})"
     )

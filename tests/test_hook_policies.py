@@ -6,6 +6,7 @@ Through real daemons on the host-process backend, with in-process plugins that m
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import signal
@@ -254,19 +255,26 @@ def test_the_core_default_answers_last() -> None:
 
 
 class ShipsARuntime:
-    """Ships the example runtime as a dict, the way a pip package would."""
+    """Ships the example runtime as a dict or a JSON file, the way a pip package would."""
 
-    def __init__(self, manifest: dict[str, Any]) -> None:
+    def __init__(self, manifest: dict[str, Any] | Path) -> None:
         self.manifest = manifest
 
     @hookimpl
-    def volant_runtime_manifests(self) -> list[dict[str, Any]]:
+    def volant_runtime_manifests(self) -> list[dict[str, Any] | Path]:
         """One manifest."""
         return [self.manifest]
 
 
-def test_shipped_runtimes_are_listed_with_their_package_and_go_with_it(host_manifest: dict[str, Any]) -> None:
-    shipped = {**host_manifest, "name": "shipped", "runtime": "shipped"}
+@pytest.mark.parametrize("as_file", [False, True], ids=["dict", "json-file"])
+def test_shipped_runtimes_are_listed_with_their_package_and_go_with_it(
+    host_manifest: dict[str, Any], tmp_path: Path, as_file: bool
+) -> None:
+    shipped: dict[str, Any] | Path = {**host_manifest, "name": "shipped", "runtime": "shipped"}
+    if as_file:
+        path = tmp_path / "manifest.json"
+        path.write_text(json.dumps(shipped))
+        shipped = path
     with host_process_daemon(plugins=[("ships", ShipsARuntime(shipped))]) as api:
         listed = {r["name"]: r for r in api.request("GET", "/api/v1/plugins").json()["plugins"]}
         assert listed["shipped"]["source"] == "package:in-process"

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from volant_core import hookimpl
+from volant_core.context import PluginContext
 from volant_core.errors import ValidationError
 from volant_core.events import Event
 from volant_core.launch import Instance, LaunchSpec
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hooks import HookRecorder as CallRecorder
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.processes import processes_mentioning
 from volant_core.vm import VMView
@@ -30,6 +32,7 @@ class HookRecorder:
         self.calls: list[tuple[str, str | None]] = []
         self.event_ids: list[int] = []
         self.fail_in: dict[str, BaseException] = {}
+        self.validated_as: list[str] = []  # the plugin named by the context volant_vm_validate got
         self._lock = threading.Lock()
 
     def _record(self, what: str, name: str | None) -> None:
@@ -43,8 +46,9 @@ class HookRecorder:
         return [what for what, vm in self.calls if vm == name]
 
     @hookimpl
-    def volant_vm_validate(self, vm: VMView) -> None:
-        """Record."""
+    def volant_vm_validate(self, vm: VMView, context: PluginContext) -> None:
+        """Record, with the plugin of the context given."""
+        self.validated_as.append(context.plugin)
         self._record("validate", vm.name)
 
     @hookimpl
@@ -107,6 +111,7 @@ STOP = ["VM_STOPPING", "VM_STOPPED", "stopped"]
 
 
 def test_hooks_follow_the_lifecycle_in_order(api: RunningDaemon, recorder: HookRecorder) -> None:
+    calls = CallRecorder.attach(api.daemon.plugins)  # the plugin kit's recorder sees the same
     assert api.request("POST", "/api/v1/vms", {"name": "life", "plugin": "hello-host"}).status == 201
     api.wait_for_status("life", {"running"}, timeout=60)
     assert api.request("POST", "/api/v1/vms/life/stop").json()["status"] == "stopped"
@@ -126,6 +131,9 @@ def test_hooks_follow_the_lifecycle_in_order(api: RunningDaemon, recorder: HookR
     ]
     stored = [e.id for e in api.daemon.store.events.since(0) if e.vm_name == "life"]
     assert recorder.event_ids == stored == sorted(set(stored))
+    assert recorder.validated_as == ["hook-recorder"]  # its own context
+    assert [(r.plugin, r.result) for r in calls.results("volant_vm_validate")] == [("hook-recorder", None)]
+    assert calls.plugins_called("volant_prepare_launch").count("hook-recorder") == 2  # both boots
     _nothing_left(api, "life")
 
 

@@ -164,6 +164,8 @@ def test_metrics_need_the_key_unless_the_scraper_address_is_listed() -> None:
             status="401",
         )
         assert refused == 3  # refusals are counted too (before routing: no template)
+        # A forwarded address that is no address makes no scrape.
+        assert daemon.request("GET", "/metrics", headers={"X-Forwarded-For": "scraper"}).status == 401
 
 
 def test_metrics_without_a_key_setting_need_no_key_like_the_rest() -> None:
@@ -177,6 +179,7 @@ def test_a_listed_scraper_outside_the_allowlist_may_scrape_only() -> None:
         assert vms_in_any(scrape(daemon, {"X-Forwarded-For": SCRAPER}))
         assert daemon.request("GET", "/api/v1/vms", headers={"X-Forwarded-For": SCRAPER}).status == 403
         assert daemon.request("GET", "/metrics", headers={"X-Forwarded-For": "10.9.9.9"}).status == 403
+        assert daemon.request("GET", "/metrics", headers={"X-Forwarded-For": "scraper"}).status == 403
 
 
 def test_bad_scrape_addresses_name_the_variable(tmp_path: Path) -> None:

@@ -195,6 +195,21 @@ def test_since_and_filters_apply_to_replay_and_live_events() -> None:
             assert _ids_and_types(client.events(1)) == [(wanted, "VM_RUNNING")]
 
 
+def test_heartbeats_fill_silences_only_never_follow_an_event() -> None:
+    """A heartbeat is written only after a whole period without a write: an event restarts the
+    period (an hour here, which the test never waits), so back-to-back events come back to back.
+    """
+    with running_daemon(sse_heartbeat=3600) as api:
+        with _open(api) as client:
+            first = _publish(api, "VM_RUNNING", "quiet")
+            second = _publish(api, "VM_STOPPED", "quiet")
+            frames = [client.frame(), client.frame()]
+    assert [(f.id, f.event, f.comments) for f in frames] == [
+        (first, "VM_RUNNING", []),
+        (second, "VM_STOPPED", []),
+    ]
+
+
 @pytest.mark.parametrize(
     ("query", "headers", "field"),
     [
