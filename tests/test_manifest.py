@@ -308,6 +308,13 @@ INVALID = [
         "http://",
     ),
     (
+        "base_url over TLS",
+        with_changes(MINIMAL, "workload.base_url", "https://127.0.0.1:8443"),
+        "workload.base_url",
+        "must be an http:// URL with a host (kestrel talks plain HTTP to the workload inside the guest), "
+        "e.g. http://127.0.0.1:8000",
+    ),
+    (
         "base_url on kestrel's port",
         with_changes(MINIMAL, "workload.base_url", "http://127.0.0.1:8080"),
         "workload.base_url",

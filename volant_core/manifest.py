@@ -171,11 +171,16 @@ def _artifact_location(value: str) -> str:
 def _http_url(value: str) -> str:
     try:
         parts = urlsplit(value)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        valid = parts.scheme == "http" and bool(parts.hostname)
     except ValueError:
         valid = False
     if not valid:
-        raise _invalid("must be an http:// or https:// URL with a host, e.g. http://127.0.0.1:8000")
+        # kestrel speaks plain HTTP to the workload beside it in the guest: https:// would be
+        # accepted and then not used.
+        raise _invalid(
+            "must be an http:// URL with a host (kestrel talks plain HTTP to the workload inside "
+            "the guest), e.g. http://127.0.0.1:8000"
+        )
     return value
 
 
