@@ -318,7 +318,15 @@ INVALID = [
         "base_url on kestrel's port",
         with_changes(MINIMAL, "workload.base_url", "http://127.0.0.1:8080"),
         "workload.base_url",
-        "port 8080 is kestrel's own",
+        "port 8080 is kestrel's own in the guest (the agent listens there on every address, so the "
+        "workload could not); let the workload listen on another port, e.g. http://127.0.0.1:8000",
+    ),
+    (
+        "base_url that does not parse",
+        with_changes(MINIMAL, "workload.base_url", "http://[::1"),
+        "workload.base_url",
+        "must be an http:// URL with a host (kestrel talks plain HTTP to the workload inside the guest), "
+        "e.g. http://127.0.0.1:8000",
     ),
     (
         "base_url host",
