@@ -200,3 +200,17 @@ def test_an_unknown_network_mode_is_404_naming_the_field(host_api: RunningDaemon
         "unknown network mode 'no-such-mode'; choose one of: "
     )
     assert host_api.request("GET", "/api/v1/vms").json() == []
+
+
+@pytest.mark.parametrize(
+    "devices", [{}, {"pci_passthrough": [], "allowlist": []}], ids=["empty", "empty-lists"]
+)
+def test_a_devices_section_naming_no_device_asks_for_no_driver(
+    host_api: RunningDaemon, devices: dict[str, Any]
+) -> None:
+    """No device driver is installed here: a VM whose ``devices`` names none is still created."""
+    answer = host_api.request(
+        "POST", "/api/v1/vms", {"name": "no-devices", "plugin": "hello-host", "config": {"devices": devices}}
+    )
+    assert answer.status == 201, answer.json()
+    assert [vm["name"] for vm in host_api.request("GET", "/api/v1/vms").json()] == ["no-devices"]
