@@ -236,6 +236,8 @@ def test_vm_create_get_list_update_delete(store: Store, db_path: Path) -> None:
     assert (updated.status, updated.pid, updated.serial_socket) == ("running", 4242, Path("/run/s.sock"))
     assert updated.updated_at > created.updated_at and updated.created_at == created.created_at
     assert store.vms.update("web-1", pid=None).pid is None
+    assert store.vms.update("web-1", serial_socket=None).serial_socket is None  # no socket, not "None"
+    assert raw(db_path, "SELECT serial_socket, console_log FROM vms WHERE name = 'web-1'") == [(None, None)]
 
     new_vm(store, "web-2")
     assert [vm.name for vm in store.vms.list()] == ["web-1", "web-2"]
