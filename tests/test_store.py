@@ -325,6 +325,20 @@ def test_vm_update_refuses_unknown_columns_and_missing_vms(store: Store) -> None
 def test_vm_in_unknown_group_is_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError, match="deployment id 99"):
         new_vm(store, "orphan", group_id=99)
+    new_vm(store, "a", ip_address="10.0.0.2")
+    new_vm(store, "b")
+
+    with pytest.raises(NotFoundError) as missing:
+        store.vms.update("a", group_id=98)
+    with pytest.raises(ConflictError) as taken:
+        store.vms.update("b", ip_address="10.0.0.2")
+
+    assert missing.value.message == "deployment id 98 does not exist"
+    assert (taken.value.message, taken.value.field) == (
+        "vm with ip_address '10.0.0.2' already exists",
+        "ip_address",
+    )
+    assert store.vms.get_by_name("a").group_id is None and store.vms.get_by_name("b").ip_address is None
 
 
 def test_next_vsock_cid_fills_gaps_from_three(store: Store) -> None:
