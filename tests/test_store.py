@@ -316,8 +316,10 @@ def test_vm_update_refuses_unknown_columns_and_missing_vms(store: Store) -> None
 
     with pytest.raises(TypeError, match="plugin"):
         store.vms.update("a", plugin="other")
-    with pytest.raises(NotFoundError):
+    with pytest.raises(NotFoundError, match=r"^vm 'ghost' not found$"):
         store.vms.update("ghost", status="running")
+    with pytest.raises(NotFoundError, match=r"^vm 'ghost' not found$"):
+        store.vms.get_by_name("ghost")
     with pytest.raises(NotFoundError, match=r"^vm 'ghost' not found$"):
         store.vms.delete("ghost")
 
