@@ -490,13 +490,15 @@ def test_every_error_is_reported() -> None:
         parse_manifest(doc)
 
     assert [item["field"] for item in caught.value.details] == ["version", "network.mode", "bogus"]
+    assert caught.value.message == "; ".join(f"{d['field']}: {d['message']}" for d in caught.value.details)
     assert caught.value.to_dict()["error"]["code"] == "invalid"
 
 
 @pytest.mark.parametrize("text", [b'{"name": ', "[1, 2", ""])
 def test_invalid_json_text(text: bytes | str) -> None:
-    with pytest.raises(ValidationError, match=r"^manifest: not valid JSON"):
+    with pytest.raises(ValidationError, match=r"^manifest: not valid JSON") as caught:
         parse_manifest(text)
+    assert caught.value.field == "manifest"
 
 
 def test_json_text_and_bytes_are_accepted() -> None:

@@ -300,6 +300,16 @@ def test_an_invalid_stored_config_names_the_field(base: VMConfig) -> None:
     assert refused.value.field == "resources.cpu_cores"
 
 
+def test_a_runtime_other_than_the_manifests_is_refused_with_the_fix(base: VMConfig) -> None:
+    with pytest.raises(ValidationError) as refused:
+        validate_config({**base.to_json(), "runtime": "other"})
+    assert refused.value.field == "runtime"
+    assert refused.value.message == (
+        "runtime: 'other' is not the manifest's runtime 'hello-http'; omit it, set it to null or to the "
+        "manifest's runtime"
+    )
+
+
 def test_the_manifests_schema_key_survives_the_config_round_trip(base: VMConfig, manifest: dict) -> None:
     """A stored configuration is read back as it was written, ``$schema`` included."""
     schema = "https://example.com/runtime-manifest.schema.json"
