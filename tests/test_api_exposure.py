@@ -117,7 +117,11 @@ def test_a_page_from_another_site_cannot_stop_a_vm(host_api: RunningDaemon) -> N
     headers = {"Origin": "https://attacker.example"}
     status, answer = _send(host_api, "POST", "/api/v1/vms/kept/stop", None, headers)
     assert status == 403, answer
-    assert "VOLANT_CORS_ORIGINS" in answer["error"]["message"]
+    assert answer["error"]["message"] == (
+        "a web page from https://attacker.example may not change anything here; list its origin in "
+        "VOLANT_CORS_ORIGINS to allow it"
+    )
+    assert [detail["field"] for detail in answer["error"]["details"]] == ["Origin"]
     assert _send(host_api, "DELETE", "/api/v1/vms/kept", None, headers)[0] == 403
     assert host_api.request("GET", "/api/v1/vms/kept").json()["status"] == "running"
     assert _send(host_api, "GET", "/api/v1/vms/kept", None, headers)[0] == 200  # reading: CORS decides
