@@ -45,10 +45,12 @@ fi
 export UV_PYTHON_DOWNLOADS=never
 # The project's environment has pip (so `.venv/bin/pip install <plugin>` works as the docs say), and
 # is synced to the lock without removing what a user added there (--inexact): a plugin installed with
-# pip survives `make demo` and `make test` (docs/adr/0040-adding-plugins.md).
+# pip survives `make demo` and `make test` (docs/adr/0040-adding-plugins.md). Modules are compiled
+# as they are installed (uv does not by default): otherwise, where bytecode is not written at run
+# time, every volantd start compiles them again, and that took its RSS from 53 to 67 MiB (ADR 24).
 VENV="${UV_PROJECT_ENVIRONMENT:-.venv}"
 [ -x "$VENV/bin/pip" ] || uv venv --quiet --seed --allow-existing --python python3.11 "$VENV"
-uv sync --quiet --all-packages --locked --inexact
+uv sync --quiet --all-packages --locked --inexact --compile-bytecode
 
 # The unprivileged user whose groups VMMs run with, each with ids of its VM's own (VOLANT_VMM_USER;
 # `volar setup` creates it too), in the kvm group where the host has one (for /dev/kvm).

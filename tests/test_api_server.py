@@ -1,5 +1,5 @@
-"""volantd's HTTP server: clients that hold connections open without finishing a request, and the
-request log.
+"""volantd's HTTP server: clients that hold connections open without finishing a request, requests
+answered on the event loop while every API thread is busy, and the request log.
 
 Run on the real ``volantd`` executable with an open-file limit of 1,024: slow clients must neither
 stop ``/healthz`` from answering nor keep their connections, and an idle daemon must not burn CPU,
@@ -14,12 +14,15 @@ import os
 import re
 import resource
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import falcon
 import pytest
 
-from volant_core.api.server import MAX_HEAD_BYTES
+from volant_core.api.openapi.routes import RoutedApp
+from volant_core.api.server import MAX_HEAD_BYTES, ApiServer, ServerLimits
 from volant_core.testing.daemon import RunningProcess, running_daemon, volantd_process
 from volant_core.testing.processes import cpu_used_over
 from volant_core.testing.waiting import eventually, free_port
@@ -168,3 +171,71 @@ def test_a_pipelined_head_over_the_limit_during_a_stream_ends_the_connection_wit
             received += b"".join(iter(lambda: sock.recv(65536), b""))  # to its end: the server closes
         assert b"HTTP/1.1 400" not in received
         assert api.request("GET", "/healthz").status == 200
+
+
+def _ask(port: int, head: bytes) -> socket.socket:
+    """A connection to the daemon that has sent ``head`` (and, maybe, part of a body)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=PROBE_TIMEOUT_S)
+    sock.sendall(head)
+    return sock
+
+
+def test_healthz_answers_while_every_api_thread_waits_and_other_routes_wait_their_turn() -> None:
+    """A liveness probe must not queue behind slow requests: with one API thread, held by a request
+    whose body never finishes, ``/healthz`` still answers at once (it is answered on the server's
+    event loop), while a route that needs a thread is answered only once the thread is free.
+    """
+    with running_daemon(api_threads=2, api_body_timeout=30) as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        post = b"POST /api/v1/vms HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        held = [_ask(port, post + b"Content-Length: 100\r\n\r\n{") for _ in range(2)]  # both threads
+        with contextlib.ExitStack() as stack:
+            for sock in held:
+                stack.enter_context(sock)
+            waiting = stack.enter_context(
+                _ask(port, b"GET /api/v1/system/status HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            )
+            waiting.settimeout(1.0)
+            with pytest.raises(TimeoutError):
+                waiting.recv(1)
+            assert _healthz(api.url, 1.0) == 200
+            held[0].sendall(b"}" + b" " * 98)  # the first body ends (a 422): its thread is free
+            waiting.settimeout(PROBE_TIMEOUT_S)
+            assert waiting.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+class _Echo:
+    """Answers a request's body: says it never blocks, yet reading a body waits for the client."""
+
+    answers_on_loop = True
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = req.bounded_stream.read()
+
+
+def test_a_request_with_a_body_is_answered_in_a_thread_even_on_a_route_answered_on_the_loop() -> None:
+    """A body may come slowly, and the event loop is what receives it: read there, it would wait
+    for itself until the body timeout (408). A request with a body therefore always goes to a thread.
+    """
+    app = RoutedApp()
+    app.add_route("/echo", _Echo())
+    limits = ServerLimits(
+        max_connections=16,
+        threads=2,
+        header_timeout=10,
+        body_timeout=10,
+        keepalive_timeout=5,
+        access_log=False,
+    )
+    server = ApiServer(app, "127.0.0.1", 0, limits)
+    server.start()
+    try:
+        head = b"POST /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 4\r\n\r\nab"
+        with _ask(server.address[1], head) as sock:
+            time.sleep(0.2)  # the app is reading the body by now
+            sock.sendall(b"cd")
+            answer = b"".join(iter(lambda: sock.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert answer.endswith(b"\r\n\r\nabcd")
+    finally:
+        server.stop()

@@ -25,6 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
+from volant_core.api.openapi.routes import RoutedApp
 from volant_core.api.security import redact_query_key
 from volant_core.api.upgrade import PING_INTERVAL_S
 from volant_core.api.wsgi_bridge import WsgiApp, WsgiBridge
@@ -281,6 +282,7 @@ class ApiServer:
             streams=self.streams,
             body_timeout=self.limits.body_timeout,
             on_done=_log_request if self.limits.access_log else None,
+            on_loop=app.answers_on_loop if isinstance(app, RoutedApp) else None,
         )
         self._protocol: type[_GuardedProtocol] = type(
             "_Http",

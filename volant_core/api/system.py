@@ -24,7 +24,11 @@ from volant_core.runtimes import RuntimeCatalog
 
 
 class Health:
-    """``/healthz``: the daemon answers."""
+    """``/healthz``: the daemon answers (on the server's event loop: it reads nothing and waits
+    for nothing, so a liveness probe answers even while every API thread is busy).
+    """
+
+    answers_on_loop = True
 
     @operation(response=HealthStatus)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

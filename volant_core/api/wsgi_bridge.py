@@ -409,9 +409,14 @@ class WsgiBridge:
         streams: Executor,
         body_timeout: float,
         on_done: RequestDone | None = None,
+        on_loop: Callable[[str], bool] | None = None,
     ) -> None:
-        """Run ``app`` in ``calls``, streamed bodies and WebSocket sessions in ``streams``."""
+        """Run ``app`` in ``calls``, streamed bodies and WebSocket sessions in ``streams``. A
+        request without a body whose path ``on_loop`` accepts (the app never blocks there) is
+        answered on the event loop itself: no thread can be waited for, and none is.
+        """
         self.app = app
+        self.on_loop = on_loop
         self.calls = calls
         self.streams = streams
         self.body_timeout = body_timeout
@@ -430,7 +435,10 @@ class WsgiBridge:
         environ[HANGUP_KEY] = exchange.hangup
         status = 500
         try:
-            answer = await in_thread(self.calls, call_app, self.app, environ)
+            if self.on_loop is not None and not _has_body(environ) and self.on_loop(environ["PATH_INFO"]):
+                answer = call_app(self.app, environ)
+            else:
+                answer = await in_thread(self.calls, call_app, self.app, environ)
             status = answer.status
             streamed = not isinstance(answer.body, bytes)
             if streamed or _has_body(environ):

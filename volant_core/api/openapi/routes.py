@@ -45,6 +45,7 @@ class RoutedApp(falcon.App):
     """A :class:`falcon.App` that keeps the table of the routes it serves."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._router = kwargs.setdefault("router", falcon.routing.CompiledRouter())
         super().__init__(*args, **kwargs)
         self.routes: list[MountedRoute] = []
 
@@ -56,6 +57,14 @@ class RoutedApp(falcon.App):
         super().add_route(uri_template, resource, **kwargs)
         route = MountedRoute(uri_template, resource, kwargs.get("suffix"), tags)
         self.routes = [r for r in self.routes if r.template != uri_template] + [route]
+
+    def answers_on_loop(self, path: str) -> bool:
+        """Whether the resource routed to ``path`` says that none of its responders blocks (a
+        true ``answers_on_loop`` attribute): the server then calls the app for it on its event
+        loop, sparing the hand-over to a thread and back (ADR 24).
+        """
+        found = self._router.find(path)
+        return found is not None and getattr(found[0], "answers_on_loop", False) is True
 
 
 def mount_plugin_routes(app: RoutedApp, plugins: Plugins) -> None:
