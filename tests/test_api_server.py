@@ -239,3 +239,40 @@ def test_a_request_with_a_body_is_answered_in_a_thread_even_on_a_route_answered_
         assert answer.endswith(b"\r\n\r\nabcd")
     finally:
         server.stop()
+
+
+def test_a_client_waiting_for_100_continue_is_refused_without_being_told_to_send_its_body() -> None:
+    """``Expect: 100-continue`` asks the server to say whether the body is wanted before it comes:
+    a request the API refuses (no API key) gets its 401 and never a ``100 Continue``, so a client
+    does not upload a large body for nothing; one it accepts is told to go on.
+    """
+    head = (
+        "POST /api/v1/plugins HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        "Content-Length: 2\r\nExpect: 100-continue\r\n{key}\r\n"
+    )
+    with running_daemon(api_key="k" * 32) as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        with _ask(port, head.format(key="").encode()) as sock:
+            refused = sock.recv(65536)
+        with _ask(port, head.format(key="X-Volant-API-Key: " + "k" * 32 + "\r\n").encode()) as sock:
+            told = sock.recv(65536)
+            sock.sendall(b"{}")
+            accepted = told + sock.recv(65536)
+    assert refused.startswith(b"HTTP/1.1 401 ")
+    assert accepted.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 422 ")
+
+
+def test_a_body_that_stops_coming_is_a_408_after_the_body_timeout_and_frees_its_thread() -> None:
+    """A client that sends part of a body and stops holds an API thread only for
+    ``VOLANT_API_BODY_TIMEOUT``: then it gets a 408 that names the wait, and the thread serves again.
+    """
+    with running_daemon(api_threads=2, api_body_timeout=1) as api:
+        port = int(api.url.rsplit(":", 1)[1])
+        head = b"POST /api/v1/vms HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        stalled = [_ask(port, head + b"Connection: close\r\nContent-Length: 100\r\n\r\n{") for _ in range(2)]
+        for sock in stalled:
+            with sock:
+                answer = b"".join(iter(lambda: sock.recv(65536), b""))  # noqa: B023 (read here)
+                assert answer.startswith(b"HTTP/1.1 408 ")
+                assert b"no request body for 1 s" in answer
+        assert api.request("GET", "/api/v1/system/status", timeout=PROBE_TIMEOUT_S).status == 200

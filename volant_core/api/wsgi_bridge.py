@@ -140,7 +140,8 @@ class _RequestBody:
         """Wait for the next chunk; False at the end of the body."""
         if self._ended:
             return False
-        self._wanted()
+        if self._chunks.empty():  # a chunk read ahead needs no word to the loop
+            self._wanted()
         try:
             chunk = self._chunks.get(timeout=self._timeout)
         except queue.Empty:
@@ -197,7 +198,10 @@ class _Exchange:
         self.hangup = ClientHangup()
 
     def read_on(self) -> None:
-        """The app has answered: read whatever comes (the rest of the body, or the hang-up) at once."""
+        """Receive the client's next message now: before the app runs, the body's first chunk
+        (it mostly came with the head, and the app then finds it without asking the loop); once
+        the app has answered, whatever comes (the rest of the body, or the hang-up).
+        """
         self._want()
 
     def close(self) -> None:
@@ -435,13 +439,16 @@ class WsgiBridge:
         environ[HANGUP_KEY] = exchange.hangup
         status = 500
         try:
-            if self.on_loop is not None and not _has_body(environ) and self.on_loop(environ["PATH_INFO"]):
+            has_body = _has_body(environ)
+            if not has_body and self.on_loop is not None and self.on_loop(environ["PATH_INFO"]):
                 answer = call_app(self.app, environ)
             else:
+                if has_body and environ.get("HTTP_EXPECT", "").lower() != "100-continue":
+                    exchange.read_on()  # a client that asked to be told goes on when the app reads
                 answer = await in_thread(self.calls, call_app, self.app, environ)
             status = answer.status
             streamed = not isinstance(answer.body, bytes)
-            if streamed or _has_body(environ):
+            if streamed or has_body:
                 exchange.read_on()  # a stream watches for the hang-up; a body's rest is read off
             await send({"type": "http.response.start", "status": status, "headers": answer.headers})
             if isinstance(answer.body, bytes):
