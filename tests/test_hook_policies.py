@@ -354,6 +354,48 @@ def test_what_prepare_launch_acquired_is_released_on_stop_crash_and_a_failed_lau
         assert api.request("GET", "/api/v1/vms/never").status == 404
 
 
+class Unprintable(Exception):
+    """A plugin's error that cannot be shown: rendering it as text raises."""
+
+    def __str__(self) -> str:
+        """Fail to render."""
+        raise ValueError("this error cannot be shown")
+
+
+class UnprintableRelease:
+    """Its ``volant_release_launch`` raises an :class:`Unprintable`: the notification cannot record the
+    failure on the plugin, so the notification itself fails.
+    """
+
+    @hookimpl
+    def volant_release_launch(self, vm: VMView) -> None:
+        """Raise what cannot be shown."""
+        raise Unprintable()
+
+
+def test_a_release_launch_notification_that_fails_is_reported_on_the_core_and_the_stop_completes(
+    host_manifest: dict[str, Any],
+) -> None:
+    with host_process_daemon(plugins=[("unprintable", UnprintableRelease())], stop_timeout=5) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        assert api.request("POST", "/api/v1/vms", {"name": "r1", "plugin": "hello-host"}).status == 201
+        api.wait_for_status("r1", {"running"})
+        stopped = api.request("POST", "/api/v1/vms/r1/stop")
+        assert stopped.status == 200 and stopped.json()["status"] == "stopped"
+
+        report = (
+            "vm r1: volant_release_launch failed (ValueError: this error cannot be shown); "
+            "what it held on the host may remain"
+        )
+        core = _statuses(api)["core"]
+        assert core["status"] == "degraded"
+        assert core["error"] == report
+        errors = [e for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
+        assert [(e.vm_name, e.payload["message"], e.payload["data"]) for e in errors] == [
+            ("r1", report, {"plugin": "core"})
+        ]
+
+
 class ChannelLess:
     """TEST backend: the host-process launcher whose instances offer no agent channel."""
 

@@ -195,18 +195,23 @@ def test_vsock_cids_start_at_three_are_unique_and_reused(host_manifest: dict[str
         assert _create(api, "e").json()["vsock_cid"] == 6
 
 
+#: ``hello-public``'s ``expose``: port 8000 on host port 18080, in any network mode.
+PUBLIC_EXPOSE = [{"port": 8000, "host_port": 18080}]
+
+
 @contextlib.contextmanager
 def _publishing_daemon(
-    host_manifest: dict[str, Any], *plugins: tuple[str, object]
+    host_manifest: dict[str, Any], *plugins: tuple[str, object], expose: list[dict[str, Any]] = PUBLIC_EXPOSE
 ) -> Iterator[RunningDaemon]:
     """volantd in a network namespace of the test's own, in a network mode that leases addresses
     and publishes ports (the real ``nft`` writes the rules), with ``hello-host`` installed and
-    ``hello-public``: the same, publishing port 8000 on host port 18080. ``plugins``: more to load.
+    ``hello-public``: the same, with ``expose`` (by default port 8000 on host port 18080).
+    ``plugins``: more to load.
     """
     leased_ip_mode = LeasedIpMode(publishes_ports=True)
     settings = {"network_mode": leased_ip_mode.mode, "subnet": SUBNET, "host_ip": HOST_IP}
     public = {**host_manifest, "name": "hello-public", "runtime": "hello-public"}
-    public["expose"] = [{"port": 8000, "host_port": 18080}]
+    public["expose"] = expose
     with network_namespace() as ns, ns.enter():
         with host_process_daemon(plugins=[leased_ip_mode.registration, *plugins], **settings) as api:
             assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
@@ -214,12 +219,29 @@ def _publishing_daemon(
             yield api
 
 
-def test_a_vms_published_ports_follow_it_through_stop_start_and_delete(host_manifest: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    "expose",
+    [
+        pytest.param(PUBLIC_EXPOSE, id="any-mode"),
+        # Every entry names a mode: the VM's own is published, the other one's is not.
+        pytest.param(
+            [
+                {"port": 8000, "host_port": 18080, "mode": LeasedIpMode.mode},
+                {"port": 9000, "host_port": 19090, "mode": "bridged"},
+            ],
+            id="its-mode-named",
+        ),
+    ],
+)
+def test_a_vms_published_ports_follow_it_through_stop_start_and_delete(
+    host_manifest: dict[str, Any], expose: list[dict[str, Any]]
+) -> None:
     """A VM with a leased address publishes its ``expose`` while it runs, and only then: stop and
-    delete remove its rules.
+    delete remove its rules. An entry naming the VM's network mode is published; one naming
+    another mode is not.
     """
     table = PortTable()
-    with _publishing_daemon(host_manifest) as api:
+    with _publishing_daemon(host_manifest, expose=expose) as api:
         assert _create(api, "web", plugin="hello-public").status == 201
         assert _create(api, "db").status == 201
         published = {"web": [PublishedPort("tcp", 18080, "10.77.0.1", 8000)]}
