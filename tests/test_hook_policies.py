@@ -486,6 +486,39 @@ def test_a_plugins_kernel_argument_is_checked_and_the_create_undone(host_manifes
         assert processes_mentioning(str(api.state_dir)) == []
 
 
+class SpacedNetwork:
+    """A network mode whose attachment gives the guest kernel an argument with a space in it."""
+
+    def attach(self, vm: VMView) -> NetworkAttachment:
+        """A bad argument."""
+        return NetworkAttachment(kernel_args=("x=1 volant.manifest=forged",))
+
+    def detach(self, vm: VMView) -> None:
+        """Nothing to remove."""
+
+
+class RegistersSpacedNetwork:
+    """Registers the network mode ``spaced-net`` (:class:`SpacedNetwork`)."""
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """``spaced-net``."""
+        return [NetworkModeDescriptor("spaced-net", factory=SpacedNetwork)]
+
+
+def test_a_network_modes_kernel_argument_is_checked_naming_the_plugin(host_manifest: dict[str, Any]) -> None:
+    with host_process_daemon(plugins=[("spaced-network", RegistersSpacedNetwork())]) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        body = {"name": "k6", "plugin": "hello-host", "config": {"network": {"mode": "spaced-net"}}}
+        answer = api.request("POST", "/api/v1/vms", body)
+        assert answer.status == 500
+        assert answer.json()["error"]["message"] == (
+            "plugin spaced-network gave the kernel argument 'x=1 volant.manifest=forged': kernel argument "
+            "'x=1 volant.manifest=forged' must be non-empty printable ASCII without whitespace"
+        )
+        assert api.request("GET", "/api/v1/vms/k6").status == 404
+
+
 class AddsToTheLaunch:
     """Adds one part the test-host-process hypervisor (capabilities adopt, test-only) cannot honour."""
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import pytest
 
 from volant_core import hookimpl
-from volant_core.descriptors import LaunchAdditions
+from volant_core.descriptors import LaunchAdditions, SeedBuilderDescriptor
 from volant_core.errors import ValidationError
 from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec, PciDeviceSpec
 from volant_core.manifest import CloudInit, Devices
@@ -261,6 +261,139 @@ def test_the_seed_disk_stays_last_and_read_only_when_a_plugin_adds_disks(
         assert [device.address for device in spec.pci_devices] == ["0000:00:01.0", "0000:00:02.0"]
         assert spec.kernel_args[-1] == "example.added=1" and "example.net=on" in spec.kernel_args
         assert (spec.devices, spec.extra_args) == (("virtio-rng-pci",), ("-no-user-config",))
+
+
+class RecordingSeed:
+    """A seed builder that notes the VM and the directory it builds for, and returns its disk writable
+    (:class:`DiskSpec`'s default): the core attaches every seed read-only whatever the builder says.
+    """
+
+    built: ClassVar[list[tuple[str, Path]]] = []
+
+    def build(self, vm: VMView, cloud_init: CloudInit, directory: Path) -> DiskSpec:
+        """Write ``seed.img`` in ``directory``."""
+        RecordingSeed.built.append((vm.name, directory))
+        seed = directory / "seed.img"
+        seed.write_text("seed")
+        return DiskSpec(seed)
+
+
+class RegistersRecordingSeed:
+    """Registers :class:`RecordingSeed` as the seed mode ``test-seed``."""
+
+    @hookimpl
+    def volant_seed_builders(self) -> list[SeedBuilderDescriptor]:
+        """``test-seed``."""
+        return [SeedBuilderDescriptor("test-seed", factory=RecordingSeed)]
+
+
+def test_the_launch_holds_the_vms_size_its_disks_and_a_read_only_seed_built_for_it(
+    host_manifest: dict[str, Any],
+) -> None:
+    """What the hypervisor is asked to launch: the VM's vCPUs, memory and vsock CID, its runtime's
+    disk, then the seed built for this VM in its own directory, read-only; a seed directory left
+    from an earlier boot is built again, not refused.
+    """
+    plugins = (*PLUGINS, ("test-seed", RegistersRecordingSeed()))
+    with host_process_daemon(plugins=plugins, hypervisor=HYPERVISOR, stop_timeout=5) as api:
+        data = api.state_dir / "images" / "data.img"
+        data.write_bytes(b"data")
+        manifest = {**host_manifest, "disks": [{"name": "data", "source": str(data), "readonly": True}]}
+        assert api.request("POST", "/api/v1/plugins", manifest).status == 201
+        RecordingLauncher.launched.clear()
+        RecordingSeed.built.clear()
+        vm = create(
+            api, "seeded", resources={"cpu_cores": 2, "memory_mb": 192}, cloud_init={"seed_mode": "test-seed"}
+        )
+        seed_dir = api.daemon.settings.runtime_dir / "seeded" / "seed"
+        (spec,) = RecordingLauncher.launched
+        assert (spec.cpu_cores, spec.memory_mb, spec.vsock_cid) == (2, 192, vm["vsock_cid"])
+        assert [(disk.path, disk.role, disk.readonly) for disk in spec.disks] == [
+            (data, DiskRole.DATA, True),
+            (seed_dir / "seed.img", DiskRole.SEED, True),
+        ]
+        assert RecordingSeed.built == [("seeded", seed_dir)]
+
+        assert api.request("POST", "/api/v1/vms/seeded/stop").status == 200
+        assert not seed_dir.exists()
+        seed_dir.mkdir()
+        (seed_dir / "stale").write_text("left by an earlier boot")
+        assert api.request("POST", "/api/v1/vms/seeded/start").status == 200
+        api.wait_for_status("seeded", {"running"})
+        assert sorted(path.name for path in seed_dir.iterdir()) == ["seed.img"]
+        assert RecordingSeed.built == [("seeded", seed_dir)] * 2
+
+
+class RefusesLaunches:
+    """Takes part in every launch: notes the VMs ``volant_release_launch`` releases and, once
+    :attr:`refusing`, answers ``volant_prepare_launch`` with the wrong type, so the launch fails
+    after every other host resource was acquired.
+    """
+
+    def __init__(self) -> None:
+        """Not refusing yet."""
+        self.refusing = False
+        self.released: list[str] = []
+
+    @hookimpl
+    def volant_prepare_launch(self) -> str | None:
+        """Not :class:`LaunchAdditions` while refusing."""
+        return "no additions" if self.refusing else None
+
+    @hookimpl
+    def volant_release_launch(self, vm: VMView) -> None:
+        """Note ``vm``."""
+        self.released.append(vm.name)
+
+
+def test_a_start_refused_at_the_last_step_gives_back_everything_acquired_for_it(
+    host_manifest: dict[str, Any],
+) -> None:
+    """The network, the seed and the devices acquired for a start that fails are released again, each
+    by its owner, ``volant_release_launch`` told which VM it was; nothing is reported as left.
+    """
+    refuses = RefusesLaunches()
+    plugins = (*PLUGINS, ("refuses", refuses))
+    with host_process_daemon(plugins=plugins, hypervisor=HYPERVISOR, stop_timeout=5) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        create(api, "undone", **FULL)
+        assert api.request("POST", "/api/v1/vms/undone/stop").status == 200
+        refuses.refusing = True
+        refuses.released.clear()
+
+        answer = api.request("POST", "/api/v1/vms/undone/start")
+        assert answer.status == 500
+        assert answer.json()["error"]["message"] == (
+            "plugin refuses: volant_prepare_launch must return LaunchAdditions or None, got 'no additions'"
+        )
+        assert api.request("GET", "/api/v1/vms/undone").json()["status"] == "crashed"
+        assert refuses.released == ["undone"]
+        assert not (state(api) / "attached" / "undone").exists(), "the network was not detached"
+        assert not (state(api) / "claims" / "undone").exists(), "the devices were not released"
+        assert not (api.daemon.settings.runtime_dir / "undone" / "seed").exists(), "the seed was not removed"
+        plugins_now = api.request("GET", "/api/v1/system/plugins").json()["plugins"]
+        statuses = {p["name"]: p["status"] for p in plugins_now}
+        assert {name: statuses[name] for name in ("core", PLUGIN, "refuses")} == {
+            "core": "loaded",
+            PLUGIN: "loaded",
+            "refuses": "loaded",
+        }
+
+
+def test_a_start_after_the_device_driver_is_gone_is_refused_naming_the_devices(api: RunningDaemon) -> None:
+    create(api, "orphan-devices", devices=FULL["devices"])
+    assert api.request("POST", "/api/v1/vms/orphan-devices/stop").status == 200
+    api.restart(plugins=[p for p in PLUGINS if p[0] != PLUGIN])  # the device driver's package is gone
+
+    answer = api.request("POST", "/api/v1/vms/orphan-devices/start")
+    assert answer.status == 422
+    error = answer.json()["error"]
+    assert [detail["field"] for detail in error["details"] or []] == ["devices.pci_passthrough"]
+    assert error["message"] == (
+        "devices.pci_passthrough: no device driver for pci devices is installed (pip install volant-vfio)"
+    )
+    vm = api.request("GET", "/api/v1/vms/orphan-devices").json()
+    assert vm["status"] == "crashed"
 
 
 @pytest.mark.parametrize(
