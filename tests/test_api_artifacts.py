@@ -4,7 +4,8 @@ Images must lie under the artifact directories (``<state_dir>/images`` of the te
 resolved after symbolic links, and a qcow2 must keep its backing chain there; runtime names
 are DNS labels; a user's kernel arguments may not set Volant's own keys. Every refusal is a
 422 naming the field, and leaves nothing behind: no catalog row, no cache file, no VM, no
-new configuration version.
+new configuration version. The files accepted and downloaded are listed in the image cache with
+the VMs that name them, which a prune keeps.
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ from typing import Any
 
 import pytest
 
+from volant_core import hookimpl
+from volant_core.guest import file_layer
+from volant_core.launch import Capability, HypervisorDescriptor
 from volant_core.testing.daemon import RunningDaemon
+from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
 from volant_core.testing.qcow2 import write_qcow2
 
 OUTSIDE = "is outside the directories Volant reads images from"
@@ -269,6 +274,71 @@ def test_a_downloaded_qcow2_naming_a_backing_file_outside_is_refused_at_boot(
     message = vm["status_reason"]
     assert "manifest.disks[0].source" in message
     assert "the backing file '/etc/shadow'" in message and OUTSIDE in message
+
+
+class HostProcessWithDisks:
+    """TEST double: registers ``test-host-process-disks``, the host-process backend declaring disks (it
+    attaches none: kestrel runs on the host), so a runtime with a rootfs and disks can be installed
+    and its VMs booted.
+    """
+
+    @hookimpl
+    def volant_hypervisors(self) -> list[HypervisorDescriptor]:
+        """``test-host-process-disks``."""
+        capabilities = frozenset({Capability.DISKS, Capability.ADOPT})
+        return [
+            HypervisorDescriptor(
+                "test-host-process-disks", HostProcessLauncher, "TEST ONLY", capabilities=capabilities
+            )
+        ]
+
+
+def _checksummed(directory: Path, name: str, content: bytes) -> str:
+    """Serve ``content`` as ``directory/name``; its checksum (``sha256:<hex>``)."""
+    (directory / name).write_bytes(content)
+    return f"sha256:{hashlib.sha256(content).hexdigest()}"
+
+
+def test_the_image_cache_names_the_vms_using_each_checksummed_medium_and_prune_keeps_them(
+    host_manifest: dict[str, Any], served: tuple[str, Path]
+) -> None:
+    """A checksummed rootfs, disk or initramfs a kept VM's configuration names is in use (found by
+    its checksum: no URL record is kept for it): ``GET /api/v1/images/cache`` lists the VM with it
+    and a prune leaves it; once no VM names it, a prune removes it.
+    """
+    url, directory = served
+    root = _checksummed(directory, "root.img", b"root" * 1024)
+    data = _checksummed(directory, "data.img", b"data" * 1024)
+    layer = _checksummed(directory, "layer.img", file_layer({"/etc/layer": b"layer" * 1024}))
+    manifest = {
+        **host_manifest,
+        "rootfs": {"url": f"{url}/root.img", "checksum": root},
+        "disks": [{"name": "data", "source": f"{url}/data.img", "checksum": data, "readonly": True}],
+    }
+    plugins = [("host-process-disks", HostProcessWithDisks())]
+    with host_process_daemon(plugins=plugins, hypervisor="test-host-process-disks", stop_timeout=5) as api:
+        answer = api.request("POST", "/api/v1/plugins", manifest)
+        assert answer.status == 201, answer.body
+        initramfs = {"initramfs": {"url": f"{url}/layer.img", "checksum": layer}}
+        for name, config in (("rooted", {}), ("layered", initramfs)):
+            body = {"name": name, "plugin": "hello-host", "config": config}
+            answer = api.request("POST", "/api/v1/vms", body)
+            assert answer.status == 201, answer.body
+            vm = api.wait_for_status(name, {"running", "crashed"}, timeout=60)  # after the downloads
+            assert vm["status"] == "running", vm
+
+        def used() -> dict[str, list[str]]:
+            entries = api.request("GET", "/api/v1/images/cache").json()["entries"]
+            return {entry["digest"]: entry["used_by"] for entry in entries}
+
+        assert used() == {root: ["rooted"], data: ["layered", "rooted"], layer: ["layered"]}
+        assert api.request("POST", "/api/v1/images/cache/prune").json()["removed"] == []
+        assert used() == {root: ["rooted"], data: ["layered", "rooted"], layer: ["layered"]}
+
+        assert api.request("DELETE", "/api/v1/vms/rooted").status == 204
+        removed = api.request("POST", "/api/v1/images/cache/prune").json()["removed"]
+        assert [entry["digest"] for entry in removed] == [root]
+        assert used() == {data: ["layered"], layer: ["layered"]}
 
 
 BAD_NAMES = ["../x", "a b", "x,y=z", "a" * 300, "caf\u00e9", ".hidden", "-dash", "Upper", "a_b", "x\ny"]
