@@ -363,9 +363,7 @@ class Unprintable(Exception):
 
 
 class UnprintableRelease:
-    """Its ``volant_release_launch`` raises an :class:`Unprintable`: the notification cannot record the
-    failure on the plugin, so the notification itself fails.
-    """
+    """Its ``volant_release_launch`` raises an :class:`Unprintable`."""
 
     @hookimpl
     def volant_release_launch(self, vm: VMView) -> None:
@@ -373,9 +371,18 @@ class UnprintableRelease:
         raise Unprintable()
 
 
-def test_a_release_launch_notification_that_fails_is_reported_on_the_core_and_the_stop_completes(
+def _plugin_errors(api: RunningDaemon) -> list[tuple[str | None, str, Any]]:
+    """``(vm, message, data)`` of every ``PLUGIN_ERROR`` event recorded so far."""
+    events = api.daemon.store.events.since(0)
+    return [(e.vm_name, e.payload["message"], e.payload["data"]) for e in events if e.type == "PLUGIN_ERROR"]
+
+
+def test_a_plugin_error_that_cannot_be_shown_is_recorded_on_its_plugin_and_the_stop_completes(
     host_manifest: dict[str, Any],
 ) -> None:
+    """Rendering a plugin's exception is the plugin's code too: one whose text raises is still
+    recorded on that plugin (named by its type), and the VM still stops.
+    """
     with host_process_daemon(plugins=[("unprintable", UnprintableRelease())], stop_timeout=5) as api:
         assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
         assert api.request("POST", "/api/v1/vms", {"name": "r1", "plugin": "hello-host"}).status == 201
@@ -383,17 +390,47 @@ def test_a_release_launch_notification_that_fails_is_reported_on_the_core_and_th
         stopped = api.request("POST", "/api/v1/vms/r1/stop")
         assert stopped.status == 200 and stopped.json()["status"] == "stopped"
 
+        message = "volant_release_launch raised Unprintable: (its message cannot be shown)"
+        statuses = _statuses(api)
+        assert statuses["unprintable"]["status"] == "degraded"
+        assert statuses["unprintable"]["error"] == message
+        assert statuses["core"]["status"] == "loaded"
+        assert _plugin_errors(api) == [("r1", message, {"plugin": "unprintable"})]
+
+
+class FailingRelease:
+    """TEST monitor: the ``volant_release_launch`` notification itself fails (standing in for the
+    core's own bookkeeping failing around it, such as the event store refusing a write).
+    """
+
+    def hook_called(self, hook: str, kwargs: dict[str, Any]) -> None:
+        """Fail for ``volant_release_launch``."""
+        if hook == "volant_release_launch":
+            raise RuntimeError("the notification broke")
+
+    def implementation_returned(self, hook: str, plugin: str, kwargs: dict[str, Any], result: Any) -> None:
+        """Nothing to see."""
+
+
+def test_a_release_launch_notification_that_fails_is_reported_on_the_core_and_the_stop_completes(
+    host_manifest: dict[str, Any],
+) -> None:
+    with host_process_daemon(stop_timeout=5) as api:
+        api.daemon.plugins.calls.add_monitor(FailingRelease())
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        assert api.request("POST", "/api/v1/vms", {"name": "r1", "plugin": "hello-host"}).status == 201
+        api.wait_for_status("r1", {"running"})
+        stopped = api.request("POST", "/api/v1/vms/r1/stop")
+        assert stopped.status == 200 and stopped.json()["status"] == "stopped"
+
         report = (
-            "vm r1: volant_release_launch failed (ValueError: this error cannot be shown); "
+            "vm r1: volant_release_launch failed (RuntimeError: the notification broke); "
             "what it held on the host may remain"
         )
         core = _statuses(api)["core"]
         assert core["status"] == "degraded"
         assert core["error"] == report
-        errors = [e for e in api.daemon.store.events.since(0) if e.type == "PLUGIN_ERROR"]
-        assert [(e.vm_name, e.payload["message"], e.payload["data"]) for e in errors] == [
-            ("r1", report, {"plugin": "core"})
-        ]
+        assert _plugin_errors(api) == [("r1", report, {"plugin": "core"})]
 
 
 class ChannelLess:

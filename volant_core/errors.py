@@ -15,6 +15,21 @@ if TYPE_CHECKING:
     import pydantic
 
 
+def exception_text(err: BaseException) -> str:
+    """The text of ``err``, an exception raised by code the core does not control (a plugin's):
+    one whose ``str()`` itself raises is described instead, so reporting it cannot fail.
+    """
+    try:
+        return str(err)
+    except Exception:
+        return "(its message cannot be shown)"
+
+
+def describe_exception(err: BaseException) -> str:
+    """``Type: text`` of ``err`` (see :func:`exception_text`), as failures are reported."""
+    return f"{type(err).__name__}: {exception_text(err)}"
+
+
 class VolantError(Exception):
     """Base of all Volant errors: a message for people, a stable code for programs."""
 

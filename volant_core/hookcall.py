@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
+from volant_core.errors import describe_exception
 from volant_core.hookspecs import Policy, policy_of
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class HookCaller:
             try:
                 self.call_one(hook, owner, impl, kwargs)
             except Exception as err:  # a plugin's bug never breaks what the core is doing
-                message = f"{hook} raised {type(err).__name__}: {err}"
+                message = f"{hook} raised {describe_exception(err)}"
                 # a failing volant_event is not announced with another event: it would be called again
                 self._plugins.publish_failure(owner, message, vm=about, announce=hook != "volant_event")
 

@@ -24,7 +24,7 @@ from stevedore import ExtensionManager
 
 from volant_core import builtins, hookspecs
 from volant_core.context import PluginContext
-from volant_core.errors import ValidationError
+from volant_core.errors import ValidationError, describe_exception
 from volant_core.events import Event
 from volant_core.hookcall import HookCaller
 from volant_core.hookspecs import PROJECT_NAME
@@ -230,7 +230,7 @@ def load_plugins(
     def on_failure(_mgr: object, ep: Any, err: BaseException) -> None:
         dist, version = _dist_of(ep)
         plugins.info[ep.name] = PluginInfo(
-            ep.name, dist, version, ep.value, "failed", f"{type(err).__name__}: {err}"
+            ep.name, dist, version, ep.value, "failed", describe_exception(err)
         )
 
     for ext in _EntryPointManager(skip, on_failure):

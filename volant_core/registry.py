@@ -25,7 +25,7 @@ from volant_core.descriptors import (
     RouteDescriptor,
     SeedBuilderDescriptor,
 )
-from volant_core.errors import NotFoundError, ValidationError
+from volant_core.errors import NotFoundError, ValidationError, describe_exception, exception_text
 from volant_core.hookspecs import RETURNS_ATTRIBUTE, Policy, policy_of
 from volant_core.launch import HypervisorDescriptor
 from volant_core.manifest import Manifest, parse_manifest
@@ -237,7 +237,9 @@ def register_all(plugins: Plugins) -> None:
             for hook, impl in by_plugin.get(owner, []):
                 _collect(plugins, owner, impl, hook, done)
         except Exception as err:  # a plugin's registration bug fails that plugin only
-            detail = str(err) if isinstance(err, ValueError) else f"raised {type(err).__name__}: {err}"
+            detail = (
+                exception_text(err) if isinstance(err, ValueError) else f"raised {describe_exception(err)}"
+            )
             plugins.fail(owner, detail)
             continue
         clash = next(

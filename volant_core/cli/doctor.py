@@ -11,7 +11,7 @@ import click
 from volant_core.cli.output import emit, output_option
 from volant_core.context import call_with_context
 from volant_core.descriptors import HostCheckResult
-from volant_core.errors import VolantError
+from volant_core.errors import VolantError, describe_exception
 from volant_core.plugin_settings import settings_of
 from volant_core.plugins import Plugins, load_plugins
 from volant_core.settings import load_settings
@@ -40,7 +40,7 @@ def doctor(output: str) -> None:
         try:
             result = call_with_context(check.run, plugins.context(owner))
         except Exception as err:  # a broken check is itself a finding
-            result = HostCheckResult("fail", f"the check raised {type(err).__name__}: {err}")
+            result = HostCheckResult("fail", f"the check raised {describe_exception(err)}")
         rows.append(_row(check.name, result.status, result.detail, result.fix))
     for info in plugins.info.values():
         if info.status == "failed":

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from volant_core import __version__
+from volant_core.errors import describe_exception
 from volant_core.keyfile import read_key_file
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ class VolarGroup(click.Group):
             except Exception as err:  # a broken plugin must not take volar down
                 distribution = plugins.info[owner].distribution
                 self._warn(
-                    f"warning: plugin {owner} ({distribution}): {hook} raised {type(err).__name__}: {err}"
+                    f"warning: plugin {owner} ({distribution}): {hook} raised {describe_exception(err)}"
                 )
 
     def _warn(self, warning: str) -> None:

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from volant_core.agent_token import vm_token
 from volant_core.channels import TokenChannel
-from volant_core.errors import ConflictError, DiskFullError, LaunchError, PluginError, VolantError
+from volant_core.errors import (
+    ConflictError,
+    DiskFullError,
+    LaunchError,
+    PluginError,
+    VolantError,
+    describe_exception,
+)
 from volant_core.events import EventType
 from volant_core.launch import AgentChannel, Instance, LaunchSpec, socket_room_problem
 from volant_core.orchestrator.context import OrchestratorContext
@@ -64,7 +71,7 @@ class Booter:
             raise
         except Exception as err:
             log.exception("booting vm %s failed", name)
-            raise LaunchError(f"vm {name!r}: boot failed: {type(err).__name__}: {err}") from err
+            raise LaunchError(f"vm {name!r}: boot failed: {describe_exception(err)}") from err
 
     def _boot(self, name: str) -> VMView:
         store = self._context.store

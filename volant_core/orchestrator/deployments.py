@@ -30,7 +30,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from volant_core.errors import LimitValidationError, NotFoundError, ValidationError, VolantError
+from volant_core.errors import (
+    LimitValidationError,
+    NotFoundError,
+    ValidationError,
+    VolantError,
+    describe_exception,
+)
 from volant_core.events import Event, EventBus, EventType
 from volant_core.orchestrator.member_failures import DeploymentState, MemberFailure, utcnow
 from volant_core.settings import DEFAULT_MAX_REPLICAS, MAX_REPLICAS_BY_NAME, variable_of
@@ -433,7 +439,7 @@ class Deployments:
             error = err.message
         except Exception as err:  # a boot thread must report whatever stopped it
             log.exception("creating deployment member %s failed", name)
-            error = f"{type(err).__name__}: {err}"
+            error = describe_exception(err)
         with self._state_lock:
             state.booting.discard(name)
             deleted = state.deleted

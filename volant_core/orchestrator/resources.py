@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from volant_core.descriptors import LaunchAdditions
-from volant_core.errors import PluginError, VolantError
+from volant_core.errors import PluginError, VolantError, describe_exception
 from volant_core.kernel_cmdline import check_argument, check_length
 from volant_core.launch import Capability, DiskRole, DiskSpec, LaunchSpec, PciDeviceSpec
 from volant_core.orchestrator.bootmedia import BootMedia
@@ -220,7 +220,7 @@ class HostResources:
             except VolantError as err:  # typically: the plugin is no longer installed
                 self._report(step, view, err.message)
             except Exception as err:  # a plugin's bug never leaves the VM without a final state
-                self._report(step, view, f"{type(err).__name__}: {err}")
+                self._report(step, view, describe_exception(err))
 
     def _report(self, step: _Step, view: VMView, problem: str) -> None:
         message = f"vm {view.name}: {step.what} failed ({problem}); what it held on the host may remain"
