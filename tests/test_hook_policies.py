@@ -21,6 +21,7 @@ from volant_core import hookimpl
 from volant_core.channels import UnixSocketChannel
 from volant_core.descriptors import LaunchAdditions, NetworkAttachment, NetworkModeDescriptor
 from volant_core.errors import LaunchError
+from volant_core.events import Event
 from volant_core.launch import (
     AgentChannel,
     DiskSpec,
@@ -396,6 +397,46 @@ def test_a_plugin_error_that_cannot_be_shown_is_recorded_on_its_plugin_and_the_s
         assert statuses["unprintable"]["error"] == message
         assert statuses["core"]["status"] == "loaded"
         assert _plugin_errors(api) == [("r1", message, {"plugin": "unprintable"})]
+
+
+class EventBreaks:
+    """Its ``volant_event`` notes the type of each event it is given, then raises."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def volant_event(self, event: Event) -> None:
+        """Note, then fail."""
+        self.seen.append(event.type)
+        raise RuntimeError(f"cannot forward {event.type}")
+
+
+def test_a_raising_volant_event_degrades_its_plugin_without_announcing_it_with_another_event(
+    host_manifest: dict[str, Any],
+) -> None:
+    """A ``PLUGIN_ERROR`` for a failing ``volant_event`` would be delivered to it again, fail again,
+    and so on: the failure is recorded on the plugin only, and the VM's lifecycle goes on.
+    """
+    breaks = EventBreaks()
+    with host_process_daemon(plugins=[("event-breaks", breaks)], stop_timeout=5) as api:
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        assert api.request("POST", "/api/v1/vms", {"name": "e1", "plugin": "hello-host"}).status == 201
+        api.wait_for_status("e1", {"running"})
+        stopped = api.request("POST", "/api/v1/vms/e1/stop")
+        assert stopped.status == 200 and stopped.json()["status"] == "stopped"
+        assert api.request("GET", "/healthz").status == 200
+
+        stored = [e.type for e in api.daemon.store.events.since(0)]
+        assert "PLUGIN_ERROR" not in stored
+        assert breaks.seen == stored  # each event given once, none of its own failures
+        assert stored[-2:] == ["VM_STOPPING", "VM_STOPPED"]
+        statuses = _statuses(api)
+        assert statuses["event-breaks"]["status"] == "degraded"
+        assert statuses["event-breaks"]["errors"] == [
+            f"volant_event raised RuntimeError: cannot forward {kind}" for kind in stored[-10:]
+        ]
+        assert statuses["core"]["status"] == "loaded"
 
 
 class FailingRelease:
