@@ -255,6 +255,43 @@ def test_the_core_default_answers_last() -> None:
     assert owners[-1] == "core"
 
 
+class FutureHook:
+    """Implements, as optional, ``volant_vm_paused``: a hook this Volant does not specify (as one of
+    a later version would be); notes each call.
+    """
+
+    def __init__(self) -> None:
+        self.called: list[str] = []
+
+    @hookimpl(optionalhook=True)
+    def volant_vm_paused(self) -> None:
+        """Note the call."""
+        self.called.append("volant_vm_paused")
+
+
+def test_a_hook_called_by_another_policy_than_its_own_is_refused_before_any_plugin_runs() -> None:
+    """The core's guard against calling a hook the wrong way (a programming error): ``TypeError``
+    naming the hook and the policy asked for, and no implementation called.
+    """
+    future = FutureHook()
+    plugins = load_plugins(disabled=(), extra=[("future", future)])
+    assert plugins.info["future"].status == "loaded"  # an optional hook of a later Volant is allowed
+    recorder = HookRecorder.attach(plugins)
+    calls = plugins.calls
+    wrong = [
+        (calls.notify, "volant_allocate_ip", "volant_allocate_ip is not a notification hook"),
+        (calls.resolve, "volant_vm_stopped", "volant_vm_stopped is not a resolution hook"),
+        (calls.validate, "volant_event", "volant_event is not a validation hook"),
+        (calls.notify, "volant_vm_paused", "volant_vm_paused is not a notification hook"),  # no spec
+    ]
+    for call, hook, message in wrong:
+        with pytest.raises(TypeError) as refused:
+            call(hook)
+        assert str(refused.value) == message
+    assert future.called == [] and recorder.calls == []
+    assert [name for name, info in plugins.info.items() if info.status == "degraded"] == []
+
+
 class ShipsARuntime:
     """Ships the example runtime as a dict or a JSON file, the way a pip package would."""
 
