@@ -19,13 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import click
 import pytest
+from click.testing import CliRunner
+from pydantic import BaseModel, Field
 
 from volant_core import hookimpl
+from volant_core.cli.volantd import add_plugin_options, plugin_settings
 from volant_core.descriptors import LaunchAdditions, SeedBuilderDescriptor
 from volant_core.errors import ValidationError
 from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec, PciDeviceSpec
 from volant_core.manifest import CloudInit, Devices
+from volant_core.plugins import load_plugins
 from volant_core.testing.contracts import (
     DeviceDriverContract,
     NetworkModeContract,
@@ -235,13 +240,87 @@ def test_invalid_plugin_settings_stop_the_daemon_naming_the_variable() -> None:
             plugins=PLUGINS, plugin_settings={"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH": "maybe"}
         ):
             pass
-    with pytest.raises(
-        ValidationError, match="VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETAC: plugin lifecycle-example"
-    ):
+    with pytest.raises(ValidationError) as refused:
         with host_process_daemon(
             plugins=PLUGINS, plugin_settings={"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETAC": "1"}
         ):
             pass
+    assert refused.value.message == (
+        "VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETAC: plugin lifecycle-example has no such setting; "
+        "its settings: VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH"
+    )
+    assert refused.value.field == "VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETAC"
+
+
+class TwoSettings(BaseModel):
+    """TEST settings: one described with a default, one required."""
+
+    zone: str = Field(default="a", description="the zone VMs are placed in")
+    weight: int
+
+
+class NoSettings(BaseModel):
+    """TEST settings: a model without a field."""
+
+
+class DeclaresSettings:
+    """TEST plugin: declares ``model`` as its settings, and nothing else."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+    @hookimpl
+    def volant_settings(self) -> list[type[BaseModel]]:
+        """The model."""
+        return [self.model]
+
+
+@pytest.mark.parametrize(
+    ("plugin", "model", "given", "listed"),
+    [
+        (
+            "two-settings",
+            TwoSettings,
+            ("VOLANT_TWO_SETTINGS_ZONES", "VOLANT_TWO_SETTINGS_WIEGHT"),
+            "VOLANT_TWO_SETTINGS_ZONE, VOLANT_TWO_SETTINGS_WEIGHT",
+        ),
+        ("no-settings", NoSettings, ("VOLANT_NO_SETTINGS_ZONE",), "none"),
+    ],
+    ids=["two-settings", "none"],
+)
+def test_a_variable_naming_no_setting_stops_the_daemon_listing_the_plugins_settings(
+    plugin: str, model: type[BaseModel], given: tuple[str, ...], listed: str
+) -> None:
+    """The first stray variable (in sorted order) is named, as the field too, with every setting the
+    plugin has: what volantd prints when it refuses to start.
+    """
+    with pytest.raises(ValidationError) as refused:
+        with host_process_daemon(
+            plugins=[(plugin, DeclaresSettings(model))], plugin_settings=dict.fromkeys(given, "1")
+        ):
+            pass
+    first = min(given)
+    assert refused.value.message == f"{first}: plugin {plugin} has no such setting; its settings: {listed}"
+    assert refused.value.field == first
+
+
+def test_volantd_help_shows_each_plugin_setting_with_its_description_variable_and_default() -> None:
+    """The options ``volantd`` adds for the installed plugins' settings (its ``main`` gives them to
+    its commands the same way), as ``volantd --help`` shows them.
+    """
+    plugins = load_plugins(extra=(*PLUGINS, ("two-settings", DeclaresSettings(TwoSettings))))
+    command = click.Command("volantd")
+    add_plugin_options([command], plugin_settings(plugins))
+    wide = {"terminal_width": 1000, "max_content_width": 1000}  # no line broken inside a name
+    shown = " ".join(CliRunner().invoke(command, ["--help"], **wide).output.split())
+    for line in (
+        "--lifecycle-example-fail-detach VALUE make the network mode's detach raise "
+        "(plugin lifecycle-example; env VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH; default False)",
+        "--two-settings-zone VALUE the zone VMs are placed in "
+        "(plugin two-settings; env VOLANT_TWO_SETTINGS_ZONE; default a)",
+        "--two-settings-weight VALUE (plugin two-settings; env VOLANT_TWO_SETTINGS_WEIGHT; required)",
+    ):
+        assert line in shown, shown
 
 
 def test_the_seed_disk_stays_last_and_read_only_when_a_plugin_adds_disks(
