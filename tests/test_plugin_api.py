@@ -304,6 +304,27 @@ def test_a_variable_naming_no_setting_stops_the_daemon_listing_the_plugins_setti
     assert refused.value.field == first
 
 
+def test_a_plugin_named_like_the_start_of_another_leaves_the_others_settings_to_it() -> None:
+    """``VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH`` is under the prefix of a plugin ``lifecycle`` too: it is
+    the setting of ``lifecycle-example`` (the longer prefix), not a stray of ``lifecycle``, whose own
+    strays are still refused.
+    """
+    plugins = (*PLUGINS, ("lifecycle", DeclaresSettings(TwoSettings)))
+    given = {"VOLANT_LIFECYCLE_EXAMPLE_FAIL_DETACH": "true", "VOLANT_LIFECYCLE_WEIGHT": "2"}
+    with host_process_daemon(plugins=plugins, plugin_settings=given) as api:
+        contexts = api.daemon.plugins.contexts
+        assert contexts[PLUGIN].options == example.ExampleSettings(fail_detach=True)
+        assert contexts["lifecycle"].options == TwoSettings(zone="a", weight=2)
+    with pytest.raises(ValidationError) as refused:
+        with host_process_daemon(plugins=plugins, plugin_settings={**given, "VOLANT_LIFECYCLE_EXAMPL": "1"}):
+            pass
+    assert refused.value.message == (
+        "VOLANT_LIFECYCLE_EXAMPL: plugin lifecycle has no such setting; "
+        "its settings: VOLANT_LIFECYCLE_ZONE, VOLANT_LIFECYCLE_WEIGHT"
+    )
+    assert refused.value.field == "VOLANT_LIFECYCLE_EXAMPL"
+
+
 def test_volantd_help_shows_each_plugin_setting_with_its_description_variable_and_default() -> None:
     """The options ``volantd`` adds for the installed plugins' settings (its ``main`` gives them to
     its commands the same way), as ``volantd --help`` shows them.

@@ -3,13 +3,14 @@
 Each field ``f`` of plugin ``p``'s model is the variable ``VOLANT_<P>_<F>`` (upper case, ``-`` and
 ``.`` as ``_``) and the ``volantd`` option ``--<p>-<f>``. Values come from the environment, then from
 the command line; they are validated when the daemon starts, and a variable under a plugin's prefix
-that names none of its settings is refused (a typo is never silently ignored).
+that names none of its settings is refused (a typo is never silently ignored), unless it is under
+the longer prefix of another plugin (``VOLANT_CLOUD_HYPERVISOR_*`` beside a plugin ``cloud``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,15 +78,22 @@ def settings_of(plugin: str, model: type[BaseModel]) -> list[PluginSetting]:
     return [PluginSetting(plugin, name, info) for name, info in model.model_fields.items()]
 
 
-def resolve_options(plugin: str, model: type[BaseModel], values: Mapping[str, str]) -> BaseModel:
+def resolve_options(
+    plugin: str, model: type[BaseModel], values: Mapping[str, str], others: Iterable[str] = ()
+) -> BaseModel:
     """The plugin's settings from ``values`` (variables: the environment with volantd's options over it).
 
     Raises :class:`ValidationError` naming the variable of the first bad value, or a variable under
-    the plugin's prefix that names no setting.
+    the plugin's prefix that names no setting. A variable under the longer prefix of one of the
+    ``others`` (the other loaded plugins: ``VOLANT_CLOUD_HYPERVISOR_BINARY`` beside a plugin
+    ``cloud``) is that plugin's, not a stray of this one.
     """
     prefix = variable_prefix(plugin)
+    longer = tuple(p for p in map(variable_prefix, others) if p != prefix and p.startswith(prefix))
     declared = {s.variable: s for s in settings_of(plugin, model)}
-    stray = sorted(v for v in values if v.startswith(prefix) and v not in declared)
+    stray = sorted(
+        v for v in values if v.startswith(prefix) and v not in declared and not v.startswith(longer)
+    )
     if stray:
         raise ValidationError(
             f"{stray[0]}: plugin {plugin} has no such setting; its settings: {', '.join(declared) or 'none'}",

@@ -127,7 +127,7 @@ class Plugins:
             options = None
             if model is not None:
                 try:
-                    options = resolve_options(name, model, settings.plugin_env)
+                    options = resolve_options(name, model, settings.plugin_env, self.loaded())
                 except ValidationError as err:
                     if strict:
                         raise

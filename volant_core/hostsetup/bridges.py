@@ -36,7 +36,8 @@ def configured_bridges(plugins: Plugins, settings: Settings) -> dict[str, str]:
     found = {}
     for name in bridge_plugins(plugins):
         try:
-            options = resolve_options(name, plugins.registries.settings[name], settings.plugin_env)
+            model = plugins.registries.settings[name]
+            options = resolve_options(name, model, settings.plugin_env, plugins.loaded())
         except ValidationError:
             continue
         found[name] = str(getattr(options, BRIDGE_FIELD))
