@@ -1,14 +1,24 @@
-"""A plugin registering a name (or an API path) another plugin holds is refused, and reported failed."""
+"""The registration pass as plugins meet it: a plugin registering a name (or an API path) another
+plugin holds, or returning what its registration hook may not return, is refused and reported
+failed with the reason; each registration call is traced like any other hook call.
+"""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Any
+
 import falcon
+import pytest
 
 from volant_core import hookimpl
 from volant_core.api.openapi.operations import operation
 from volant_core.builtins import NoNetwork
+from volant_core.context import PluginContext
 from volant_core.descriptors import NetworkModeDescriptor, RouteDescriptor
-from volant_core.plugins import CORE_PLUGIN_NAME
+from volant_core.hookcall import TRACE_ENV
+from volant_core.plugins import CORE_PLUGIN_NAME, load_plugins
 from volant_core.testing.daemon import running_daemon
 
 
@@ -87,3 +97,128 @@ def test_a_plugin_registering_a_taken_name_is_reported_failed_and_keeps_nothing(
     assert plugins["test-squatter"]["status"] == "failed"
     error = plugins["test-squatter"]["error"]
     assert f"network mode 'none' is registered by plugin {CORE_PLUGIN_NAME!r} already" in error
+
+
+class NotAList:
+    """TEST plugin: its ``volant_network_modes`` returns one descriptor instead of a list of them."""
+
+    @hookimpl
+    def volant_network_modes(self) -> NetworkModeDescriptor:
+        """``test-not-a-list-mode``, bare."""
+        return NetworkModeDescriptor("test-not-a-list-mode", factory=NoNetwork)
+
+
+class WrongItem:
+    """TEST plugin: its ``volant_network_modes`` list holds a descriptor and a mode's bare name."""
+
+    @hookimpl
+    def volant_network_modes(self) -> list[Any]:
+        """``test-wrong-item-mode`` and ``"bridged"``."""
+        return [NetworkModeDescriptor("test-wrong-item-mode", factory=NoNetwork), "bridged"]
+
+
+class ShipsManifests:
+    """TEST plugin: ships the manifests it is given (dicts, or paths of JSON files)."""
+
+    def __init__(self, *manifests: dict[str, Any] | Path) -> None:
+        self.manifests = list(manifests)
+
+    @hookimpl
+    def volant_runtime_manifests(self) -> list[Any]:
+        """The manifests."""
+        return self.manifests
+
+
+def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_what_it_got(
+    tmp_path: Path,
+) -> None:
+    """The error ``/api/v1/system/plugins`` gives each failed plugin, whole: the hook, what it must
+    return and what it returned; for a manifest, the manifest's own problem, or why its file could
+    not be read.
+    """
+    missing = tmp_path / "missing.json"
+    unreadable = tmp_path / "a-directory.json"
+    unreadable.mkdir()
+    failing = [
+        ("test-not-a-list", NotAList()),
+        ("test-wrong-item", WrongItem()),
+        ("test-no-workload", ShipsManifests({"name": "broken-runtime", "version": "1"})),
+        ("test-missing-file", ShipsManifests(missing)),
+        ("test-directory-file", ShipsManifests(unreadable)),
+    ]
+    with running_daemon(plugins=failing) as daemon:
+        plugins = {p["name"]: p for p in daemon.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+        offered = daemon.request("GET", "/api/v1/system/info").json()["network_modes"]
+    invalid = "volant_runtime_manifests returned an invalid manifest"
+    assert {name: (plugins[name]["status"], plugins[name]["error"]) for name, _ in failing} == {
+        "test-not-a-list": ("failed", "volant_network_modes must return a list, got NetworkModeDescriptor"),
+        "test-wrong-item": (
+            "failed",
+            "volant_network_modes must return NetworkModeDescriptor items, got 'bridged'",
+        ),
+        "test-no-workload": ("failed", f"{invalid}: workload: is required"),
+        "test-missing-file": ("failed", f"{invalid}: [Errno 2] No such file or directory: '{missing}'"),
+        "test-directory-file": ("failed", f"{invalid}: [Errno 21] Is a directory: '{unreadable}'"),
+    }
+    assert "test-wrong-item-mode" not in offered  # nothing of a failed plugin is kept
+
+
+class TwoModes:
+    """TEST plugin: registers a network mode and a route, and nothing else."""
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """``test-two-modes-mode``."""
+        return [NetworkModeDescriptor("test-two-modes-mode", factory=NoNetwork)]
+
+    @hookimpl
+    def volant_api_routes(self) -> list[RouteDescriptor]:
+        """The ping route at ``/api/v1/test-two-modes/ping``."""
+        return [RouteDescriptor("/api/v1/test-two-modes/ping", Ping())]
+
+
+def test_hook_tracing_names_each_registration_call_with_its_hook_and_plugin(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With ``VOLANT_TRACE_HOOKS`` set, the registration pass logs each registration hook a plugin
+    implements as it calls it, like every other hook call (what a plugin author reads to see
+    whether, and in which order, volantd asked their plugin).
+    """
+    monkeypatch.setenv(TRACE_ENV, "1")
+    caplog.set_level(logging.INFO, logger="volant_core.hookcall")
+    plugins = load_plugins(disabled=(), extra=[("test-two-modes", TwoModes())])
+    traced = [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "volant_core.hookcall" and record.getMessage().endswith("plugin test-two-modes")
+    ]
+    assert plugins.info["test-two-modes"].status == "loaded"
+    assert traced == [  # the registration hooks in the order of their names
+        "hook volant_api_routes -> plugin test-two-modes",
+        "hook volant_network_modes -> plugin test-two-modes",
+    ]
+
+
+class AsksForContext:
+    """TEST plugin: its registration hook asks for ``context``, which registration hooks are not given
+    (they run before any plugin has a context).
+    """
+
+    @hookimpl
+    def volant_network_modes(self, context: PluginContext) -> list[NetworkModeDescriptor]:
+        """``test-asks-for-context-mode``."""
+        return [NetworkModeDescriptor("test-asks-for-context-mode", factory=NoNetwork)]
+
+
+def test_a_registration_hook_asking_for_an_argument_fails_its_plugin_when_loaded() -> None:
+    """pluggy refuses an implementation naming an argument its specification lacks, and the
+    registration hooks take none: such a plugin is failed before the registration pass, which is
+    why that pass never has arguments to give.
+    """
+    plugins = load_plugins(disabled=(), extra=[("test-asks-for-context", AsksForContext())])
+    info = plugins.info["test-asks-for-context"]
+    assert info.status == "failed"
+    assert "Argument(s) {'context'} are declared in the hookimpl but can not be found in the hookspec" in (
+        info.error or ""
+    )
+    assert "test-asks-for-context-mode" not in plugins.registries.network_modes
