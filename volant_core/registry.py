@@ -159,7 +159,9 @@ class Registries:
 
 
 def _registration_hooks(plugins: Plugins) -> list[str]:
-    """Every registration hook, in the order of the spec module."""
+    """Every registration hook, by name (pluggy adds the specifications in ``dir()`` order): the
+    order in which each plugin's are called.
+    """
     return [
         name
         for name, caller in vars(plugins.manager.hook).items()
