@@ -104,6 +104,6 @@ def resolve_options(
         return model.model_validate(given)
     except pydantic.ValidationError as err:
         first = err.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else ""
-        variable = prefix + name.upper()
+        # A refusal of the model's own validator (a combination of values) names no one setting.
+        variable = prefix + (str(first["loc"][0]).upper() if first["loc"] else "*")
         raise ValidationError(f"{variable}: {first['msg']}", field=variable) from None
