@@ -11,6 +11,7 @@ from typing import Any
 
 import falcon
 import pytest
+from pydantic import BaseModel
 
 from volant_core import hookimpl
 from volant_core.api.openapi.operations import operation
@@ -129,6 +130,48 @@ class ShipsManifests:
         return self.manifests
 
 
+class _Zone(BaseModel):
+    """Settings with one field."""
+
+    zone: str = "a"
+
+
+class _BadlyNamed(BaseModel):
+    """Settings whose field cannot be a variable's name."""
+
+    Zone: str = "a"
+
+
+class ShipsSettings:
+    """TEST plugin: its ``volant_settings`` returns the model classes it is given."""
+
+    def __init__(self, *models: type[BaseModel]) -> None:
+        self.models = list(models)
+
+    @hookimpl
+    def volant_settings(self) -> list[type[BaseModel]]:
+        """The models."""
+        return self.models
+
+
+class RaisingModes:
+    """TEST plugin: its ``volant_network_modes`` raises (a registration bug that is not a wrong return)."""
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """Fail."""
+        raise RuntimeError("registration broke")
+
+
+class TwiceMode:
+    """TEST plugin: its ``volant_network_modes`` registers one name twice."""
+
+    @hookimpl
+    def volant_network_modes(self) -> list[NetworkModeDescriptor]:
+        """``test-twice-mode``, twice."""
+        return [NetworkModeDescriptor("test-twice-mode", factory=NoNetwork)] * 2
+
+
 def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_what_it_got(
     tmp_path: Path,
 ) -> None:
@@ -145,6 +188,10 @@ def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_
         ("test-no-workload", ShipsManifests({"name": "broken-runtime", "version": "1"})),
         ("test-missing-file", ShipsManifests(missing)),
         ("test-directory-file", ShipsManifests(unreadable)),
+        ("test-two-models", ShipsSettings(_Zone, _Zone)),
+        ("test-badly-named", ShipsSettings(_BadlyNamed)),
+        ("test-raising", RaisingModes()),
+        ("test-twice", TwiceMode()),
     ]
     with running_daemon(plugins=failing) as daemon:
         plugins = {p["name"]: p for p in daemon.request("GET", "/api/v1/system/plugins").json()["plugins"]}
@@ -159,8 +206,16 @@ def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_
         "test-no-workload": ("failed", f"{invalid}: workload: is required"),
         "test-missing-file": ("failed", f"{invalid}: [Errno 2] No such file or directory: '{missing}'"),
         "test-directory-file": ("failed", f"{invalid}: [Errno 21] Is a directory: '{unreadable}'"),
+        "test-two-models": ("failed", "volant_settings must return at most one model class"),
+        "test-badly-named": (
+            "failed",
+            "volant_settings: field 'Zone' must be lower-case letters, digits and '_'",
+        ),
+        "test-raising": ("failed", "raised RuntimeError: registration broke"),
+        "test-twice": ("failed", "volant_network_modes returned test-twice-mode twice"),
     }
     assert "test-wrong-item-mode" not in offered  # nothing of a failed plugin is kept
+    assert "test-twice-mode" not in offered
 
 
 class TwoModes:
