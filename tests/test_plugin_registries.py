@@ -168,8 +168,10 @@ class TwiceMode:
 
     @hookimpl
     def volant_network_modes(self) -> list[NetworkModeDescriptor]:
-        """``test-twice-mode``, twice."""
-        return [NetworkModeDescriptor("test-twice-mode", factory=NoNetwork)] * 2
+        """``test-twice-a`` and ``test-twice-b``, each twice."""
+        return [
+            NetworkModeDescriptor(name, factory=NoNetwork) for name in ("test-twice-b", "test-twice-a")
+        ] * 2
 
 
 def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_what_it_got(
@@ -192,6 +194,7 @@ def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_
         ("test-badly-named", ShipsSettings(_BadlyNamed)),
         ("test-raising", RaisingModes()),
         ("test-twice", TwiceMode()),
+        ("test-not-a-model", ShipsSettings(dict)),  # type: ignore[arg-type]
     ]
     with running_daemon(plugins=failing) as daemon:
         plugins = {p["name"]: p for p in daemon.request("GET", "/api/v1/system/plugins").json()["plugins"]}
@@ -212,10 +215,14 @@ def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_
             "volant_settings: field 'Zone' must be lower-case letters, digits and '_'",
         ),
         "test-raising": ("failed", "raised RuntimeError: registration broke"),
-        "test-twice": ("failed", "volant_network_modes returned test-twice-mode twice"),
+        "test-twice": ("failed", "volant_network_modes returned test-twice-a, test-twice-b twice"),
+        "test-not-a-model": (
+            "failed",
+            "volant_settings must return pydantic model classes, got <class 'dict'>",
+        ),
     }
     assert "test-wrong-item-mode" not in offered  # nothing of a failed plugin is kept
-    assert "test-twice-mode" not in offered
+    assert "test-twice-a" not in offered
 
 
 class TwoModes:
@@ -277,3 +284,24 @@ def test_a_registration_hook_asking_for_an_argument_fails_its_plugin_when_loaded
         info.error or ""
     )
     assert "test-asks-for-context-mode" not in plugins.registries.network_modes
+
+
+def _runtime(name: str) -> dict[str, Any]:
+    """A valid runtime manifest named ``name``."""
+    workload = {"type": "http", "base_url": "http://127.0.0.1:8000", "entrypoint": ["/bin/true"]}
+    return {"name": name, "version": "1.0.0", "runtime": name, "workload": workload}
+
+
+def test_the_runtimes_every_plugin_ships_are_all_offered() -> None:
+    """Each plugin's runtimes add to the others': the last plugin registered does not take the
+    place of those before it.
+    """
+    shipping = [
+        ("test-ships-a", ShipsManifests(_runtime("shipped-a"))),
+        ("test-ships-b", ShipsManifests(_runtime("shipped-b"), _runtime("shipped-c"))),
+    ]
+    with running_daemon(plugins=shipping) as daemon:
+        listed = {r["name"]: r["source"] for r in daemon.request("GET", "/api/v1/plugins").json()["plugins"]}
+    assert {name: listed.get(name) for name in ("shipped-a", "shipped-b", "shipped-c")} == dict.fromkeys(
+        ("shipped-a", "shipped-b", "shipped-c"), "package:in-process"
+    )
