@@ -142,6 +142,12 @@ class _BadlyNamed(BaseModel):
     Zone: str = "a"
 
 
+class _Threads(BaseModel):
+    """Settings whose field, for a plugin named ``api``, would be volantd's ``VOLANT_API_THREADS``."""
+
+    threads: int = 1
+
+
 class ShipsSettings:
     """TEST plugin: its ``volant_settings`` returns the model classes it is given."""
 
@@ -195,6 +201,7 @@ def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_
         ("test-raising", RaisingModes()),
         ("test-twice", TwiceMode()),
         ("test-not-a-model", ShipsSettings(dict)),  # type: ignore[arg-type]
+        ("api", ShipsSettings(_Threads)),
     ]
     with running_daemon(plugins=failing) as daemon:
         plugins = {p["name"]: p for p in daemon.request("GET", "/api/v1/system/plugins").json()["plugins"]}
@@ -219,6 +226,10 @@ def test_a_registration_returning_what_its_hook_may_not_fails_the_plugin_saying_
         "test-not-a-model": (
             "failed",
             "volant_settings must return pydantic model classes, got <class 'dict'>",
+        ),
+        "api": (
+            "failed",
+            "volant_settings: VOLANT_API_THREADS is a setting of volantd itself; rename the field",
         ),
     }
     assert "test-wrong-item-mode" not in offered  # nothing of a failed plugin is kept
