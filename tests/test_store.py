@@ -134,7 +134,7 @@ def test_models_match_the_migrated_schema(store: Store) -> None:
 
 def test_applied_config_migration_fills_in_each_vms_current_version(db_path: Path) -> None:
     now = "2025-01-01T00:00:00.000000+00:00"
-    store = Store(connect(db_path), db_path)
+    store = Store(connect(db_path))
     migrate(store.db, [m for m in discover() if m.version == 1])
     store.db.execute_sql(
         "INSERT INTO vms (name, status, runtime, plugin, hypervisor, mac_address, vsock_cid, cpu_cores,"
@@ -153,7 +153,7 @@ def test_applied_config_migration_fills_in_each_vms_current_version(db_path: Pat
 
 def test_scoped_idempotency_migration_keeps_the_keys_stored_before(db_path: Path) -> None:
     now = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")  # a key stored just before the upgrade
-    store = Store(connect(db_path), db_path)
+    store = Store(connect(db_path))
     migrate(store.db, [m for m in discover() if m.version <= 5])
     store.db.execute_sql(
         "INSERT INTO idempotency_keys VALUES ('old', 'POST /api/v1/vms', 'd', 201, '{}', ?)", (now,)
@@ -687,3 +687,73 @@ def test_vm_changes_count_every_write_of_a_vm_or_its_configuration_by_any_connec
         new_vm(store, "rolled-back")
         raise RuntimeError("undo")
     assert not moved_on()
+
+
+def test_a_rollback_outside_a_transaction_frees_no_other_writer(tmp_path: Path) -> None:
+    """The daemon's writers queue on one lock. A ``rollback()`` on a thread that holds no
+    transaction (none begun, or one already committed) is a no-op: it neither fails nor frees the
+    lock another thread's transaction holds, so the writers after it still take turns and each
+    one's commit completes.
+    """
+    db = connect(tmp_path / "state.db")
+    db.execute_sql("CREATE TABLE t (x INTEGER)")
+    with db.atomic():
+        db.execute_sql("INSERT INTO t VALUES (0)")
+    db.rollback()  # this thread's transaction is over: nothing to free
+
+    holding, release = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def write(value: int, hold: bool) -> None:
+        try:
+            with db.atomic():
+                db.execute_sql("INSERT INTO t VALUES (?)", (value,))
+                if hold:
+                    holding.set()
+                    release.wait(10)
+        except BaseException as error:  # reported by the test below
+            failures.append(error)
+
+    first = threading.Thread(target=write, args=(1, True))
+    first.start()
+    assert holding.wait(10)
+
+    def roll_back() -> None:
+        try:
+            db.rollback()
+        except BaseException as error:  # reported by the test below
+            failures.append(error)
+
+    stray = threading.Thread(target=roll_back)  # a thread that never began a transaction
+    stray.start()
+    stray.join(10)
+    second = threading.Thread(target=write, args=(2, False))
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert failures == []
+    assert [row[0] for row in db.execute_sql("SELECT x FROM t ORDER BY x").fetchall()] == [0, 1, 2]
+    db.close()
+
+
+def test_a_store_under_directories_that_do_not_exist_yet_creates_them(tmp_path: Path) -> None:
+    """``VOLANT_DB_PATH`` may name a file several directories below any that exist."""
+    path = tmp_path / "new" / "deeper" / "state.db"
+    store = open_store(path)
+    try:
+        store.vms.create(
+            name="a",
+            status="stopped",
+            runtime="r",
+            plugin="p",
+            hypervisor="h",
+            mac_address="02:00:00:00:00:01",
+            vsock_cid=3,
+            cpu_cores=1,
+            memory_mb=128,
+            runtime_dir=tmp_path / "a",
+        )
+    finally:
+        store.close()
+    assert [vm.name for vm in open_store(path).vms.list()] == ["a"]

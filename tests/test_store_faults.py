@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import falcon.testing
 import pytest
 
 from volant_core.api import errors
+from volant_core.store.database import WRITE_WAIT_S
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.store_faults import database_locked, fill_disk, small_tmpfs
@@ -40,12 +42,45 @@ def test_a_database_locked_past_the_busy_timeout_is_a_503_and_nothing_is_written
     assert answer.status == 503, answer.body
     error = answer.json()["error"]
     assert error["code"] == "store_unavailable"
-    assert "locked by another process" in error["message"]
+    assert error["message"] == (
+        f"the state database {host_api.daemon.settings.db_path} stayed locked by another process for 5 s "
+        "(database is locked); nothing was changed: retry, and stop whatever holds the lock "
+        "(a sqlite3 shell, a backup) if this repeats"
+    )
     assert answer.headers["retry-after"] == "5"
     _assert_nothing_of(host_api, "locked")
     # the lock is gone: the same request now works
     created = host_api.request("POST", "/api/v1/vms", {"name": "locked", "plugin": "hello-host"})
     assert created.status == 201, created.body
+
+
+def test_a_transaction_of_the_daemon_held_past_the_wait_is_a_503_and_nothing_is_written(
+    host_api: RunningDaemon,
+) -> None:
+    """A write that waits :data:`~volant_core.store.database.WRITE_WAIT_S` for another transaction
+    of the same daemon (here one the test holds open in a thread) gives up with a 503 saying so.
+    """
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with host_api.daemon.store.db.atomic():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        answer = host_api.request("POST", "/api/v1/vms", {"name": "queued", "plugin": "hello-host"})
+    finally:
+        release.set()
+        holder.join(10)
+    assert answer.status == 503, answer.body
+    assert answer.json()["error"]["message"] == (
+        f"the state database {host_api.daemon.settings.db_path} stayed locked by another transaction "
+        f"of this daemon for {WRITE_WAIT_S:g} s; nothing was changed: retry"
+    )
+    _assert_nothing_of(host_api, "queued")
 
 
 @pytest.fixture
@@ -65,7 +100,10 @@ def test_a_full_disk_under_the_state_directory_is_a_503_and_nothing_is_written(
         assert answer.status == 503, answer.body
         error = answer.json()["error"]
         assert error["code"] == "disk_full"
-        assert "free space" in error["message"]
+        assert error["message"] == (
+            f"the disk holding the state database {api.daemon.settings.db_path} is full "
+            "(database or disk is full); nothing was changed: free space there, then retry"
+        )
         assert answer.headers["retry-after"] == "30"
         _assert_nothing_of(api, "full")
         filler.unlink()

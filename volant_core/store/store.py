@@ -28,9 +28,8 @@ class Store:
     several in :meth:`transaction` to make them atomic together.
     """
 
-    def __init__(self, db: peewee.SqliteDatabase, path: Path) -> None:
+    def __init__(self, db: peewee.SqliteDatabase) -> None:
         self.db = db
-        self.path = path
         self.vms = VMRepository(db)
         self.configs = ConfigRepository(db)
         self.runtimes = RuntimeRepository(db)
@@ -56,4 +55,4 @@ def open_store(path: Path) -> Store:
     """Open the database at ``path`` (created with its directory if missing) and migrate it."""
     db = connect(path)
     migrate(db)
-    return Store(db, path)
+    return Store(db)
