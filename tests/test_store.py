@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 import sqlite3
 import threading
@@ -757,3 +758,30 @@ def test_a_store_under_directories_that_do_not_exist_yet_creates_them(tmp_path: 
     finally:
         store.close()
     assert [vm.name for vm in open_store(path).vms.list()] == ["a"]
+
+
+def _migrations_package(root: Path, name: str, modules: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A package ``name`` under ``root`` holding ``modules``, each with an ``up(db)`` doing nothing."""
+    package = root / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for module in modules:
+        (package / f"{module}.py").write_text("def up(db):\n    pass\n")
+    monkeypatch.syspath_prepend(str(root))
+    return importlib.import_module(name)
+
+
+def test_migrations_are_found_beside_other_modules_and_two_of_one_version_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Modules that are not migrations (a helper sorting first) are skipped, not the end of the
+    search; two migrations claiming one version stop the daemon naming both.
+    """
+    found = _migrations_package(
+        tmp_path, "test_found_migrations", ["a_helper", "m0002_b", "m0001_a"], monkeypatch
+    )
+    assert [(m.version, m.name) for m in discover(found)] == [(1, "a"), (2, "b")]
+    clashing = _migrations_package(tmp_path, "test_clashing_migrations", ["m0001_a", "m0001_b"], monkeypatch)
+    with pytest.raises(RuntimeError) as refused:
+        discover(clashing)
+    assert str(refused.value) == "two migrations share version 1: m0001_a, m0001_b"

@@ -42,15 +42,16 @@ class Migration:
 def discover(package: ModuleType = migrations_package) -> list[Migration]:
     """The migrations in ``package`` (modules ``m<NNNN>_<name>``), in version order."""
     found: dict[int, Migration] = {}
+    modules: dict[int, str] = {}
     for info in pkgutil.iter_modules(package.__path__):
         match = _MODULE_NAME.fullmatch(info.name)
         if match is None:
             continue
         version = int(match.group(1))
         if version in found:
-            raise RuntimeError(f"two migrations share version {version}: {found[version].name}, {info.name}")
+            raise RuntimeError(f"two migrations share version {version}: {modules[version]}, {info.name}")
         module = importlib.import_module(f"{package.__name__}.{info.name}")
-        found[version] = Migration(version, match.group(2), module.up)
+        found[version], modules[version] = Migration(version, match.group(2), module.up), info.name
     return [found[version] for version in sorted(found)]
 
 
