@@ -130,6 +130,15 @@ def calls() -> Calls:
     return Calls()
 
 
+def _failed_create_in_mode(api: RunningDaemon, manifest: dict[str, Any], name: str, mode: str) -> str:
+    """Install ``manifest``, create VM ``name`` in network ``mode``: the message of its 500."""
+    assert api.request("POST", "/api/v1/plugins", manifest).status == 201
+    body = {"name": name, "plugin": "hello-host", "config": {"network": {"mode": mode}}}
+    answer = api.request("POST", "/api/v1/vms", body)
+    assert answer.status == 500
+    return str(answer.json()["error"]["message"])
+
+
 def _statuses(api: RunningDaemon) -> dict[str, dict[str, Any]]:
     return {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
 
@@ -623,11 +632,7 @@ class RegistersSpacedNetwork:
 
 def test_a_network_modes_kernel_argument_is_checked_naming_the_plugin(host_manifest: dict[str, Any]) -> None:
     with host_process_daemon(plugins=[("spaced-network", RegistersSpacedNetwork())]) as api:
-        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
-        body = {"name": "k6", "plugin": "hello-host", "config": {"network": {"mode": "spaced-net"}}}
-        answer = api.request("POST", "/api/v1/vms", body)
-        assert answer.status == 500
-        assert answer.json()["error"]["message"] == (
+        assert _failed_create_in_mode(api, host_manifest, "k6", "spaced-net") == (
             "plugin spaced-network gave the kernel argument 'x=1 volant.manifest=forged': kernel argument "
             "'x=1 volant.manifest=forged' must be non-empty printable ASCII without whitespace"
         )
@@ -769,11 +774,7 @@ def test_an_undo_that_fails_in_a_failed_launch_is_reported_and_the_launch_error_
     host_manifest: dict[str, Any],
 ) -> None:
     with host_process_daemon(plugins=[("sticky", StickyAndBreaksTheLaunch())]) as api:
-        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
-        body = {"name": "k5", "plugin": "hello-host", "config": {"network": {"mode": "sticky"}}}
-        answer = api.request("POST", "/api/v1/vms", body)
-        assert answer.status == 500
-        assert answer.json()["error"]["message"] == (
+        assert _failed_create_in_mode(api, host_manifest, "k5", "sticky") == (
             "plugin sticky: volant_prepare_launch must return LaunchAdditions or None, got 'no additions'"
         )
         info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}

@@ -743,21 +743,14 @@ def test_a_store_under_directories_that_do_not_exist_yet_creates_them(tmp_path: 
     path = tmp_path / "new" / "deeper" / "state.db"
     store = open_store(path)
     try:
-        store.vms.create(
-            name="a",
-            status="stopped",
-            runtime="r",
-            plugin="p",
-            hypervisor="h",
-            mac_address="02:00:00:00:00:01",
-            vsock_cid=3,
-            cpu_cores=1,
-            memory_mb=128,
-            runtime_dir=tmp_path / "a",
-        )
+        new_vm(store, "a")
     finally:
         store.close()
-    assert [vm.name for vm in open_store(path).vms.list()] == ["a"]
+    reopened = open_store(path)
+    try:
+        assert [vm.name for vm in reopened.vms.list()] == ["a"]
+    finally:
+        reopened.close()
 
 
 def _migrations_package(root: Path, name: str, modules: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
