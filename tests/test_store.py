@@ -14,12 +14,13 @@ from typing import Any
 import peewee
 import pytest
 
-from volant_core.errors import ConflictError, NotFoundError, ValidationError
+from volant_core.errors import ConflictError, NotFoundError, StoreUnavailableError, ValidationError
 from volant_core.store import Store, VMRecord, open_store
-from volant_core.store.database import connect
+from volant_core.store.database import WRITE_WAIT_S, connect
 from volant_core.store.idempotency import KeySlot
 from volant_core.store.migrate import Migration, applied_versions, discover, migrate
 from volant_core.store.models import MODELS, utcnow
+from volant_core.testing.store_faults import database_locked
 
 TABLES = {
     "schema_migrations",
@@ -567,6 +568,28 @@ def test_event_ids_are_monotonic_and_survive_prune(store: Store) -> None:
 def test_prune_refuses_negative_keep(store: Store) -> None:
     with pytest.raises(ValueError, match="keep"):
         store.events.prune(keep=-1)
+
+
+def test_an_event_appended_while_another_process_holds_the_lock_is_a_503_naming_the_database(
+    store: Store, db_path: Path
+) -> None:
+    """An event append is one statement written on its own (no transaction): when another process
+    holds the write lock past the busy timeout, the store says so in a
+    :class:`StoreUnavailableError` (the API's 503) naming the database, and nothing is written.
+
+    The busy timeout of this test's connection is shortened so that it does not wait the 5 s the
+    daemon waits; the message still names the daemon's wait.
+    """
+    store.db.execute_sql("PRAGMA busy_timeout = 20")
+    with database_locked(db_path), pytest.raises(StoreUnavailableError) as refused:
+        store.events.append("vm.created", {}, vm_name="locked")
+    assert str(refused.value) == (
+        f"the state database {db_path} stayed locked by another process for {WRITE_WAIT_S:g} s "
+        "(database is locked); nothing was changed: retry, and stop whatever holds the lock "
+        "(a sqlite3 shell, a backup) if this repeats"
+    )
+    assert store.events.since(0) == []
+    assert store.events.append("vm.created", {}, vm_name="locked") == 1
 
 
 # --------------------------------------------------------------------------
