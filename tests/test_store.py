@@ -6,7 +6,7 @@ import importlib
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -570,26 +570,41 @@ def test_prune_refuses_negative_keep(store: Store) -> None:
         store.events.prune(keep=-1)
 
 
-def test_an_event_appended_while_another_process_holds_the_lock_is_a_503_naming_the_database(
-    store: Store, db_path: Path
+def _vm_created_in_a_transaction(store: Store) -> None:
+    """Create VM ``locked`` and its configuration in one transaction."""
+    with store.transaction():
+        store.configs.put(new_vm(store, "locked").id, {})
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        # one statement written on its own (autocommit): the lock is met by the statement
+        pytest.param(lambda store: store.events.append("vm.created", {}, vm_name="locked"), id="event"),
+        # a transaction: the lock is met at its BEGIN IMMEDIATE
+        pytest.param(_vm_created_in_a_transaction, id="transaction"),
+    ],
+)
+def test_a_write_while_another_process_holds_the_lock_is_a_503_naming_the_database(
+    store: Store, db_path: Path, write: Callable[[Store], object]
 ) -> None:
-    """An event append is one statement written on its own (no transaction): when another process
-    holds the write lock past the busy timeout, the store says so in a
-    :class:`StoreUnavailableError` (the API's 503) naming the database, and nothing is written.
+    """When another process holds the write lock past the busy timeout, a write, on its own or in
+    a transaction, is a :class:`StoreUnavailableError` (the API's 503) naming the database, and
+    nothing is written; once the lock is gone the same write works.
 
     The busy timeout of this test's connection is shortened so that it does not wait the 5 s the
     daemon waits; the message still names the daemon's wait.
     """
     store.db.execute_sql("PRAGMA busy_timeout = 20")
     with database_locked(db_path), pytest.raises(StoreUnavailableError) as refused:
-        store.events.append("vm.created", {}, vm_name="locked")
+        write(store)
     assert str(refused.value) == (
         f"the state database {db_path} stayed locked by another process for {WRITE_WAIT_S:g} s "
         "(database is locked); nothing was changed: retry, and stop whatever holds the lock "
         "(a sqlite3 shell, a backup) if this repeats"
     )
-    assert store.events.since(0) == []
-    assert store.events.append("vm.created", {}, vm_name="locked") == 1
+    assert (store.events.since(0), store.vms.list()) == ([], [])
+    write(store)
 
 
 # --------------------------------------------------------------------------
