@@ -6,6 +6,8 @@ shown. Real daemons on the host-process backend, whose only capability is ``adop
 from __future__ import annotations
 
 import copy
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,11 @@ from volant_core import hookimpl
 from volant_core.launch import HypervisorDescriptor
 from volant_core.testing.daemon import RunningDaemon
 from volant_core.testing.hostvm import HostProcessLauncher, host_process_daemon
+
+#: The test plugin of tests/test_plugin_api.py (from its source tree): a device driver for PCI
+#: devices (``example-pci``) and a seed builder (``example-seed``), whose host resources are files.
+sys.path.insert(0, str(Path(__file__).parent / "packages" / "volant-lifecycle-example"))
+from volant_lifecycle_example import plugin as example
 
 #: No device driver installed: the `devices` refusals name volant-vfio.
 pytestmark = pytest.mark.usefixtures("without_vfio", "without_cloudinit")
@@ -187,6 +194,52 @@ def test_a_hypervisor_without_capabilities_is_said_to_offer_none(host_manifest: 
             "rootfs: a root filesystem image needs the hypervisor capability 'disks', which hypervisor "
             "'bare-host-process' lacks (it offers: none); choose another hypervisor or drop it",
         )
+
+
+LACKING_HYPERVISOR = "which hypervisor 'test-host-process' lacks (it offers: adopt, test-only)"
+#: Fields a plugin installed here honours (the example's device driver, its seed builder) and the
+#: host-process hypervisor cannot attach: what is asked, the field named, the whole refusal.
+CAPABILITY_REFUSALS = [
+    (
+        "devices",
+        {"devices": {"pci_passthrough": ["0000:01:00.0"]}},
+        "devices.pci_passthrough",
+        "devices.pci_passthrough: passing PCI devices through needs the hypervisor capability "
+        f"'pci-passthrough', {LACKING_HYPERVISOR}; choose another hypervisor or drop it",
+    ),
+    (
+        "cloud-init",
+        {"cloud_init": {"seed_mode": "example-seed", "user_data": {"content": "#cloud-config"}}},
+        "cloud_init",
+        f"cloud_init: a cloud-init seed disk needs the hypervisor capability 'disks', {LACKING_HYPERVISOR}; "
+        "choose another hypervisor or drop it",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "fields", "field", "refusal"), CAPABILITY_REFUSALS, ids=[c[0] for c in CAPABILITY_REFUSALS]
+)
+def test_a_plugin_honouring_a_field_still_needs_the_hypervisor_to_attach_it(
+    host_manifest: dict[str, Any], what: str, fields: dict[str, Any], field: str, refusal: str
+) -> None:
+    """With the device driver or seed builder installed, a manifest or a VM asking for PCI devices
+    or a cloud-init seed is refused all the same when the hypervisor lacks the capability to attach
+    them, naming the field and the capability; nothing is installed or created.
+    """
+    with host_process_daemon(plugins=[("lifecycle-example", example)]) as api:
+        manifest = {**copy.deepcopy(host_manifest), "name": "needs-it", "runtime": "needs-it", **fields}
+        answer = api.request("POST", "/api/v1/plugins", manifest)
+        assert answer.status == 422, answer.json()
+        assert _refusal(answer) == (field, refusal)
+        assert api.request("GET", "/api/v1/plugins/needs-it").status == 404
+
+        assert api.request("POST", "/api/v1/plugins", host_manifest).status == 201
+        body = {"name": "refused", "plugin": "hello-host", "config": fields}
+        answer = api.request("POST", "/api/v1/vms", body)
+        assert answer.status == 422, answer.json()
+        assert _refusal(answer) == (field, refusal)
+        assert api.request("GET", "/api/v1/vms").json() == []
 
 
 def test_an_unknown_network_mode_is_404_naming_the_field(host_api: RunningDaemon) -> None:
