@@ -653,6 +653,7 @@ def test_a_twenty_character_disk_target_is_installed(
 
 
 def test_a_kernel_override_is_the_kernel_the_vm_boots(api: RunningDaemon) -> None:
+    """The override is the kernel launched; once its file is gone, a start is refused naming it."""
     kernel = api.daemon.settings.artifact_dirs[-1] / "vmlinuz-custom"
     kernel.parent.mkdir(parents=True, exist_ok=True)
     kernel.write_bytes(b"not a real kernel: the host-process backend boots none")
@@ -660,3 +661,12 @@ def test_a_kernel_override_is_the_kernel_the_vm_boots(api: RunningDaemon) -> Non
     create(api, "custom-kernel", kernel_override=str(kernel))
     (spec,) = RecordingLauncher.launched
     assert spec.kernel.read_bytes() == kernel.read_bytes()
+    assert api.request("POST", "/api/v1/vms/custom-kernel/stop").status == 200
+    kernel.unlink()  # create checked it; only a boot after it vanished finds it gone
+
+    answer = api.request("POST", "/api/v1/vms/custom-kernel/start")
+    assert answer.status == 422
+    error = answer.json()["error"]
+    assert [detail["field"] for detail in error["details"] or []] == ["kernel_override"]
+    assert error["message"] == f"kernel_override: {kernel}: no such file on the host"
+    assert api.request("GET", "/api/v1/vms/custom-kernel").json()["status"] == "crashed"
