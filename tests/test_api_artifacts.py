@@ -341,6 +341,38 @@ def test_the_image_cache_names_the_vms_using_each_checksummed_medium_and_prune_k
         assert used() == {data: ["layered"], layer: ["layered"]}
 
 
+def test_a_kernel_override_and_a_layer_at_urls_are_downloaded_as_their_vm_starts_with_progress(
+    host_api: RunningDaemon, served: tuple[str, Path]
+) -> None:
+    """The VM's ``VM_DOWNLOAD_PROGRESS`` events name each download's field and URL (the kernel
+    override, fetched on its own, and an initramfs layer, fetched with the boot media); the last one
+    of each counts the whole file.
+    """
+    url, directory = served
+    kernel = b"not a real kernel: the host-process backend boots none"
+    layer = file_layer({"/etc/layer": b"layer"})
+    (directory / "vmlinuz").write_bytes(kernel)
+    (directory / "layer.img").write_bytes(layer)
+    config = {"kernel_override": f"{url}/vmlinuz", "initramfs": {"url": f"{url}/layer.img"}}
+    answer = host_api.request(
+        "POST", "/api/v1/vms", {"name": "fetches", "plugin": "hello-host", "config": config}
+    )
+    assert answer.status == 201, answer.body
+    assert host_api.wait_for_status("fetches", {"running", "crashed"}, timeout=60)["status"] == "running"
+    last = {
+        e.payload["data"]["field"]: e.payload["data"]
+        for e in host_api.daemon.store.events.since(0)
+        if e.type == "VM_DOWNLOAD_PROGRESS" and e.vm_name == "fetches"
+    }
+    assert last == {
+        field: {"field": field, "url": f"{url}/{name}", "done": len(content), "total": len(content)}
+        for field, name, content in (
+            ("kernel_override", "vmlinuz", kernel),
+            ("manifest.initramfs.url", "layer.img", layer),
+        )
+    }
+
+
 BAD_NAMES = ["../x", "a b", "x,y=z", "a" * 300, "caf\u00e9", ".hidden", "-dash", "Upper", "a_b", "x\ny"]
 
 
