@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -304,3 +305,26 @@ def test_a_launch_that_fails_after_publishing_removes_the_rules_again(host_manif
         assert table.published() == {}
         info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
         assert info["core"]["status"] == "loaded"  # the rules were undone without a failure to report
+
+
+def test_a_launch_whose_host_port_a_socket_holds_is_refused_naming_it_and_leaves_nothing(
+    host_manifest: dict[str, Any],
+) -> None:
+    """A socket on the host listening on a VM's published port: its create is refused (409, the port
+    named), no rule is written, the VM and its lease are gone and no release failure is reported.
+    """
+    table = PortTable()
+    with _publishing_daemon(host_manifest) as api, socket.create_server(("0.0.0.0", 18080)):
+        answer = _create(api, "web", plugin="hello-public")
+        assert answer.status == 409
+        error = answer.json()["error"]
+        assert [detail["field"] for detail in error["details"]] == ["expose"]
+        assert error["message"] == (
+            "expose: host port 18080/tcp is in use on the host (a socket is bound to it); "
+            "choose another host_port or stop what holds it"
+        )
+        assert table.published() == {}
+        assert api.request("GET", "/api/v1/vms/web").status == 404
+        assert api.daemon.store.ips.leased() == []
+        info = {p["name"]: p for p in api.request("GET", "/api/v1/system/plugins").json()["plugins"]}
+        assert info["core"]["status"] == "loaded"  # the network was undone without a failure to report
