@@ -148,7 +148,11 @@ def test_a_foreign_host_is_refused_naming_the_setting(volantd: RunningDaemon, ho
     status, answer = _send(volantd, "GET", "/api/v1/system/info", None, {"Host": host})
     assert status == 421, answer
     assert answer["error"]["code"] == "misdirected"
-    assert "VOLANT_API_HOSTS" in answer["error"]["message"]
+    assert answer["error"]["message"] == (
+        f"Host {host!r} is not a name of this volantd; reach it by address or localhost, "
+        "or add the name to VOLANT_API_HOSTS (comma-separated)"
+    )
+    assert [detail["field"] for detail in answer["error"]["details"]] == ["Host"]
     assert "api_listen" not in json.dumps(answer)
 
 
