@@ -617,6 +617,18 @@ def test_schema_command_without_schema_is_a_usage_error(capsys: pytest.CaptureFi
     assert "the following arguments are required: --schema" in output.err
 
 
+def test_schema_command_help_names_the_command_and_its_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` shows how to run the command (the module, not a script name) and what ``--schema`` does."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.split() == (
+        "usage: python -m volant_core.manifest [-h] --schema Runtime manifests. options: "
+        "-h, --help show this help message and exit --schema print the JSON Schema"
+    ).split()
+
+
 def test_the_files_a_manifest_boots_from_are_listed_boot_medium_first() -> None:
     """The order in which volantd checks them, so the boot medium's refusal is the one reported."""
     artifacts = parse_manifest(GO_ROOTFS).artifacts("manifest.")
