@@ -416,6 +416,15 @@ def test_the_users_arguments_are_printable_ascii(value: str) -> None:
 
 def test_the_users_own_knobs_stay_allowed() -> None:
     assert check_user_cmdline("volant.console=off quiet loglevel=3") == "volant.console=off quiet loglevel=3"
+    # Only a leading quote is dropped before the key is read: another key that merely ends in a
+    # reserved one is the user's, while the reserved key itself is refused.
+    assert check_user_cmdline("Xvolant.name=foo") == "Xvolant.name=foo"
+    with pytest.raises(ValueError) as refused:
+        check_user_cmdline("volant.name=foo")
+    assert str(refused.value) == (
+        "volant.name is set by Volant itself; remove it (reserved: volant.dns, volant.gw, volant.hostname, "
+        "volant.ip, volant.manifest, volant.name, volant.rootfs, volant.runtime)"
+    )
 
 
 @pytest.mark.parametrize("argument", ["", "a b", "volant.ip=10.0.0.2/24\n", "x=\u00e9", "\t"])

@@ -18,8 +18,10 @@ from volant_core.api.openapi.operations import operation
 from volant_core.builtins import NoNetwork
 from volant_core.context import PluginContext
 from volant_core.descriptors import NetworkModeDescriptor, RouteDescriptor
+from volant_core.errors import NotFoundError
 from volant_core.hookcall import TRACE_ENV
 from volant_core.plugins import CORE_PLUGIN_NAME, load_plugins
+from volant_core.registry import Registry
 from volant_core.testing.daemon import running_daemon
 
 
@@ -71,6 +73,23 @@ class PathSquatter:
     def volant_api_routes(self) -> list[RouteDescriptor]:
         """Mount ``/healthz`` again."""
         return [RouteDescriptor("/healthz", Ping())]
+
+
+def test_an_unknown_name_is_refused_listing_every_registered_one() -> None:
+    modes: Registry[NetworkModeDescriptor] = Registry("network mode")
+    with pytest.raises(NotFoundError) as refused:
+        modes.get("bridged", field="network.mode")
+    assert refused.value.message == (
+        "unknown network mode 'bridged' (pip install volant-network-bridged); choose one of: none installed"
+    )
+    for name in ("vxlan", "none"):
+        modes.add(name, NetworkModeDescriptor(name, factory=NoNetwork), owner="test-modes")
+    with pytest.raises(NotFoundError) as refused:
+        modes.get("bridged", field="network.mode")
+    assert refused.value.message == (
+        "unknown network mode 'bridged' (pip install volant-network-bridged); choose one of: none, vxlan"
+    )
+    assert refused.value.field == "network.mode"
 
 
 def test_a_plugin_registering_a_taken_name_is_reported_failed_and_keeps_nothing() -> None:

@@ -316,8 +316,11 @@ def test_a_missing_required_value_is_refused_naming_its_field(store: Store) -> N
 def test_vm_update_refuses_unknown_columns_and_missing_vms(store: Store) -> None:
     new_vm(store, "a")
 
-    with pytest.raises(TypeError, match="plugin"):
-        store.vms.update("a", plugin="other")
+    # A programming error, but its message names every column, sorted, for the developer who reads it.
+    with pytest.raises(TypeError) as refused:
+        store.vms.update("a", plugin="other", created_at="2020-01-01T00:00:00Z")
+    assert str(refused.value) == "VM columns that cannot be updated: created_at, plugin"
+    assert store.vms.get_by_name("a").plugin == "pyhttp"
     with pytest.raises(NotFoundError, match=r"^vm 'ghost' not found$"):
         store.vms.update("ghost", status="running")
     with pytest.raises(NotFoundError, match=r"^vm 'ghost' not found$"):
