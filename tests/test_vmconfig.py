@@ -213,11 +213,37 @@ INVALID: list[tuple[str, dict[str, Any] | list[Any], str]] = [
 ]
 
 
+#: The whole refusals of a patch changing what a VM is made of, each with its fix.
+KEEPS_THE_PLUGIN = (
+    "plugin: a VM keeps the plugin it was created from ('hello-http'); create a new VM to use another"
+)
+MANIFEST_NULL = "manifest: cannot be null; a VM always has a manifest (send a whole one to replace it)"
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"plugin": "nginx"}, KEEPS_THE_PLUGIN),
+        ({"plugin": None}, KEEPS_THE_PLUGIN),
+        ({"manifest": None}, MANIFEST_NULL),
+    ],
+)
+def test_the_plugin_and_the_manifest_stay_refused_with_the_fix(
+    base: VMConfig, patch: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        _patched(base, patch)
+    assert caught.value.message == message
+
+
 def test_a_manifest_of_another_plugin_is_refused(base: VMConfig, manifest: dict) -> None:
     with pytest.raises(ValidationError) as caught:
         _patched(base, {"manifest": {**manifest, "name": "nginx"}})
     assert caught.value.field == "manifest.name"
-    assert "'hello-http'" in caught.value.message
+    assert caught.value.message == (
+        "manifest.name: 'nginx' is not this VM's runtime plugin 'hello-http'; a new manifest replaces the "
+        "plugin's own (install another plugin and create a VM of it to run another)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -237,6 +263,10 @@ def test_manifest_with_another_runtime_needs_the_runtime_too(base: VMConfig, man
     with pytest.raises(ValidationError) as caught:
         _patched(base, {"manifest": other})
     assert caught.value.field == "runtime"
+    assert caught.value.message == (
+        "runtime: 'hello-http' is not the manifest's runtime 'hello-2'; omit it, set it to null or to the "
+        "manifest's runtime"
+    )
     assert _patched(base, {"manifest": other, "runtime": "hello-2"})["runtime"] == "hello-2"
 
 
