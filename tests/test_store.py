@@ -6,6 +6,7 @@ import importlib
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -609,6 +610,23 @@ def test_a_write_while_another_process_holds_the_lock_is_a_503_naming_the_databa
     )
     assert (store.events.since(0), store.vms.list()) == ([], [])
     write(store)
+
+
+def test_timestamps_are_stored_in_utc_whatever_the_hosts_time_zone(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stored timestamps are compared as text (ordering, pruning): on a host whose time zone is
+    not UTC (a POSIX zone five hours behind, no tz database needed) they are still written in UTC.
+    """
+    monkeypatch.setenv("TZ", "XST+05")
+    time.tzset()
+    try:
+        new_vm(store, "a")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    ((created, updated),) = raw(db_path, 'SELECT "created_at", "updated_at" FROM "vms"')
+    assert (created[-6:], updated[-6:]) == ("+00:00", "+00:00")
 
 
 # --------------------------------------------------------------------------
