@@ -623,10 +623,13 @@ def test_schema_command_help_names_the_command_and_its_flag(capsys: pytest.Captu
         main(["--help"])
 
     assert exited.value.code == 0
-    assert capsys.readouterr().out.split() == (
-        "usage: python -m volant_core.manifest [-h] --schema Runtime manifests. options: "
-        "-h, --help show this help message and exit --schema print the JSON Schema"
-    ).split()
+    assert (
+        capsys.readouterr().out.split()
+        == (
+            "usage: python -m volant_core.manifest [-h] --schema Runtime manifests. options: "
+            "-h, --help show this help message and exit --schema print the JSON Schema"
+        ).split()
+    )
 
 
 def test_the_files_a_manifest_boots_from_are_listed_boot_medium_first() -> None:
