@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from typing import Any
+
+import pytest
 
 from volant_core.testing.hostvm import host_process_daemon
 from volant_core.testing.waiting import eventually
@@ -75,3 +79,24 @@ def test_never_is_the_default_and_leaves_a_crashed_vm_down(host_manifest: dict[s
         assert _vm(api, "once")["status"] == "crashed"
         types = [e.type for e in api.daemon.store.events.since(0) if e.vm_name == "once"]
         assert types.count("VM_STARTING") == 1 and types[-1] == "VM_CRASHED"
+
+
+def test_a_restart_due_after_the_daemon_stopped_never_runs(
+    host_manifest: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping volantd cancels the automatic restarts still to come: none boots against the closed
+    store after it (an embedded daemon's process goes on; volantd's own would exit anyway).
+    """
+    failed: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failed.append)
+    backoff = 1.0
+    with host_process_daemon() as api:
+        api.request("POST", "/api/v1/plugins", host_manifest)
+        policy = {"mode": "on-failure", "backoff_s": backoff}
+        body = {"name": "phoenix", "plugin": "hello-host", "config": {"restart_policy": policy}}
+        assert api.request("POST", "/api/v1/vms", body).status == 201
+        vm = api.wait_for_status("phoenix", {"running"}, timeout=30)
+        os.kill(vm["pid"], signal.SIGKILL)
+        api.wait_for_status("phoenix", {"crashed"}, timeout=10)
+    time.sleep(backoff * 2)  # past the restart's due time: a wait, not a timing assertion
+    assert [f"{args.exc_type.__name__}: {args.exc_value}" for args in failed] == []

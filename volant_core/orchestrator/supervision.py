@@ -76,6 +76,8 @@ class Supervisor:
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
         self._pending: set[str] = set()  # VMs whose automatic restart is scheduled and not yet tried
+        self._timers: dict[str, threading.Timer] = {}  # the scheduled restarts, by VM
+        self._shut_down = False  # set by forget_all: no restart happens any more
         #: Automatic restarts begun (restart policy, ``on_unhealthy: restart``), for the metrics.
         self.restarts = Tally()
 
@@ -135,9 +137,15 @@ class Supervisor:
             handle.instance.kill()
 
     def forget_all(self) -> None:
-        """Stop watching every VMM (they keep running); idle supervisor threads end."""
+        """Stop watching every VMM (they keep running) and cancel the automatic restarts still to
+        come (the daemon stops); idle supervisor threads end.
+        """
+        self._shut_down = True
         for name in list(self._handles):
             self._forget(name)
+        for timer in list(self._timers.values()):
+            timer.cancel()  # a restart due after the daemon stopped would boot against a closed store
+        self._timers.clear()
         self._threads.shutdown()
 
     def reset_restarts(self, name: str) -> None:
@@ -146,6 +154,9 @@ class Supervisor:
         """
         self._restarts.pop(name, None)
         self._pending.discard(name)
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
 
     def restart_pending(self, name: str) -> bool:
         """Whether the crashed VM ``name`` has an automatic restart scheduled (ask with its lock held:
@@ -164,6 +175,7 @@ class Supervisor:
         self._pending.add(name)
         timer = threading.Timer(delay, self._restart_crashed, args=(name, attempt + 1))
         timer.daemon = True
+        self._timers[name] = timer
         timer.start()
 
     # ------------------------------------------------------------ supervisor threads
@@ -291,8 +303,11 @@ class Supervisor:
     def _restart_crashed(self, name: str, attempt: int) -> None:
         """Boot a VM that is still crashed (nobody started, stopped or deleted it meanwhile)."""
         with self._context.locks(name):
+            if self._shut_down:
+                return
             if self._restarts.get(name) == attempt:
                 self._pending.discard(name)
+                self._timers.pop(name, None)
             try:
                 record = self._context.store.vms.get_by_name(name)
             except NotFoundError:
