@@ -29,7 +29,7 @@ from volant_core.launch import AgentChannel, Instance, LaunchSpec, socket_room_p
 from volant_core.orchestrator.context import OrchestratorContext
 from volant_core.orchestrator.resources import HostResources
 from volant_core.orchestrator.vmconfig import VMConfig
-from volant_core.store import VMRecord
+from volant_core.store import ConfigRecord, VMRecord
 from volant_core.vm import VMStatus, VMView
 
 log = logging.getLogger(__name__)
@@ -58,33 +58,36 @@ class Booter:
         self._resources = resources
         self._watch = watch
 
-    def boot(self, name: str) -> VMView:
+    def boot(self, name: str, *, created: tuple[VMRecord, ConfigRecord] | None = None) -> VMView:
         """Launch the VMM of ``name`` from its current configuration and return the VM's view
         (``starting``); the supervisor thread takes it from there. Whatever fails, what was acquired
         for it on the host is released again, and the failure is raised as a :class:`VolantError`
         (an unexpected one as a LaunchError saying what happened), so every caller can record the
         VM ``crashed`` with the reason.
+
+        ``created`` is the VM's row and configuration when the caller has just written them (under
+        the VM's lock): they are not read again.
         """
         try:
-            return self._boot(name)
+            return self._boot(name, created)
         except VolantError:
             raise
         except Exception as err:
             log.exception("booting vm %s failed", name)
             raise LaunchError(f"vm {name!r}: boot failed: {describe_exception(err)}") from err
 
-    def _boot(self, name: str) -> VMView:
+    def _boot(self, name: str, created: tuple[VMRecord, ConfigRecord] | None) -> VMView:
         store = self._context.store
         backends = self._context.backends
-        before = store.vms.get_by_name(name)
+        before = store.vms.get_by_name(name) if created is None else created[0]
         if problem := socket_room_problem(before.runtime_dir):  # before anything is downloaded
             raise LaunchError(problem)
-        stored = store.configs.current(before.id)
+        stored = store.configs.current(before.id) if created is None else created[1]
         config = self._context.views.config(stored)
         launcher = backends.launcher(backends.hypervisor_of(config))
         with self._context.admission.reserve(name, config.resources):
             record = self._apply_config(before, config, stored.version)
-            self._context.transitions.set_status(name, VMStatus.STARTING, EventType.VM_STARTING, "booting")
+        self._context.transitions.emit(EventType.VM_STARTING, record, "booting")
         view = self._context.views.view_of(record, stored)  # the row now names ``stored`` as booted
         try:
             spec = self._resources.acquire(view, config)
@@ -171,32 +174,33 @@ class Booter:
 
     def _apply_config(self, record: VMRecord, config: VMConfig, version: int) -> VMRecord:
         """Make the VM row ``record`` describes (read under the VM's lock: nobody else writes it)
-        describe the configuration about to boot, leasing or releasing the VM's address when its
-        network mode changed whether it needs one.
+        ``starting`` with the configuration about to boot, leasing or releasing the VM's address
+        when its network mode changed whether it needs one; the row as written. One statement when
+        the address stays as it is.
         """
         store = self._context.store
         backends = self._context.backends
         name = record.name
+        needs_ip = backends.mode(backends.network_of(config).mode, field="network.mode").needs_ip
+        changes = {
+            **self._context.transitions.status_columns(VMStatus.STARTING, "booting"),
+            "runtime": config.runtime,
+            "hypervisor": backends.hypervisor_of(config),
+            "cpu_cores": config.resources.cpu_cores,
+            "memory_mb": config.resources.memory_mb,
+            "kernel_cmdline": config.kernel_cmdline,
+            "config_version": version,
+        }
+        if needs_ip == (record.ip_address is not None):
+            return store.vms.update(name, ip_address=record.ip_address, **changes)
         with store.transaction():
-            mode = backends.mode(backends.network_of(config).mode, field="network.mode")
-            needs_ip = mode.needs_ip
-            ip = record.ip_address
-            if needs_ip and ip is None:
+            ip = None
+            if needs_ip:
                 ip = self.lease_address(name)
                 store.ips.lease(record.id, ip)
-            elif not needs_ip and ip is not None:
+            else:
                 store.ips.release(record.id)
-                ip = None
-            return store.vms.update(
-                name,
-                runtime=config.runtime,
-                hypervisor=backends.hypervisor_of(config),
-                cpu_cores=config.resources.cpu_cores,
-                memory_mb=config.resources.memory_mb,
-                kernel_cmdline=config.kernel_cmdline,
-                ip_address=ip,
-                config_version=version,
-            )
+            return store.vms.update(name, ip_address=ip, **changes)
 
     def _adopt_spec(self, record: VMRecord) -> LaunchSpec:
         """What the hypervisor plugin needs to recognise the VMM of ``record`` (and to clean up after

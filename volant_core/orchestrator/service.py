@@ -210,7 +210,7 @@ class Orchestrator:
                     ip_address=ip,
                     group_id=group_id,
                 )
-                self.store.configs.put(record.id, config.to_json())
+                stored = self.store.configs.put(record.id, config.to_json())
                 if ip is not None:
                     self.store.ips.lease(record.id, ip)
             self._transitions.emit(EventType.VM_CREATED, record, "vm record created")
@@ -220,7 +220,7 @@ class Orchestrator:
                 ).start()
                 return self.get_vm(name)
             try:
-                return self._booter.boot(name)
+                return self._booter.boot(name, created=(record, stored))
             except BaseException as err:
                 self._discard(name, f"create failed: {err}")
                 raise

@@ -25,11 +25,15 @@ class Transitions:
         ``agent`` and ``exit_status`` in ``changes`` go into the event's data, not the row.
         """
         extra = {k: changes.pop(k) for k in ("agent", "exit_status") if k in changes}
-        record = self._store.vms.update(
-            name, status=status, status_reason=_reason(status, message), **changes
-        )
+        record = self._store.vms.update(name, **self.status_columns(status, message), **changes)
         self.emit(event, record, message, **extra)
         return record
+
+    def status_columns(self, status: VMStatus, message: str) -> dict[str, Any]:
+        """The row's columns for ``status``, moved to for the reason ``message``: for a caller that
+        writes them together with other changes, then publishes the event with :meth:`emit`.
+        """
+        return {"status": status, "status_reason": _reason(status, message)}
 
     def emit(self, event: EventType, record: VMRecord, message: str, **data: Any) -> None:
         """Publish ``event`` about the VM ``record`` describes; ``data`` adds to its pid and address."""
