@@ -11,7 +11,7 @@ transactions, and its exception types (``peewee.IntegrityError``) all stay.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import peewee
@@ -47,6 +47,7 @@ class Table:
         )
         self._columns = ", ".join(_quote(field.column_name) for field in read)
         self._select = f"SELECT {self._columns} FROM {self.name}"
+        self._statements: dict[tuple[str, ...], tuple[str, tuple[Callable[[Any], Any], ...]]] = {}
 
     def column(self, field: str) -> str:
         """The quoted column of ``field`` (for ``where`` and ``order`` clauses)."""
@@ -75,8 +76,7 @@ class Table:
         self, db: peewee.SqliteDatabase, changes: Mapping[str, Any], where: str, params: Sequence[Any]
     ) -> list[dict[str, Any]]:
         """Set ``changes`` on the rows matching ``where``; return them as stored (``RETURNING``)."""
-        columns, values = self._assignments(changes)
-        assignments = ", ".join(f"{column} = ?" for column in columns)
+        assignments, values = self._assignments("UPDATE", changes)
         sql = f"UPDATE {self.name} SET {assignments} WHERE {where} RETURNING {self._columns}"
         return self._read(db.execute_sql(sql, [*values, *params]))
 
@@ -94,16 +94,27 @@ class Table:
         return rows
 
     def _insert(self, values: Mapping[str, Any], replace: bool) -> tuple[str, list[Any]]:
-        columns, params = self._assignments(values)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        return f"{verb} INTO {self.name} ({', '.join(columns)}) VALUES ({marks(params)})", params
+        columns_and_marks, params = self._assignments(verb, values)
+        return f"{verb} INTO {self.name} {columns_and_marks}", params
 
-    def _assignments(self, values: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
-        fields = [self._fields[name] for name in values]
-        return (
-            [_quote(field.column_name) for field in fields],
-            [field.db_value(value) for field, value in zip(fields, values.values(), strict=True)],
-        )
+    def _assignments(self, verb: str, values: Mapping[str, Any]) -> tuple[str, list[Any]]:
+        """The SQL naming the columns of ``values`` for ``verb`` (``UPDATE``: ``"a" = ?, ...``; an
+        insert: ``("a", ...) VALUES (?, ...)``) and the values converted by their fields. The text
+        and the converters are made once per verb and set of columns (issue 11).
+        """
+        key = (verb, *values)
+        known = self._statements.get(key)
+        if known is None:
+            fields = [self._fields[name] for name in values]
+            columns = [_quote(field.column_name) for field in fields]
+            if verb == "UPDATE":
+                text = ", ".join(f"{column} = ?" for column in columns)
+            else:
+                text = f"({', '.join(columns)}) VALUES ({marks(columns)})"
+            known = self._statements[key] = (text, tuple(field.db_value for field in fields))
+        text, converters = known
+        return text, [convert(value) for convert, value in zip(converters, values.values(), strict=True)]
 
 
 def marks(values: Iterable[Any]) -> str:
