@@ -26,10 +26,9 @@ CPU_LINE = re.compile(
 #: control plane's rate and p50 each against theirs.
 TARGET_LINE = re.compile(r"^[^:]+: [\d.]+.*\(target [<>]= [\d.]+( ms| MiB)?\)$")
 #: The CPU one round takes: ``<what>: <t> ms, at most <n>/s on one free core``, maybe followed by
-#: ``; the client's share <t> ms, the daemon's <t> ms``.
+#: ``; the client's <t> ms in its own process``.
 CPU_PER_ROUND = re.compile(
-    r"^[^:]+: [\d.]+ ms, at most \d+/s on one free core"
-    r"(; the client's share [\d.]+ ms, the daemon's [\d.]+ ms)?$"
+    r"^[^:]+: [\d.]+ ms, at most \d+/s on one free core(; the client's [\d.]+ ms in its own process)?$"
 )
 #: The CPU a command's process takes: ``<what>, CPU: <t> ms against <t> ms for python -c pass``.
 CHILD_CPU = re.compile(r"^[^:]+, CPU: \d+ ms against \d+ ms for python -c pass$")
@@ -58,7 +57,7 @@ DOWNLOAD_MIB = DEFAULT_MAX_ANSWER // 2**20 + 1
             [
                 "create + delete through the API, against the store alone",
                 "control plane",
-                "CPU per create+delete (daemon and client, this process)",
+                "CPU per create+delete in the daemon",
             ],
         ),
         (
