@@ -75,8 +75,7 @@ class Supervisor:
         self._threads = DaemonThreadPool(UNBOUNDED, "vm-supervisor")
         self._handles: dict[str, _Handle] = {}
         self._restarts: dict[str, int] = {}  # consecutive automatic restarts, by VM
-        self._pending: set[str] = set()  # VMs whose automatic restart is scheduled and not yet tried
-        self._timers: dict[str, threading.Timer] = {}  # the scheduled restarts, by VM
+        self._timers: dict[str, threading.Timer] = {}  # the restarts scheduled and not yet tried, by VM
         self._shut_down = False  # set by forget_all: no restart happens any more
         #: Automatic restarts begun (restart policy, ``on_unhealthy: restart``), for the metrics.
         self.restarts = Tally()
@@ -153,7 +152,6 @@ class Supervisor:
         restart policy counts again from zero.
         """
         self._restarts.pop(name, None)
-        self._pending.discard(name)
         timer = self._timers.pop(name, None)
         if timer is not None:
             timer.cancel()
@@ -162,7 +160,7 @@ class Supervisor:
         """Whether the crashed VM ``name`` has an automatic restart scheduled (ask with its lock held:
         a crash and the restart it schedules happen under it).
         """
-        return name in self._pending
+        return name in self._timers
 
     def schedule_restart(self, name: str) -> None:
         """Restart the crashed VM ``name`` later if its restart policy says so."""
@@ -172,7 +170,6 @@ class Supervisor:
         if delay is None:
             return
         self._restarts[name] = attempt + 1
-        self._pending.add(name)
         timer = threading.Timer(delay, self._restart_crashed, args=(name, attempt + 1))
         timer.daemon = True
         self._timers[name] = timer
@@ -306,7 +303,6 @@ class Supervisor:
             if self._shut_down:
                 return
             if self._restarts.get(name) == attempt:
-                self._pending.discard(name)
                 self._timers.pop(name, None)
             try:
                 record = self._context.store.vms.get_by_name(name)
