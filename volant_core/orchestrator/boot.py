@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from volant_core.agent_token import vm_token
@@ -85,7 +86,9 @@ class Booter:
         stored = store.configs.current(before.id) if created is None else created[1]
         config = self._context.views.config(stored)
         launcher = backends.launcher(backends.hypervisor_of(config))
-        with self._context.admission.reserve(name, config.resources):
+        # A VM just created was admitted as pending, a state that holds resources: nothing to check again.
+        admission = nullcontext() if created else self._context.admission.reserve(name, config.resources)
+        with admission:
             record = self._apply_config(before, config, stored.version)
         self._context.transitions.emit(EventType.VM_STARTING, record, "booting")
         view = self._context.views.view_of(record, stored)  # the row now names ``stored`` as booted
