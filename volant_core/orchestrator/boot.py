@@ -67,7 +67,7 @@ class Booter:
         VM ``crashed`` with the reason.
 
         ``created`` is the VM's row and configuration when the caller has just written them (under
-        the VM's lock): they are not read again.
+        the VM's lock): they are not read again, and the VM is not admitted again.
         """
         try:
             return self._boot(name, created)
@@ -87,7 +87,8 @@ class Booter:
         config = self._context.views.config(stored)
         launcher = backends.launcher(backends.hypervisor_of(config))
         # A VM just created was admitted as pending, a state that holds resources: nothing to check again.
-        admission = nullcontext() if created else self._context.admission.reserve(name, config.resources)
+        admitted = created is not None
+        admission = nullcontext() if admitted else self._context.admission.reserve(name, config.resources)
         with admission:
             record = self._apply_config(before, config, stored.version)
         self._context.transitions.emit(EventType.VM_STARTING, record, "booting")
@@ -194,8 +195,8 @@ class Booter:
             "kernel_cmdline": config.kernel_cmdline,
             "config_version": version,
         }
-        if needs_ip == (record.ip_address is not None):
-            return store.vms.update(name, ip_address=record.ip_address, **changes)
+        if needs_ip == (record.ip_address is not None):  # the address stays: its column is not written
+            return store.vms.update(name, **changes)
         with store.transaction():
             ip = None
             if needs_ip:
