@@ -13,6 +13,7 @@ from volant_core.cli.volantd import ENVIRONMENT_ONLY, option_name
 from volant_core.settings import ENVIRONMENT
 from volant_core.testing.cli import VOLANTD
 from volant_core.testing.daemon import volantd_process
+from volant_core.testing.processes import signal_burst
 from volant_core.testing.waiting import eventually, free_port
 
 
@@ -68,6 +69,18 @@ def test_json_logs_and_graceful_sigterm(tmp_path: Path) -> None:
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
     messages = [entry["message"] for entry in entries]
     assert any("listening on" in m for m in messages) and "volantd stopping" in messages
+
+
+def test_a_burst_of_sigterms_still_stops_it(tmp_path: Path) -> None:
+    """SIGTERMs in a burst (a supervisor and a user both stopping it): a handler that runs while
+    another runs must not deadlock volantd: it stops.
+    """
+    with volantd_process(tmp_path, free_port()) as daemon:
+        assert daemon.client().send("GET", "/healthz").status == 200
+        signal_burst(daemon.process.pid, signal.SIGTERM)
+        # A SIGTERM landing after the shutdown, once Python restored the default handlers, ends it.
+        assert daemon.process.wait(timeout=60) in (0, -signal.SIGTERM)
+    assert "volantd stopping" in (tmp_path / "volantd.log").read_text()
 
 
 def test_serve_subcommand_takes_the_same_options(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ import volant_core.agent
 from volant_core.agent_client import AgentClient
 from volant_core.guest.python_runtime import PYTHON
 from volant_core.testing.kestrel import KestrelHost
-from volant_core.testing.processes import IDLE_PROGRAM
+from volant_core.testing.processes import IDLE_PROGRAM, cpu_used_over, pid_alive, signal_burst
 from volant_core.testing.pytest_plugin import require_tool
 from volant_core.testing.waiting import eventually, free_port
 
@@ -72,15 +73,6 @@ def start_kestrel(volant_kestrel: Callable[..., KestrelHost], tmp_path: Path) ->
         return volant_kestrel(manifest, python=PYTHON, module="kestrel_copy", env=env)
 
     return start
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_health_is_gated_on_the_workload_health_check(start_kestrel: StartKestrel, tmp_path: Path) -> None:
@@ -212,3 +204,28 @@ def test_shutdown_stops_the_workload_and_exits(start_kestrel: StartKestrel, tmp_
     assert kestrel.process.wait(START_TIMEOUT) == 0
     assert not pid_alive(pid)
     assert not kestrel.socket_path.exists()
+
+
+def test_bursts_of_signals_do_not_hang_the_shutdown(start_kestrel: StartKestrel, tmp_path: Path) -> None:
+    """SIGCHLD, then SIGTERM, in bursts: a handler that runs while another is still running must not
+    deadlock kestrel. The SIGTERMs come in bursts for real: a parent-death signal is sent again each
+    time one of the dying parent's threads exits (the stand-in VMM's, killed with SIGKILL).
+    """
+    (tmp_path / "ready").touch()
+    kestrel = start_kestrel(http_workload(free_port(), tmp_path / "ready", {"endpoint": "/healthz"}))
+    agent = connect(kestrel)
+    pid = wait_health(agent, "ok", START_TIMEOUT)["workload_pid"]
+    for sig in (signal.SIGCHLD, signal.SIGTERM):
+        signal_burst(kestrel.process.pid, sig)
+    # A SIGTERM landing after kestrel's shutdown, once Python restored the default handlers, ends it.
+    assert kestrel.process.wait(START_TIMEOUT) in (0, -signal.SIGTERM)
+    assert "kestrel: shutting down" in kestrel.log.read_text()
+    eventually(lambda: not pid_alive(pid), "the workload ends")
+
+
+def test_sigchld_with_no_child_leaves_it_idle(start_kestrel: StartKestrel) -> None:
+    """Woken by SIGCHLD while kestrel has no child (no manifest: no workload), the reaper sleeps again."""
+    kestrel = start_kestrel(None)
+    connect(kestrel)
+    signal_burst(kestrel.process.pid, signal.SIGCHLD)
+    assert cpu_used_over(kestrel.process.pid, 1.0) < 0.5, "kestrel spins after SIGCHLD"

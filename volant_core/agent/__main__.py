@@ -29,6 +29,7 @@ from .constants import (
 )
 from .manifest import ManifestResult, cmdline_value, load_manifest
 from .reaper import Reaper
+from .wakeup import SignalSafeEvent
 from .workload import Workload
 
 _SERIAL_WAIT_S = 10.0
@@ -44,7 +45,7 @@ class Agent:
         self.reaper = Reaper()
         self.workload = Workload(found.manifest, self.reaper, found.error, root)
         self.api = AgentApi(found.manifest, self.workload, self.request_shutdown)
-        self._stop = threading.Event()
+        self._stop = SignalSafeEvent()  # set by the SIGTERM/SIGINT handler too
 
     def request_shutdown(self) -> None:
         """Ask the main thread to stop the workload and end (power off as PID 1)."""

@@ -12,6 +12,8 @@ import subprocess
 import threading
 from typing import Any
 
+from .wakeup import SignalSafeEvent
+
 
 class ChildExit:
     """The exit of one watched child: ``wait`` for it, then read ``returncode``."""
@@ -41,7 +43,7 @@ class Reaper:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._watched: dict[int, ChildExit] = {}
-        self._wake = threading.Event()
+        self._wake = SignalSafeEvent()  # set by the SIGCHLD handler too
 
     def install(self) -> None:
         """Wake the reaper on SIGCHLD (main thread only) and start its thread."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import threading
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from volant_core import __version__
+from volant_core.agent.wakeup import SignalSafeEvent
 from volant_core.cli.output import emit_table
 from volant_core.daemon import Daemon, build_daemon
 from volant_core.errors import VolantError
@@ -171,7 +171,7 @@ def serve(settings: Settings, stop_vms_on_exit: bool) -> None:
         raise click.ClickException(err.message) from None
     except OSError as err:
         raise click.ClickException(f"cannot start: {err}") from None
-    done = threading.Event()
+    done = SignalSafeEvent()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     while not done.wait(SIGNAL_CHECK_S):  # a plain wait() can miss a signal another thread received

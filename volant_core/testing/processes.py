@@ -48,6 +48,25 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+#: How long :func:`signal_burst` signals: long enough to land signals inside a running handler.
+SIGNAL_BURST_S = 0.5
+
+
+def signal_burst(pid: int, sig: int, seconds: float = SIGNAL_BURST_S) -> int:
+    """Send ``sig`` to ``pid`` over and over for ``seconds`` (so that some arrive while the handler of
+    an earlier one runs); how many were sent. A process that ends meanwhile ends the burst.
+    """
+    sent = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        sent += 1
+    return sent
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Pids of the live processes whose argv contains ``text`` (not this process)."""
     needle = os.fsencode(text)
