@@ -264,15 +264,15 @@ class NoSettings(BaseModel):
 
 
 class DeclaresSettings:
-    """TEST plugin: declares ``model`` as its settings, and nothing else."""
+    """TEST plugin: declares ``model`` as its settings (None: no settings at all), and nothing else."""
 
-    def __init__(self, model: type[BaseModel]) -> None:
+    def __init__(self, model: type[BaseModel] | None) -> None:
         self.model = model
 
     @hookimpl
     def volant_settings(self) -> list[type[BaseModel]]:
-        """The model."""
-        return [self.model]
+        """The model, if any."""
+        return [self.model] if self.model is not None else []
 
 
 @pytest.mark.parametrize(
@@ -285,11 +285,12 @@ class DeclaresSettings:
             "VOLANT_TWO_SETTINGS_ZONE, VOLANT_TWO_SETTINGS_WEIGHT",
         ),
         ("no-settings", NoSettings, ("VOLANT_NO_SETTINGS_ZONE",), "none"),
+        ("no-model", None, ("VOLANT_NO_MODEL_ZONE",), "none"),
     ],
-    ids=["two-settings", "none"],
+    ids=["two-settings", "none", "no-model"],
 )
 def test_a_variable_naming_no_setting_stops_the_daemon_listing_the_plugins_settings(
-    plugin: str, model: type[BaseModel], given: tuple[str, ...], listed: str
+    plugin: str, model: type[BaseModel] | None, given: tuple[str, ...], listed: str
 ) -> None:
     """The first stray variable (in sorted order) is named, as the field too, with every setting the
     plugin has: what volantd prints when it refuses to start.

@@ -79,18 +79,20 @@ def settings_of(plugin: str, model: type[BaseModel]) -> list[PluginSetting]:
 
 
 def resolve_options(
-    plugin: str, model: type[BaseModel], values: Mapping[str, str], others: Iterable[str] = ()
-) -> BaseModel:
-    """The plugin's settings from ``values`` (variables: the environment with volantd's options over it).
+    plugin: str, model: type[BaseModel] | None, values: Mapping[str, str], others: Iterable[str] = ()
+) -> BaseModel | None:
+    """The plugin's settings from ``values`` (variables: the environment with volantd's options over
+    it); None for a plugin that declares none (``model`` None).
 
     Raises :class:`ValidationError` naming the variable of the first bad value, or a variable under
-    the plugin's prefix that names no setting. A variable under the longer prefix of one of the
-    ``others`` (the other loaded plugins: ``VOLANT_CLOUD_HYPERVISOR_BINARY`` beside a plugin
-    ``cloud``) is that plugin's, not a stray of this one.
+    the plugin's prefix that names no setting (any variable there, when it declares none). A
+    variable under the longer prefix of one of the ``others`` (the other loaded plugins:
+    ``VOLANT_CLOUD_HYPERVISOR_BINARY`` beside a plugin ``cloud``) is that plugin's, not a stray of
+    this one.
     """
     prefix = variable_prefix(plugin)
     longer = tuple(p for p in map(variable_prefix, others) if p != prefix and p.startswith(prefix))
-    declared = {s.variable: s for s in settings_of(plugin, model)}
+    declared = {s.variable: s for s in settings_of(plugin, model)} if model is not None else {}
     stray = sorted(
         v for v in values if v.startswith(prefix) and v not in declared and not v.startswith(longer)
     )
@@ -99,6 +101,8 @@ def resolve_options(
             f"{stray[0]}: plugin {plugin} has no such setting; its settings: {', '.join(declared) or 'none'}",
             field=stray[0],
         )
+    if model is None:
+        return None
     given = {s.name: values[v] for v, s in declared.items() if v in values}
     try:
         return model.model_validate(given)

@@ -123,15 +123,15 @@ class Plugins:
         contexts = {}
         problems = {}
         for name in self.loaded():
-            model = self.registries.settings.get(name)
             options = None
-            if model is not None:
-                try:
-                    options = resolve_options(name, model, settings.plugin_env, self.loaded())
-                except ValidationError as err:
-                    if strict:
-                        raise
-                    problems[name] = err.message
+            try:
+                options = resolve_options(
+                    name, self.registries.settings.get(name), settings.plugin_env, self.loaded()
+                )
+            except ValidationError as err:
+                if strict:
+                    raise
+                problems[name] = err.message
             extra = {"publisher": publisher} if publisher is not None else {}
             contexts[name] = PluginContext(plugin=name, settings=settings, options=options, **extra)
         self.contexts = contexts
