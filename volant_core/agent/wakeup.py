@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import weakref
 
 
 class SignalSafeEvent:
@@ -22,6 +23,7 @@ class SignalSafeEvent:
     def __init__(self) -> None:
         self._flag = False
         self._read_end, self._write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        weakref.finalize(self, _close_pipe, self._read_end, self._write_end)
 
     def set(self) -> None:
         """Raise the flag and wake every waiter."""
@@ -45,3 +47,9 @@ class SignalSafeEvent:
         if not self._flag:
             select.select([self._read_end], [], [], timeout)
         return self._flag
+
+
+def _close_pipe(*descriptors: int) -> None:
+    """Close a collected event's pipe."""
+    for descriptor in descriptors:
+        os.close(descriptor)
