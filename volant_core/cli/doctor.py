@@ -56,12 +56,16 @@ def _row(check: str, status: str, detail: str, fix: str = "") -> dict[str, Any]:
 
 
 def _setting_rows(plugins: Plugins, values: dict[str, str], problems: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per plugin setting: its value and where it comes from, or the plugin's problem."""
+    """One row per plugin setting: its value and where it comes from, or the plugin's problem (a
+    plugin that declares no settings has one too: a variable under its prefix).
+    """
     rows = []
-    for name, model in sorted(plugins.registries.settings.items()):
+    models = plugins.registries.settings
+    for name in sorted(models.keys() | problems.keys()):
         if name in problems:
             rows.append(_row(f"settings of {name}", "fail", problems[name], "fix the variable it names"))
             continue
+        model = models[name]
         options = plugins.context(name).options
         for setting in settings_of(name, model):
             source = "set" if setting.variable in values else "default"
