@@ -91,15 +91,28 @@ def test_each_plugin_setting_is_shown_with_its_variable_and_where_its_value_come
     assert rows["setting VOLANT_QEMU_BINARY"]["detail"] == "VOLANT_QEMU_BINARY=qemu-system-x86_64 (default)"
 
 
-def test_a_variable_under_the_prefix_of_a_plugin_without_settings_fails_its_row(tmp_path: Path) -> None:
-    """The core declares no settings: ``VOLANT_CORE_TYPO`` is the problem volantd would stop with,
-    shown in a failing row (and ``volar doctor`` exits 1).
+@pytest.mark.parametrize(
+    ("variable", "problem"),
+    [
+        ("VOLANT_CORE_TYPO", "VOLANT_CORE_TYPO: plugin core has no such setting; its settings: none"),
+        (
+            "VOLANT_API_LISTN",
+            "VOLANT_API_LISTN: neither volantd nor a plugin has this setting; "
+            "did you mean VOLANT_API_LISTEN?",
+        ),
+    ],
+    ids=["under-the-core's-prefix", "misspelt"],
+)
+def test_a_variable_volantd_would_refuse_fails_the_cores_settings_row(
+    tmp_path: Path, variable: str, problem: str
+) -> None:
+    """The problem volantd would stop with, shown in a failing row (and ``volar doctor`` exits 1):
+    a variable under the prefix of the core, which declares no settings, or one spelled like a
+    setting that nothing reads.
     """
-    env = {"VOLANT_STATE_DIR": str(tmp_path / "state"), "VOLANT_CORE_TYPO": "1"}
+    env = {"VOLANT_STATE_DIR": str(tmp_path / "state"), variable: "1"}
     result = CliRunner().invoke(cli, ["doctor", "-o", "json"], env=env)
     rows = {row["check"]: row for row in json.loads(result.stdout)}
     assert rows["settings of core"]["status"] == "fail"
-    assert rows["settings of core"]["detail"] == (
-        "VOLANT_CORE_TYPO: plugin core has no such setting; its settings: none"
-    )
+    assert rows["settings of core"]["detail"] == problem
     assert result.exit_code == 1

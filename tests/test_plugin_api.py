@@ -26,11 +26,14 @@ from pydantic import BaseModel, Field
 
 from volant_core import hookimpl
 from volant_core.cli.volantd import add_plugin_options, plugin_settings
+from volant_core.cli.volar import cli as volar_cli
 from volant_core.descriptors import LaunchAdditions, SeedBuilderDescriptor
 from volant_core.errors import ValidationError
 from volant_core.launch import Capability, DiskRole, DiskSpec, HypervisorDescriptor, LaunchSpec, PciDeviceSpec
 from volant_core.manifest import CloudInit, Devices
+from volant_core.plugin_settings import OTHER_PROGRAMS_VARIABLES, refuse_misspellings
 from volant_core.plugins import load_plugins
+from volant_core.settings import ENVIRONMENT
 from volant_core.testing.contracts import (
     DeviceDriverContract,
     NetworkModeContract,
@@ -324,6 +327,61 @@ def test_a_plugin_named_like_the_start_of_another_leaves_the_others_settings_to_
         "its settings: VOLANT_LIFECYCLE_ZONE, VOLANT_LIFECYCLE_WEIGHT"
     )
     assert refused.value.field == "VOLANT_LIFECYCLE_EXAMPL"
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [("VOLANT_API_LISTN", "VOLANT_API_LISTEN"), ("VOLANT_TWO_SETTING_WEIGHT", "VOLANT_TWO_SETTINGS_WEIGHT")],
+    ids=["volantd's", "a plugin's"],
+)
+def test_a_variable_spelled_like_a_setting_stops_the_daemon_naming_the_setting(typo: str, meant: str) -> None:
+    """A variable nothing reads, spelled like a setting of volantd or of a loaded plugin, is a typo
+    that would leave that setting at its default: refused, naming both.
+    """
+    with pytest.raises(ValidationError) as refused:
+        with host_process_daemon(
+            plugins=[("two-settings", DeclaresSettings(TwoSettings))], plugin_settings={typo: "x"}
+        ):
+            pass
+    assert (
+        refused.value.message
+        == f"{typo}: neither volantd nor a plugin has this setting; did you mean {meant}?"
+    )
+    assert refused.value.field == typo
+
+
+def test_variables_of_other_programs_and_unlike_any_setting_are_left_alone() -> None:
+    """volar's ``VOLANT_API`` (spelled like ``VOLANT_API_KEY``) and a variable like no setting: the
+    daemon starts.
+    """
+    given = {"VOLANT_API": "http://127.0.0.1:1", "VOLANT_NOTHING_LIKE_IT": "1"}
+    with host_process_daemon(plugin_settings=given) as api:
+        assert api.request("GET", "/healthz").status == 200
+
+
+def test_a_variable_of_a_plugin_found_but_not_loaded_is_left_to_it() -> None:
+    """``VOLANT_OFF_WEIGHT`` is spelled like a loaded plugin's ``VOLANT_ON_WEIGHT``, but it is under
+    the prefix of a plugin that is found (disabled, say): its own, not a misspelling.
+    """
+    refuse_misspellings(["VOLANT_OFF_WEIGHT"], ["VOLANT_ON_WEIGHT"], ["on", "off"])
+    with pytest.raises(ValidationError, match="did you mean VOLANT_ON_WEIGHT"):
+        refuse_misspellings(["VOLANT_OFF_WEIGHT"], ["VOLANT_ON_WEIGHT"], ["on"])
+
+
+def test_every_variable_volar_reads_is_volantds_or_known_as_another_programs() -> None:
+    """``volar``'s options read from the environment: each is a setting of volantd or one of
+    :data:`OTHER_PROGRAMS_VARIABLES`, so volantd never takes it for a misspelling.
+    """
+    read = set()
+    commands: list[click.Command] = [volar_cli]
+    while commands:
+        command = commands.pop()
+        commands += list(getattr(command, "commands", {}).values())
+        for param in command.params:
+            envvar = param.envvar or ()
+            read.update([envvar] if isinstance(envvar, str) else envvar)
+    assert read  # the walk found volar's variables
+    assert read <= set(ENVIRONMENT) | OTHER_PROGRAMS_VARIABLES, read - set(ENVIRONMENT)
 
 
 def test_volantd_help_shows_each_plugin_setting_with_its_description_variable_and_default() -> None:

@@ -9,6 +9,7 @@ the longer prefix of another plugin (``VOLANT_CLOUD_HYPERVISOR_*`` beside a plug
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,23 @@ from volant_core.errors import ValidationError
 from volant_core.settings import ENVIRONMENT
 
 _FIELD_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+#: ``VOLANT_*`` variables that Volant's other programs read and volantd leaves alone: ``volar``'s
+#: address of the API, the switch every program reads to leave plugins out, the guest image
+#: builder's cache, and the test suite's own.
+OTHER_PROGRAMS_VARIABLES = frozenset(
+    {
+        "VOLANT_API",
+        "VOLANT_API_BASE",
+        "VOLANT_DISABLE_PLUGINS",
+        "VOLANT_GUEST_CACHE",
+        "VOLANT_TEST_CACHE",
+        "VOLANT_TEST_PACKAGES",
+    }
+)
+#: How alike (``difflib``'s ratio) a variable nothing reads must be to a setting's to be refused
+#: as a misspelling of it (``VOLANT_API_LISTN`` and ``VOLANT_API_LISTEN``: 0.97).
+MISSPELLING_CUTOFF = 0.8
 
 
 def variable_prefix(plugin: str) -> str:
@@ -111,3 +129,26 @@ def resolve_options(
         # A refusal of the model's own validator (a combination of values) names no one setting.
         variable = prefix + (str(first["loc"][0]).upper() if first["loc"] else "*")
         raise ValidationError(f"{variable}: {first['msg']}", field=variable) from None
+
+
+def refuse_misspellings(values: Iterable[str], settings: Iterable[str], plugins: Iterable[str]) -> None:
+    """Refuse a variable of ``values`` that nothing reads and that is spelled like one of
+    ``settings`` (every variable volantd and its loaded plugins read): a typo would otherwise leave
+    that setting at its default without a word.
+
+    A variable under the prefix of one of ``plugins`` (every plugin found, loaded or not: a disabled
+    plugin's settings may stay set) is that plugin's; one of :data:`OTHER_PROGRAMS_VARIABLES` is
+    another program's; one like no setting may be any other program's, and is left alone.
+    Raises :class:`ValidationError` naming the variable and the setting it resembles.
+    """
+    known = list(settings)
+    prefixes = tuple(map(variable_prefix, plugins))
+    for variable in sorted(values):
+        if variable in known or variable in OTHER_PROGRAMS_VARIABLES or variable.startswith(prefixes):
+            continue
+        alike = difflib.get_close_matches(variable, known, n=1, cutoff=MISSPELLING_CUTOFF)
+        if alike:
+            raise ValidationError(
+                f"{variable}: neither volantd nor a plugin has this setting; did you mean {alike[0]}?",
+                field=variable,
+            )

@@ -28,9 +28,9 @@ from volant_core.errors import ValidationError, describe_exception
 from volant_core.events import Event
 from volant_core.hookcall import HookCaller
 from volant_core.hookspecs import PROJECT_NAME
-from volant_core.plugin_settings import resolve_options
+from volant_core.plugin_settings import refuse_misspellings, resolve_options, settings_of
 from volant_core.registry import Registries, register_all
-from volant_core.settings import Settings
+from volant_core.settings import ENVIRONMENT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -117,11 +117,19 @@ class Plugins:
         events); validate each plugin's own settings.
 
         Raises :class:`~volant_core.errors.ValidationError` naming the variable of the first invalid
-        plugin setting: the daemon must not start with it. With ``strict`` False (``volar doctor``),
-        returns the problems by plugin instead, those plugins' contexts having no options.
+        plugin setting, or of a variable spelled like a setting that nothing reads
+        (:func:`~volant_core.plugin_settings.refuse_misspellings`, the core's problem): the daemon
+        must not start with it. With ``strict`` False (``volar doctor``), returns the problems by
+        plugin instead, those plugins' contexts having no options.
         """
         contexts = {}
         problems = {}
+        try:  # first: a misspelt variable may be why a required setting is missing
+            refuse_misspellings(settings.plugin_env, self.variables(), self.info)
+        except ValidationError as err:
+            if strict:
+                raise
+            problems[CORE_PLUGIN_NAME] = err.message
         for name in self.loaded():
             options = None
             try:
@@ -131,11 +139,16 @@ class Plugins:
             except ValidationError as err:
                 if strict:
                     raise
-                problems[name] = err.message
+                problems.setdefault(name, err.message)
             extra = {"publisher": publisher} if publisher is not None else {}
             contexts[name] = PluginContext(plugin=name, settings=settings, options=options, **extra)
         self.contexts = contexts
         return problems
+
+    def variables(self) -> list[str]:
+        """Every ``VOLANT_*`` variable volantd reads: its own, then the loaded plugins' settings."""
+        declared = self.registries.settings.items()
+        return [*ENVIRONMENT, *(s.variable for name, model in declared for s in settings_of(name, model))]
 
     def context(self, name: str) -> PluginContext:
         """The context of plugin ``name`` (after :meth:`configure`)."""
