@@ -32,7 +32,7 @@ class SignalSafeEvent:
             os.write(self._write_end, b"\0")
 
     def clear(self) -> None:
-        """Lower the flag (a ``set`` racing with this one wins)."""
+        """Lower the flag and drop the wake-ups written so far."""
         self._flag = False
         with contextlib.suppress(BlockingIOError):
             while os.read(self._read_end, 4096):

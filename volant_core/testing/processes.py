@@ -52,19 +52,16 @@ def default_sigint() -> None:
 SIGNAL_BURST_S = 0.5
 
 
-def signal_burst(pid: int, sig: int, seconds: float = SIGNAL_BURST_S) -> int:
-    """Send ``sig`` to ``pid`` over and over for ``seconds`` (so that some arrive while the handler of
-    an earlier one runs); how many were sent. A process that ends meanwhile ends the burst.
+def signal_burst(pid: int, sig: int, seconds: float = SIGNAL_BURST_S) -> None:
+    """Send ``sig`` to ``pid`` over and over for ``seconds``, so that some arrive while the handler
+    of an earlier one runs. A process that ends meanwhile ends the burst.
     """
-    sent = 0
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
-            break
-        sent += 1
-    return sent
+            return
 
 
 def processes_mentioning(text: str) -> list[int]:
