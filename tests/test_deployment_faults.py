@@ -255,3 +255,24 @@ def test_a_crashed_member_is_kept_with_its_reason_and_log_until_its_replacement_
     eventually(lambda: list(running_members(host_api, "web", 1) or {}) == ["web-2"], "web-2 alone")
     assert host_api.request("GET", "/api/v1/vms/web-1").status == 404
     assert deployment(host_api, "web")["status"]["failing"] == []
+
+
+def test_stopping_the_controller_waits_for_a_member_boot_in_flight(
+    host_api: RunningDaemon, host_manifest: dict[str, Any], held: HeldArtifact
+) -> None:
+    """A daemon that stops while a member boots: the controller's stop returns only once that boot
+    has ended, so no thread goes on creating a VM (and launching its VMM) after the daemon stopped.
+    """
+    install(host_api, host_manifest, "slow-host", held.url)
+    held.hold.set()
+    deploy(host_api, "slow", 1, plugin="slow-host")
+    assert held.requested.wait(30), "the slow member's boot never fetched its artifact"
+    stopper = threading.Thread(target=host_api.daemon.deployments.stop)
+    stopper.start()
+    stopper.join(1.0)
+    assert stopper.is_alive(), "stop() returned while a member's boot was still in flight"
+    held.release()
+    stopper.join(60)
+    assert not stopper.is_alive()
+    assert not [t for t in threading.enumerate() if t.name == "member-slow-1"]
+    assert host_api.request("GET", "/api/v1/vms/slow-1").json()["status"] in ("starting", "running")

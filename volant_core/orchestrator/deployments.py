@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 REVISION_KEY = "volant.deployment.revision"
 #: Seconds between two reconcile passes when nothing wakes the loop.
 RECONCILE_INTERVAL_S = 5.0
+#: Longest :meth:`Deployments.stop` waits for the loop, then for each member's boot in flight.
+STOP_WAIT_S = 30.0
 #: Longest member name: ``<deployment>-<n>`` must stay a valid VM name.
 MAX_INDEX_DIGITS = len(str(MAX_REPLICAS_BY_NAME))
 #: The events of a member that may leave its deployment short of running replicas.
@@ -143,6 +145,7 @@ class Deployments:
         self._states: dict[int, DeploymentState] = {}  # by deployment id
         self._names: frozenset[str] = frozenset()  # the deployments the last pass saw
         self._thread: threading.Thread | None = None
+        self._boots: set[threading.Thread] = set()  # members' boot threads still running
 
     # ------------------------------------------------------------------ API
 
@@ -205,11 +208,17 @@ class Deployments:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the loop (members keep running)."""
+        """Stop the loop, then wait for the members' boots it started (members keep running): none
+        goes on creating a VM while the daemon stops.
+        """
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=STOP_WAIT_S)
+        with self._state_lock:
+            boots = list(self._boots)
+        for boot in boots:
+            boot.join(timeout=STOP_WAIT_S)
 
     def wake(self) -> None:
         """Ask for a reconcile pass now."""
@@ -425,9 +434,20 @@ class Deployments:
         self, group: GroupRecord, state: DeploymentState, name: str, revision: str
     ) -> None:
         """Create and boot member ``name`` in a thread of its own (``name`` is in ``state.booting``)."""
-        threading.Thread(
-            target=self._boot_member, args=(group, state, name, revision), name=f"member-{name}", daemon=True
-        ).start()
+        boot = threading.Thread(
+            target=self._boot_tracked, args=(group, state, name, revision), name=f"member-{name}", daemon=True
+        )
+        with self._state_lock:
+            self._boots.add(boot)
+        boot.start()
+
+    def _boot_tracked(self, group: GroupRecord, state: DeploymentState, name: str, revision: str) -> None:
+        """:meth:`_boot_member`, in a thread :meth:`stop` waits for until it ends."""
+        try:
+            self._boot_member(group, state, name, revision)
+        finally:
+            with self._state_lock:
+                self._boots.discard(threading.current_thread())
 
     def _boot_member(self, group: GroupRecord, state: DeploymentState, name: str, revision: str) -> None:
         """Create member ``name``; record the outcome (a failure backs off), then wake the loop."""
