@@ -42,7 +42,7 @@ from volant_core.errors import LaunchError, ValidationError
 from volant_core.launch import DiskSpec, Instance, LaunchSpec, NicSpec, PciDeviceSpec
 from volant_core.manifest import CloudInit, Devices
 from volant_core.registry import load_manifest
-from volant_core.testing.processes import processes_mentioning
+from volant_core.testing.processes import descendants, kill_all, processes_mentioning
 from volant_core.vm import VMStatus, VMView
 
 
@@ -123,18 +123,19 @@ class HypervisorContract:
             assert processes_mentioning(str(launch_spec.vm_dir)) == []
             assert launcher.adopt(launch_spec, instance.pid) is None, "adopted a VMM that is gone"
         finally:
-            instance.kill()
+            _kill(instance, descendants(instance.pid))
 
     def test_a_killed_vmm_is_seen_as_ended(self, launcher: Any, launch_spec: LaunchSpec) -> None:
         """SIGKILL of the VMM: ``wait`` reports the signal, ``alive`` turns False, ``kill`` stays safe."""
         instance = launcher.launch(launch_spec)
+        started = descendants(instance.pid)
         try:
             os.kill(instance.pid, signal.SIGKILL)
             assert instance.wait(30) == -signal.SIGKILL
             assert not instance.alive()
             instance.kill()
         finally:
-            instance.kill()
+            _kill(instance, started)
 
     def test_a_failed_launch_raises_and_leaves_no_process(
         self, launcher: Any, broken_spec: LaunchSpec
@@ -317,3 +318,11 @@ class SeedBuilderContract:
         disk = seed_builder.build(vm, cloud_init, directory)
         assert isinstance(disk, DiskSpec)
         assert disk.path.is_file() and disk.path.resolve().is_relative_to(directory.resolve())
+
+
+def _kill(instance: Any, started: list[int]) -> None:
+    """Kill the VMM of ``instance``, then the processes it had ``started``: a guest's processes end
+    with its VMM, but those of a stand-in that runs the guest's agent on the host would not.
+    """
+    instance.kill()
+    kill_all(started)

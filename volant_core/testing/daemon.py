@@ -152,6 +152,7 @@ def running_daemon(
         yield running
     finally:
         try:
+            running.daemon.deployments.stop()  # or it would create again the members deleted below
             for vm in running.daemon.orchestrator.list_vms():
                 with contextlib.suppress(NotFoundError):  # gone meanwhile (a deployment scaled down)
                     running.daemon.orchestrator.delete_vm(vm.name)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from volant_core.channels import UnixSocketChannel
+from volant_core.testing.processes import descendants, kill_all
 from volant_core.testing.waiting import free_port
 
 #: The agent package run by default (``python -m``).
@@ -150,8 +151,10 @@ class KestrelHost:
 
     def stop(self, grace: float = STOP_GRACE) -> int:
         """SIGTERM kestrel's process group (kestrel stops its workload, then exits), SIGKILL it after
-        ``grace`` seconds; reap it and return its exit status. A no-op when it already exited.
+        ``grace`` seconds; reap it and return its exit status. A no-op when it already exited. What
+        kestrel had started and left running (a kestrel that had to be killed) is killed after it.
         """
+        started = descendants(self.process.pid)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self.process.poll() is not None:
                 break
@@ -159,7 +162,9 @@ class KestrelHost:
                 os.killpg(self.process.pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(grace)
-        return self.process.wait(grace)
+        status = self.process.wait(grace)
+        kill_all(started)
+        return status
 
     def restart(self) -> None:
         """Stop kestrel (and so its workload) and start it again on the same socket and manifest."""

@@ -81,14 +81,21 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def kill_mentioning(text: str) -> list[int]:
-    """SIGKILL every process :func:`processes_mentioning` finds; return their pids."""
-    pids = processes_mentioning(text)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """SIGKILL every process :func:`processes_mentioning` finds, and their descendants (a kestrel run
+    on the host leaves its workload otherwise: its command line need not mention ``text``); return
+    their pids.
+    """
+    found = processes_mentioning(text)
+    pids = list(dict.fromkeys([*found, *(child for pid in found for child in descendants(pid))]))
+    kill_all(pids)
     return pids
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL each of ``pids`` that still runs."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def descendants(pid: int) -> list[int]:
