@@ -86,7 +86,7 @@ def kill_mentioning(text: str) -> list[int]:
     their pids.
     """
     found = processes_mentioning(text)
-    pids = list(dict.fromkeys([*found, *(child for pid in found for child in descendants(pid))]))
+    pids = list(dict.fromkeys([*found, *descendants(*found)]))
     kill_all(pids)
     return pids
 
@@ -98,8 +98,12 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def descendants(pid: int) -> list[int]:
-    """Pids of the live children of ``pid``, their children and so on (parents before children)."""
+def descendants(*roots: int) -> list[int]:
+    """Pids of the live children of the ``roots``, their children and so on (parents before
+    children), from one reading of ``/proc``.
+    """
+    if not roots:
+        return []
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -111,7 +115,7 @@ def descendants(pid: int) -> list[int]:
         if fields[0] != "Z":
             children.setdefault(int(fields[1]), []).append(int(entry.name))
     found: list[int] = []
-    pending = list(children.get(pid, ()))
+    pending = [child for root in roots for child in children.get(root, ())]
     while pending:
         child = pending.pop(0)
         found.append(child)
